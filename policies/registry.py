@@ -1,0 +1,99 @@
+"""Policy registry and the thin public entry point :func:`solve`.
+
+Like networkx's algorithm dispatch: one public function, pluggable implementations looked up by name.
+A policy is a class with keyword-only parameters and a ``route(problem) -> RoutingResult`` method;
+instances may keep state between batches (``round_robin``'s cursor, ``random``'s generator), which is
+why the simulator builds one instance per run with :func:`make_policy` rather than calling ``solve``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+from policies.errors import InvalidParameterError, UnknownPolicyError
+from policies.problem import RoutingProblem
+from policies.result import RoutingResult
+
+
+class Policy:
+    """Base class. Subclasses set ``name`` and implement :meth:`_route`."""
+
+    name: ClassVar[str] = ""
+    #: True when the policy looks at ``problem.true_quality`` (oracle); the simulator fills it only then.
+    needs_true_quality: ClassVar[bool] = False
+    #: True when the policy routes jointly over the batch (False: one query at a time).
+    batch_level: ClassVar[bool] = False
+
+    def route(self, problem: RoutingProblem) -> RoutingResult:
+        """Route one batch; times the call and stores it in ``solve_time_s``."""
+        t0 = time.perf_counter()
+        result = self._route(problem)
+        result.solve_time_s = time.perf_counter() - t0
+        result.info.setdefault("policy", self.name)
+        return result
+
+    def _route(self, problem: RoutingProblem) -> RoutingResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+P = TypeVar("P", bound=type[Policy])
+_REGISTRY: dict[str, type[Policy]] = {}
+
+
+def register(name: str) -> Callable[[P], P]:
+    """Class decorator adding a policy to the registry under ``name``."""
+
+    def deco(cls: P) -> P:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"policy name {name!r} registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def available_policies() -> list[str]:
+    """Sorted names of every registered policy."""
+    return sorted(_REGISTRY)
+
+
+def policy_class(name: str) -> type[Policy]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownPolicyError(
+            f"unknown policy {name!r}; valid names: {', '.join(available_policies())}"
+        ) from None
+
+
+def policy_parameters(name: str) -> list[str]:
+    """Names of the keyword parameters policy ``name`` accepts."""
+    sig = inspect.signature(policy_class(name).__init__)
+    return [p for p in sig.parameters if p != "self"]
+
+
+def make_policy(name: str, **params: Any) -> Policy:
+    """Instantiate policy ``name``; an unknown or ill-typed parameter raises InvalidParameterError."""
+    cls = policy_class(name)
+    accepted = policy_parameters(name)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise InvalidParameterError(
+            f"policy {name!r} does not accept parameter(s) {', '.join(unknown)}; "
+            f"accepted: {', '.join(accepted) or '(none)'}"
+        )
+    try:
+        return cls(**params)
+    except InvalidParameterError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(f"policy {name!r}: {exc}") from exc
+
+
+def solve(problem: RoutingProblem, policy: str = "milp", **params: Any) -> RoutingResult:
+    """Route one batch with the named policy (a fresh instance, so no state carries over)."""
+    return make_policy(policy, **params).route(problem)

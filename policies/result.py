@@ -1,0 +1,137 @@
+"""Result of a policy on one batch, and the independent constraint checker.
+
+``RoutingResult`` mirrors scipy's ``OptimizeResult``: the assignment plus the numbers a caller wants
+without recomputing them. ``check_assignment`` is the single place that decides whether an assignment
+satisfies a problem; the dispatcher and the tests both call it, so a policy cannot grade itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from policies.problem import REJECT, IntArray, ProblemForm, RoutingProblem
+
+# Absolute slack when comparing sums of floats against budget / alpha rows.
+TOL = 1e-9
+
+STATUS_OPTIMAL = "optimal"  # proven optimal (exact solvers)
+STATUS_FEASIBLE = "feasible"  # satisfies every constraint, optimality not proven
+STATUS_INFEASIBLE = "infeasible"  # no assignment satisfies the constraints; ``assignment`` may be best effort
+STATUS_UNCONSTRAINED = "feasible"  # alias used by per-query rules
+
+
+@dataclass
+class Evaluation:
+    """Objective terms and constraint violations of an assignment (see :func:`check_assignment`)."""
+
+    total_cost: float
+    total_quality: float
+    mean_quality: float
+    loads: IntArray
+    violations: list[str]
+
+    @property
+    def feasible(self) -> bool:
+        return not self.violations
+
+
+def check_assignment(problem: RoutingProblem, assignment: np.ndarray, tol: float = TOL) -> Evaluation:
+    """Evaluate ``assignment`` against every constraint of ``problem``.
+
+    Returns the objective terms and a list of human-readable violations (empty when feasible).
+    Mean quality is over all n queries, rejected ones counting as 0 (the same convention as the
+    simulator's accuracy).
+    """
+    a = np.asarray(assignment)
+    n, m = problem.n, problem.m
+    violations: list[str] = []
+    if a.shape != (n,):
+        return Evaluation(float("nan"), float("nan"), float("nan"), np.zeros(m, np.int64),
+                          [f"assignment has shape {a.shape}, expected ({n},)"])
+    if not np.issubdtype(a.dtype, np.integer):
+        if not np.all(np.equal(np.mod(a, 1), 0)):
+            return Evaluation(float("nan"), float("nan"), float("nan"), np.zeros(m, np.int64),
+                              ["assignment has non-integer entries"])
+        a = a.astype(np.int64)
+    bad = (a < REJECT) | (a >= m)
+    if np.any(bad):
+        return Evaluation(float("nan"), float("nan"), float("nan"), np.zeros(m, np.int64),
+                          [f"assignment has {int(bad.sum())} entries outside [-1, {m - 1}]"])
+    routed = a >= 0
+    rows = np.nonzero(routed)[0]
+    cols = a[routed]
+    total_cost = float(problem.cost[rows, cols].sum())
+    total_quality = float(problem.quality[rows, cols].sum())
+    mean_quality = total_quality / n if n else 1.0
+    loads = np.bincount(cols, minlength=m).astype(np.int64)
+    n_rej = int(n - routed.sum())
+    if n_rej and not problem.allow_reject:
+        violations.append(f"{n_rej} queries rejected but allow_reject is False")
+    cap = problem.capacity
+    assert cap is not None
+    over = np.nonzero(loads > cap + tol)[0]
+    for j in over:
+        violations.append(f"capacity of {problem.model_label(int(j))}: load {loads[j]} > {cap[j]:g}")
+    if problem.budget is not None and total_cost > problem.budget + tol * max(1.0, problem.budget):
+        violations.append(f"budget: cost {total_cost:.6g} > {problem.budget:.6g}")
+    if problem.min_quality is not None and n and mean_quality < problem.min_quality - tol:
+        violations.append(f"min_quality: mean {mean_quality:.6g} < {problem.min_quality:.6g}")
+    return Evaluation(total_cost, total_quality, mean_quality, loads, violations)
+
+
+@dataclass
+class RoutingResult:
+    """What :func:`policies.solve` returns.
+
+    ``objective`` is Σ quality for max-quality problems and Σ cost for min-cost problems, evaluated by
+    :func:`check_assignment` (never by the solver itself). ``status`` is ``optimal``, ``feasible`` or
+    ``infeasible``; when infeasible, ``assignment`` is the best-effort one and ``violations`` names each
+    violated constraint, and ``message`` says why.
+    """
+
+    assignment: IntArray
+    objective: float
+    total_cost: float
+    mean_quality: float
+    status: str
+    solve_time_s: float = 0.0
+    message: str = ""
+    violations: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        return self.status != STATUS_INFEASIBLE
+
+    @classmethod
+    def build(
+        cls,
+        problem: RoutingProblem,
+        assignment: np.ndarray,
+        status: str,
+        *,
+        solve_time_s: float = 0.0,
+        message: str = "",
+        info: dict[str, Any] | None = None,
+    ) -> RoutingResult:
+        """Evaluate ``assignment`` and downgrade a claimed success to ``infeasible`` if it violates anything."""
+        a = np.asarray(assignment, dtype=np.int64)
+        ev = check_assignment(problem, a)
+        if ev.violations and status != STATUS_INFEASIBLE:
+            status = STATUS_INFEASIBLE
+            message = message or "assignment violates: " + "; ".join(ev.violations)
+        objective = ev.total_cost if problem.form is ProblemForm.MIN_COST else ev.total_quality
+        return cls(
+            assignment=a,
+            objective=objective,
+            total_cost=ev.total_cost,
+            mean_quality=ev.mean_quality,
+            status=status,
+            solve_time_s=solve_time_s,
+            message=message,
+            violations=ev.violations,
+            info=dict(info or {}),
+        )

@@ -1,0 +1,1 @@
+"""The SimPy engine: model instances doing continuous batching, grouped into deployments."""

@@ -1,0 +1,49 @@
+"""A request as the engine sees it; the dispatcher creates it, the instance fills its timestamps."""
+
+from __future__ import annotations
+
+import math
+
+
+class Request:
+    """One query sent to one model instance.
+
+    ``prompt_tokens`` and ``output_tokens`` (>= 1; the first output token comes out of prefill) are
+    fixed at creation. The engine sets ``instance``, ``enqueue_time``, ``start_time`` (admission into the
+    running batch, when prefill begins), ``first_token_time`` (end of prefill) and ``finish_time``.
+    ``rid`` indexes the metrics' columnar arrays.
+    """
+
+    __slots__ = (
+        "rid",
+        "prompt_tokens",
+        "output_tokens",
+        "instance",
+        "enqueue_time",
+        "start_time",
+        "first_token_time",
+        "finish_time",
+        "_finish_at",
+    )
+
+    def __init__(self, rid: int, prompt_tokens: int, output_tokens: int) -> None:
+        self.rid = rid
+        self.prompt_tokens = int(prompt_tokens)
+        self.output_tokens = max(1, int(output_tokens))
+        self.instance = -1
+        self.enqueue_time = math.nan
+        self.start_time = math.nan
+        self.first_token_time = math.nan
+        self.finish_time = math.nan
+        self._finish_at = 0  # engine-private bookkeeping
+
+    @property
+    def kv_tokens(self) -> int:
+        """KV-cache tokens reserved at admission: the full eventual context (no preemption modelled)."""
+        return self.prompt_tokens + self.output_tokens
+
+    def __repr__(self) -> str:
+        return (
+            f"Request(rid={self.rid}, prompt={self.prompt_tokens}, out={self.output_tokens}, "
+            f"start={self.start_time}, first={self.first_token_time}, finish={self.finish_time})"
+        )

@@ -1,0 +1,38 @@
+"""User-facing errors of the simulator.
+
+Anything the user can get wrong (scenario YAML, trace and dataset files, CLI arguments) raises
+:class:`InputError` with the file, the location (field path or line) and what was expected. The CLI turns
+it into one message and exit code 2, with no traceback and no partial output.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(Exception):
+    """Bad user input. ``where`` is a field path like ``deployments[1].tp`` or ``line 12``."""
+
+    def __init__(self, message: str, *, file: str | Path | None = None, where: str | None = None) -> None:
+        self.file = str(file) if file is not None else None
+        self.where = where
+        self.detail = message
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        loc = ""
+        if self.file and self.where:
+            loc = f"{self.file}: {self.where}: "
+        elif self.file:
+            loc = f"{self.file}: "
+        elif self.where:
+            loc = f"{self.where}: "
+        return f"{loc}{self.detail}"
+
+
+class ScenarioError(InputError):
+    """A scenario is valid YAML and schema, but inconsistent (e.g. a deployment does not fit its GPUs)."""
+
+
+class DataError(InputError):
+    """A trace or dataset file is missing, unreadable or malformed."""

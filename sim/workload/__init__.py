@@ -1,0 +1,1 @@
+"""Workload: arrival processes, query pools (synthetic or real datasets), adversarial ordering, traces."""
