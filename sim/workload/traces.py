@@ -1,0 +1,318 @@
+"""Real arrival traces: loading (Azure LLM inference 2023 CSV, Mooncake JSONL) and replay.
+
+Loaders turn a file into :class:`~sim.workload.arrivals.Arrivals` with the trace's own token counts,
+times in seconds relative to the first row. Anything wrong with the file is a
+:class:`~sim.errors.DataError` naming the file, the line (1-based; a CSV header is line 1) and what was
+expected, because a trace is user input and a traceback from deep inside numpy helps nobody.
+
+Order. A trace is a time series: rows must be in non-decreasing time. Out-of-order rows usually mean a
+concatenated or hand-edited file, so by default they are an error naming the first offending line.
+``sort=True`` accepts them and sorts stably (rows with equal times keep their file order), and times
+are then relative to the earliest row.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from numpy.typing import NDArray
+
+from sim.errors import DataError
+from sim.workload.arrivals import Arrivals
+
+AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+MOONCAKE_KEYS = ("timestamp", "input_length", "output_length")
+_AZURE_EXAMPLE = "2023-11-16 18:17:03.9799600"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared helpers
+# ---------------------------------------------------------------------------------------------------
+
+
+def _open_checked(path: Path, kind: str) -> None:
+    """Fail early, with the file named, when the path cannot be read at all."""
+    if not path.exists():
+        raise DataError(f"file not found; expected {kind}", file=path)
+    if path.is_dir():
+        raise DataError(f"is a directory; expected {kind} file", file=path)
+
+
+def _tokens(values: list[str], column: str, lines: list[int], path: Path) -> NDArray[np.int64]:
+    """Parse non-negative integer token counts; on failure, find and name the first bad line."""
+    try:
+        out = np.array(values, dtype=np.str_).astype(np.int64)
+    except (ValueError, OverflowError):
+        out = None
+    if out is not None and (len(out) == 0 or out.min() >= 0):
+        return out
+    for value, line in zip(values, lines, strict=True):
+        try:
+            ok = 0 <= int(value) < 2**63
+        except ValueError:
+            ok = False
+        if not ok:
+            raise DataError(
+                f"{column} = {value!r}; expected a non-negative integer token count",
+                file=path,
+                where=f"line {line}",
+            )
+    raise AssertionError("unreachable: vectorised parse failed but every row parsed")  # pragma: no cover
+
+
+def _order(keys: np.ndarray, shown: list[str], lines: list[int], path: Path, sort: bool) -> np.ndarray:
+    """Permutation putting rows in time order: identity when sorted, else stable sort or DataError."""
+    back = np.flatnonzero(np.diff(keys) < 0)
+    if back.size == 0:
+        return np.arange(len(keys))
+    if not sort:
+        i = int(back[0]) + 1
+        raise DataError(
+            f"time {shown[i]} is earlier than the previous row's {shown[i - 1]}; expected rows in "
+            "non-decreasing time (pass sort=True to sort the trace stably)",
+            file=path,
+            where=f"line {lines[i]}",
+        )
+    return np.argsort(keys, kind="stable")
+
+
+def _arrivals(
+    times_s: np.ndarray,
+    group_keys: np.ndarray | None,
+    prompt: NDArray[np.int64],
+    output: NDArray[np.int64],
+) -> Arrivals:
+    if group_keys is None:
+        group = np.arange(len(times_s), dtype=np.int64)
+    else:
+        group = np.concatenate([[0], np.cumsum(np.diff(group_keys) != 0)]).astype(np.int64)
+    return Arrivals(
+        times=np.asarray(times_s, dtype=np.float64), group=group, prompt_tokens=prompt, output_tokens=output
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Azure LLM inference trace 2023 (CSV)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _azure_rows(path: Path) -> tuple[list[list[str]], list[int]]:
+    """Data rows as [timestamp, context, generated] strings, with their 1-based line numbers."""
+    expected = ",".join(AZURE_COLUMNS)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader, [])]
+            if not any(header):
+                raise DataError(f"empty file; expected a header {expected}", file=path, where="line 1")
+            missing = [c for c in AZURE_COLUMNS if c not in header]
+            if missing:
+                raise DataError(
+                    f"missing column {missing[0]!r}; expected a header {expected}", file=path, where="line 1"
+                )
+            pick = [header.index(c) for c in AZURE_COLUMNS]
+            rows, lines = [], []
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue  # blank line (e.g. a trailing newline)
+                if len(row) != len(header):
+                    raise DataError(
+                        f"{len(row)} fields; expected {len(header)} ({','.join(header)})",
+                        file=path,
+                        where=f"line {reader.line_num}",
+                    )
+                rows.append([row[i].strip() for i in pick])
+                lines.append(reader.line_num)
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text ({e.reason}); expected a CSV file", file=path) from None
+    except csv.Error as e:
+        raise DataError(f"malformed CSV ({e})", file=path) from None
+    if not rows:
+        raise DataError("no data rows; expected at least one request after the header", file=path)
+    return rows, lines
+
+
+def _azure_timestamps(stamps: list[str], lines: list[int], path: Path) -> NDArray[np.int64]:
+    """Datetime strings → int64 nanoseconds (exact: 7 fractional digits are 100 ns ticks)."""
+    try:
+        ns = np.array(stamps, dtype="datetime64[ns]").view(np.int64)
+    except ValueError:
+        ns = None
+    if ns is not None and not np.any(ns == np.iinfo(np.int64).min):  # NaT parses but is not a time
+        return ns
+    for value, line in zip(stamps, lines, strict=True):
+        try:
+            ok = not np.isnat(np.datetime64(value, "ns"))
+        except ValueError:
+            ok = False
+        if not ok:
+            raise DataError(
+                f"TIMESTAMP = {value!r}; expected a datetime like {_AZURE_EXAMPLE!r}",
+                file=path,
+                where=f"line {line}",
+            )
+    raise AssertionError("unreachable: vectorised parse failed but every row parsed")  # pragma: no cover
+
+
+def load_azure_csv(path: str | Path, *, sort: bool = False) -> Arrivals:
+    """Load an Azure LLM inference 2023 trace (``TIMESTAMP,ContextTokens,GeneratedTokens``).
+
+    TIMESTAMP is a datetime string with up to 9 fractional digits (the published files have 7). It is
+    parsed to integer nanoseconds before subtracting the first row, so requests 100 ns apart stay
+    distinct and ordered; seconds are then float64, exact to well under 1 ns over a 100-day trace.
+    Every request is its own group. Extra columns are ignored; blank lines are skipped.
+    """
+    path = Path(path)
+    _open_checked(path, "an Azure LLM inference trace CSV")
+    rows, lines = _azure_rows(path)
+    stamps, context, generated = (list(col) for col in zip(*rows, strict=True))
+    ns = _azure_timestamps(stamps, lines, path)
+    prompt = _tokens(context, "ContextTokens", lines, path)
+    output = _tokens(generated, "GeneratedTokens", lines, path)
+    order = _order(ns, stamps, lines, path, sort)
+    ns, prompt, output = ns[order], prompt[order], output[order]
+    return _arrivals((ns - ns[0]) / 1e9, None, prompt, output)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Mooncake trace (JSON lines, optionally gzipped)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _text_lines(path: Path) -> Iterator[str]:
+    """Lines of a text or gzip file (recognised by its magic bytes, whatever the name says)."""
+    with path.open("rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+    stream: IO[str]
+    if gzipped:
+        stream = io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    else:
+        stream = path.open(encoding="utf-8")
+    with stream:
+        yield from stream
+
+
+def _mooncake_number(obj: dict[str, object], key: str, path: Path, line: int, integer: bool) -> float:
+    value = obj[key]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = math.inf if isinstance(value, int) and abs(value) >= 2**53 else float(value)
+        if math.isfinite(number) and (not integer or (number.is_integer() and number >= 0)):
+            return number
+    what = "a non-negative integer token count" if integer else "a finite number of milliseconds"
+    raise DataError(f"{key} = {value!r}; expected {what}", file=path, where=f"line {line}")
+
+
+def _mooncake_row(text: str, path: Path, line: int) -> tuple[float, float, float]:
+    keys = ", ".join(MOONCAKE_KEYS)
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(
+            f"invalid JSON ({e.msg} at column {e.colno}); expected one object per line with keys {keys}",
+            file=path,
+            where=f"line {line}",
+        ) from None
+    if not isinstance(obj, dict):
+        raise DataError(f"a JSON {type(obj).__name__}; expected an object", file=path, where=f"line {line}")
+    for key in MOONCAKE_KEYS:
+        if key not in obj:
+            raise DataError(f"missing key {key!r}; expected keys {keys}", file=path, where=f"line {line}")
+    return (
+        _mooncake_number(obj, "timestamp", path, line, integer=False),
+        _mooncake_number(obj, "input_length", path, line, integer=True),
+        _mooncake_number(obj, "output_length", path, line, integer=True),
+    )
+
+
+def _mooncake_rows(path: Path) -> tuple[list[tuple[float, float, float]], list[int]]:
+    rows, lines = [], []
+    line = 0
+    try:
+        for line, text in enumerate(_text_lines(path), start=1):
+            if text.strip():
+                rows.append(_mooncake_row(text, path, line))
+                lines.append(line)
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text ({e.reason})", file=path, where=f"line {line + 1}") from None
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; truncated gzip is EOFError
+        raise DataError(f"unreadable gzip data ({e})", file=path, where=f"line {line + 1}") from None
+    if not rows:
+        raise DataError("no requests; expected one JSON object per line", file=path)
+    return rows, lines
+
+
+def load_mooncake_jsonl(
+    path: str | Path, *, group_same_timestamp: bool = False, sort: bool = False
+) -> Arrivals:
+    """Load a Mooncake trace: one JSON object per line with ``timestamp`` (ms), ``input_length``,
+    ``output_length`` (other keys such as ``hash_ids`` are ignored). ``.jsonl`` or gzipped.
+
+    Mooncake requests arrive in ticks (many rows share a timestamp). By default each row is still its
+    own arrival (group = arange): they reach the router at the same instant but are not a batch.
+    ``group_same_timestamp=True`` makes each tick one group, for batch-level routing experiments.
+    """
+    path = Path(path)
+    _open_checked(path, "a Mooncake trace (.jsonl or .jsonl.gz)")
+    rows, lines = _mooncake_rows(path)
+    ms, prompt_f, output_f = (np.array(col, dtype=np.float64) for col in zip(*rows, strict=True))
+    order = _order(ms, [f"{t:g} ms" for t in ms], lines, path, sort)
+    ms = ms[order]
+    prompt, output = prompt_f[order].astype(np.int64), output_f[order].astype(np.int64)
+    return _arrivals((ms - ms[0]) / 1000.0, ms if group_same_timestamp else None, prompt, output)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Replay
+# ---------------------------------------------------------------------------------------------------
+
+
+def replay(
+    arrivals: Arrivals,
+    time_scale: float = 1.0,
+    start_s: float | None = None,
+    duration_s: float | None = None,
+    max_queries: int | None = None,
+) -> Arrivals:
+    """A trace run at ``time_scale``× its rate, optionally restricted to a window.
+
+    The window is on the trace's own clock: arrivals with ``start_s <= t < start_s + duration_s``
+    (start 0 and no end by default), then at most the first ``max_queries`` of them. Times become
+    ``(t - start_s) / time_scale``, so the gap before the window's first arrival is kept. To fill a
+    simulation of D seconds at k×, pass ``duration_s = D * k``.
+
+    With the defaults the result is the trace itself: same count, same times, same mean rate; at k× the
+    count is unchanged and every gap shrinks by k, so the mean rate is exactly k times the trace's.
+    Groups are renumbered from 0; ``max_queries`` may cut the last group short.
+    """
+    if not (math.isfinite(time_scale) and time_scale > 0):
+        raise ValueError(f"time_scale must be finite and > 0, got {time_scale!r}")
+    start = 0.0 if start_s is None else float(start_s)
+    if not (math.isfinite(start) and start >= 0):
+        raise ValueError(f"start_s must be finite and >= 0, got {start_s!r}")
+    if duration_s is not None and not (math.isfinite(duration_s) and duration_s >= 0):
+        raise ValueError(f"duration_s must be finite and >= 0, got {duration_s!r}")
+    if max_queries is not None and (isinstance(max_queries, bool) or max_queries < 0):
+        raise ValueError(f"max_queries must be an integer >= 0, got {max_queries!r}")
+    lo = int(np.searchsorted(arrivals.times, start, side="left"))
+    hi = arrivals.n if duration_s is None else int(np.searchsorted(arrivals.times, start + duration_s))
+    if max_queries is not None:
+        hi = min(hi, lo + int(max_queries))
+    hi = max(hi, lo)
+    window = slice(lo, hi)
+    group = arrivals.group[window]
+    group = np.concatenate([[0], np.cumsum(np.diff(group) != 0)]).astype(np.int64) if len(group) else group
+    times = arrivals.times[window] - start if start else arrivals.times[window]
+    return Arrivals(
+        times=times / time_scale if time_scale != 1.0 else times.copy(),
+        group=group,
+        prompt_tokens=None if arrivals.prompt_tokens is None else arrivals.prompt_tokens[window].copy(),
+        output_tokens=None if arrivals.output_tokens is None else arrivals.output_tokens[window].copy(),
+    )
