@@ -1,0 +1,113 @@
+"""Engine speed: simulated requests per wall-clock second of a full llmsim run vs a bare SimPy M/M/c loop.
+
+Both are timed in the same process, one after the other, on the same number of requests, so the ratio
+is meaningful on any machine. Target (issue 3): llmsim ≥ 30 % of the bare loop's rate. For scale, the
+best-known Python LLM-serving simulator does about 1,000 simulated requests/s on a 2-core machine.
+
+    python benchmarks/engine_speed.py            # 100,000 requests
+    python benchmarks/engine_speed.py --n 20000  # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from collections.abc import Generator
+
+import numpy as np
+import simpy
+import yaml
+
+from sim.config import parse_scenario
+from sim.runner import run
+
+MODELS = [  # name, params_b, strength, price in/out per Mtok, instances, tp, per-token prefill, decode base
+    ("llama-8b", 8, 0.30, 0.05, 0.08, 4, 1, 1.0e-4, 0.012),
+    ("qwen-32b", 32, 0.50, 0.20, 0.30, 3, 2, 2.0e-4, 0.022),
+    ("llama-70b", 70, 0.65, 0.60, 0.80, 2, 4, 2.5e-4, 0.030),
+    ("frontier", 405, 0.85, 3.00, 15.0, 1, 8, 4.0e-4, 0.045),
+]
+
+
+def cluster_scenario(n: int, rate: float) -> dict:  # type: ignore[type-arg]
+    """A 10-instance, 4-model cluster routed by threshold_greedy, one query at a time."""
+    models, deps = [], []
+    for name, size, strength, pin, pout, inst, tp, pre, dec in MODELS:
+        models.append({
+            "name": name, "params_b": size, "bytes_per_param": 1 if size > 100 else 2,
+            "kv_bytes_per_token": 131072, "price_in_per_mtok": pin, "price_out_per_mtok": pout,
+            "strength": strength,
+            "latency": {"H100": {"prefill_base_s": 0.01, "prefill_per_token_s": pre, "decode_base_s": dec,
+                                 "decode_per_seq_s": 2e-4, "decode_per_ctx_token_s": 5e-8}},
+        })
+        deps.append({"model": name, "gpu": "H100", "tp": tp, "instances": inst, "max_seqs": 128})
+    return {
+        "name": "engine_speed", "seed": 1, "num_queries": n,
+        "gpus": [{"name": "H100", "memory_gib": 80, "cost_per_hour": 3.5, "count": 64}],
+        "models": models, "deployments": deps,
+        "workload": {"arrivals": {"type": "poisson", "rate": rate}, "pool": {"type": "synthetic"}},
+        "router": {"policy": "threshold_greedy", "params": {"alpha": 0.7}},
+        "outputs": {"requests": False, "batches": False},
+    }
+
+
+def bare_mmc(n: int, lam: float, mu: float, c: int, seed: int = 0) -> float:
+    """The textbook SimPy M/M/c: a source process and one process per customer on a Resource."""
+    rng = np.random.default_rng(seed)
+    gaps = rng.exponential(1 / lam, n)
+    services = rng.exponential(1 / mu, n)
+    env = simpy.Environment()
+    server = simpy.Resource(env, capacity=c)
+    done = [0]
+
+    def customer(s: float) -> Generator[simpy.Event, None, None]:
+        with server.request() as req:
+            yield req
+            yield env.timeout(s)
+        done[0] += 1
+
+    def source() -> Generator[simpy.Event, None, None]:
+        for gap, s in zip(gaps.tolist(), services.tolist(), strict=True):
+            yield env.timeout(gap)
+            env.process(customer(s))
+
+    t0 = time.perf_counter()
+    env.process(source())
+    env.run()
+    wall = time.perf_counter() - t0
+    assert done[0] == n
+    return wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100_000, help="requests per run")
+    ap.add_argument("--rate", type=float, default=20.0, help="llmsim arrival rate (queries/s)")
+    args = ap.parse_args()
+    sc = parse_scenario(yaml.safe_dump(cluster_scenario(args.n, args.rate)), file="<engine_speed>")
+
+    t0 = time.perf_counter()
+    res = run(copy.deepcopy(sc))
+    llmsim_wall = time.perf_counter() - t0
+    bare_wall = bare_mmc(args.n, lam=8.0, mu=1.0, c=10)
+
+    llmsim_rate = args.n / llmsim_wall
+    bare_rate = args.n / bare_wall
+    rows = [
+        ("llmsim full run (10 instances, 4 models, threshold_greedy)", llmsim_wall, llmsim_rate),
+        ("bare SimPy M/M/c loop (c = 10)", bare_wall, bare_rate),
+    ]
+    print(f"requests per run: {args.n:,}")
+    print(f"{'what':<62} {'wall s':>8} {'requests/s':>12}")
+    for name, wall, rate in rows:
+        print(f"{name:<62} {wall:>8.2f} {rate:>12,.0f}")
+    ratio = llmsim_rate / bare_rate
+    print(f"ratio llmsim / bare: {ratio:.2f}  (target >= 0.30: {'met' if ratio >= 0.30 else 'NOT met'})")
+    q = res.summary["queries"]
+    print(f"check: {q['completed']:,} completed, {q['rejected']} rejected; "
+          f"accuracy {res.summary['accuracy']:.3f}; sim time {res.summary['sim_time_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

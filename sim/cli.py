@@ -1,0 +1,223 @@
+"""The ``llmsim`` command line.
+
+Every user error (scenario, data files, arguments) ends as one message on stderr and exit code 2, with
+no traceback and no partial output; see :class:`sim.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from policies import PolicyError, available_policies, policy_class, policy_parameters
+from reports.table import summary_rows
+from sim import __version__
+from sim.errors import InputError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="llmsim: simulate multi-LLM serving clusters with cost-, capacity- and quality-aware routing.",
+)
+err = Console(stderr=True)
+out = Console()
+
+DEFAULT_SCENARIO = "quickstart.yaml"
+
+
+def _fail(exc: BaseException) -> None:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _default_scenario_text() -> tuple[str, str]:
+    ref = resources.files("sim").joinpath("scenarios", DEFAULT_SCENARIO)
+    return ref.read_text(encoding="utf-8"), f"<embedded {DEFAULT_SCENARIO}>"
+
+
+def _apply_overrides(text: str, file: str, sets: list[str]) -> str:
+    """Apply ``--set a.b.c=value`` overrides (value parsed as YAML) to the scenario text."""
+    if not sets:
+        return text
+    data = yaml.safe_load(text)
+    for item in sets:
+        if "=" not in item:
+            raise InputError(f"--set expects KEY.PATH=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        node: Any = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            elif isinstance(node, dict):
+                node = node.setdefault(part, {})
+            else:
+                raise InputError(f"--set {key}: {part!r} does not name a mapping key or list index", file=file)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise InputError(f"--set {key}: value {raw!r} is not valid YAML") from None
+        last = parts[-1]
+        if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+            node[int(last)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise InputError(f"--set {key}: cannot set {last!r} here", file=file)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def _load(scenario: Path | None, sets: list[str]) -> Any:
+    from sim.config.load import parse_scenario
+
+    if scenario is None:
+        text, name = _default_scenario_text()
+        base = None
+    else:
+        if not scenario.exists():
+            raise InputError("scenario file not found", file=scenario)
+        if scenario.is_dir():
+            raise InputError("expected a scenario YAML file, got a directory", file=scenario)
+        try:
+            text = scenario.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read the file: {exc}", file=scenario) from None
+        name, base = str(scenario), scenario.resolve().parent
+    text = _apply_overrides(text, name, sets)
+    return parse_scenario(text, file=name, base_dir=base)
+
+
+class _LazyProgress:
+    """A progress bar that appears only if the run is still going after ``delay_s`` (and on a terminal)."""
+
+    def __init__(self, label: str, delay_s: float = 2.0, enabled: bool = True) -> None:
+        self.t0 = time.perf_counter()
+        self.delay_s = delay_s
+        self.enabled = enabled and err.is_terminal
+        self.label = label
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __call__(self, frac: float) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            if time.perf_counter() - self.t0 < self.delay_s:
+                return
+            from rich.progress import BarColumn, Progress, TimeElapsedColumn
+
+            self.bar = Progress("[progress.description]{task.description}", BarColumn(),
+                                "{task.percentage:>3.0f}%", TimeElapsedColumn(), console=err, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=1.0)
+        self.bar.update(self.task, completed=frac)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@app.command()
+def run(
+    scenario: Annotated[
+        Path | None, typer.Argument(help="Scenario YAML (default: the embedded quickstart scenario).")
+    ] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder (default: runs/<name>-<policy>-s<seed>).")] = None,
+    policy: Annotated[str | None, typer.Option(help="Override router.policy.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the scenario seed.")] = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help="Override a field: KEY.PATH=VALUE (YAML value).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run folder path.")] = False,
+) -> None:
+    """Simulate a scenario, write its run folder and print a summary table."""
+    from sim.output import check_out_dir, write_run
+    from sim.runner import run as run_scenario
+
+    overrides = list(sets or [])
+    if policy is not None:
+        overrides.append(f"router.policy={policy}")
+    if seed is not None:
+        overrides.append(f"seed={seed}")
+    try:
+        sc = _load(scenario, overrides)
+        folder = out_dir or Path("runs") / f"{sc.name}-{sc.router.policy}-s{sc.seed}"
+        check_out_dir(folder)
+        bar = _LazyProgress(f"simulating {sc.name}", enabled=not quiet)
+        t0 = time.perf_counter()
+        try:
+            result = run_scenario(sc, progress=bar)
+        finally:
+            bar.close()
+        wall = time.perf_counter() - t0
+        info = {"llmsim_version": __version__, "wall_time_s": wall, "python": sys.version.split()[0],
+                "requests_per_wall_s": result.summary["queries"]["arrived"] / max(wall, 1e-9)}
+        write_run(folder, result, sc.model_dump(mode="json"), info,
+                  requests=sc.outputs.requests, batches=sc.outputs.batches)
+    except (InputError, PolicyError) as exc:
+        _fail(exc)
+        return
+    if quiet:
+        out.print(str(folder))
+        return
+    table = Table(title=f"llmsim run — {folder}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for k, v in summary_rows(result.summary):
+        table.add_row(k, v)
+    out.print(table)
+    out.print(f"wrote {folder}/ (summary.json, requests.parquet, batches.parquet, scenario.yaml) "
+              f"in {wall:.1f} s", highlight=False)
+
+
+@app.command()
+def validate(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML to check.")],
+) -> None:
+    """Check a scenario file without running it."""
+    try:
+        sc = _load(scenario, [])
+    except (InputError, PolicyError) as exc:
+        _fail(exc)
+        return
+    out.print(f"{scenario}: ok ({sc.name}: {len(sc.models)} models, {len(sc.deployments)} deployments, "
+              f"policy {sc.router.policy})")
+
+
+@app.command()
+def policies() -> None:
+    """List the routing policies and their parameters."""
+    table = Table("policy", "kind", "parameters", "description")
+    for name in available_policies():
+        cls = policy_class(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        table.add_row(name, "batch" if cls.batch_level else "per-query",
+                      ", ".join(policy_parameters(name)) or "—", doc)
+    out.print(table)
+
+
+@app.command()
+def calibrate(
+    csv: Annotated[Path, typer.Argument(help="GPU measurement table (Splitwise, LLM-Inference-Bench or canonical).")],
+) -> None:
+    """Fit latency-profile coefficients from a measurement table and print the fit error."""
+    try:
+        from sim.profiles import calibrate_file, format_report
+
+        out.print(format_report(calibrate_file(csv)), highlight=False)
+    except InputError as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""The scenario schema. Every field is documented; unknown keys are rejected.
+
+A scenario is the whole experiment: seed, length, GPU inventory, models, deployments, workload, router
+and outputs. Cross-field checks that need physics (does a deployment fit its GPUs' memory?) live in
+:mod:`sim.config.checks` so this file stays declarative.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+PosInt = Annotated[int, Field(gt=0)]
+Prob = Annotated[float, Field(ge=0, le=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# ----------------------------------------------------------------------------- cluster
+class GPUType(Strict):
+    """A GPU type and how many of it the cluster owns."""
+
+    name: str = Field(description="Name used by models' latency profiles and by deployments, e.g. 'A100-80GB'.")
+    memory_gib: PosFloat = Field(description="Memory per GPU in GiB.")
+    cost_per_hour: NonNegFloat = Field(0.0, description="USD per GPU-hour (self-hosted infrastructure cost).")
+    count: PosInt = Field(description="Number of GPUs of this type in the inventory.")
+
+
+class LatencySpec(Strict):
+    """Latency of a model on a GPU type (see sim.engine.latency.LatencyProfile).
+
+    Prefill of newly admitted requests with P prompt tokens in all takes
+    ``prefill_base_s + prefill_per_token_s·P + prefill_per_token2_s·P²``; one decode iteration with n
+    sequences and ctx context tokens takes ``decode_base_s + decode_per_seq_s·n + decode_per_ctx_token_s·ctx``.
+    """
+
+    prefill_base_s: NonNegFloat = Field(0.0, description="Fixed cost of a prefill step (s).")
+    prefill_per_token_s: NonNegFloat = Field(0.0, description="Prefill seconds per prompt token.")
+    prefill_per_token2_s: NonNegFloat = Field(0.0, description="Quadratic prefill term (attention), s/token².")
+    decode_base_s: NonNegFloat = Field(0.0, description="Fixed cost of a decode iteration (s).")
+    decode_per_seq_s: NonNegFloat = Field(0.0, description="Decode-iteration seconds per running sequence.")
+    decode_per_ctx_token_s: NonNegFloat = Field(
+        0.0, description="Decode-iteration seconds per context token held by the batch (KV reads)."
+    )
+
+
+class ModelSpec(Strict):
+    """A model: its size (for memory), its prices, where its quality comes from, and its latency."""
+
+    name: str = Field(description="Unique model name; the router's columns follow the order of `models`.")
+    params_b: PosFloat = Field(description="Parameters in billions (weights memory = params_b·1e9·bytes_per_param).")
+    bytes_per_param: PosFloat = Field(2.0, description="Bytes per weight (2 = fp16/bf16, 1 = fp8/int8).")
+    kv_bytes_per_token: PosInt = Field(
+        131072,
+        description="KV-cache bytes per token (2·layers·kv_heads·head_dim·bytes; 128 KiB for Llama-3-8B, "
+        "320 KiB for Llama-3-70B).",
+    )
+    price_in_per_mtok: NonNegFloat = Field(0.0, description="USD per million input tokens billed per query.")
+    price_out_per_mtok: NonNegFloat = Field(0.0, description="USD per million output tokens billed per query.")
+    strength: float | None = Field(
+        None, description="Synthetic pool only: ability on the difficulty scale (success = sigmoid(slope·(strength − difficulty))).",
+    )
+    verbosity: PosFloat = Field(1.0, description="Synthetic pool: multiplier on the task's output length.")
+    dataset_model: str | None = Field(
+        None, description="Dataset pools: the model's name in the dataset (default: `name`)."
+    )
+    latency: dict[str, LatencySpec] = Field(
+        description="Latency profile per GPU type; key 'GPU' or 'GPU@tpN' for a profile measured at tensor "
+        "parallel degree N (preferred when the deployment's tp matches).",
+    )
+
+
+class Deployment(Strict):
+    """Instances of one model on one GPU type."""
+
+    model: str = Field(description="Name of a model in `models`.")
+    gpu: str = Field(description="Name of a GPU type in `gpus`.")
+    tp: PosInt = Field(1, description="Tensor-parallel degree: GPUs per instance.")
+    instances: PosInt = Field(1, description="Number of instances.")
+    max_seqs: PosInt = Field(256, description="Max concurrent sequences per instance (continuous batching).")
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.9, description="Fraction of GPU memory usable for weights + KV cache (vLLM's default 0.9)."
+    )
+    queue: Literal["per_instance", "shared"] = Field(
+        "per_instance",
+        description="'per_instance': the dispatcher joins the shortest instance queue; 'shared': one FIFO "
+        "queue per deployment from which free instances pull (M/M/c-like).",
+    )
+    max_queue: Annotated[int, Field(ge=0)] | None = Field(
+        None,
+        description="Queued requests per instance the router may count as capacity (None = unlimited); "
+        "see router.capacity.",
+    )
+
+
+# ----------------------------------------------------------------------------- workload
+class DiurnalModulation(Strict):
+    """rate(t) = rate·(1 + amplitude·sin(2π(t/period_s) + phase))."""
+
+    type: Literal["diurnal"]
+    amplitude: Annotated[float, Field(ge=0, lt=1)] = Field(description="Relative swing, in [0, 1).")
+    period_s: PosFloat = Field(86400.0, description="Period in seconds.")
+    phase: float = Field(0.0, description="Phase in radians.")
+
+
+class PiecewiseModulation(Strict):
+    """rate(t) = rate·multiplier of the last step whose start_s ≤ t."""
+
+    type: Literal["piecewise"]
+    steps: list[tuple[NonNegFloat, NonNegFloat]] = Field(
+        min_length=1, description="[[start_s, multiplier], ...] with increasing start_s, the first at 0."
+    )
+
+
+Modulation = Annotated[DiurnalModulation | PiecewiseModulation, Field(discriminator="type")]
+
+
+class PoissonArrivals(Strict):
+    type: Literal["poisson"]
+    rate: PosFloat = Field(description="Mean arrivals per second.")
+    modulation: Modulation | None = Field(None, description="Optional rate modulation over time.")
+
+
+class GammaArrivals(Strict):
+    type: Literal["gamma"]
+    rate: PosFloat = Field(description="Mean arrivals per second.")
+    cv: PosFloat = Field(description="Coefficient of variation of inter-arrival times (1 = Poisson).")
+    modulation: Modulation | None = Field(None, description="Optional rate modulation over time.")
+
+
+class BatchArrivals(Strict):
+    type: Literal["batch"]
+    batch_size: PosInt = Field(description="Queries per batch (they arrive at the same instant).")
+    interval_s: PosFloat = Field(description="Seconds between batches.")
+
+
+class TraceArrivals(Strict):
+    type: Literal["trace"]
+    path: str = Field(description="Trace file; a relative path is resolved against the scenario file.")
+    format: Literal["azure", "mooncake", "auto"] = Field(
+        "auto", description="'azure' (CSV TIMESTAMP,ContextTokens,GeneratedTokens), 'mooncake' (JSONL), or by extension."
+    )
+    time_scale: PosFloat = Field(1.0, description="Replay at this multiple of the trace's rate.")
+    start_s: NonNegFloat = Field(0.0, description="Skip the trace's first start_s seconds.")
+    use_trace_tokens: bool = Field(
+        True, description="Use the trace's prompt/output token counts instead of the query pool's."
+    )
+
+
+Arrivals = Annotated[
+    PoissonArrivals | GammaArrivals | BatchArrivals | TraceArrivals, Field(discriminator="type")
+]
+
+
+class TaskSpec(Strict):
+    """A task of the synthetic pool (lengths are lognormal, clipped)."""
+
+    name: str = Field(description="Task name.")
+    weight: PosFloat = Field(1.0, description="Relative share of the query mix.")
+    difficulty_a: PosFloat = Field(2.0, description="Difficulty ~ Beta(a, b) on [0, 1]: a.")
+    difficulty_b: PosFloat = Field(2.0, description="Difficulty ~ Beta(a, b) on [0, 1]: b.")
+    prompt_median: PosFloat = Field(1020.0, description="Median prompt tokens.")
+    prompt_sigma: NonNegFloat = Field(1.0, description="Lognormal sigma of prompt tokens.")
+    output_median: PosFloat = Field(129.0, description="Median output tokens.")
+    output_sigma: NonNegFloat = Field(1.0, description="Lognormal sigma of output tokens.")
+    length_dist: Literal["lognormal", "geometric"] = Field(
+        "lognormal",
+        description="'geometric': prompt and output tokens are geometric with means prompt_median and "
+        "output_median (memoryless lengths, for queueing-theory checks).",
+    )
+
+
+class SyntheticPool(Strict):
+    """Synthetic queries: no external data needed."""
+
+    type: Literal["synthetic"]
+    tasks: list[TaskSpec] | None = Field(None, description="Tasks; default: the built-in 4-task mix.")
+    slope: PosFloat = Field(8.0, description="Steepness of success probability vs (strength − difficulty).")
+    max_prompt_tokens: PosInt = Field(16384, description="Prompt tokens are clipped to this.")
+    max_output_tokens: PosInt = Field(4096, description="Output tokens are clipped to this.")
+
+
+class DatasetPool(Strict):
+    """Queries from a real per-query correctness dataset (see sim.datasets)."""
+
+    type: Literal["dataset"]
+    kind: str = Field(description="Loader: long_table, mmlu_pro, dcrouter or routerbench.")
+    path: str = Field(description="File or folder; a relative path is resolved against the scenario file.")
+    trusted: bool = Field(False, description="Allow unpickling a .pkl RouterBench file (runs code from it).")
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.3, description="Share of queries held out for the simulation; the rest trains the predictor."
+    )
+    tasks: dict[str, PosFloat] | None = Field(
+        None, description="Task mix to sample arrivals from (task → weight); default: the dataset's own mix."
+    )
+
+
+Pool = Annotated[SyntheticPool | DatasetPool, Field(discriminator="type")]
+
+
+class Ordering(Strict):
+    """How queries are matched to arrival slots (adversarial batching sorts them)."""
+
+    mode: Literal["random", "by_difficulty", "by_cost", "by_task"] = Field(
+        "random", description="'random' shuffles; the others make consecutive batches homogeneous."
+    )
+    descending: bool = Field(True, description="by_difficulty / by_cost: hardest or dearest first.")
+    strong_model: str | None = Field(None, description="by_cost: the model whose cost sorts (default: the best).")
+
+
+class Workload(Strict):
+    arrivals: Arrivals = Field(description="Arrival process.")
+    pool: Pool = Field(description="Where queries come from.")
+    order: Ordering = Field(default_factory=lambda: Ordering(), description="Query order over arrivals.")
+
+
+# ----------------------------------------------------------------------------- router
+class PredictorSpec(Strict):
+    name: str = Field("noisy_oracle", description="Predictor: noisy_oracle, task_mean or knn.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Predictor parameters, e.g. {noise: 0.1}.")
+
+
+class Router(Strict):
+    """What a batch is, and how it is routed."""
+
+    policy: str = Field(description="Policy name (see `llmsim policies`).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Policy parameters.")
+    window_s: NonNegFloat = Field(
+        0.0,
+        description="Batching window Δ: queries arriving within Δ of the first pending one are routed "
+        "together. 0 = route each arrival group (a batch arrival, or a single query) at once.",
+    )
+    budget_per_query: NonNegFloat | None = Field(
+        None, description="Batch budget = this × batch size (USD); None = no budget row."
+    )
+    min_quality: Prob | None = Field(None, description="Mean predicted-quality floor α per batch.")
+    allow_reject: bool = Field(False, description="May the policy leave a query unserved (quality 0).")
+    capacity: Literal["slots", "slots_and_queue", "unlimited"] = Field(
+        "slots_and_queue",
+        description="Per-model capacity in the routing problem: free sequence slots; plus free queue places "
+        "(deployment max_queue); or unlimited.",
+    )
+    predictor: PredictorSpec = Field(default_factory=lambda: PredictorSpec(), description="Quality predictor.")
+
+
+class Outputs(Strict):
+    requests: bool = Field(True, description="Write requests.parquet (one row per query).")
+    batches: bool = Field(True, description="Write batches.parquet (one row per routed batch).")
+    sample_interval_s: PosFloat | None = Field(
+        None, description="Queue/occupancy sampling period; default: duration / 2000."
+    )
+
+
+# ----------------------------------------------------------------------------- scenario
+class Scenario(Strict):
+    """A complete, reproducible experiment."""
+
+    name: str = Field(description="Short name, used in output folder names.")
+    description: str = Field("", description="Free text.")
+    seed: Annotated[int, Field(ge=0)] = Field(description="Root seed; every random stream derives from it.")
+    duration_s: PosFloat | None = Field(None, description="Arrivals stop after this many seconds.")
+    num_queries: PosInt | None = Field(None, description="Arrivals stop after this many queries.")
+    drain: bool = Field(True, description="Let queued and running requests finish after arrivals stop.")
+    warmup_s: NonNegFloat = Field(0.0, description="Requests arriving before this are left out of latency stats.")
+    gpus: list[GPUType] = Field(min_length=1, description="GPU types and inventory.")
+    models: list[ModelSpec] = Field(min_length=1, description="Models (router columns, in this order).")
+    deployments: list[Deployment] = Field(min_length=1, description="Model instances on GPUs.")
+    workload: Workload = Field(description="Arrivals and queries.")
+    router: Router = Field(description="Batching and routing policy.")
+    outputs: Outputs = Field(default_factory=lambda: Outputs(), description="What the run folder holds.")
+
+    @model_validator(mode="after")
+    def _length(self) -> Scenario:
+        is_trace = isinstance(self.workload.arrivals, TraceArrivals)
+        if self.duration_s is None and self.num_queries is None and not is_trace:
+            raise ValueError("give duration_s or num_queries (or use trace arrivals)")
+        return self

@@ -1,0 +1,50 @@
+"""Build the runtime cluster (deployments grouped by model) from a validated scenario."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import simpy
+
+from sim.config.checks import kv_capacity_tokens, latency_for
+from sim.config.schema import Scenario
+from sim.engine.cluster import DeploymentRuntime, ModelGroup
+from sim.engine.latency import LatencyProfile
+from sim.engine.request import Request
+
+
+def build_cluster(
+    env: simpy.Environment, sc: Scenario, on_finish: Callable[[Request], None]
+) -> tuple[list[ModelGroup], list[DeploymentRuntime]]:
+    """One :class:`ModelGroup` per scenario model (in ``sc.models`` order) and the flat deployment list."""
+    gpus = {g.name: g for g in sc.gpus}
+    models = {m.name: m for m in sc.models}
+    index = {m.name: j for j, m in enumerate(sc.models)}
+    deployments: list[DeploymentRuntime] = []
+    next_iid = 0
+    for k, d in enumerate(sc.deployments):
+        model, gpu = models[d.model], gpus[d.gpu]
+        spec = latency_for(model, d)
+        assert spec is not None  # checked at load time
+        dep = DeploymentRuntime(
+            env,
+            name=f"{d.model}@{d.gpu}#{k}",
+            model_index=index[d.model],
+            gpu=d.gpu,
+            tp=d.tp,
+            gpu_cost_per_hour=gpu.cost_per_hour,
+            profile=LatencyProfile(**spec.model_dump()),
+            n_instances=d.instances,
+            max_seqs=d.max_seqs,
+            kv_capacity_tokens=kv_capacity_tokens(model, gpu, d),
+            shared_queue=d.queue == "shared",
+            max_queue=d.max_queue,
+            first_iid=next_iid,
+            on_finish=on_finish,
+        )
+        next_iid += d.instances
+        deployments.append(dep)
+    groups = [
+        ModelGroup(m.name, [dep for dep in deployments if dep.model_index == j]) for j, m in enumerate(sc.models)
+    ]
+    return groups, deployments

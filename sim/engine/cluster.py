@@ -1,0 +1,134 @@
+"""Deployments (instances of one model on one GPU type) and the cluster that groups them by model.
+
+The dispatcher talks to models, not instances: it asks a model for its free capacity and hands it
+requests; the model's deployments pick the instance (join-the-shortest-queue for per-instance queues,
+or one FIFO queue shared by all instances of the deployment, from which free instances pull).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import simpy
+
+from sim.engine.instance import Instance
+from sim.engine.latency import LatencyProfile
+from sim.engine.request import Request
+
+
+class DeploymentRuntime:
+    """Runtime state of one scenario deployment."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        *,
+        name: str,
+        model_index: int,
+        gpu: str,
+        tp: int,
+        gpu_cost_per_hour: float,
+        profile: LatencyProfile,
+        n_instances: int,
+        max_seqs: int,
+        kv_capacity_tokens: int,
+        shared_queue: bool,
+        max_queue: int | None,
+        first_iid: int,
+        on_finish: object,
+    ) -> None:
+        self.name = name
+        self.model_index = model_index
+        self.gpu = gpu
+        self.tp = tp
+        self.gpu_cost_per_hour = gpu_cost_per_hour
+        self.max_seqs = max_seqs
+        self.kv_capacity_tokens = kv_capacity_tokens
+        self.shared = shared_queue
+        self.max_queue = max_queue
+        self.queue: deque[Request] | None = deque() if shared_queue else None
+        self.instances = [
+            Instance(
+                env,
+                first_iid + k,
+                profile,
+                max_seqs,
+                kv_capacity_tokens,
+                queue=self.queue,
+                on_finish=on_finish,  # type: ignore[arg-type]
+            )
+            for k in range(n_instances)
+        ]
+
+    # -- state -----------------------------------------------------------------
+    @property
+    def running(self) -> int:
+        return sum(inst.running for inst in self.instances)
+
+    @property
+    def queued(self) -> int:
+        if self.queue is not None:
+            return len(self.queue)
+        return sum(inst.queue_len for inst in self.instances)
+
+    def capacity(self, mode: str) -> float:
+        """Queries this deployment can take now: free slots (net of the queue), plus queue room."""
+        if mode == "unlimited":
+            return math.inf
+        free = sum(inst.free_slots for inst in self.instances)
+        queued = self.queued
+        slots = max(0, free - queued)
+        if mode == "slots":
+            return float(slots)
+        if self.max_queue is None:
+            return math.inf
+        waiting_beyond_slots = max(0, queued - free)
+        return float(slots + max(0, self.max_queue * len(self.instances) - waiting_beyond_slots))
+
+    def fits(self, req: Request) -> bool:
+        """Whether the request can ever be admitted here (its KV reservation fits an empty instance)."""
+        return req.kv_tokens <= self.kv_capacity_tokens
+
+    # -- actions ----------------------------------------------------------------
+    def submit(self, req: Request) -> None:
+        if self.queue is not None:
+            # Hand it to the instance with most free slots; poke the others too, since with a shared
+            # queue whichever instance reaches an iteration boundary first takes it.
+            best = max(self.instances, key=lambda inst: inst.free_slots)
+            best.submit(req)
+            for inst in self.instances:
+                if inst is not best and inst.free_slots > 0:
+                    inst.poke()
+            return
+        best = min(self.instances, key=lambda inst: (inst.running + inst.queue_len) / self.max_seqs)
+        best.submit(req)
+
+
+class ModelGroup:
+    """All deployments serving one model (the router's column j)."""
+
+    def __init__(self, name: str, deployments: list[DeploymentRuntime]) -> None:
+        self.name = name
+        self.deployments = deployments
+
+    def capacity(self, mode: str) -> float:
+        return sum(d.capacity(mode) for d in self.deployments)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(d.running + d.queued for d in self.deployments)
+
+    def fits(self, req: Request) -> bool:
+        return any(d.fits(req) for d in self.deployments)
+
+    def submit(self, req: Request) -> None:
+        candidates = [d for d in self.deployments if d.fits(req)]
+        if len(candidates) == 1:
+            candidates[0].submit(req)
+            return
+        best = min(
+            candidates,
+            key=lambda d: (d.running + d.queued) / (d.max_seqs * len(d.instances)),
+        )
+        best.submit(req)

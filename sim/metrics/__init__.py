@@ -1,0 +1,1 @@
+"""Metrics: per-request columnar records, periodic occupancy samples, and the run summary."""

@@ -1,0 +1,92 @@
+"""Per-request records kept as preallocated numpy columns (no per-request dicts, no god-object).
+
+The dispatcher writes routing columns when a batch is decided; instances report finishes through
+:meth:`RequestRecorder.on_finish`. :meth:`to_frame` gives the tidy table written to requests.parquet.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from sim.engine.request import Request
+
+STATUS_PENDING = 0  # arrived, not yet routed (waiting in a batching window)
+STATUS_IN_FLIGHT = 1  # routed to a model; queued or running
+STATUS_DONE = 2
+STATUS_REJECTED = 3
+STATUS_NAMES = {0: "pending", 1: "running", 2: "completed", 3: "rejected"}
+
+REASON_NONE = 0
+REASON_POLICY = 1  # the policy chose not to serve it
+REASON_CAPACITY = 2  # the policy over-filled a model; the dispatcher refused the surplus
+REASON_TOO_LONG = 3  # its KV reservation fits no instance of the chosen model
+REASON_NAMES = {0: "", 1: "policy", 2: "capacity", 3: "too_long"}
+
+
+class RequestRecorder:
+    """Columns indexed by request id (= arrival index)."""
+
+    def __init__(self, n: int) -> None:
+        nan = np.full(n, np.nan)
+        self.n = n
+        self.arrival = nan.copy()
+        self.decision = nan.copy()
+        self.start = nan.copy()
+        self.first_token = nan.copy()
+        self.finish = nan.copy()
+        self.model = np.full(n, -1, dtype=np.int64)
+        self.instance = np.full(n, -1, dtype=np.int64)
+        self.batch = np.full(n, -1, dtype=np.int64)
+        self.output_tokens = np.zeros(n, dtype=np.int64)
+        self.cost = np.zeros(n)
+        self.predicted_cost = np.zeros(n)
+        self.predicted_quality = np.zeros(n)
+        self.quality = np.zeros(n)
+        self.status = np.zeros(n, dtype=np.int8)
+        self.reason = np.zeros(n, dtype=np.int8)
+        self.completed = 0
+
+    def on_finish(self, req: Request) -> None:
+        rid = req.rid
+        self.start[rid] = req.start_time
+        self.first_token[rid] = req.first_token_time
+        self.finish[rid] = req.finish_time
+        self.instance[rid] = req.instance
+        self.status[rid] = STATUS_DONE
+        self.completed += 1
+
+    def to_frame(
+        self,
+        *,
+        query_ids: np.ndarray,
+        task: np.ndarray,
+        task_names: tuple[str, ...],
+        prompt_tokens: np.ndarray,
+        model_names: tuple[str, ...],
+    ) -> pd.DataFrame:
+        models = np.array(list(model_names) + [""], dtype=object)
+        tasks = np.array(list(task_names), dtype=object)
+        return pd.DataFrame(
+            {
+                "request_id": np.arange(self.n, dtype=np.int64),
+                "query_id": np.asarray(query_ids).astype(str),
+                "task": tasks[task],
+                "arrival_s": self.arrival,
+                "decision_s": self.decision,
+                "start_s": self.start,
+                "first_token_s": self.first_token,
+                "finish_s": self.finish,
+                "batch": self.batch,
+                "model": models[self.model],  # -1 indexes the trailing "" (not routed)
+                "instance": self.instance,
+                "prompt_tokens": np.asarray(prompt_tokens, dtype=np.int64),
+                "output_tokens": self.output_tokens,
+                "cost_usd": self.cost,
+                "predicted_cost_usd": self.predicted_cost,
+                "predicted_quality": self.predicted_quality,
+                "quality": self.quality,
+                "status": np.array([STATUS_NAMES[s] for s in range(4)], dtype=object)[self.status],
+                "reject_reason": np.array([REASON_NAMES[r] for r in range(4)], dtype=object)[self.reason],
+            }
+        )

@@ -1,0 +1,144 @@
+"""The run summary: accuracy, cost, budget adherence, latency percentiles, throughput, per-model shares.
+
+Pure functions of the recorded columns (no engine objects), so the same code summarises a run now and
+re-summarises a stored ``requests.parquet`` later. Everything here is deterministic given the records:
+wall-clock times are kept out, which is what makes ``summary.json`` byte-identical across runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sim.metrics.recorder import REASON_NAMES, STATUS_DONE, STATUS_IN_FLIGHT, STATUS_PENDING, STATUS_REJECTED
+
+PERCENTILES = (50, 95, 99)
+
+
+def dist(x: np.ndarray) -> dict[str, float | None]:
+    """Mean and p50/p95/p99 of ``x`` (None when empty)."""
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return {"mean": None, **{f"p{p}": None for p in PERCENTILES}}
+    out: dict[str, float | None] = {"mean": float(x.mean())}
+    for p, v in zip(PERCENTILES, np.percentile(x, PERCENTILES), strict=True):
+        out[f"p{p}"] = float(v)
+    return out
+
+
+@dataclass(frozen=True)
+class DeploymentStats:
+    name: str
+    model_index: int
+    instances: int
+    max_seqs: int
+    gpus: int
+    gpu_cost_per_hour: float
+    busy_time_s: float
+
+
+def summarize(
+    *,
+    rec: Any,
+    model_names: tuple[str, ...],
+    deployments: list[DeploymentStats],
+    sample_t: np.ndarray,
+    sample_queued: np.ndarray,
+    sample_running: np.ndarray,
+    end_time: float,
+    arrivals_end: float,
+    warmup_s: float,
+    batches: dict[str, Any],
+    references: dict[str, float],
+) -> dict[str, Any]:
+    n = rec.n
+    status = rec.status
+    done = status == STATUS_DONE
+    rejected = status == STATUS_REJECTED
+    running = status == STATUS_IN_FLIGHT
+    pending = status == STATUS_PENDING
+    steady = rec.arrival >= warmup_s
+    lat_mask = done & steady
+    quality = np.where(done | running, rec.quality, 0.0)
+
+    total_cost = float(rec.cost[done | running].sum())
+    gpu_cost = float(sum(d.gpus * d.gpu_cost_per_hour for d in deployments) * end_time / 3600.0)
+    e2e = rec.finish - rec.arrival
+    ttft = rec.first_token - rec.arrival
+    qdelay = rec.start - rec.arrival
+    span = max(end_time, 1e-12)
+
+    per_model: dict[str, Any] = {}
+    for j, name in enumerate(model_names):
+        mine = rec.model == j
+        served = mine & (done | running)
+        deps = [d for d in deployments if d.model_index == j]
+        inst = sum(d.instances for d in deps)
+        cols = [k for k, d in enumerate(deployments) if d.model_index == j]
+        slots = sum(d.instances * d.max_seqs for d in deps)
+        per_model[name] = {
+            "queries": int(served.sum()),
+            "share": float(served.sum() / n) if n else 0.0,
+            "accuracy": float(rec.quality[served].mean()) if served.any() else None,
+            "cost_usd": float(rec.cost[served].sum()),
+            "utilisation": float(sum(d.busy_time_s for d in deps) / (inst * span)) if inst else 0.0,
+            "mean_running": float(sample_running[:, cols].sum(axis=1).mean()) if sample_t.size else 0.0,
+            "slot_utilisation": float(sample_running[:, cols].sum(axis=1).mean() / slots)
+            if sample_t.size and slots
+            else 0.0,
+            "mean_queue": float(sample_queued[:, cols].sum(axis=1).mean()) if sample_t.size else 0.0,
+            "max_queue": int(sample_queued[:, cols].sum(axis=1).max()) if sample_t.size else 0,
+        }
+
+    reasons = {
+        name: int(((rec.reason == code) & rejected).sum()) for code, name in REASON_NAMES.items() if code
+    }
+    in_window = sample_t <= arrivals_end
+    occupancy = (sample_queued + sample_running).sum(axis=1)
+    summary: dict[str, Any] = {
+        "queries": {
+            "arrived": int(n),
+            "completed": int(done.sum()),
+            "rejected": int(rejected.sum()),
+            "running": int(running.sum()),
+            "pending": int(pending.sum()),
+            "rejected_by_reason": reasons,
+        },
+        "accuracy": float(quality.mean()) if n else None,
+        "accuracy_of_served": float(rec.quality[done | running].mean()) if (done | running).any() else None,
+        "predicted_accuracy": float(np.where(done | running, rec.predicted_quality, 0.0).mean()) if n else None,
+        "cost": {
+            "total_usd": total_cost,
+            "per_query_usd": total_cost / n if n else None,
+            "gpu_usd": gpu_cost,
+        },
+        "budget": {
+            "batches": int(batches["count"]),
+            "batches_over_budget": int(batches["over_budget"]),
+            "overspend_usd": float(batches["overspend_usd"]),
+            "quality_floor_misses": int(batches["floor_misses"]),
+            "capacity_refusals": int(batches["capacity_refusals"]),
+            "mean_batch_size": float(batches["mean_size"]),
+        },
+        "latency_s": {
+            "ttft": dist(ttft[lat_mask]),
+            "e2e": dist(e2e[lat_mask]),
+            "queue_delay": dist(qdelay[lat_mask]),
+        },
+        "throughput": {
+            "queries_per_s": float(done.sum() / span),
+            "output_tokens_per_s": float(rec.output_tokens[done].sum() / span),
+        },
+        "occupancy": {
+            "mean_in_system": float(occupancy[in_window].mean()) if in_window.any() else 0.0,
+            "mean_queued": float(sample_queued.sum(axis=1)[in_window].mean()) if in_window.any() else 0.0,
+            "max_queued": int(sample_queued.sum(axis=1).max()) if sample_t.size else 0,
+        },
+        "models": per_model,
+        "references": references,
+        "sim_time_s": float(end_time),
+        "arrivals_end_s": float(arrivals_end),
+    }
+    return summary

@@ -1,0 +1,214 @@
+"""Run one scenario: build workload, predictions, cluster and policy; simulate; summarise.
+
+The data flow is one way: validated scenario → workload (arrivals + queries) → predictions → cluster →
+dispatcher → instances → recorder → summary. Nothing here writes files (see :mod:`sim.output`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from policies import make_policy, policy_class
+from sim import rng as rngs
+from sim.config.schema import Scenario
+from sim.dispatcher import Dispatcher, RoutingInputs
+from sim.engine.build import build_cluster
+from sim.metrics.recorder import RequestRecorder
+from sim.metrics.sampler import OccupancySampler
+from sim.metrics.summary import DeploymentStats, summarize
+from sim.predict import build_predictions
+from sim.workload.build import Workload, build_workload
+
+ProgressFn = Callable[[float], None]
+
+
+@dataclass
+class RunResult:
+    summary: dict[str, Any]
+    requests: pd.DataFrame
+    batches: pd.DataFrame
+    instances: pd.DataFrame  # one row per instance: limits and the peaks it reached (invariant checks)
+
+
+def _arrival_process(
+    env: simpy.Environment, wl: Workload, dispatcher: Dispatcher
+) -> Generator[simpy.Event, None, None]:
+    times = wl.times
+    starts = wl.group_starts
+    ends = np.append(starts[1:], len(times))
+    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        delay = times[s] - env.now
+        if delay > 0:
+            yield env.timeout(delay)
+        dispatcher.arrive(np.arange(s, e))
+
+
+def _make_policy(sc: Scenario) -> Any:
+    params = dict(sc.router.params)
+    accepted = inspect.signature(policy_class(sc.router.policy).__init__).parameters
+    if "rng" in accepted and "rng" not in params and "seed" not in params:
+        params["rng"] = rngs.stream(sc.seed, "policy")
+    return make_policy(sc.router.policy, **params)
+
+
+def references(quality: np.ndarray, cost: np.ndarray, model_names: tuple[str, ...]) -> dict[str, Any]:
+    """Reference rows: the oracle (best model per query) and the best single model, on these queries."""
+    if quality.shape[0] == 0:
+        return {}
+    means = quality.mean(axis=0)
+    best = int(np.argmax(means))
+    return {
+        "oracle_accuracy": float(quality.max(axis=1).mean()),
+        "best_single_model": model_names[best],
+        "best_single_model_accuracy": float(means[best]),
+        "best_single_model_cost_usd": float(cost[:, best].sum()),
+        "cheapest_single_model_cost_usd": float(cost.sum(axis=0).min()),
+    }
+
+
+def run(sc: Scenario, base_dir: Path | None = None, progress: ProgressFn | None = None) -> RunResult:
+    """Simulate ``sc``; ``progress`` is called with the fraction of arrivals processed."""
+    wl = build_workload(sc, base_dir)
+    pred = build_predictions(sc, wl)
+    n = len(wl.times)
+    model_names = tuple(m.name for m in sc.models)
+
+    env = simpy.Environment()
+    rec = RequestRecorder(n)
+    groups, deployments = build_cluster(env, sc, rec.on_finish)
+    inputs = RoutingInputs(
+        predicted_quality=pred.quality,
+        predicted_std=pred.quality_std,
+        predicted_cost=pred.cost,
+        true_quality=wl.queries.quality,
+        cost=wl.cost,
+        output_tokens=wl.output_tokens,
+        prompt_tokens=wl.prompt_tokens,
+    )
+    r = sc.router
+    dispatcher = Dispatcher(
+        env,
+        groups,
+        _make_policy(sc),
+        inputs,
+        rec,
+        window_s=r.window_s,
+        budget_per_query=r.budget_per_query,
+        min_quality=r.min_quality,
+        allow_reject=r.allow_reject,
+        capacity_mode=r.capacity,
+        model_names=model_names,
+    )
+    arrivals_end = float(wl.times[-1]) if n else 0.0
+    horizon = max(arrivals_end, sc.duration_s or 0.0)
+    interval = sc.outputs.sample_interval_s or max(horizon, 1.0) / 2000.0
+    sampler = OccupancySampler(env, deployments, interval)
+    arrivals = env.process(_arrival_process(env, wl, dispatcher))
+
+    def settled() -> bool:
+        return bool(arrivals.triggered) and rec.completed + int((rec.status == 3).sum()) >= n
+
+    env.process(sampler.process())
+    # Advance in slices so the caller can show progress; stop once everything is accounted for.
+    slices = 100
+    for k in range(1, slices + 1):
+        env.run(until=horizon * k / slices if horizon > 0 else 0)
+        if progress:
+            progress(min(1.0, k / slices))
+    dispatcher.flush()
+    if sc.drain:
+        step = max(horizon / slices, interval)
+        while not settled():
+            env.run(until=env.now + step)
+    sampler.stopped = True
+    end_time = float(np.nanmax(rec.finish)) if rec.completed else float(env.now)
+    if not sc.drain:
+        end_time = float(env.now)
+
+    stats = [
+        DeploymentStats(
+            name=d.name,
+            model_index=d.model_index,
+            instances=len(d.instances),
+            max_seqs=d.max_seqs,
+            gpus=d.tp * len(d.instances),
+            gpu_cost_per_hour=d.gpu_cost_per_hour,
+            busy_time_s=float(sum(min(i.busy_time, end_time) for i in d.instances)),
+        )
+        for d in deployments
+    ]
+    st, sq, sr = sampler.arrays()
+    log = dispatcher.log
+    summary = summarize(
+        rec=rec,
+        model_names=model_names,
+        deployments=stats,
+        sample_t=st,
+        sample_queued=sq,
+        sample_running=sr,
+        end_time=end_time,
+        arrivals_end=arrivals_end,
+        warmup_s=sc.warmup_s,
+        batches={
+            "count": len(log.time),
+            "over_budget": dispatcher.budget_violations,
+            "overspend_usd": dispatcher.overspend_usd,
+            "floor_misses": dispatcher.quality_floor_misses,
+            "capacity_refusals": dispatcher.capacity_refusals,
+            "mean_size": float(np.mean(log.size)) if log.size else 0.0,
+        },
+        references=references(wl.queries.quality, wl.cost, model_names),
+    )
+    summary = {
+        "scenario": sc.name,
+        "seed": sc.seed,
+        "policy": sc.router.policy,
+        "predictor": sc.router.predictor.name,
+        **summary,
+        "predictor_scores": pred.scores,
+    }
+    requests = rec.to_frame(
+        query_ids=wl.queries.query_ids,
+        task=wl.queries.task,
+        task_names=wl.queries.task_names,
+        prompt_tokens=wl.prompt_tokens,
+        model_names=model_names,
+    )
+    batches = pd.DataFrame(
+        {
+            "batch": np.arange(len(log.time)),
+            "time_s": log.time,
+            "size": log.size,
+            "status": log.status,
+            "solve_time_s": log.solve_time_s,
+            "predicted_cost_usd": log.predicted_cost,
+            "budget_usd": log.budget,
+            "predicted_mean_quality": log.predicted_mean_quality,
+            "rejected": log.rejected,
+            "violations": log.violations,
+        }
+    )
+    instances = pd.DataFrame(
+        [
+            {
+                "deployment": d.name,
+                "instance": inst.iid,
+                "max_seqs": d.max_seqs,
+                "kv_capacity_tokens": d.kv_capacity_tokens,
+                "max_running_seen": inst.max_running_seen,
+                "max_kv_used_seen": inst.max_kv_used_seen,
+                "busy_time_s": inst.busy_time,
+            }
+            for d in deployments
+            for inst in d.instances
+        ]
+    )
+    return RunResult(summary=summary, requests=requests, batches=batches, instances=instances)

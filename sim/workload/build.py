@@ -1,0 +1,231 @@
+"""Turn a scenario's workload section into arrays: arrival times, arrival groups and the queries.
+
+The order of construction is fixed and each step draws from its own seeded stream (``arrivals``,
+``pool``, ``order``, ``lengths``, ``split``, ``sample``), so changing the policy or the predictor never
+changes the workload: every policy is compared on identical arrivals, queries and outcomes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sim import rng as rngs
+from sim.config.checks import resolve_path
+from sim.config.schema import (
+    BatchArrivals,
+    DatasetPool,
+    DiurnalModulation,
+    GammaArrivals,
+    PoissonArrivals,
+    Scenario,
+    SyntheticPool,
+    TraceArrivals,
+)
+from sim.errors import DataError, InputError, ScenarioError
+from sim.workload import arrivals as arr_mod
+from sim.workload import synthetic
+from sim.workload.arrivals import Arrivals
+from sim.workload.ordering import order_queries
+from sim.workload.queryset import QuerySet
+from sim.workload.traces import load_azure_csv, load_mooncake_jsonl, replay
+
+
+@dataclass(frozen=True)
+class Workload:
+    """N arrivals, each matched with one query (row i of ``queries`` arrives at ``times[i]``)."""
+
+    times: np.ndarray  # (N,)
+    group_starts: np.ndarray  # indices where a new arrival group begins
+    queries: QuerySet  # N rows, in arrival order
+    prompt_tokens: np.ndarray  # (N,) as served (pool's or trace's)
+    output_tokens: np.ndarray  # (N, m) as served
+    cost: np.ndarray  # (N, m) realised USD cost of serving query i on model j
+    train: QuerySet | None  # queries the predictor may learn from (disjoint from ``queries``)
+    token_source: str  # "pool" or "trace"
+
+
+def price(prompt: np.ndarray, output: np.ndarray, price_in: np.ndarray, price_out: np.ndarray) -> np.ndarray:
+    """USD cost (N, m) of prompts (N,) and outputs (N, m) at per-million-token prices (m,)."""
+    return (prompt[:, None] * price_in[None, :] + output * price_out[None, :]) / 1e6
+
+
+def build_arrivals(sc: Scenario) -> Arrivals:
+    a = sc.workload.arrivals
+    rng = rngs.stream(sc.seed, "arrivals")
+    stop = {"duration_s": sc.duration_s, "num_queries": sc.num_queries}
+    if sc.duration_s is not None and sc.num_queries is not None:
+        stop = {"duration_s": None, "num_queries": sc.num_queries}  # whichever is given; count wins if both
+    if isinstance(a, (PoissonArrivals, GammaArrivals)):
+        cv = a.cv if isinstance(a, GammaArrivals) else 1.0
+        if a.modulation is not None:
+            m = a.modulation
+            profile: arr_mod.Profile = (
+                arr_mod.DiurnalProfile(amplitude=m.amplitude, period_s=m.period_s, phase=m.phase)
+                if isinstance(m, DiurnalModulation)
+                else arr_mod.piecewise(m.steps)
+            )
+            out = arr_mod.modulated(a.rate, profile, rng, cv=cv, **stop)
+        elif isinstance(a, GammaArrivals):
+            out = arr_mod.gamma(a.rate, a.cv, rng, **stop)
+        else:
+            out = arr_mod.poisson(a.rate, rng, **stop)
+    elif isinstance(a, BatchArrivals):
+        out = arr_mod.batch(a.batch_size, a.interval_s, rng, **stop)
+    else:
+        assert isinstance(a, TraceArrivals)
+        path = Path(a.path)
+        fmt = a.format
+        if fmt == "auto":
+            fmt = "mooncake" if ".jsonl" in path.name else "azure"
+        trace = load_mooncake_jsonl(path) if fmt == "mooncake" else load_azure_csv(path)
+        out = replay(
+            trace,
+            time_scale=a.time_scale,
+            start_s=a.start_s,
+            duration_s=None if sc.duration_s is None else sc.duration_s * a.time_scale,
+            max_queries=sc.num_queries,
+        )
+        if out.n == 0:
+            raise DataError("the trace has no arrivals in the requested window", file=path)
+    return out
+
+
+def _synthetic(sc: Scenario, pool: SyntheticPool, n: int, stream: str) -> QuerySet:
+    rng = rngs.stream(sc.seed, stream)
+    tasks = None
+    if pool.tasks is not None:
+        tasks = [
+            synthetic.TaskSpec(
+                name=t.name,
+                weight=t.weight,
+                difficulty_a=t.difficulty_a,
+                difficulty_b=t.difficulty_b,
+                prompt=synthetic.TokenDist(t.prompt_median, t.prompt_sigma, 1, pool.max_prompt_tokens),
+                output=synthetic.TokenDist(t.output_median, t.output_sigma, 1, pool.max_output_tokens),
+            )
+            for t in pool.tasks
+        ]
+    models = [synthetic.ModelSpec(name=m.name, strength=float(m.strength or 0.0), verbosity=m.verbosity)
+              for m in sc.models]
+    qs = synthetic.synthetic_pool(n, tasks, models, rng, slope=pool.slope)
+    if pool.tasks is not None and any(t.length_dist == "geometric" for t in pool.tasks):
+        qs = _geometric_lengths(sc, pool, qs, rngs.stream(sc.seed, stream + ".lengths"))
+    return qs
+
+
+def _geometric_lengths(sc: Scenario, pool: SyntheticPool, qs: QuerySet, rng: np.random.Generator) -> QuerySet:
+    """Redraw lengths of 'geometric' tasks: memoryless token counts (mean = the task's median field)."""
+    from dataclasses import replace
+
+    assert pool.tasks is not None
+    prompt = qs.prompt_tokens.copy()
+    output = qs.output_tokens.copy()
+    verbosity = np.array([m.verbosity for m in sc.models])
+    for k, t in enumerate(pool.tasks):
+        if t.length_dist != "geometric":
+            continue
+        rows = np.nonzero(qs.task == k)[0]
+        prompt[rows] = np.minimum(rng.geometric(1.0 / t.prompt_median, rows.size), pool.max_prompt_tokens)
+        base = rng.geometric(1.0 / t.output_median, rows.size)
+        output[rows] = np.clip(np.rint(base[:, None] * verbosity[None, :]), 1, pool.max_output_tokens)
+    return replace(qs, prompt_tokens=prompt.astype(np.int64), output_tokens=output.astype(np.int64))
+
+
+def _dataset(sc: Scenario, pool: DatasetPool, n: int) -> tuple[QuerySet, QuerySet]:
+    from sim.datasets import load_dataset, train_test_split
+
+    path = Path(pool.path)
+    opts = {"trusted": pool.trusted} if pool.kind == "routerbench" else {}
+    try:
+        full = load_dataset(pool.kind, path, **opts)
+    except ValueError as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise ScenarioError(str(exc), where="workload.pool.kind") from None
+    names = [m.dataset_model or m.name for m in sc.models]
+    try:
+        full = full.select_models(names)
+    except KeyError as exc:
+        raise DataError(
+            f"model {exc.args[0]!r} (models[].dataset_model) is not in the dataset; it has: "
+            f"{', '.join(full.model_names)}",
+            file=path,
+        ) from None
+    train, test = train_test_split(full, pool.test_fraction, rngs.stream(sc.seed, "split"))
+    rng = rngs.stream(sc.seed, "sample")
+    if pool.tasks:
+        unknown = [t for t in pool.tasks if t not in test.task_names]
+        if unknown:
+            raise ScenarioError(
+                f"task {unknown[0]!r} is not in the dataset; tasks: {', '.join(test.task_names)}",
+                where="workload.pool.tasks",
+            )
+        w = np.array([pool.tasks.get(name, 0.0) for name in test.task_names])
+        per_row = w[test.task]
+        counts = np.bincount(test.task, minlength=len(test.task_names)).astype(float)
+        p = per_row / np.where(counts[test.task] > 0, counts[test.task], 1.0)
+        idx = rng.choice(test.n, size=n, replace=True, p=p / p.sum())
+    else:
+        idx = rng.choice(test.n, size=n, replace=n > test.n)
+    sampled = test.subset(idx)
+    # Names in the simulation are the scenario's model names.
+    from dataclasses import replace
+
+    return replace(sampled, model_names=tuple(m.name for m in sc.models)), replace(
+        train, model_names=tuple(m.name for m in sc.models)
+    )
+
+
+def build_workload(sc: Scenario, base_dir: Path | None = None) -> Workload:
+    """Arrivals, then queries, then their order, then the tokens and costs actually served."""
+    arrivals = build_arrivals(sc)
+    n = arrivals.n
+    pool = sc.workload.pool
+    train: QuerySet | None
+    if isinstance(pool, SyntheticPool):
+        queries = _synthetic(sc, pool, n, "pool")
+        train = _synthetic(sc, pool, max(2000, min(n, 20000)), "train_pool")
+    else:
+        if base_dir is not None:
+            pool = pool.model_copy(update={"path": str(resolve_path(pool.path, base_dir))})
+        queries, train = _dataset(sc, pool, n)
+
+    price_in = np.array([m.price_in_per_mtok for m in sc.models])
+    price_out = np.array([m.price_out_per_mtok for m in sc.models])
+    order = sc.workload.order
+    pool_cost = price(queries.prompt_tokens, queries.output_tokens, price_in, price_out)
+    perm = order_queries(
+        queries,
+        order.mode,
+        rngs.stream(sc.seed, "order"),
+        strong_model=order.strong_model,
+        cost=pool_cost,
+        descending=order.descending,
+    )
+    queries = queries.subset(perm)
+
+    a = sc.workload.arrivals
+    verbosity = np.array([m.verbosity for m in sc.models])
+    if isinstance(a, TraceArrivals) and a.use_trace_tokens:
+        assert arrivals.prompt_tokens is not None and arrivals.output_tokens is not None
+        prompt = arrivals.prompt_tokens.astype(np.int64)
+        output = np.maximum(1, np.rint(arrivals.output_tokens[:, None] * verbosity[None, :])).astype(np.int64)
+        token_source = "trace"
+        cost = price(prompt, output, price_in, price_out)
+    else:
+        prompt, output, token_source = queries.prompt_tokens, queries.output_tokens, "pool"
+        cost = queries.cost_usd if queries.cost_usd is not None else price(prompt, output, price_in, price_out)
+    starts = np.flatnonzero(np.r_[True, np.diff(arrivals.group) != 0]) if n else np.zeros(0, np.int64)
+    return Workload(
+        times=arrivals.times,
+        group_starts=starts.astype(np.int64),
+        queries=queries,
+        prompt_tokens=np.asarray(prompt, dtype=np.int64),
+        output_tokens=np.asarray(output, dtype=np.int64),
+        cost=np.asarray(cost, dtype=np.float64),
+        train=train,
+        token_source=token_source,
+    )

@@ -1,0 +1,145 @@
+"""Whole-run invariants: every query accounted for, no instance over its concurrency or KV memory,
+timestamps in causal order, determinism, identical workloads across policies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from sim.cli import app
+from sim.config import parse_scenario
+from sim.runner import RunResult, run
+from tests.sim.conftest import REPO, small_scenario
+
+
+def run_dict(data: dict) -> RunResult:  # type: ignore[type-arg]
+    return run(parse_scenario(yaml.safe_dump(data), file="test.yaml"))
+
+
+VARIANTS = {
+    "per_query": {},
+    "window_milp_budget": {"router": {"policy": "cheapest", "window_s": 2.0, "budget_per_query": 0.0005}},
+    "overload_shared_queue": {
+        "workload": {"arrivals": {"type": "gamma", "rate": 40.0, "cv": 3.0}, "pool": {"type": "synthetic"}},
+        "deployments": [
+            {"model": "small", "gpu": "A100", "tp": 1, "instances": 1, "max_seqs": 4, "queue": "shared"},
+            {"model": "big", "gpu": "A100", "tp": 2, "instances": 1, "max_seqs": 2},
+        ],
+    },
+    "slots_reject": {
+        "router": {"policy": "strongest", "capacity": "slots", "allow_reject": True},
+        "workload": {"arrivals": {"type": "batch", "batch_size": 40, "interval_s": 5.0},
+                     "pool": {"type": "synthetic"}},
+    },
+    "no_drain": {"drain": False, "num_queries": None, "duration_s": 30.0,
+                 "workload": {"arrivals": {"type": "poisson", "rate": 30.0}, "pool": {"type": "synthetic"}}},
+}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def variant(request: pytest.FixtureRequest) -> tuple[str, RunResult]:
+    name = request.param
+    data = small_scenario(**VARIANTS[name])
+    return name, run_dict(data)
+
+
+def test_every_query_accounted_for(variant: tuple[str, RunResult]) -> None:
+    name, res = variant
+    q = res.summary["queries"]
+    assert q["completed"] + q["rejected"] + q["running"] + q["pending"] == q["arrived"] == len(res.requests)
+    if name != "no_drain":
+        assert q["running"] == 0 and q["pending"] == 0
+    counts = res.requests.status.value_counts()
+    assert counts.get("completed", 0) == q["completed"]
+    assert counts.get("rejected", 0) == q["rejected"]
+
+
+def test_no_instance_exceeds_concurrency_or_kv(variant: tuple[str, RunResult]) -> None:
+    _, res = variant
+    inst = res.instances
+    assert (inst.max_running_seen <= inst.max_seqs).all()
+    assert (inst.max_kv_used_seen <= inst.kv_capacity_tokens).all()
+    assert (inst.max_running_seen >= 1).any()
+
+
+def test_timestamps_causal(variant: tuple[str, RunResult]) -> None:
+    _, res = variant
+    r = res.requests[res.requests.status == "completed"]
+    assert (r.arrival_s <= r.decision_s).all()
+    assert (r.decision_s <= r.start_s).all()
+    assert (r.start_s < r.first_token_s).all()
+    assert (r.first_token_s <= r.finish_s).all()
+
+
+def test_concurrency_reconstructed_from_timestamps(variant: tuple[str, RunResult]) -> None:
+    """Independently of the engine's counters: at no time do more requests run on an instance than
+    its max_seqs (sweep over start/finish events)."""
+    _, res = variant
+    r = res.requests[res.requests.status == "completed"]
+    limits = dict(zip(res.instances.instance, res.instances.max_seqs, strict=True))
+    for iid, g in r.groupby("instance"):
+        ev = np.concatenate([np.c_[g.start_s, np.ones(len(g))], np.c_[g.finish_s, -np.ones(len(g))]])
+        ev = ev[np.lexsort((ev[:, 1], ev[:, 0]))]  # finishes before starts at equal times
+        assert np.cumsum(ev[:, 1]).max() <= limits[iid]
+
+
+def test_capacity_mode_slots_never_overfills() -> None:
+    res = run_dict(small_scenario(**VARIANTS["slots_reject"]))
+    # With capacity = free slots, nothing ever waits in a queue.
+    done = res.requests[res.requests.status == "completed"]
+    assert np.allclose(done.start_s, done.decision_s)
+    assert res.summary["queries"]["rejected"] > 0
+
+
+runner = CliRunner()
+
+
+def test_same_seed_identical_summary_json(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        result = runner.invoke(app, ["run", "--out", str(out), "-q"])
+        assert result.exit_code == 0, result.output
+    assert (a / "summary.json").read_bytes() == (b / "summary.json").read_bytes()
+    for f in ("requests.parquet", "batches.parquet", "scenario.yaml", "run_info.json"):
+        assert (a / f).exists()
+
+
+def test_different_seed_changes_summary(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    runner.invoke(app, ["run", "--out", str(a), "-q"])
+    runner.invoke(app, ["run", "--out", str(b), "-q", "--seed", "8"])
+    assert (a / "summary.json").read_bytes() != (b / "summary.json").read_bytes()
+
+
+def test_policies_see_identical_workloads() -> None:
+    base = small_scenario()
+    runs = {}
+    for policy in ("cheapest", "strongest", "random"):
+        data = small_scenario(router={"policy": policy})
+        runs[policy] = run_dict(data).requests
+    ref = runs["cheapest"]
+    for other in runs.values():
+        assert np.array_equal(other.arrival_s, ref.arrival_s)
+        assert np.array_equal(other.query_id, ref.query_id)
+        assert np.array_equal(other.prompt_tokens, ref.prompt_tokens)
+    assert base["seed"] == 3
+
+
+def test_resolved_config_reproduces_run(tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    assert runner.invoke(app, ["run", "--out", str(first), "-q"]).exit_code == 0
+    again = tmp_path / "again"
+    result = runner.invoke(app, ["run", str(first / "scenario.yaml"), "--out", str(again), "-q"])
+    assert result.exit_code == 0, result.output
+    assert (first / "summary.json").read_bytes() == (again / "summary.json").read_bytes()
+
+
+def test_embedded_default_is_the_shipped_quickstart() -> None:
+    from importlib import resources
+
+    embedded = resources.files("sim").joinpath("scenarios", "quickstart.yaml").read_text()
+    assert embedded == (REPO / "scenarios" / "quickstart.yaml").read_text()
