@@ -1,0 +1,365 @@
+"""Read latency-measurement CSVs into fit-ready groups of rows.
+
+Three formats are recognised from the header:
+
+``splitwise``
+    Mutinifni/splitwise-sim ``perf_model.csv``: ``model, hardware, prompt_size, batch_size, token_size,
+    prompt_time, token_time, e2e_time, tensor_parallel`` (times in ms). ``prompt_time`` is the prefill of
+    ``batch_size × prompt_size`` tokens; ``token_time`` the mean decode-iteration time, as shown by
+    ``e2e_time ≈ prompt_time + (token_size − 1)·token_time`` (median ratio 1.0004 on the rows with
+    ``token_size ≤ 256``).
+``llm_inference_bench``
+    argonne-lcf/LLM-Inference-Bench ``All_results.csv``: ``Hardware, Num of Hardware, Framework, Model,
+    Input Output Length, Batch Size, Latency`` (s): a batch of ``Batch Size`` requests with input = output
+    = ``Input Output Length`` tokens, end to end. ``Num of Hardware`` is taken as the TP degree.
+``canonical``
+    This project's own format for user measurements: ``kind`` ∈ {prefill, decode}, ``time_s``, and
+    ``prompt_tokens`` (prefill rows: total prompt tokens prefilled together) or ``batch_size`` and
+    ``context_tokens`` (decode rows: one iteration). Optional ``model``, ``gpu``, ``tp`` columns group rows.
+
+Every problem with the file raises :class:`~sim.errors.DataError` naming the file, the line and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sim.errors import DataError
+from sim.profiles.fit import FloatArray
+from sim.profiles.hardware import GPUS, MODELS, canonical_gpu
+
+FORMATS: dict[str, tuple[str, ...]] = {
+    "splitwise": (
+        "model",
+        "hardware",
+        "prompt_size",
+        "batch_size",
+        "token_size",
+        "prompt_time",
+        "token_time",
+        "e2e_time",
+        "tensor_parallel",
+    ),
+    "llm_inference_bench": (
+        "Hardware",
+        "Num of Hardware",
+        "Framework",
+        "Model",
+        "Input Output Length",
+        "Batch Size",
+        "Latency",
+    ),
+    "canonical": ("kind", "time_s"),
+}
+
+# LLM-Inference-Bench names its hardware generically. Its A100 runs were on ALCF Polaris nodes
+# (4 × A100-SXM4-40GB); the data agree: Llama-2-7B (512 KiB of KV per token) slows 3× at batch 16 ×
+# 4,096 tokens — 34 GB of KV, which fits beside the weights in 80 GB but not in 40 GB.
+BENCH_HARDWARE: dict[str, str] = {
+    "Nvidia A100 GPU": "A100-40GB",
+    "Nvidia H100 GPU": "H100-80GB",
+    "Nvidia GH200 GPU": "GH200-96GB",
+}
+
+# Consistency filter for Splitwise rows: a row whose end-to-end time exceeds prefill + decode iterations
+# by more than this factor spent time in neither (preemption, swapping) and measures something else.
+SPLITWISE_E2E_SLACK = 1.05
+# A row generating tokens this many times faster than its group's median (same batch size) did not run:
+# per-token time at a fixed batch only grows with length (longer context), never drops 4x.
+FAILED_RUN_FACTOR = 4.0
+# Memory share vLLM may use (its default gpu_memory_utilization).
+GPU_MEMORY_UTILIZATION = 0.9
+
+
+@dataclass(frozen=True)
+class RawTable:
+    path: Path
+    format: str
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    lines: tuple[int, ...]
+
+    def col(self, name: str) -> int:
+        return self.header.index(name)
+
+    def numbers(self, name: str, idx: list[int] | None = None, *, minimum: float | None = None) -> FloatArray:
+        """Column ``name`` (restricted to row indices ``idx``) as floats; DataError on any bad cell."""
+        c = self.col(name)
+        out = []
+        for i in range(len(self.rows)) if idx is None else idx:
+            raw = self.rows[i][c].strip() if c < len(self.rows[i]) else ""
+            where = f"line {self.lines[i]}, column '{name}'"
+            try:
+                value = float(raw)
+            except ValueError:
+                got = "an empty cell" if raw == "" else repr(raw)
+                raise DataError(f"expected a number, got {got}", file=self.path, where=where) from None
+            if not math.isfinite(value):
+                raise DataError(f"expected a finite number, got {raw!r}", file=self.path, where=where)
+            if minimum is not None and value < minimum:
+                raise DataError(f"expected a number >= {minimum:g}, got {raw!r}", file=self.path, where=where)
+            out.append(value)
+        return np.asarray(out, dtype=np.float64)
+
+    def positive(self, name: str, idx: list[int] | None = None) -> FloatArray:
+        values = self.numbers(name, idx)
+        bad = np.flatnonzero(values <= 0)
+        if bad.size:
+            i = bad[0] if idx is None else idx[bad[0]]
+            raise DataError(
+                f"expected a positive number, got {self.rows[i][self.col(name)].strip()!r}",
+                file=self.path,
+                where=f"line {self.lines[i]}, column '{name}'",
+            )
+        return values
+
+    def text(self, name: str, i: int) -> str:
+        c = self.col(name)
+        return self.rows[i][c].strip() if c < len(self.rows[i]) else ""
+
+
+@dataclass
+class Group:
+    """Rows of one (model, hardware, tp, framework) combination, ready for :mod:`sim.profiles.fit`."""
+
+    model: str
+    hardware: str
+    tp: int
+    framework: str = ""
+    rows_total: int = 0
+    prefill: tuple[FloatArray, FloatArray] | None = None  # (total prompt tokens, s)
+    decode: tuple[FloatArray, FloatArray, FloatArray] | None = None  # (n, ctx, s)
+    e2e: tuple[FloatArray, FloatArray, FloatArray, FloatArray] | None = None  # (n, L_in, L_out, s)
+    notes: list[str] = field(default_factory=list)
+
+
+def read_table(path: str | Path) -> RawTable:
+    """Read a CSV and recognise its format from the header (see the module docstring)."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError("file not found", file=p)
+    if not p.is_file():
+        raise DataError("not a file", file=p)
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header_row = next(reader, None)
+            rows: list[tuple[str, ...]] = []
+            lines: list[int] = []
+            for row in reader:
+                if not row or all(cell.strip() == "" for cell in row):
+                    continue
+                rows.append(tuple(row))
+                lines.append(reader.line_num)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not a UTF-8 text CSV ({exc.reason})", file=p) from None
+    except csv.Error as exc:
+        raise DataError(f"malformed CSV: {exc}", file=p) from None
+    if header_row is None:
+        raise DataError("empty file: expected a CSV header line", file=p, where="line 1")
+    header = tuple(cell.strip() for cell in header_row)
+    fmt = detect_format(header, p)
+    for i, fields in enumerate(rows):
+        if len(fields) > len(header):
+            raise DataError(
+                f"{len(fields)} fields but the header has {len(header)} columns",
+                file=p,
+                where=f"line {lines[i]}",
+            )
+    if not rows:
+        raise DataError("no data rows after the header", file=p, where="line 2")
+    return RawTable(p, fmt, header, tuple(rows), tuple(lines))
+
+
+def detect_format(header: tuple[str, ...], path: Path) -> str:
+    """The format whose required columns the header has; else DataError naming the missing columns."""
+    present = set(header)
+    best, best_overlap = "", 0.0
+    for name, required in FORMATS.items():
+        missing = [c for c in required if c not in present]
+        if not missing:
+            return name
+        overlap = (len(required) - len(missing)) / len(required)
+        if overlap > best_overlap:
+            best, best_overlap = name, overlap
+    if not best:
+        expected = "; ".join(f"{n}: {', '.join(cols)}" for n, cols in FORMATS.items())
+        raise DataError(
+            f"unrecognised CSV header {list(header)}; expected the columns of one format ({expected})",
+            file=path,
+            where="line 1",
+        )
+    missing = [c for c in FORMATS[best] if c not in present]
+    raise DataError(
+        f"looks like a {best} table but misses column(s) {', '.join(repr(c) for c in missing)}",
+        file=path,
+        where=f"line 1, column '{missing[0]}'",
+    )
+
+
+def _group_indices(table: RawTable, key_columns: tuple[str, ...]) -> dict[tuple[str, ...], list[int]]:
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i in range(len(table.rows)):
+        key = tuple(table.text(c, i) if c in table.header else "" for c in key_columns)
+        groups.setdefault(key, []).append(i)
+    return groups
+
+
+def _tp_value(table: RawTable, column: str, idx: list[int]) -> int:
+    values = table.numbers(column, idx[:1], minimum=1)
+    value = float(values[0])
+    if value != int(value):
+        raise DataError(
+            f"expected a whole number of GPUs, got {value:g}",
+            file=table.path,
+            where=f"line {table.lines[idx[0]]}, column '{column}'",
+        )
+    return int(value)
+
+
+def _gpu_name(raw: str) -> str:
+    return BENCH_HARDWARE.get(raw) or canonical_gpu(raw) or raw
+
+
+def splitwise_groups(table: RawTable) -> list[Group]:
+    """Prefill and decode rows per (model, hardware, tensor_parallel) of a Splitwise table.
+
+    Prefill: P = batch_size·prompt_size, time = prompt_time. Decode: n = batch_size, time = token_time
+    at the mean context n·(prompt_size + g/2) (:func:`~sim.profiles.fit.mean_decode_context`) where g is
+    the number of tokens actually generated: ``min(token_size, 1 + (e2e − prompt_time)/token_time)``
+    — long requested outputs (token_size ≥ 512) often stop early (e2e plateaus), so token_size overstates
+    the context. Rows whose e2e exceeds prompt_time + (token_size − 1)·token_time by > 5 % are dropped
+    (time spent stalled, e.g. preempted, is in neither phase).
+    """
+    out = []
+    for (model, hardware, _), idx in sorted(
+        _group_indices(table, ("model", "hardware", "tensor_parallel")).items()
+    ):
+        tp = _tp_value(table, "tensor_parallel", idx)
+        prompt = table.numbers("prompt_size", idx, minimum=1)
+        batch = table.numbers("batch_size", idx, minimum=1)
+        tokens = table.numbers("token_size", idx, minimum=1)
+        pt = table.positive("prompt_time", idx) / 1000.0
+        tt = table.positive("token_time", idx) / 1000.0
+        e2e = table.positive("e2e_time", idx) / 1000.0
+        consistent = e2e <= SPLITWISE_E2E_SLACK * (pt + (tokens - 1) * tt)
+        g = Group(model, _gpu_name(hardware), tp, rows_total=len(idx))
+        dropped = int((~consistent).sum())
+        if dropped:
+            g.notes.append(
+                f"dropped {dropped} row(s) whose e2e_time exceeds prompt_time + (token_size-1)*token_time "
+                "by > 5% (stalled/preempted runs)"
+            )
+        k = consistent
+        if k.any():
+            generated = np.minimum(tokens[k], 1.0 + (e2e[k] - pt[k]) / tt[k])
+            ctx = batch[k] * (prompt[k] + generated / 2.0)
+            g.prefill = (batch[k] * prompt[k], pt[k])
+            g.decode = (batch[k], ctx, tt[k])
+        out.append(g)
+    return out
+
+
+def bench_groups(table: RawTable) -> list[Group]:
+    """End-to-end rows per (Model, Hardware, Num of Hardware, Framework) of an LLM-Inference-Bench table.
+
+    Failed runs are dropped first: rows over 4x faster per output token than the group's median at the
+    same batch size (e.g. BAAI/Aquila-7B at L = 2048 reports 0.05 s for 2,048 tokens — its context window is
+    2,048, so the request was rejected). Then rows whose KV cache cannot fit are dropped, when the model and GPU are known: n·2L·kv_bytes must fit
+    in TP·memory·0.9 − weights. Beyond that the server preempts and recomputes, which the engine (which
+    reserves each request's full KV cache at admission) never does, and latency grows far above the
+    model (e.g. Llama-2-7B on one A100-40GB: 316 s at batch 64 × L 2048 vs ≈ 100 s extrapolated).
+    """
+    out = []
+    keys = ("Model", "Hardware", "Num of Hardware", "Framework")
+    for (model, hardware, _, framework), idx in sorted(_group_indices(table, keys).items()):
+        tp = _tp_value(table, "Num of Hardware", idx)
+        length = table.numbers("Input Output Length", idx, minimum=1)
+        batch = table.numbers("Batch Size", idx, minimum=1)
+        latency = table.positive("Latency", idx)
+        gpu = _gpu_name(hardware)
+        g = Group(model, gpu, tp, framework, rows_total=len(idx))
+        rate = latency / length
+        keep = np.ones(len(idx), dtype=bool)
+        for n in np.unique(batch):
+            same = batch == n
+            keep[same] = rate[same] >= np.median(rate[same]) / FAILED_RUN_FACTOR
+        if (~keep).any():
+            g.notes.append(
+                f"dropped {int((~keep).sum())} row(s) over {FAILED_RUN_FACTOR:g}x faster per output token than "
+                "the group's median at the same batch size (failed runs, e.g. beyond the context window)"
+            )
+        info, spec = MODELS.get(model), GPUS.get(gpu)
+        if info is not None and spec is not None:
+            budget = tp * spec.memory_gb * 1e9 * GPU_MEMORY_UTILIZATION - info.weights_b * 2e9
+            fits = batch * 2.0 * length * info.kv_bytes_per_token <= budget
+            if (keep & ~fits).any():
+                g.notes.append(
+                    f"dropped {int((keep & ~fits).sum())} row(s) whose KV cache (batch*2L*{info.kv_bytes_per_token} B) "
+                    f"exceeds {GPU_MEMORY_UTILIZATION:g}*{tp}*{spec.memory_gb:g} GB minus weights (preemption regime)"
+                )
+            keep &= fits
+        else:
+            g.notes.append("model or GPU memory unknown: no KV-cache-fit filter applied")
+        if keep.any():
+            g.e2e = (batch[keep], length[keep], length[keep], latency[keep])
+        out.append(g)
+    return out
+
+
+def canonical_groups(table: RawTable) -> list[Group]:
+    """Prefill and decode rows per (model, gpu, tp) of a canonical table (missing columns → one group)."""
+    out = []
+    gpu_col = "gpu" if "gpu" in table.header else "hardware"
+    for (model, gpu, tp_raw), idx in sorted(_group_indices(table, ("model", gpu_col, "tp")).items()):
+        tp = _tp_value(table, "tp", idx) if tp_raw else 1
+        kinds: dict[str, list[int]] = {"prefill": [], "decode": []}
+        for i in idx:
+            kind = table.text("kind", i).lower()
+            if kind not in kinds:
+                raise DataError(
+                    f"expected 'prefill' or 'decode', got {table.text('kind', i)!r}",
+                    file=table.path,
+                    where=f"line {table.lines[i]}, column 'kind'",
+                )
+            kinds[kind].append(i)
+        g = Group(model or "-", _gpu_name(gpu) if gpu else "-", tp, rows_total=len(idx))
+        needed = {"prefill": ("prompt_tokens",), "decode": ("batch_size", "context_tokens")}
+        for kind, rows in kinds.items():
+            if not rows:
+                continue
+            for column in needed[kind]:
+                if column not in table.header:
+                    raise DataError(
+                        f"{kind} rows need column '{column}', which the header lacks",
+                        file=table.path,
+                        where=f"line 1, column '{column}'",
+                    )
+        if kinds["prefill"]:
+            r = kinds["prefill"]
+            g.prefill = (table.numbers("prompt_tokens", r, minimum=0), table.positive("time_s", r))
+        if kinds["decode"]:
+            r = kinds["decode"]
+            g.decode = (
+                table.numbers("batch_size", r, minimum=1),
+                table.numbers("context_tokens", r, minimum=0),
+                table.positive("time_s", r),
+            )
+        out.append(g)
+    return out
+
+
+def read_groups(path: str | Path) -> tuple[RawTable, list[Group]]:
+    """Read ``path``, recognise its format and split it into fit-ready groups."""
+    table = read_table(path)
+    reader = {
+        "splitwise": splitwise_groups,
+        "llm_inference_bench": bench_groups,
+        "canonical": canonical_groups,
+    }
+    return table, reader[table.format](table)
