@@ -1,0 +1,28 @@
+"""Latency profiles: fitting them to measurements, and the built-in ones derived from public tables.
+
+* :func:`builtin_profile` / :func:`list_builtin` — profiles for common model sizes on A100 and H100,
+  fitted to the Splitwise and LLM-Inference-Bench tables (``sim/data/profiles.json``, rebuilt by
+  ``python -m sim.profiles.build_builtin``), with a documented scaling rule for the rest;
+* :func:`calibrate_file` / :func:`format_report` — fit a user's (or a public) measurement CSV;
+* :mod:`sim.profiles.fit` — the non-negative least-squares fits themselves.
+"""
+
+from sim.profiles.builtin import BuiltinProfile, UnknownGPUError, builtin_profile, known_gpus, list_builtin
+from sim.profiles.calibrate import CalibrationReport, GroupCalibration, calibrate_file, format_report
+from sim.profiles.fit import FitReport, fit_decode, fit_end_to_end, fit_prefill
+
+__all__ = [
+    "BuiltinProfile",
+    "CalibrationReport",
+    "FitReport",
+    "GroupCalibration",
+    "UnknownGPUError",
+    "builtin_profile",
+    "calibrate_file",
+    "fit_decode",
+    "fit_end_to_end",
+    "fit_prefill",
+    "format_report",
+    "known_gpus",
+    "list_builtin",
+]

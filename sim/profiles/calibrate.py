@@ -1,0 +1,125 @@
+"""Calibrate latency profiles from a measurement CSV: ``calibrate_file`` fits, ``format_report`` prints.
+
+``calibrate_file`` recognises the table format (:mod:`sim.profiles.tables`), fits every
+(model, hardware, TP, framework) group with :mod:`sim.profiles.fit`, and returns a report object;
+``format_report`` turns it into text and does nothing else (no I/O), so the CLI (``llmsim calibrate``) and
+tests share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sim.engine.latency import LatencyProfile
+from sim.profiles.builtin import COEFFICIENTS, list_builtin, prefill_prior
+from sim.profiles.fit import FitReport, fit_decode, fit_end_to_end, fit_prefill, profile_from
+from sim.profiles.hardware import model_size_from_name
+from sim.profiles.tables import Group, read_groups
+
+
+@dataclass(frozen=True)
+class GroupCalibration:
+    """Fit of one group. ``profile`` is None when filtering left no rows to fit."""
+
+    model: str
+    hardware: str
+    tp: int
+    framework: str
+    rows_total: int
+    profile: LatencyProfile | None
+    fits: tuple[FitReport, ...]
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    path: str
+    format: str
+    rows: int
+    groups: tuple[GroupCalibration, ...]
+
+
+def _calibrate_group(g: Group) -> GroupCalibration:
+    notes = list(g.notes)
+    fits: list[FitReport] = []
+    prefill: FitReport | LatencyProfile | None = None
+    decode: FitReport | None = None
+    if g.prefill is not None:
+        prefill = fit_prefill(*g.prefill)
+        fits.append(prefill)
+    if g.decode is not None:
+        decode = fit_decode(*g.decode)
+        fits.append(decode)
+    if g.e2e is not None:
+        size = model_size_from_name(g.model)
+        prior = prefill_prior(list_builtin(), size, g.hardware, g.tp) if size is not None else None
+        if prior is not None:
+            prefill, how = prior
+            notes.append(how + " (prefill is not identifiable from end-to-end latency)")
+        decode = fit_end_to_end(*g.e2e, prefill=prior[0] if prior is not None else None)
+        fits.append(decode)
+    fitted = bool(fits)
+    if not fitted:
+        notes.append("no rows left to fit")
+    else:
+        if g.prefill is None and g.e2e is None:
+            notes.append("no prefill rows: prefill coefficients left at 0")
+        if g.decode is None and g.e2e is None:
+            notes.append("no decode rows: decode coefficients left at 0")
+    return GroupCalibration(
+        model=g.model,
+        hardware=g.hardware,
+        tp=g.tp,
+        framework=g.framework,
+        rows_total=g.rows_total,
+        profile=profile_from(prefill, decode) if fitted else None,
+        fits=tuple(fits),
+        notes=tuple(notes),
+    )
+
+
+def calibrate_file(path: str | Path) -> CalibrationReport:
+    """Fit latency profiles to every group of a measurement CSV.
+
+    Accepts the Splitwise perf-model table, the LLM-Inference-Bench results table, or the canonical
+    format (``kind, prompt_tokens | batch_size, context_tokens, time_s`` [, model, gpu, tp]); see
+    :mod:`sim.profiles.tables`. Raises :class:`~sim.errors.DataError` naming the file, line and column
+    for a missing file, a missing column or a bad value.
+    """
+    table, groups = read_groups(path)
+    return CalibrationReport(
+        path=str(path),
+        format=table.format,
+        rows=len(table.rows),
+        groups=tuple(_calibrate_group(g) for g in groups),
+    )
+
+
+def _fmt_r2(r2: float) -> str:
+    return "n/a" if r2 != r2 else f"{r2:.3f}"
+
+
+def format_report(report: CalibrationReport) -> str:
+    """Human-readable report: per group, the fitted coefficients (in seconds, ready for a scenario's
+    ``latency:`` block) and each fit's R², MAPE, worst error and row count. Pure: no I/O."""
+    lines = [
+        f"Calibration of {report.path} (format: {report.format}, {report.rows} rows, {len(report.groups)} groups)",
+    ]
+    width = max(len(c) for c in COEFFICIENTS)
+    for g in report.groups:
+        head = f"{g.model} on {g.hardware}, tp={g.tp}"
+        if g.framework:
+            head += f", {g.framework}"
+        lines += ["", f"{head} ({g.rows_total} rows)"]
+        for f in g.fits:
+            lines.append(
+                f"  fit {f.kind:<10} rows {f.rows:>4}  R² {_fmt_r2(f.r2):>6}  MAPE {f.mape_pct:6.2f}%  "
+                f"max {f.max_ape_pct:6.2f}%"
+            )
+        if g.profile is not None:
+            for c in COEFFICIENTS:
+                lines.append(f"    {c:<{width}}: {getattr(g.profile, c):.6g}")
+        for note in (*g.notes, *(n for f in g.fits for n in f.notes)):
+            lines.append(f"  note: {note}")
+    return "\n".join(lines)
