@@ -46,7 +46,15 @@ SPLITWISE = GPU_DIR / "splitwise_perf_model.csv"
 BENCH = GPU_DIR / "llm_inference_bench_all_results.csv"
 PACKAGED = Path(__file__).resolve().parents[2] / "sim" / "data" / "profiles.json"
 
-needs_data = pytest.mark.skipif(not (SPLITWISE.exists() and BENCH.exists()), reason="shared/data/gpu absent")
+_skip_without_data = pytest.mark.skipif(
+    not (SPLITWISE.exists() and BENCH.exists()), reason="shared/data/gpu absent"
+)
+
+
+def needs_data(test):  # type: ignore[no-untyped-def]
+    """Mark a test as reading ../shared/data (the project's `shared_data` marker) and skip it when absent."""
+    return pytest.mark.shared_data(_skip_without_data(test))
+
 
 TRUE = LatencyProfile(
     prefill_base_s=0.021,
