@@ -8,12 +8,16 @@ similarity are found by sparse matrix products over chunks of queries (memory st
   pseudo-neighbours. The prior is the model's training mean on the query's task (``prior="task"``,
   i.e. the :class:`~sim.predictors.task_mean.TaskMean` prediction) or over all tasks
   (``prior="global"``). Shrinking matters: 16 neighbours that all failed should give a small
-  probability, not 0 (a Brier score punishes confident errors, and robust routers need σ > 0), and on
-  MMLU-Pro the text of a question says little beyond its topic, so raw neighbour means are *worse*
-  than per-task means; shrunk towards them they are better (measured in tests/predictors);
+  probability, not 0 (a Brier score punishes confident errors, and robust routers need σ > 0). How
+  much depends on the data: on MMLU-Pro the text of a question says little beyond its topic, so raw
+  neighbour means are *worse* than per-task means and the best weight is ~16–32 neighbours' worth;
+  where the text decides the outcome the best weight is ~1. ``prior_weight="auto"`` (the default)
+  picks it from a grid by leave-one-out Brier score on up to ``tune_size`` training queries (evenly
+  spaced, so no randomness; their task-mean prior includes themselves, a negligible leak for tasks of
+  more than a few dozen queries);
 - quality_std = the standard error of that mean: ``sqrt(p (1 - p) / (k_eff + prior_weight))`` for
-  0/1 scores, ``sqrt(var / (k_eff + prior_weight))`` with the neighbours' weighted variance otherwise,
-  where ``k_eff = (Σw)² / Σw²`` is the effective number of neighbours;
+  0/1 scores, ``sqrt(var / (k_eff + prior_weight))`` with the neighbours' weighted variance (their
+  spread) otherwise, where ``k_eff = (Σw)² / Σw²`` is the effective number of neighbours;
 - output tokens = the neighbours' weighted mean.
 
 Weights are the similarities (``weighted=True``, neighbours with similarity <= 0 get none) or uniform.
@@ -35,6 +39,7 @@ class KNN(Predictor):
     """k-nearest-neighbour quality/length predictor over prompt embeddings (needs ``qs.prompts``)."""
 
     name = "knn"
+    PRIOR_WEIGHT_GRID = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 
     def __init__(
         self,
@@ -42,23 +47,26 @@ class KNN(Predictor):
         k: int = 16,
         embedding: str = "tfidf",
         weighted: bool = True,
-        prior_weight: float = 16.0,
+        prior_weight: float | str = "auto",
         prior: str = "task",
         chunk: int = 512,
+        tune_size: int = 2000,
     ) -> None:
         super().__init__()
-        if k < 1 or prior_weight < 0 or chunk < 1:
-            raise ValueError(f"need k >= 1 (got {k}), prior_weight >= 0 (got {prior_weight}), chunk >= 1")
-        self.k, self.weighted, self.prior_weight, self.chunk = (
-            int(k),
-            bool(weighted),
-            float(prior_weight),
-            int(chunk),
-        )
+        if k < 1 or chunk < 1 or tune_size < 1:
+            raise ValueError(
+                f"need k >= 1 (got {k}), chunk >= 1 (got {chunk}), tune_size >= 1 (got {tune_size})"
+            )
+        if prior_weight != "auto" and not (isinstance(prior_weight, int | float) and prior_weight >= 0):
+            raise ValueError(f"prior_weight must be 'auto' or a number >= 0, got {prior_weight!r}")
         if prior not in ("task", "global"):
             raise ValueError(f"prior={prior!r}: expected 'task' or 'global'")
+        self.k, self.weighted, self.chunk, self.tune_size = int(k), bool(weighted), int(chunk), int(tune_size)
+        self.prior_weight = prior_weight
         self.prior = prior
         self.embedder: Embedder = make_embedder(embedding)
+        self.fitted_prior_weight = 0.0
+        """The weight in use after :meth:`fit` (the tuned one when ``prior_weight="auto"``)."""
         self._task_mean = TaskMean()
         self._train: sp.csr_matrix | None = None
         self._quality = np.zeros((0, 0))
@@ -70,61 +78,90 @@ class KNN(Predictor):
         if train.n == 0:
             raise ValueError("KNN.fit: empty training set")
         self._remember_models(train)
-        self._train = sp.csr_matrix(self.embedder.fit_transform(prompts).T)  # (d, n_train)
+        embedded = self.embedder.fit_transform(prompts)
+        self._train = sp.csr_matrix(embedded.T)  # (d, n_train)
         self._quality = train.quality.astype(np.float64)
         self._tokens = train.output_tokens.astype(np.float64)
         self._task_mean.fit(train)
         self._binary = bool(np.isin(self._quality, (0.0, 1.0)).all())
+        if self.prior_weight == "auto":
+            self.fitted_prior_weight = self._tune_prior_weight(train, embedded)
+        else:
+            self.fitted_prior_weight = float(self.prior_weight)
 
     def predict(self, qs: QuerySet) -> Prediction:
         self._check_models(qs)
-        assert self._train is not None
         queries = self.embedder.transform(_prompts(qs, "predict"))
-        if self.prior == "task":
-            prior = self._task_mean.predict(qs).quality
-        else:
-            prior = np.broadcast_to(self._quality.mean(axis=0), (qs.n, qs.m))
+        prior = self._prior(qs)
         quality = np.empty((qs.n, qs.m))
         std = np.empty_like(quality)
         tokens = np.empty_like(quality)
         for lo in range(0, qs.n, self.chunk):
             rows = slice(lo, min(lo + self.chunk, qs.n))
-            idx, w = self._neighbours(queries[rows])
-            quality[rows], std[rows], tokens[rows] = self._aggregate(idx, w, prior[rows])
+            stats = self._stats(*self._neighbours(queries[rows]))
+            quality[rows], std[rows] = self._shrink(stats, prior[rows], self.fitted_prior_weight)
+            tokens[rows] = stats[3]
         return Prediction(
             quality=np.clip(quality, 0.0, 1.0), quality_std=std, output_tokens=np.maximum(tokens, 1.0)
         )
 
-    def _neighbours(self, queries: sp.csr_matrix) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-        """Indices (c, k) of the k most similar training prompts and their weights."""
+    def _prior(self, qs: QuerySet) -> NDArray[np.float64]:
+        if self.prior == "task":
+            return self._task_mean.predict(qs).quality
+        return np.broadcast_to(self._quality.mean(axis=0), (qs.n, qs.m))
+
+    def _tune_prior_weight(self, train: QuerySet, embedded: sp.csr_matrix) -> float:
+        """The grid weight with the best leave-one-out Brier score on evenly spaced training queries."""
+        if train.n <= self.k:
+            return float(self.k)  # too few queries to leave one out; a neighbourhood's worth of prior
+        sample = np.unique(np.linspace(0, train.n - 1, min(self.tune_size, train.n)).round().astype(np.int64))
+        prior = self._prior(train)[sample]
+        brier = np.zeros(len(self.PRIOR_WEIGHT_GRID))
+        for lo in range(0, len(sample), self.chunk):
+            rows = sample[lo : lo + self.chunk]
+            stats = self._stats(*self._neighbours(embedded[rows], exclude=rows))
+            for g, weight in enumerate(self.PRIOR_WEIGHT_GRID):
+                p, _ = self._shrink(stats, prior[lo : lo + self.chunk], weight)
+                brier[g] += float(((p - train.quality[rows]) ** 2).sum())
+        return float(self.PRIOR_WEIGHT_GRID[int(np.argmin(brier))])
+
+    def _neighbours(
+        self, queries: sp.csr_matrix, exclude: NDArray[np.int64] | None = None
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """Indices (c, k) of the k most similar training prompts (never ``exclude[row]``) and their weights."""
         assert self._train is not None
         sims = np.asarray((queries @ self._train).todense())
-        k = min(self.k, sims.shape[1])
+        if exclude is not None:
+            sims[np.arange(len(exclude)), exclude] = -np.inf
+        k = min(self.k, sims.shape[1] - (exclude is not None))
         idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         top = np.take_along_axis(sims, idx, axis=1)
         if not self.weighted:
             return idx, np.ones_like(top)
         w = np.clip(top, 0.0, None)
-        no_signal = w.sum(axis=1) == 0  # e.g. an empty prompt: fall back to uniform
-        w[no_signal] = 1.0
+        w[w.sum(axis=1) == 0] = 1.0  # no similar prompt at all (e.g. empty): uniform
         return idx, w
 
-    def _aggregate(
-        self, idx: NDArray[np.int64], w: NDArray[np.float64], prior: NDArray[np.float64]
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    def _stats(self, idx: NDArray[np.int64], w: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
+        """(weight sum, k_eff, weighted mean score, weighted mean tokens, weighted score variance)."""
         # Rescale weights to sum to the number of neighbours, so prior_weight counts pseudo-neighbours.
         w = w * (idx.shape[1] / w.sum(axis=1, keepdims=True))
         wsum = w.sum(axis=1)[:, None]
-        k_eff = (wsum**2 / (w**2).sum(axis=1, keepdims=True)) + self.prior_weight
+        k_eff = wsum**2 / (w**2).sum(axis=1, keepdims=True)
         y = self._quality[idx]  # (c, k, m)
         mean = np.einsum("ck,ckm->cm", w, y) / wsum
-        p = (mean * wsum + self.prior_weight * prior) / (wsum + self.prior_weight)
-        if self._binary:
-            var = p * (1.0 - p)
-        else:
-            var = np.einsum("ck,ckm->cm", w, (y - mean[:, None, :]) ** 2) / wsum
         tokens = np.einsum("ck,ckm->cm", w, self._tokens[idx]) / wsum
-        return p, np.sqrt(np.clip(var, 0.0, None) / k_eff), tokens
+        var = np.einsum("ck,ckm->cm", w, (y - mean[:, None, :]) ** 2) / wsum
+        return wsum, k_eff, mean, tokens, var
+
+    def _shrink(
+        self, stats: tuple[NDArray[np.float64], ...], prior: NDArray[np.float64], weight: float
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Quality shrunk towards ``prior`` with ``weight`` pseudo-neighbours, and its standard error."""
+        wsum, k_eff, mean, _, spread = stats
+        p = (mean * wsum + weight * prior) / (wsum + weight)
+        var = p * (1.0 - p) if self._binary else spread
+        return p, np.sqrt(np.clip(var, 0.0, None) / (k_eff + weight))
 
 
 def _prompts(qs: QuerySet, step: str) -> tuple[str, ...]:
