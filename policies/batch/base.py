@@ -1,0 +1,67 @@
+"""Common shell of the batch-level policies: parameters, the empty batch, infeasible answers."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from policies.batch.feasibility import Infeasible
+from policies.errors import InvalidParameterError
+from policies.problem import REJECT, IntArray, RoutingProblem
+from policies.registry import Policy
+from policies.result import STATUS_INFEASIBLE, STATUS_OPTIMAL, RoutingResult
+
+
+def positive(name: str, value: Any, *, allow_zero: bool = False, allow_none: bool = False) -> Any:
+    """Validate a numeric parameter (raises InvalidParameterError, which make_policy passes on)."""
+    if value is None and allow_none:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidParameterError(f"{name} must be a finite number {bound}, got {value!r}")
+    return v
+
+
+class BatchPolicy(Policy):
+    """Routes a whole batch jointly.
+
+    Args:
+        best_effort: when the problem is infeasible, return the best-effort assignment the solver
+            found (``True``, default) or reject every query (``False``). Either way the status is
+            ``infeasible`` and ``message`` names the constraint that cannot hold.
+    """
+
+    batch_level: ClassVar[bool] = True
+
+    def __init__(self, best_effort: bool = True) -> None:
+        if not isinstance(best_effort, bool | np.bool_):
+            raise InvalidParameterError(f"best_effort must be a bool, got {best_effort!r}")
+        self.best_effort = bool(best_effort)
+
+    def _route(self, problem: RoutingProblem) -> RoutingResult:
+        if problem.n == 0:
+            return RoutingResult.build(problem, np.empty(0, dtype=np.int64), STATUS_OPTIMAL,
+                                       message="empty batch")
+        return self._solve(problem)
+
+    def _solve(self, problem: RoutingProblem) -> RoutingResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def infeasible(self, problem: RoutingProblem, why: Infeasible | str, assignment: IntArray | None = None,
+                   info: dict[str, Any] | None = None) -> RoutingResult:
+        """An ``infeasible`` result carrying the reason and (if asked) the best-effort assignment."""
+        if isinstance(why, Infeasible):
+            message, assignment, constraint = why.message, why.assignment, why.constraint
+        else:
+            message, constraint = why, None
+        info = dict(info or {})
+        if constraint is not None:
+            info.setdefault("infeasible_constraint", constraint)
+        if assignment is None or not self.best_effort:
+            assignment = np.full(problem.n, REJECT, dtype=np.int64)
+        return RoutingResult.build(problem, assignment, STATUS_INFEASIBLE, message=message, info=info)

@@ -1,0 +1,197 @@
+"""``milp``: the exact batch problem through HiGHS (:func:`scipy.optimize.milp`), sparse throughout.
+
+The only policy that models a budget and a quality floor at the same time. The model (see
+:class:`~policies.batch.milp_model.MilpModel`) has x_ij binaries, one equality row per query, capacity
+rows for the models whose capacity can bind, the budget and/or α row, and optionally the
+Bertsimas–Sim protection of ``robust`` (``routing.md`` (R)):
+
+    quality(x) = Σ â_ij x_ij − Γ z − Σ_i p_i,     z + p_i ≥ Σ_j δ_ij x_ij,   z, p ≥ 0,
+
+which is the nominal quality minus the worst loss when at most Γ chosen predictions fall by δ.
+(The per-query p_i is equivalent to routing.md's p_ij because each query takes one model.)
+
+Infeasibility is detected cheaply before HiGHS runs (capacity sum, the side row ignoring capacity)
+and diagnosed exactly when HiGHS reports it, so the message names the constraint and its numbers.
+``optimal`` means HiGHS proved optimality within ``mip_rel_gap``; on the time limit the incumbent is
+returned as ``feasible`` (or, with no incumbent, the ``lagrangian`` answer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from policies.batch import feasibility
+from policies.batch.base import BatchPolicy, positive
+from policies.batch.dominance import dominated
+from policies.batch.lagrangian import solve_form
+from policies.batch.linear_form import LinearForm
+from policies.batch.milp_model import MilpModel, MilpSolution
+from policies.batch.repair import improve, repair_capacity, repair_side
+from policies.problem import FloatArray, IntArray, ProblemForm, RoutingProblem
+from policies.registry import register
+from policies.result import STATUS_FEASIBLE, STATUS_OPTIMAL, RoutingResult, check_assignment
+
+Protection = tuple[FloatArray, float]  # (δ (n, m) deviations, Γ)
+
+
+def _pad(form: LinearForm, a: FloatArray) -> FloatArray:
+    """Append the reject column (all zeros) when the form has one."""
+    return np.hstack([a, np.zeros((form.n, 1))]) if form.reject_col is not None else a
+
+
+def build_model(form: LinearForm, *, protect: Protection | None = None, prune: bool = True,
+                with_side: bool = True, with_budget: bool = True,
+                maximise_quality: bool = False) -> MilpModel:
+    """The MILP of ``form`` (see the module docstring).
+
+    ``with_side``/``with_budget`` drop rows (used to diagnose infeasibility); ``maximise_quality``
+    replaces the objective by the (protected) quality, for best-effort answers.
+    """
+    problem = form.problem
+    n = form.n
+    quality = _pad(form, form.quality)
+    min_cost = problem.form is ProblemForm.MIN_COST
+    budget_row = None
+    if with_budget and min_cost and problem.budget is not None:
+        budget_row = _pad(form, problem.cost / form.cost_scale)
+    delta = None if protect is None else _pad(form, np.asarray(protect[0], dtype=np.float64))
+    objective = quality if maximise_quality else form.score
+    better = [objective, quality, -_pad(form, problem.cost)]
+    if delta is not None:
+        better.append(-delta)
+    fixed = dominated(form.cap, better) if prune else None
+    model = MilpModel(objective, form.cap, fixed)
+    quality_is_objective = maximise_quality or not min_cost
+    prot_cols: slice | None = None
+    if delta is not None and protect is not None:
+        gamma = float(protect[1])
+        z = model.add_vars(1, -gamma if quality_is_objective else 0.0)
+        p = model.add_vars(n, -1.0 if quality_is_objective else 0.0)
+        nx_, nv = model.nx, p.stop
+        flat = delta.ravel()
+        rows_x = np.repeat(np.arange(n), form.k)
+        a = sp.coo_matrix(
+            (np.concatenate([-flat, np.ones(n), np.ones(n)]),
+             (np.concatenate([rows_x, np.arange(n), np.arange(n)]),
+              np.concatenate([np.arange(nx_), np.full(n, z.start), np.arange(p.start, p.stop)]))),
+            shape=(n, nv))
+        model.add_rows(a, np.zeros(n), np.full(n, np.inf))
+        prot_cols = slice(z.start, p.stop)
+    if with_side and form.row is not None and form.rhs is not None and not maximise_quality:
+        if form.row_name == "budget":
+            model.add_x_row(form.row, ub=form.rhs)
+        elif prot_cols is None:
+            model.add_x_row(quality, lb=-form.rhs)
+        else:
+            gamma = float(protect[1]) if protect is not None else 0.0
+            nv = prot_cols.stop
+            coef = np.concatenate([quality.ravel(), [-gamma], -np.ones(n)])
+            nz = np.nonzero(coef)[0]
+            a = sp.coo_matrix((coef[nz], (np.zeros(nz.size, dtype=np.int64), nz)), shape=(1, nv))
+            model.add_rows(a, np.array([-form.rhs]), np.array([np.inf]))
+    if maximise_quality and with_budget and problem.budget is not None:
+        model.add_x_row(_pad(form, problem.cost / form.cost_scale), ub=problem.budget / form.cost_scale)
+    elif budget_row is not None and problem.budget is not None:
+        model.add_x_row(budget_row, ub=problem.budget / form.cost_scale)
+    return model
+
+
+def polish(form: LinearForm, cols: IntArray) -> IntArray:
+    """Undo HiGHS's tolerance-level violations (~1e-7) of capacity or the side row, if any."""
+    if form.feasible(cols):
+        return cols
+    return improve(form, repair_side(form, repair_capacity(form, cols)))
+
+
+def diagnose(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, protect: Protection | None,
+             sol: MilpSolution, info: dict[str, Any], time_limit: float) -> RoutingResult:
+    """HiGHS said infeasible: find which constraint (or pair) cannot hold, with a best effort."""
+    bad = feasibility.exact_side(form)
+    if bad is not None:
+        return policy.infeasible(problem, bad, info=info)
+    if form.row_name == "min_quality" and problem.budget is not None:
+        budget_only = LinearForm.from_problem(dataclasses.replace(problem, min_quality=None), form.quality)
+        bad = feasibility.quick(budget_only) or feasibility.exact_side(budget_only)
+        if bad is not None:
+            return policy.infeasible(problem, bad, info=info)
+    if protect is not None:
+        best = build_model(form, protect=protect, maximise_quality=True).solve(time_limit=time_limit)
+        msg = (f"min_quality: no assignment within capacity and budget keeps the protected mean quality "
+               f"(Γ = {protect[1]:g}) ≥ {problem.min_quality:.6g}")
+        if best.cols is not None and best.objective is not None:
+            msg += f"; the best reaches {best.objective / problem.n:.6g}"
+        return policy.infeasible(problem, msg, None if best.cols is None else form.to_assignment(best.cols),
+                                 info=info | {"infeasible_constraint": "min_quality"})
+    if form.row_name == "min_quality" and problem.budget is not None:
+        cheapest = build_model(form, with_budget=False).solve(time_limit=time_limit)
+        msg = "budget and min_quality: no assignment within capacity meets both"
+        a = None
+        if cheapest.cols is not None:
+            a = form.to_assignment(cheapest.cols)
+            cost = check_assignment(problem, a).total_cost
+            msg = (f"budget and min_quality: the cheapest assignment within capacity with mean quality "
+                   f"≥ {problem.min_quality:.6g} costs {cost:.6g} > budget {problem.budget:.6g}")
+        return policy.infeasible(problem, msg, a, info=info | {"infeasible_constraint": "budget and min_quality"})
+    return policy.infeasible(problem, f"HiGHS reports the problem infeasible: {sol.message}", info=info)
+
+
+def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, *,
+                protect: Protection | None = None, time_limit: float = 60.0,
+                mip_rel_gap: float = 1e-4, prune: bool = True) -> RoutingResult:
+    """Checks, model, HiGHS, and the mapping of its answer to a :class:`RoutingResult`."""
+    info: dict[str, Any] = {}
+    bad = feasibility.quick(form)
+    if bad is None and form.row_name == "min_quality" and problem.budget is not None:
+        budget_only = LinearForm.from_problem(dataclasses.replace(problem, min_quality=None), form.quality)
+        bad = feasibility.quick(budget_only)
+    if bad is not None:
+        return policy.infeasible(problem, bad, info=info)
+    model = build_model(form, protect=protect, prune=prune)
+    sol = model.solve(time_limit=time_limit, mip_rel_gap=mip_rel_gap)
+    info.update(highs_status=sol.status, highs_message=sol.message, mip_gap=sol.mip_gap)
+    if sol.dual_bound is not None:
+        info["bound"] = form.to_objective(sol.dual_bound)
+    if sol.status == "infeasible":
+        return diagnose(policy, problem, form, protect, sol, info, time_limit)
+    if sol.cols is None:
+        res = solve_form(policy, problem, form)
+        res.info.update(info, fallback="lagrangian")
+        note = f"HiGHS stopped without an incumbent ({sol.message}); lagrangian answer returned"
+        if protect is not None:
+            note += " (nominal quality: the protection is not modelled by the fallback)"
+        res.message = f"{res.message}; {note}" if res.message else note
+        return res
+    cols = sol.cols
+    status = STATUS_OPTIMAL if sol.status == "optimal" else STATUS_FEASIBLE
+    fixed = polish(form, cols)
+    if not np.array_equal(fixed, cols):
+        status = STATUS_FEASIBLE
+        info["polished"] = int(np.count_nonzero(fixed != cols))
+    return RoutingResult.build(problem, form.to_assignment(fixed), status, info=info)
+
+
+@register("milp")
+class Milp(BatchPolicy):
+    """Exact MILP through HiGHS.
+
+    Args:
+        time_limit: seconds HiGHS may run (default 60); past it the incumbent is returned.
+        mip_rel_gap: relative optimality gap at which HiGHS stops (``optimal`` is within it).
+        prune: leave out x_ij dominated by an unlimited model (exact; smaller models).
+        best_effort: see :class:`~policies.batch.base.BatchPolicy`.
+    """
+
+    def __init__(self, time_limit: float = 60.0, mip_rel_gap: float = 1e-4, prune: bool = True,
+                 best_effort: bool = True) -> None:
+        super().__init__(best_effort)
+        self.time_limit = positive("time_limit", time_limit)
+        self.mip_rel_gap = positive("mip_rel_gap", mip_rel_gap, allow_zero=True)
+        self.prune = bool(prune)
+
+    def _solve(self, problem: RoutingProblem) -> RoutingResult:
+        return solve_exact(self, problem, LinearForm.from_problem(problem), time_limit=self.time_limit,
+                           mip_rel_gap=self.mip_rel_gap, prune=self.prune)

@@ -1,0 +1,159 @@
+"""Turn a near-feasible assignment into a feasible one, then spend what slack is left.
+
+Used after a Lagrangian step (whose argmax can overfill a model or miss the side row by a few
+queries) and after HiGHS (whose tolerances can leave a side row over by ~1e-7). Three greedy moves,
+each a single query changing column:
+
+* :func:`repair_capacity` — move queries off over-full columns, least loss first;
+* :func:`repair_side` — while the side row is violated, take the moves that reduce it at the least
+  loss of score per unit of row (the cheapest quality downgrades under a budget, the cheapest
+  quality upgrades under a floor α);
+* :func:`improve` — while moves raise the score without breaking capacity or the side row, take the
+  best ones (first those that also help the side row, then by score gained per unit of slack used).
+
+Candidates are built vectorised over all (query, column) pairs; only the accepted moves are looped.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import numpy as np
+
+from policies.batch.linear_form import LinearForm
+from policies.problem import FloatArray, IntArray
+
+_GAIN_EPS = 1e-12
+
+
+def repair_capacity(form: LinearForm, cols: IntArray, weights: FloatArray | None = None) -> IntArray:
+    """Move queries off over-full columns to columns with room, losing the least ``weights``."""
+    w = form.score if weights is None else weights
+    cols = cols.copy()
+    n, k = w.shape
+    for _ in range(4 * k + 4):
+        load = np.bincount(cols, minlength=k)
+        room = form.cap - load
+        if np.all(room >= 0):
+            return cols
+        for j in np.nonzero(room < 0)[0]:
+            room = form.cap - np.bincount(cols, minlength=k)
+            idx = np.nonzero(cols == j)[0]
+            alt = np.where((room > 0)[None, :], w[idx], -np.inf)
+            alt[:, j] = -np.inf
+            best = np.argmax(alt, axis=1)
+            loss = w[idx, j] - alt[np.arange(idx.size), best]
+            order = np.argsort(loss, kind="stable")
+            need = int(-room[j])
+            for t in order:
+                if need == 0:
+                    break
+                kk = int(best[t])
+                if not np.isfinite(loss[t]) or room[kk] <= 0:
+                    continue
+                cols[idx[t]] = kk
+                room[kk] -= 1
+                need -= 1
+    return cols
+
+
+def _moves(form: LinearForm, cols: IntArray) -> tuple[FloatArray, FloatArray]:
+    """Score gain and row change of moving each query to each column: two (n, k) arrays."""
+    rows = np.arange(form.n)
+    gain = form.score - form.score[rows, cols][:, None]
+    drow = np.zeros_like(gain) if form.row is None else form.row - form.row[rows, cols][:, None]
+    return gain, drow
+
+
+def _best_first(key: FloatArray, chunk: int) -> Iterator[np.ndarray]:
+    """Indices of ``key`` in increasing order, produced lazily chunk by chunk (partial sorts).
+
+    Greedy passes usually stop after a handful of moves, so sorting every candidate would dominate
+    the run time on large batches.
+    """
+    remaining = np.arange(key.size)
+    while remaining.size:
+        if remaining.size > chunk:
+            part = np.argpartition(key[remaining], chunk)
+            head, remaining = remaining[part[:chunk]], remaining[part[chunk:]]
+        else:
+            head, remaining = remaining, remaining[:0]
+        yield head[np.argsort(key[head], kind="stable")]
+        chunk *= 4
+
+
+def repair_side(form: LinearForm, cols: IntArray, max_passes: int = 20) -> IntArray:
+    """Greedy moves until the side row holds (may fail: check ``form.side_ok`` on the result)."""
+    if form.row is None:
+        return cols
+    cols = cols.copy()
+    for _ in range(max_passes):
+        slack = form.slack(cols)
+        if slack >= 0:
+            return cols
+        gain, drow = _moves(form, cols)
+        room = form.cap - np.bincount(cols, minlength=form.k)
+        qi, kj = np.nonzero((drow < 0) & (room > 0)[None, :])
+        if qi.size == 0:
+            return cols
+        d = drow[qi, kj]
+        # Score lost per unit of row given back; a move that also gains score comes first.
+        ratio = -gain[qi, kj] / -d
+        moved = np.zeros(form.n, dtype=bool)
+        changed = False
+        for block in _best_first(ratio, 64):
+            for t in block:
+                i, j = int(qi[t]), int(kj[t])
+                if moved[i] or room[j] <= 0:
+                    continue
+                room[cols[i]] += 1
+                room[j] -= 1
+                slack -= d[t]
+                cols[i] = j
+                moved[i] = changed = True
+                if slack >= 0:
+                    break
+            if slack >= 0:
+                break
+        if not changed:
+            return cols
+    return cols
+
+
+def improve(form: LinearForm, cols: IntArray, max_passes: int = 4) -> IntArray:
+    """Single-query moves that raise the score and keep capacity and the side row (best first)."""
+    cols = cols.copy()
+    for _ in range(max_passes):
+        gain, drow = _moves(form, cols)
+        room = form.cap - np.bincount(cols, minlength=form.k)
+        slack = max(form.slack(cols), 0.0)
+        qi, kj = np.nonzero((gain > _GAIN_EPS) & (room > 0)[None, :] & (drow <= slack))
+        if qi.size == 0:
+            return cols
+        g, d = gain[qi, kj], drow[qi, kj]
+        free = np.nonzero(d <= 0)[0]
+        paid = np.nonzero(d > 0)[0]
+        d_min = float(d[paid].min()) if paid.size else np.inf
+        # Moves that use no slack first (largest gain first), then by gain per unit of slack used.
+        groups = itertools.chain((free[b] for b in _best_first(-g[free], 256)),
+                                 (paid[b] for b in _best_first(-g[paid] / d[paid], 256)))
+        moved = np.zeros(form.n, dtype=bool)
+        changed = False
+        for block in groups:
+            if slack < d_min and d[block[0]] > 0:
+                break  # no paid move fits any more
+            for t in block:
+                if d[t] > 0 and slack < d_min:
+                    break
+                i, j = int(qi[t]), int(kj[t])
+                if moved[i] or room[j] <= 0 or d[t] > slack:
+                    continue
+                room[cols[i]] += 1
+                room[j] -= 1
+                slack -= d[t]
+                cols[i] = j
+                moved[i] = changed = True
+        if not changed:
+            return cols
+    return cols

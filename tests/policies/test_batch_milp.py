@@ -1,0 +1,122 @@
+"""milp: exact against enumeration, precise infeasibility reasons, parameters, time limit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policies import InvalidParameterError, RoutingProblem, check_assignment, solve
+from tests.policies.conftest import assert_consistent, brute_force, objective_close, problems, realistic
+
+EXACT = {"mip_rel_gap": 0.0}
+
+
+@settings(max_examples=150, deadline=None)
+@given(problems(max_n=6, max_m=3))
+def test_milp_matches_enumeration(problem: RoutingProblem) -> None:
+    res = solve(problem, "milp", **EXACT)
+    assert_consistent(problem, res)
+    best, _ = brute_force(problem)
+    if best is None:
+        assert res.status == "infeasible"
+    else:
+        assert res.status == "optimal", res.message
+        assert objective_close(res.objective, best), (res.objective, best)
+
+
+@settings(max_examples=40, deadline=None)
+@given(problems(max_n=6, max_m=3))
+def test_pruning_does_not_change_the_optimum(problem: RoutingProblem) -> None:
+    a = solve(problem, "milp", prune=True, **EXACT)
+    b = solve(problem, "milp", prune=False, **EXACT)
+    assert a.status == b.status
+    assert objective_close(a.objective, b.objective) or a.status == "infeasible"
+
+
+def _p(**kw: object) -> RoutingProblem:
+    base: dict[str, object] = dict(quality=np.array([[0.2, 0.9], [0.4, 0.8], [0.1, 0.7]]),
+                                   cost=np.array([[1.0, 5.0], [1.0, 4.0], [2.0, 6.0]]) * 1e-3)
+    base.update(kw)
+    return RoutingProblem(**base)  # type: ignore[arg-type]
+
+
+def test_capacity_shortfall_is_reported_with_best_effort() -> None:
+    p = _p(capacity=np.array([1.0, 1.0]))
+    res = solve(p, "milp")
+    assert res.status == "infeasible"
+    assert res.message.startswith("capacity") and "2 < 3" in res.message
+    assert (res.assignment == -1).sum() == 1  # best effort routes as many as capacity allows
+    assert np.all(check_assignment(p, res.assignment).loads <= 1)
+    none = solve(p, "milp", best_effort=False)
+    assert np.all(none.assignment == -1) and none.status == "infeasible"
+
+
+def test_budget_below_cheapest_is_reported() -> None:
+    p = _p(budget=3.9e-3)  # cheapest is 4e-3
+    res = solve(p, "milp")
+    assert res.status == "infeasible" and res.message.startswith("budget")
+    assert res.info["infeasible_constraint"] == "budget"
+    assert res.total_cost == pytest.approx(4e-3)  # best effort is the cheapest assignment
+
+
+def test_budget_unreachable_only_because_of_capacity() -> None:
+    # Ignoring capacity the cheapest costs 4e-3; model 0 can take only one query.
+    p = _p(budget=8e-3, capacity=np.array([1.0, np.inf]))
+    res = solve(p, "milp")
+    assert res.status == "infeasible" and res.message.startswith("budget")
+    assert "within capacity" in res.message
+
+
+def test_alpha_unreachable_is_reported() -> None:
+    p = _p(min_quality=0.85)  # best mean is 0.8
+    res = solve(p, "milp")
+    assert res.status == "infeasible" and res.message.startswith("min_quality")
+    assert res.mean_quality == pytest.approx(0.8)
+
+
+def test_budget_and_alpha_jointly_infeasible() -> None:
+    # α = 0.6 needs two strong answers (cost ≥ 11e-3 with the cheapest pair); each row alone holds.
+    p = _p(min_quality=0.6, budget=9e-3)
+    res = solve(p, "milp")
+    assert res.status == "infeasible"
+    assert res.message.startswith("budget and min_quality"), res.message
+    assert res.mean_quality >= 0.6 - 1e-9  # best effort: cheapest assignment meeting α
+
+
+def test_budget_and_alpha_both_hold() -> None:
+    p = _p(min_quality=0.5, budget=12e-3)
+    res = solve(p, "milp", **EXACT)
+    best, _ = brute_force(p)
+    assert res.status == "optimal" and objective_close(res.objective, best)  # type: ignore[arg-type]
+
+
+def test_allow_reject_rejects_instead_of_overspending() -> None:
+    p = _p(budget=2.5e-3, allow_reject=True)
+    res = solve(p, "milp", **EXACT)
+    assert res.status == "optimal"
+    assert (res.assignment == -1).sum() >= 1 and res.total_cost <= 2.5e-3
+
+
+@pytest.mark.parametrize("bad", [{"time_limit": 0}, {"time_limit": -1.0}, {"mip_rel_gap": -0.1},
+                                 {"best_effort": "yes"}, {"nope": 1}])
+def test_bad_parameters(bad: dict[str, object]) -> None:
+    with pytest.raises(InvalidParameterError):
+        solve(_p(), "milp", **bad)
+
+
+def test_time_limit_returns_feasible_answer() -> None:
+    p = realistic(400, 8, "max_quality", seed=3)
+    res = solve(p, "milp", time_limit=1e-4)
+    assert res.status == "feasible", (res.status, res.message)
+    assert check_assignment(p, res.assignment).feasible
+    assert res.info["highs_status"] == "limit"
+
+
+@given(st.integers(0, 3))
+@settings(max_examples=4, deadline=None)
+def test_empty_batch(m: int) -> None:
+    p = RoutingProblem(quality=np.zeros((0, m + 1)), cost=np.zeros((0, m + 1)), budget=1.0)
+    res = solve(p, "milp")
+    assert res.status == "optimal" and res.assignment.shape == (0,)
