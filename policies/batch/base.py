@@ -46,8 +46,12 @@ class BatchPolicy(Policy):
     def _route(self, problem: RoutingProblem) -> RoutingResult:
         if problem.n == 0:
             return RoutingResult.build(problem, np.empty(0, dtype=np.int64), STATUS_OPTIMAL,
-                                       message="empty batch")
+                                       message="empty batch", info=self.empty_info(problem))
         return self._solve(problem)
+
+    def empty_info(self, problem: RoutingProblem) -> dict[str, Any]:
+        """``info`` of the (trivially optimal) empty batch; subclasses add their own keys."""
+        return {}
 
     def _solve(self, problem: RoutingProblem) -> RoutingResult:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -68,6 +68,10 @@ class Robust(BatchPolicy):
         self.time_limit = positive("time_limit", time_limit)
         self.mip_rel_gap = positive("mip_rel_gap", mip_rel_gap, allow_zero=True)
 
+    def empty_info(self, problem: RoutingProblem) -> dict[str, Any]:
+        return {"kappa": self.kappa, "gamma": self.gamma, "nominal_quality": 0.0, "robust_quality": 0.0,
+                "nominal_mean_quality": 1.0, "robust_mean_quality": 1.0}
+
     def _solve(self, problem: RoutingProblem) -> RoutingResult:
         info: dict[str, Any] = {"kappa": self.kappa, "gamma": self.gamma}
         std = problem.quality_std

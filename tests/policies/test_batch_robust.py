@@ -1,0 +1,108 @@
+"""robust: Γ = 0 is nominal, Γ = n is the box, robust answers are robustly better, parameters."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from policies import InvalidParameterError, RoutingProblem, solve
+from policies.batch.robust import protected_quality
+from tests.policies.conftest import objective_close, problems, realistic
+
+EXACT = {"mip_rel_gap": 0.0}
+
+
+@settings(max_examples=60, deadline=None)
+@given(problems(max_n=6, max_m=3))
+def test_gamma_zero_is_the_nominal_problem(problem: RoutingProblem) -> None:
+    nominal = solve(problem, "milp", **EXACT)
+    robust = solve(problem, "robust", gamma=0.0, kappa=1.0, **EXACT)
+    assert robust.status == nominal.status
+    if nominal.status != "infeasible":
+        assert objective_close(robust.objective, nominal.objective)
+
+
+@settings(max_examples=60, deadline=None)
+@given(problems(max_n=6, max_m=3))
+def test_gamma_n_is_the_box(problem: RoutingProblem) -> None:
+    box = solve(problem, "robust", kappa=1.5, **EXACT)
+    full = solve(problem, "robust", kappa=1.5, gamma=float(problem.n), **EXACT)
+    assert box.status == full.status
+    if box.status != "infeasible":
+        if problem.min_quality is None:
+            assert objective_close(box.info["robust_quality"], full.info["robust_quality"])
+        else:
+            assert objective_close(box.objective, full.objective)  # same cost under the same robust floor
+
+
+@settings(max_examples=60, deadline=None)
+@given(problems(max_n=6, max_m=3, sides=("none", "budget")))
+def test_robust_answer_is_robustly_at_least_as_good(problem: RoutingProblem) -> None:
+    nominal = solve(problem, "milp", **EXACT)
+    if nominal.status == "infeasible":
+        return
+    std = problem.quality_std
+    assert std is not None
+    delta = problem.quality - np.clip(problem.quality - 1.0 * std, 0, 1)
+    for gamma in (None, 1.0, 2.5):
+        robust = solve(problem, "robust", gamma=gamma, **EXACT)
+        assert robust.status != "infeasible"
+        theirs = protected_quality(problem.quality, delta, nominal.assignment, gamma)
+        assert robust.info["robust_quality"] >= theirs - 1e-9
+        assert robust.info["nominal_quality"] == pytest.approx(robust.objective)
+        assert robust.info["robust_quality"] <= robust.info["nominal_quality"] + 1e-12
+
+
+def test_protected_quality_counts_the_worst_gamma_drops() -> None:
+    q = np.array([[0.9], [0.8], [0.7]])
+    d = np.array([[0.3], [0.1], [0.2]])
+    a = np.array([0, 0, -1])
+    assert protected_quality(q, d, a, 0.0) == pytest.approx(1.7)
+    assert protected_quality(q, d, a, 1.0) == pytest.approx(1.4)
+    assert protected_quality(q, d, a, 1.5) == pytest.approx(1.35)
+    assert protected_quality(q, d, a, None) == pytest.approx(1.3)
+
+
+@pytest.mark.parametrize("form", ["max_quality", "min_cost"])
+def test_box_lagrangian_close_to_box_milp(form: str) -> None:
+    p = realistic(200, 8, form, seed=4)
+    a = solve(p, "robust", solver="milp", mip_rel_gap=1e-7)
+    b = solve(p, "robust", solver="lagrangian")
+    assert a.status != "infeasible" and b.status != "infeasible"
+    if form == "max_quality":
+        assert b.info["robust_quality"] >= a.info["robust_quality"] * 0.99
+    else:
+        assert b.objective <= a.objective * 1.01
+        assert b.info["robust_mean_quality"] >= p.min_quality - 1e-9  # floor on the lower bounds
+
+
+def test_missing_std_is_nominal_and_said() -> None:
+    p = dataclasses.replace(realistic(60, 4, "max_quality", seed=5), quality_std=None)
+    res = solve(p, "robust", **EXACT)
+    nominal = solve(p, "milp", **EXACT)
+    assert "treated as 0" in res.info["note"]
+    assert res.objective == pytest.approx(nominal.objective, rel=1e-9)
+
+
+def test_noisier_predictions_move_queries_to_surer_models() -> None:
+    # Model 1 looks better but is very uncertain; the box answer prefers the sure model 0.
+    q = np.array([[0.7, 0.8]] * 4)
+    std = np.array([[0.01, 0.3]] * 4)
+    p = RoutingProblem(quality=q, cost=np.full((4, 2), 1e-3), quality_std=std)
+    assert solve(p, "milp").assignment.tolist() == [1, 1, 1, 1]
+    assert solve(p, "robust").assignment.tolist() == [0, 0, 0, 0]
+    # Γ = 2: with x queries on model 1 the protected total is 2.8 + 0.1x − (two largest drops),
+    # i.e. 2.78, 2.59, 2.4, 2.5, 2.6 for x = 0..4: all on the sure model again.
+    two = solve(p, "robust", gamma=2.0, mip_rel_gap=0.0)
+    assert two.assignment.tolist() == [0, 0, 0, 0]
+    assert two.info["robust_quality"] == pytest.approx(2.78, rel=1e-9)
+
+
+@pytest.mark.parametrize("bad", [{"kappa": -1}, {"gamma": -0.5}, {"solver": "cplex"}, {"gamma": "x"},
+                                 {"time_limit": 0}])
+def test_bad_parameters(bad: dict[str, object]) -> None:
+    with pytest.raises(InvalidParameterError):
+        solve(realistic(10, 2), "robust", **bad)
