@@ -1,0 +1,451 @@
+"""One model instance doing continuous batching, advanced in closed form.
+
+Semantics (``tests/engine/reference.py`` is the executable specification, iteration by iteration):
+
+* The instance works in steps. At a step boundary (or at once when idle) it admits requests from the
+  head of its FIFO queue while a slot is free (``running < max_seqs``) and the request's KV reservation
+  (``prompt + output`` tokens) fits; it stops at the first head that does not fit (head-of-line
+  blocking, no skipping).
+* If it admitted anything, the next step is one PREFILL of all newly admitted prompts
+  (``profile.prefill_time(sum of prompts)``); running decodes are paused meanwhile. At its end each
+  admitted request has its first token; one-token requests finish there, the others join the decode
+  batch with context ``prompt + 1``.
+* Otherwise, if the decode batch is not empty, one DECODE iteration of
+  ``profile.iteration_time(n, total context)``; every running sequence gains one token; those that got
+  their last token finish at the end of the iteration and free their slot and KV reservation.
+* Requests that arrive during a step wait for its end. An instant is one boundary: whatever reaches the
+  head of the queue at a time ``t`` at which the instance is at a boundary (its current step *began*
+  at ``t``, or it is idle) is admitted at ``t`` -- a request submitted exactly at a boundary is admitted
+  there, whatever order SimPy happens to fire same-time events in.
+* Several instances may share one ``deque`` (a central queue). At one instant, steps ending then are
+  completed first, then each head goes to the first instance, in construction order, that is at a
+  boundary and fits it. That rule makes the outcome independent of SimPy's event order.
+
+Cost: decode iterations are not simulated one by one. Between two changes of batch membership the
+batch has ``n`` sequences and its total context grows by ``n`` per iteration, so with ``alpha`` the
+first iteration's duration, ``k`` iterations take ``T(k) = k*alpha + c*n*k*(k-1)/2`` (an arithmetic
+series). The next completion is after ``k* = min(tokens left)`` iterations, found in O(log n) with a heap
+keyed by a per-instance iteration counter. SimPy events therefore only happen when membership changes
+(prefill ends, completions) and when a queued request can be admitted at the end of the iteration in
+progress: a few events per request, no per-token or per-iteration Python work.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import weakref
+from collections import deque
+from collections.abc import Callable
+
+import simpy
+
+from sim.engine.latency import LatencyProfile
+from sim.engine.request import Request
+
+__all__ = ["Instance"]
+
+_IDLE = 0
+_PREFILL = 1
+_DECODE = 2
+_INF = math.inf
+
+
+class _QueueGroup:
+    """The instances admitting from one deque, in construction order (the tie-break order).
+
+    Admission decisions are taken here, for all members at once, because with a shared queue who gets
+    the head depends on every member's state at that instant. A private queue is a group of one.
+    """
+
+    __slots__ = ("queue", "members", "max_kv_capacity", "_settling", "_again", "__weakref__")
+
+    def __init__(self, queue: deque[Request]) -> None:
+        self.queue = queue
+        self.members: list[Instance] = []
+        self.max_kv_capacity = 0
+        self._settling = False
+        self._again = False
+
+    def settle(self, now: float) -> None:
+        """Bring every member to a consistent state at ``now`` and (re)arm their wakes.
+
+        Re-entrant calls (an ``on_finish``/``on_admit`` callback submitting a request) are folded into
+        one more pass of the outer call, so no member is ever seen half-updated.
+        """
+        if self._settling:
+            self._again = True
+            return
+        self._settling = True
+        try:
+            self._again = True
+            while self._again:
+                self._again = False
+                self._settle_once(now)
+        finally:
+            self._settling = False
+
+    def _settle_once(self, now: float) -> None:
+        members = self.members
+        q = self.queue
+        while True:
+            # 1. complete the steps that end now (finishes free slots/KV before anyone admits)
+            for m in members:
+                if m._wake_t == now:
+                    m._complete(now)
+            # 2. hand out heads, in FIFO order, each to the first member at a boundary that fits it
+            while q:
+                head = q[0]
+                kv = head.prompt_tokens + head.output_tokens
+                for m in members:
+                    if (
+                        m.running < m.max_seqs
+                        and m.kv_used_tokens + kv <= m.kv_capacity_tokens
+                        and m._open_at(now)
+                    ):
+                        break
+                else:
+                    break
+                q.popleft()
+                m._admit(head, now)
+            # 3. plan the next step of every member whose state changed; zero-length steps loop here
+            again = False
+            for m in members:
+                if m._dirty:
+                    m._plan(now)
+                    if m._wake_t == now:
+                        again = True
+            if not again:
+                break
+        if q:
+            self._cover(q[0], now)
+        for m in members:
+            m._arm()
+
+    def _cover(self, head: Request, now: float) -> None:
+        """Make sure the member that will be first at a boundary where ``head`` fits wakes up there.
+
+        A member's resources only change at its own boundaries, so if the head fits it now, it fits at
+        its next boundary; the earliest such member is certain to take the head unless another member
+        frees resources and takes it earlier -- which happens in that member's completion wake, after
+        which the group settles again. So one admission wake per head change is enough. Members the
+        head does not fit are woken by their next completion anyway.
+        """
+        kv = head.prompt_tokens + head.output_tokens
+        best: Instance | None = None
+        best_t = _INF
+        best_j = 0
+        for m in self.members:
+            if m.running < m.max_seqs and m.kv_used_tokens + kv <= m.kv_capacity_tokens:
+                if m._phase == _PREFILL:
+                    t, j = m._pf_end, 0
+                elif m._phase == _DECODE:
+                    j, t = m._next_boundary(now)
+                else:  # an idle member that fits would have taken the head
+                    continue
+                if t < best_t:
+                    best, best_t, best_j = m, t, j
+        if best is not None and best._wake_t != best_t:
+            best._wake_t = best_t
+            best._wake_j = best_j
+
+
+# Instances constructed with the same deque object share a group; keyed by id(queue), the group keeps
+# its queue alive so the id cannot be reused while the group exists.
+_GROUPS: weakref.WeakValueDictionary[int, _QueueGroup] = weakref.WeakValueDictionary()
+
+
+class Instance:
+    """A model replica: admission queue + continuous batching, advanced in closed form.
+
+    Args:
+        env: the SimPy environment.
+        iid: this instance's id, written into ``Request.instance`` at admission.
+        profile: prefill and decode-iteration latency.
+        max_seqs: maximum concurrent sequences (in prefill or decode).
+        kv_capacity_tokens: KV-cache tokens; a request reserves ``prompt + output`` at admission.
+        queue: the admission deque. Pass the same deque to several instances for a central queue (they
+            then admit from it in construction order on ties); ``None`` creates a private one.
+        on_finish: called with a request when it finishes (all its timestamps set).
+        on_admit: called with a request when it is admitted (``instance`` and ``start_time`` set).
+
+    Read-only state (for dispatchers and metrics): ``running``, ``kv_used_tokens``, ``queue_len``,
+    ``free_slots``, ``busy_time``, ``max_running_seen``, ``max_kv_used_seen``.
+    """
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        iid: int,
+        profile: LatencyProfile,
+        max_seqs: int,
+        kv_capacity_tokens: int,
+        queue: deque[Request] | None = None,
+        on_finish: Callable[[Request], None] | None = None,
+        on_admit: Callable[[Request], None] | None = None,
+    ) -> None:
+        if max_seqs < 1:
+            raise ValueError(f"max_seqs must be >= 1, got {max_seqs}")
+        if kv_capacity_tokens < 1:
+            raise ValueError(f"kv_capacity_tokens must be >= 1, got {kv_capacity_tokens}")
+        self.env = env
+        self.iid = iid
+        self.profile = profile
+        self.max_seqs = int(max_seqs)
+        self.kv_capacity_tokens = int(kv_capacity_tokens)
+        self.on_finish = on_finish
+        self.on_admit = on_admit
+
+        self.queue: deque[Request] = deque() if queue is None else queue
+        group = _GROUPS.get(id(self.queue))
+        if group is None or group.queue is not self.queue:
+            group = _QueueGroup(self.queue)
+            _GROUPS[id(self.queue)] = group
+        if group.members and group.members[0].env is not env:
+            raise ValueError("instances sharing a queue must share the SimPy environment")
+        group.members.append(self)
+        group.max_kv_capacity = max(group.max_kv_capacity, self.kv_capacity_tokens)
+        self._group = group
+
+        self.running = 0
+        self.kv_used_tokens = 0
+        self.max_running_seen = 0
+        self.max_kv_used_seen = 0
+        self._busy = 0.0
+
+        self._phase = _IDLE
+        self._dirty = False
+        # prefill step
+        self._pf_group: list[Request] = []
+        self._pf_prompt = 0
+        self._pf_start = 0.0
+        self._pf_end = 0.0
+        # decode batch: heap of (iteration counter value at which the request finishes, seq, request)
+        self._heap: list[tuple[int, int, Request]] = []
+        self._seq = 0
+        self._tok = 0  # decode iterations done by this instance so far
+        self._ctx = 0  # total context of the decode batch
+        # current decode run: started at _t0 with first-iteration time _alpha, growing by _cn per iteration
+        self._t0 = 0.0
+        self._alpha = 0.0
+        self._cn = 0.0
+        # next boundary this instance must be woken at (its end of step, or an admission boundary)
+        self._wake_t = _INF
+        self._wake_j = 0  # decode iterations from _t0 to _wake_t
+        self._pending: set[float] = set()  # times of scheduled SimPy wakes not yet fired
+        self._cb = self._on_wake
+
+    # ------------------------------------------------------------------ public API
+
+    def submit(self, req: Request) -> None:
+        """Queue ``req`` (``enqueue_time = now``) and admit it at once if this instance (or a sibling on a
+        shared queue) is idle or at a boundary, else at the first boundary where it can be admitted."""
+        if req.kv_tokens > self._group.max_kv_capacity:
+            raise ValueError(
+                f"request {req.rid} needs {req.kv_tokens} KV tokens, more than the "
+                f"{self._group.max_kv_capacity} any instance of its queue has: it would block the queue forever"
+            )
+        req.enqueue_time = self.env.now
+        q = self.queue
+        q.append(req)
+        if len(q) == 1 or self._group._settling:
+            self._group.settle(self.env.now)
+        # else the head is unchanged and already taken care of
+
+    def poke(self) -> None:
+        """The queue may have something new at its head (e.g. a request appended to a shared deque by
+        someone else): re-examine admission now. Cheap when nothing can be admitted before the next
+        scheduled boundary."""
+        if self.queue:
+            self._group.settle(self.env.now)
+
+    @property
+    def queue_len(self) -> int:
+        return len(self.queue)
+
+    @property
+    def free_slots(self) -> int:
+        return self.max_seqs - self.running
+
+    @property
+    def busy_time(self) -> float:
+        """Total time spent in prefill or decode steps up to now (for utilisation)."""
+        if self._phase == _PREFILL:
+            return self._busy + (self.env.now - self._pf_start)
+        if self._phase == _DECODE:
+            return self._busy + (self.env.now - self._t0)
+        return self._busy
+
+    @property
+    def decode_batch(self) -> int:
+        """Sequences in the decode batch (excludes a prefill group in progress)."""
+        return len(self._heap)
+
+    def __repr__(self) -> str:
+        return (
+            f"Instance(iid={self.iid}, running={self.running}/{self.max_seqs}, "
+            f"kv={self.kv_used_tokens}/{self.kv_capacity_tokens}, queue={len(self.queue)})"
+        )
+
+    # ------------------------------------------------------------------ closed form
+
+    def _T(self, k: int) -> float:
+        """Duration of the first ``k`` iterations of the current decode run."""
+        return k * self._alpha + self._cn * (k * (k - 1) // 2)
+
+    def _next_boundary(self, now: float) -> tuple[int, float]:
+        """Smallest ``j >= 0`` with ``t0 + T(j) >= now`` in the current decode run, and that time.
+
+        Solves ``T(j) = now - t0`` (a quadratic), then steps ``j`` by one until the float boundary the
+        wakes themselves use brackets ``now``: the float ``t0 + T(j)`` is monotone in ``j``, so the result
+        is exactly the boundary the instance would reach, whatever the rounding of the square root.
+        """
+        t0 = self._t0
+        tau = now - t0
+        if tau <= 0.0:
+            return 0, t0
+        kmax = self._heap[0][0] - self._tok
+        alpha, cn = self._alpha, self._cn
+        if cn > 0.0:
+            half = 0.5 * cn
+            b = alpha - half  # > 0: alpha >= c*ctx >= c*n
+            est = 2.0 * tau / (b + math.sqrt(b * b + 4.0 * half * tau)) if b > 0.0 else math.sqrt(tau / half)
+        elif alpha > 0.0:
+            est = tau / alpha
+        else:
+            return kmax, t0 + self._T(kmax)
+        j = min(max(0, math.ceil(est)), kmax)
+        while j > 0 and t0 + self._T(j - 1) >= now:
+            j -= 1
+        while j < kmax and t0 + self._T(j) < now:
+            j += 1
+        return j, t0 + self._T(j)
+
+    # ------------------------------------------------------------------ group-driven transitions
+
+    def _open_at(self, now: float) -> bool:
+        """Is this instance at a boundary at ``now`` (so it may admit now)? A decode run that has an
+        iteration boundary exactly at ``now`` is brought to it."""
+        ph = self._phase
+        if ph == _IDLE:
+            return True
+        if ph == _PREFILL:
+            return self._pf_start == now
+        if self._t0 == now:
+            return True
+        j, t = self._next_boundary(now)
+        if t == now:
+            self._advance(j, now)  # j < k* here: the completion boundary would be due, and completed
+            return True
+        return False
+
+    def _admit(self, req: Request, now: float) -> None:
+        req.instance = self.iid
+        req.start_time = now
+        self.running += 1
+        self.kv_used_tokens += req.prompt_tokens + req.output_tokens
+        if self.running > self.max_running_seen:
+            self.max_running_seen = self.running
+        if self.kv_used_tokens > self.max_kv_used_seen:
+            self.max_kv_used_seen = self.kv_used_tokens
+        if self._phase == _PREFILL:  # the prefill began now: extend its group
+            self._pf_group.append(req)
+            self._pf_prompt += req.prompt_tokens
+        else:  # idle, or a decode run at a boundary now: pause it for a prefill
+            self._phase = _PREFILL
+            self._pf_start = now
+            self._pf_group = [req]
+            self._pf_prompt = req.prompt_tokens
+        self._dirty = True
+        if self.on_admit is not None:
+            self.on_admit(req)
+
+    def _complete(self, now: float) -> None:
+        """End the step due at ``now`` (prefill end, completion, or admission boundary of a decode run)."""
+        self._wake_t = _INF
+        self._dirty = True
+        if self._phase == _PREFILL:
+            self._busy += now - self._pf_start
+            group, self._pf_group = self._pf_group, []
+            heap = self._heap
+            for r in group:
+                r.first_token_time = now
+                if r.output_tokens == 1:
+                    self._finish(r, now)
+                else:
+                    r._finish_at = fa = self._tok + r.output_tokens - 1
+                    heapq.heappush(heap, (fa, self._seq, r))
+                    self._seq += 1
+                    self._ctx += r.prompt_tokens + 1
+            self._phase = _DECODE
+            self._t0 = now
+        else:
+            self._advance(self._wake_j, now)
+
+    def _advance(self, j: int, now: float) -> None:
+        """Account ``j`` decode iterations ending at ``now``; finish the requests whose last token it was."""
+        self._tok += j
+        self._ctx += len(self._heap) * j
+        self._busy += now - self._t0
+        self._t0 = now
+        heap = self._heap
+        tok = self._tok
+        while heap and heap[0][0] <= tok:
+            r = heapq.heappop(heap)[2]
+            self._ctx -= r.prompt_tokens + r.output_tokens  # its final context
+            self._finish(r, now)
+
+    def _finish(self, r: Request, now: float) -> None:
+        r.finish_time = now
+        self.running -= 1
+        self.kv_used_tokens -= r.prompt_tokens + r.output_tokens
+        if self.on_finish is not None:
+            self.on_finish(r)
+
+    def _plan(self, now: float) -> None:
+        """Choose the step starting at ``now``: prefill of the new group, else a decode run, else idle."""
+        self._dirty = False
+        if self._phase == _PREFILL:
+            self._pf_end = self._wake_t = now + self.profile.prefill_time(self._pf_prompt)
+        elif self._heap:
+            n = len(self._heap)
+            self._alpha = self.profile.iteration_time(n, self._ctx)
+            self._cn = self.profile.decode_per_ctx_token_s * n
+            k = self._heap[0][0] - self._tok
+            self._wake_j = k
+            self._wake_t = now + self._T(k)
+        else:
+            self._phase = _IDLE
+            self._wake_t = _INF
+
+    def _arm(self) -> None:
+        """Schedule a SimPy wake at ``_wake_t`` unless one is already pending for that time.
+
+        SimPy cannot cancel a timeout, so superseded wakes stay in its heap and are ignored when they
+        fire (their time no longer equals ``_wake_t``). The delay is chosen so that ``now + delay`` is
+        exactly ``_wake_t``, keeping SimPy's clock equal to the engine's boundary times.
+        """
+        t = self._wake_t
+        if t == _INF or t in self._pending:
+            return
+        env = self.env
+        now = env.now
+        d = t - now
+        if now + d != t:
+            for cand in (math.nextafter(d, _INF), math.nextafter(d, -_INF)):
+                if now + cand == t:
+                    d = cand
+                    break
+            else:  # cannot hit t exactly (never seen): follow the clock
+                self._wake_t = t = now + d
+                if t in self._pending:
+                    return
+        self._pending.add(t)
+        ev = env.timeout(max(d, 0.0))
+        ev.callbacks.append(self._cb)
+
+    def _on_wake(self, ev: simpy.Event) -> None:
+        now = self.env.now
+        self._pending.discard(now)
+        if now == self._wake_t:
+            self._group.settle(now)
