@@ -98,7 +98,10 @@ def check_numeric(
     as_num = pd.to_numeric(raw, errors="coerce")
     values = np.asarray(as_num, dtype=np.float64)
     is_null = np.asarray(raw.isna(), dtype=bool)
-    is_bool = np.asarray(raw.map(lambda v: isinstance(v, bool | np.bool_)), dtype=bool)
+    if raw.dtype.kind in "iuf":  # already numeric: no booleans hiding among the values
+        is_bool = np.zeros(len(raw), dtype=bool)
+    else:
+        is_bool = np.asarray(raw.map(lambda v: isinstance(v, bool | np.bool_)), dtype=bool)
     non_numeric = (np.isnan(values) & ~is_null) | is_bool
     with np.errstate(invalid="ignore"):
         below = np.zeros(len(values), dtype=bool)
