@@ -26,6 +26,9 @@ Inner = Callable[[FloatArray], Transport]
 
 NU_MAX = 1e12  # beyond this the score no longer matters next to the row
 NU_MIN = 1e-7  # below this, try ν = 0 itself
+# Stop refining after this many evaluations in a row that reproduce an end of the bracket: the
+# bracket then most likely holds a single breakpoint of x(ν), and refining cannot find new points.
+STALE_LIMIT = 3
 
 
 @dataclass
@@ -61,7 +64,8 @@ def search(form: LinearForm, inner: Inner, *, max_evals: int = 60, nu0: float = 
     ``bracket`` = (ν_lo, ν_hi) found by a cheaper inner solver is tried first, so an expensive inner
     solver (network simplex) needs only a few evaluations. Stops when the bracket's two assignments
     differ in at most one query, when the best feasible point is certified within ``rtol`` of the
-    bound, when the bracket is numerically closed, or after ``max_evals``.
+    bound, when ``STALE_LIMIT`` evaluations in a row found nothing new, when the bracket is
+    numerically closed, or after ``max_evals``.
     """
     history: list[tuple[float, float]] = []
     best: Point | None = None
@@ -96,15 +100,18 @@ def search(form: LinearForm, inner: Inner, *, max_evals: int = 60, nu0: float = 
                 hi = q
             else:
                 lo = q
-        # Going down: quarter ν until infeasible; below NU_MIN try ν = 0 itself.
-        while lo is None and hi.nu > 0 and evals < max_evals:
-            q = ev(hi.nu / 4.0 if hi.nu / 4.0 >= NU_MIN else 0.0)
+        if lo is None:  # does the row hold without pricing it at all?
+            q = ev(0.0)
+            if ok(q):
+                return Search(q, None, q, bound, evals, history)
+            lo = q
+        # Going down: quarter ν until infeasible (ν = 0 is the infeasible end meanwhile).
+        while lo.nu == 0.0 and hi.nu / 4.0 >= NU_MIN and evals < max_evals:
+            q = ev(hi.nu / 4.0)
             if ok(q):
                 hi = q
             else:
                 lo = q
-        if lo is None:  # the side row holds at ν = 0 (or we ran out of evaluations)
-            return Search(best, None, hi, bound, evals, history)
     else:
         lo = p
         # Going up: the step on ν grows (×4) while the violation keeps its sign.
@@ -123,7 +130,8 @@ def search(form: LinearForm, inner: Inner, *, max_evals: int = 60, nu0: float = 
 
     # Refine: Illinois regula falsi on the violation, safeguarded by (geometric) bisection.
     side_lo, side_hi = 0, 0  # how often each end was kept in a row (Illinois halving)
-    while evals < max_evals:
+    stale = 0  # evaluations in a row that only reproduced an end of the bracket
+    while evals < max_evals and stale < STALE_LIMIT:
         if int(np.count_nonzero(lo.cols != hi.cols)) <= 1:
             break
         if best is not None and bound - best.value <= rtol * max(1.0, abs(bound)):
@@ -141,9 +149,11 @@ def search(form: LinearForm, inner: Inner, *, max_evals: int = 60, nu0: float = 
             nu = min(max(nu, lo.nu + 1e-3 * width), hi.nu - 1e-3 * width)
         p = ev(nu)
         if ok(p):
+            stale = stale + 1 if np.array_equal(p.cols, hi.cols) else 0
             hi = p
             side_lo, side_hi = side_lo + 1, 0
         else:
+            stale = stale + 1 if np.array_equal(p.cols, lo.cols) else 0
             lo = p
             side_lo, side_hi = 0, side_hi + 1
     return Search(best, lo, hi, bound, evals, history)
