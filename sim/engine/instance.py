@@ -20,6 +20,9 @@ Semantics (``tests/engine/reference.py`` is the executable specification, iterat
 * Several instances may share one ``deque`` (a central queue). At one instant, steps ending then are
   completed first, then each head goes to the first instance, in construction order, that is at a
   boundary and fits it. That rule makes the outcome independent of SimPy's event order.
+  (Caveat, degenerate profiles only: with zero-duration steps -- all decode coefficients zero, or all
+  prefill coefficients zero on a shared queue -- a request submitted at an instant *after* SimPy has
+  already run the zero-length steps of that instant is treated as arriving after them.)
 
 Cost: decode iterations are not simulated one by one. Between two changes of batch membership the
 batch has ``n`` sequences and its total context grows by ``n`` per iteration, so with ``alpha`` the
@@ -58,7 +61,17 @@ class _QueueGroup:
     the head depends on every member's state at that instant. A private queue is a group of one.
     """
 
-    __slots__ = ("queue", "members", "max_kv_capacity", "_settling", "_again", "__weakref__")
+    __slots__ = (
+        "queue",
+        "members",
+        "max_kv_capacity",
+        "_settling",
+        "_again",
+        "_cover_head",
+        "_cover_m",
+        "_cover_t",
+        "__weakref__",
+    )
 
     def __init__(self, queue: deque[Request]) -> None:
         self.queue = queue
@@ -66,6 +79,10 @@ class _QueueGroup:
         self.max_kv_capacity = 0
         self._settling = False
         self._again = False
+        # the head last covered, by which member, at which boundary (see _cover)
+        self._cover_head: Request | None = None
+        self._cover_m: Instance | None = None
+        self._cover_t = _INF
 
     def settle(self, now: float) -> None:
         """Bring every member to a consistent state at ``now`` and (re)arm their wakes.
@@ -88,6 +105,7 @@ class _QueueGroup:
     def _settle_once(self, now: float) -> None:
         members = self.members
         q = self.queue
+        to_arm: list[Instance] = []
         while True:
             # 1. complete the steps that end now (finishes free slots/KV before anyone admits)
             for m in members:
@@ -113,16 +131,34 @@ class _QueueGroup:
             for m in members:
                 if m._dirty:
                     m._plan(now)
+                    to_arm.append(m)
                     if m._wake_t == now:
                         again = True
             if not again:
                 break
         if q:
-            self._cover(q[0], now)
-        for m in members:
+            head = q[0]
+            cm = self._cover_m
+            if (
+                head is self._cover_head
+                and cm is not None
+                and cm._wake_t == self._cover_t
+                and cm not in to_arm
+            ):
+                # Same head, its cover still pending: only members re-planned just now can beat it.
+                best = self._cover(head, now, to_arm, cm, self._cover_t)
+            else:
+                best = self._cover(head, now, members, None, _INF)
+            if best is not None:
+                to_arm.append(best)
+        else:
+            self._cover_head = self._cover_m = None
+        for m in to_arm:
             m._arm()
 
-    def _cover(self, head: Request, now: float) -> None:
+    def _cover(
+        self, head: Request, now: float, candidates: list[Instance], best: Instance | None, best_t: float
+    ) -> Instance | None:
         """Make sure the member that will be first at a boundary where ``head`` fits wakes up there.
 
         A member's resources only change at its own boundaries, so if the head fits it now, it fits at
@@ -130,12 +166,12 @@ class _QueueGroup:
         frees resources and takes it earlier -- which happens in that member's completion wake, after
         which the group settles again. So one admission wake per head change is enough. Members the
         head does not fit are woken by their next completion anyway.
+
+        Returns the member whose wake must be (re)armed, if any.
         """
         kv = head.prompt_tokens + head.output_tokens
-        best: Instance | None = None
-        best_t = _INF
         best_j = 0
-        for m in self.members:
+        for m in candidates:
             if m.running < m.max_seqs and m.kv_used_tokens + kv <= m.kv_capacity_tokens:
                 if m._phase == _PREFILL:
                     t, j = m._pf_end, 0
@@ -145,9 +181,12 @@ class _QueueGroup:
                     continue
                 if t < best_t:
                     best, best_t, best_j = m, t, j
+        self._cover_head, self._cover_m, self._cover_t = head, best, best_t
         if best is not None and best._wake_t != best_t:
             best._wake_t = best_t
             best._wake_j = best_j
+            return best
+        return None
 
 
 # Instances constructed with the same deque object share a group; keyed by id(queue), the group keeps
@@ -229,6 +268,9 @@ class Instance:
         self._t0 = 0.0
         self._alpha = 0.0
         self._cn = 0.0
+        # memo of _next_boundary: valid while the run is unchanged and time has not passed _nb_t
+        self._nb_j = 0
+        self._nb_t = -_INF
         # next boundary this instance must be woken at (its end of step, or an admission boundary)
         self._wake_t = _INF
         self._wake_j = 0  # decode iterations from _t0 to _wake_t
@@ -293,6 +335,19 @@ class Instance:
         """Duration of the first ``k`` iterations of the current decode run."""
         return k * self._alpha + self._cn * (k * (k - 1) // 2)
 
+    def _iterations_until(self, tau: float) -> float:
+        """Real root ``x >= 0`` of ``T(x) = tau`` for the current decode run (``nan`` if all-zero costs)."""
+        alpha, cn = self._alpha, self._cn
+        if cn > 0.0:
+            half = 0.5 * cn
+            b = alpha - half  # > 0: alpha >= c*ctx >= c*n
+            if b > 0.0:
+                return 2.0 * tau / (b + math.sqrt(b * b + 4.0 * half * tau))  # cancellation-free form
+            return math.sqrt(tau / half)
+        if alpha > 0.0:
+            return tau / alpha
+        return math.nan
+
     def _next_boundary(self, now: float) -> tuple[int, float]:
         """Smallest ``j >= 0`` with ``t0 + T(j) >= now`` in the current decode run, and that time.
 
@@ -300,26 +355,26 @@ class Instance:
         wakes themselves use brackets ``now``: the float ``t0 + T(j)`` is monotone in ``j``, so the result
         is exactly the boundary the instance would reach, whatever the rounding of the square root.
         """
+        if now <= self._nb_t:  # the answer for an earlier time of this run still brackets now
+            return self._nb_j, self._nb_t
         t0 = self._t0
-        tau = now - t0
-        if tau <= 0.0:
+        if now <= t0:
             return 0, t0
         kmax = self._heap[0][0] - self._tok
-        alpha, cn = self._alpha, self._cn
-        if cn > 0.0:
-            half = 0.5 * cn
-            b = alpha - half  # > 0: alpha >= c*ctx >= c*n
-            est = 2.0 * tau / (b + math.sqrt(b * b + 4.0 * half * tau)) if b > 0.0 else math.sqrt(tau / half)
-        elif alpha > 0.0:
-            est = tau / alpha
-        else:
+        est = self._iterations_until(now - t0)
+        if est != est:  # zero-cost iterations: the whole run sits at t0
             return kmax, t0 + self._T(kmax)
+        alpha, cn = self._alpha, self._cn
         j = min(max(0, math.ceil(est)), kmax)
-        while j > 0 and t0 + self._T(j - 1) >= now:
+        while j > 0 and t0 + ((j - 1) * alpha + cn * ((j - 1) * (j - 2) // 2)) >= now:
             j -= 1
-        while j < kmax and t0 + self._T(j) < now:
+        t = t0 + (j * alpha + cn * (j * (j - 1) // 2))
+        while j < kmax and t < now:
             j += 1
-        return j, t0 + self._T(j)
+            t = t0 + (j * alpha + cn * (j * (j - 1) // 2))
+        self._nb_j = j
+        self._nb_t = t
+        return j, t
 
     # ------------------------------------------------------------------ group-driven transitions
 
@@ -333,6 +388,15 @@ class Instance:
             return self._pf_start == now
         if self._t0 == now:
             return True
+        if now <= self._nb_t:
+            if now != self._nb_t:
+                return False
+        else:
+            # Fast rejection, the common case: ``now`` is nowhere near a whole number of iterations.
+            # The float error of the root is ~1e-15 relative, far below this margin.
+            est = self._iterations_until(now - self._t0)
+            if abs(est - round(est)) * self._alpha > 1e-9 * (1.0 + abs(now)):
+                return False
         j, t = self._next_boundary(now)
         if t == now:
             self._advance(j, now)  # j < k* here: the completion boundary would be due, and completed
@@ -379,6 +443,7 @@ class Instance:
                     self._ctx += r.prompt_tokens + 1
             self._phase = _DECODE
             self._t0 = now
+            self._nb_t = -_INF
         else:
             self._advance(self._wake_j, now)
 
@@ -388,6 +453,7 @@ class Instance:
         self._ctx += len(self._heap) * j
         self._busy += now - self._t0
         self._t0 = now
+        self._nb_t = -_INF
         heap = self._heap
         tok = self._tok
         while heap and heap[0][0] <= tok:
@@ -411,6 +477,7 @@ class Instance:
             n = len(self._heap)
             self._alpha = self.profile.iteration_time(n, self._ctx)
             self._cn = self.profile.decode_per_ctx_token_s * n
+            self._nb_t = -_INF
             k = self._heap[0][0] - self._tok
             self._wake_j = k
             self._wake_t = now + self._T(k)
@@ -422,8 +489,8 @@ class Instance:
         """Schedule a SimPy wake at ``_wake_t`` unless one is already pending for that time.
 
         SimPy cannot cancel a timeout, so superseded wakes stay in its heap and are ignored when they
-        fire (their time no longer equals ``_wake_t``). The delay is chosen so that ``now + delay`` is
-        exactly ``_wake_t``, keeping SimPy's clock equal to the engine's boundary times.
+        fire (their time no longer equals ``_wake_t``). SimPy fires at ``now + (t - now)``, which rounds
+        back to exactly ``t``, so its clock equals the engine's boundary times.
         """
         t = self._wake_t
         if t == _INF or t in self._pending:
@@ -431,15 +498,10 @@ class Instance:
         env = self.env
         now = env.now
         d = t - now
-        if now + d != t:
-            for cand in (math.nextafter(d, _INF), math.nextafter(d, -_INF)):
-                if now + cand == t:
-                    d = cand
-                    break
-            else:  # cannot hit t exactly (never seen): follow the clock
-                self._wake_t = t = now + d
-                if t in self._pending:
-                    return
+        if now + d != t:  # not seen in practice (round-to-nearest, 0 <= now <= t); follow the clock if it is
+            self._wake_t = t = now + d
+            if t in self._pending:
+                return
         self._pending.add(t)
         ev = env.timeout(max(d, 0.0))
         ev.callbacks.append(self._cb)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections import deque
@@ -519,3 +520,54 @@ def test_readonly_state_during_run() -> None:
     env.run()
     assert inst.busy_time == env.now == math.fsum([0.5, 3.0, 0.5, 3.0])
     assert (inst.running, inst.free_slots, inst.queue_len, inst.kv_used_tokens) == (0, 2, 0, 0)
+
+
+def decode_run(prof: LatencyProfile, n: int, ctx: int, kmax: int, t0: float) -> Instance:
+    """An instance in the middle of a decode run of ``n`` sequences, total context ``ctx``, started at
+    ``t0``, whose next completion is ``kmax`` iterations away (engine internals set directly)."""
+    inst = Instance(simpy.Environment(), 0, prof, 64, 10**9)
+    inst._phase, inst._t0, inst._tok = 2, t0, 0
+    inst._heap = [(kmax, 0, Request(0, 1, 1))]
+    inst._alpha, inst._cn = prof.iteration_time(n, ctx), prof.decode_per_ctx_token_s * n
+    return inst
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_next_boundary_is_exact_against_brute_force(seed: int) -> None:
+    """The quadratic solve + fix-up returns exactly the boundary the wakes use, even for times one ulp
+    either side of a boundary, and an exact boundary is never rejected by the fast path of _open_at."""
+    rng = random.Random(seed)
+    for _ in range(200):
+        c = rng.choice([0.0, rng.uniform(1e-8, 1e-4)])
+        prof = LatencyProfile(
+            decode_base_s=rng.uniform(1e-4, 0.1),
+            decode_per_seq_s=rng.uniform(0, 1e-3),
+            decode_per_ctx_token_s=c,
+        )
+        n = rng.randint(1, 64)
+        ctx = n * rng.randint(1, 4000)
+        kmax = rng.randint(1, 5000)
+        t0 = rng.uniform(0, 1e6)
+        args = (prof, n, ctx, kmax, t0)
+        run = decode_run(*args)
+        bounds = [t0 + run._T(j) for j in range(kmax + 1)]
+        for _ in range(5):
+            b = bounds[rng.randint(0, kmax)]
+            for now in (
+                b,
+                math.nextafter(b, -math.inf),
+                math.nextafter(b, math.inf),
+                rng.uniform(t0, bounds[-1]),
+            ):
+                if now > bounds[-1]:
+                    continue
+                expect = bisect.bisect_left(bounds, now)  # first boundary >= now (bounds is sorted)
+                assert decode_run(*args)._next_boundary(now) == (expect, bounds[expect])
+                if 0 < expect < kmax:
+                    assert decode_run(*args)._open_at(now) == (bounds[expect] == now)
+        # the closed form agrees with iteration-by-iteration sums
+        t, cc = t0, ctx
+        for _ in range(kmax):
+            t += prof.iteration_time(n, cc)
+            cc += n
+        assert bounds[-1] == pytest.approx(t, rel=1e-12, abs=1e-9)
