@@ -35,8 +35,9 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("cost (tokens)", f"{_fmt(s['cost']['total_usd'], '$')} total, "
                           f"{_fmt(s['cost']['per_query_usd'], '$')} per query"),
         ("cost (GPU time)", _fmt(s["cost"]["gpu_usd"], "$")),
-        ("budget", f"{s['budget']['batches_over_budget']} of {s['budget']['batches']} batches over, "
-                   f"overspend {_fmt(s['budget']['overspend_usd'], '$')}"),
+        ("budget", "none set" if s["budget"].get("per_query_usd") is None else
+                   f"{_fmt(s['budget']['per_query_usd'], '$')}/query: {s['budget']['batches_over_budget']} of "
+                   f"{s['budget']['batches']} batches over, overspend {_fmt(s['budget']['overspend_usd'], '$')}"),
         ("TTFT p50 / p95 / p99", " / ".join(_fmt(lat["ttft"][k], "s") for k in ("p50", "p95", "p99"))),
         ("end-to-end p50 / p95 / p99", " / ".join(_fmt(lat["e2e"][k], "s") for k in ("p50", "p95", "p99"))),
         ("queue delay mean / p99", f"{_fmt(lat['queue_delay']['mean'], 's')} / "

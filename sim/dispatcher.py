@@ -103,6 +103,9 @@ class Dispatcher:
             self.env.timeout(self.window_s).callbacks.append(self._close_window)
 
     def _close_window(self, _event: simpy.Event) -> None:
+        self._window_open = False
+        if not self._pending:  # already flushed
+            return
         ids = np.concatenate(self._pending)
         self._pending.clear()
         self._window_open = False

@@ -123,11 +123,12 @@ def run(sc: Scenario, base_dir: Path | None = None, progress: ProgressFn | None 
         env.run(until=horizon * k / slices if horizon > 0 else 0)
         if progress:
             progress(min(1.0, k / slices))
-    dispatcher.flush()
     if sc.drain:
         step = max(horizon / slices, interval)
         while not settled():
             env.run(until=env.now + step)
+    else:
+        dispatcher.flush()  # a window still open at the cut-off is routed now, then the run stops
     sampler.stopped = True
     end_time = float(np.nanmax(rec.finish)) if rec.completed else float(env.now)
     if not sc.drain:
@@ -159,6 +160,7 @@ def run(sc: Scenario, base_dir: Path | None = None, progress: ProgressFn | None 
         warmup_s=sc.warmup_s,
         batches={
             "count": len(log.time),
+            "budget_per_query": sc.router.budget_per_query,
             "over_budget": dispatcher.budget_violations,
             "overspend_usd": dispatcher.overspend_usd,
             "floor_misses": dispatcher.quality_floor_misses,

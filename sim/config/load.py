@@ -105,7 +105,7 @@ def parse_scenario(text: str, file: str | Path = "<scenario>", base_dir: Path | 
             loc = _clean_loc(tuple(err["loc"]), data)
             line = _line_of(root, loc)
             where = f"line {line}: " if line else ""
-            lines.append(f"{where}{format_path(loc)}: {_pydantic_message(err)}")
+            lines.append(f"{where}{format_path(loc)}: {_pydantic_message(dict(err))}")
         more = f"\n  (and {len(errors) - MAX_LISTED_ERRORS} more)" if len(errors) > MAX_LISTED_ERRORS else ""
         head = lines[0] if len(lines) == 1 else "invalid scenario:\n  " + "\n  ".join(lines)
         raise InputError(head + more, file=file) from None

@@ -198,6 +198,9 @@ class DatasetPool(Strict):
     tasks: dict[str, PosFloat] | None = Field(
         None, description="Task mix to sample arrivals from (task → weight); default: the dataset's own mix."
     )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Loader-specific options (e.g. dcrouter {task: heuristic})."
+    )
 
 
 Pool = Annotated[SyntheticPool | DatasetPool, Field(discriminator="type")]

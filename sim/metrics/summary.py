@@ -115,6 +115,7 @@ def summarize(
             "gpu_usd": gpu_cost,
         },
         "budget": {
+            "per_query_usd": batches["budget_per_query"],
             "batches": int(batches["count"]),
             "batches_over_budget": int(batches["over_budget"]),
             "overspend_usd": float(batches["overspend_usd"]),

@@ -55,9 +55,9 @@ def price(prompt: np.ndarray, output: np.ndarray, price_in: np.ndarray, price_ou
 def build_arrivals(sc: Scenario) -> Arrivals:
     a = sc.workload.arrivals
     rng = rngs.stream(sc.seed, "arrivals")
-    stop = {"duration_s": sc.duration_s, "num_queries": sc.num_queries}
-    if sc.duration_s is not None and sc.num_queries is not None:
-        stop = {"duration_s": None, "num_queries": sc.num_queries}  # whichever is given; count wins if both
+    # Exactly one stop rule reaches the generators; with both set, the query count wins.
+    count = sc.num_queries
+    duration = None if count is not None else sc.duration_s
     if isinstance(a, (PoissonArrivals, GammaArrivals)):
         cv = a.cv if isinstance(a, GammaArrivals) else 1.0
         if a.modulation is not None:
@@ -67,13 +67,13 @@ def build_arrivals(sc: Scenario) -> Arrivals:
                 if isinstance(m, DiurnalModulation)
                 else arr_mod.piecewise(m.steps)
             )
-            out = arr_mod.modulated(a.rate, profile, rng, cv=cv, **stop)
+            out = arr_mod.modulated(a.rate, profile, rng, cv=cv, duration_s=duration, num_queries=count)
         elif isinstance(a, GammaArrivals):
-            out = arr_mod.gamma(a.rate, a.cv, rng, **stop)
+            out = arr_mod.gamma(a.rate, a.cv, rng, duration_s=duration, num_queries=count)
         else:
-            out = arr_mod.poisson(a.rate, rng, **stop)
+            out = arr_mod.poisson(a.rate, rng, duration_s=duration, num_queries=count)
     elif isinstance(a, BatchArrivals):
-        out = arr_mod.batch(a.batch_size, a.interval_s, rng, **stop)
+        out = arr_mod.batch(a.batch_size, a.interval_s, rng, duration_s=duration, num_queries=count)
     else:
         assert isinstance(a, TraceArrivals)
         path = Path(a.path)
@@ -138,14 +138,20 @@ def _dataset(sc: Scenario, pool: DatasetPool, n: int) -> tuple[QuerySet, QuerySe
     from sim.datasets import load_dataset, train_test_split
 
     path = Path(pool.path)
-    opts = {"trusted": pool.trusted} if pool.kind == "routerbench" else {}
+    names = [m.dataset_model or m.name for m in sc.models]
+    opts: dict[str, object] = dict(pool.options)
+    if pool.kind == "routerbench":
+        opts["trusted"] = pool.trusted
+    if pool.kind == "mmlu_pro":
+        opts.setdefault("models", names)
     try:
         full = load_dataset(pool.kind, path, **opts)
     except ValueError as exc:
         if isinstance(exc, InputError):
             raise
-        raise ScenarioError(str(exc), where="workload.pool.kind") from None
-    names = [m.dataset_model or m.name for m in sc.models]
+        raise ScenarioError(str(exc), where="workload.pool") from None
+    except TypeError as exc:
+        raise ScenarioError(f"unsupported loader option: {exc}", where="workload.pool.options") from None
     try:
         full = full.select_models(names)
     except KeyError as exc:
