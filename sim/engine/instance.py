@@ -20,9 +20,10 @@ Semantics (``tests/engine/reference.py`` is the executable specification, iterat
 * Several instances may share one ``deque`` (a central queue). At one instant, steps ending then are
   completed first, then each head goes to the first instance, in construction order, that is at a
   boundary and fits it. That rule makes the outcome independent of SimPy's event order.
-  (Caveat, degenerate profiles only: with zero-duration steps -- all decode coefficients zero, or all
-  prefill coefficients zero on a shared queue -- a request submitted at an instant *after* SimPy has
-  already run the zero-length steps of that instant is treated as arriving after them.)
+  (Caveat, degenerate profiles only -- all prefill or all decode coefficients zero: a zero-length step
+  completes when its own SimPy wake fires, so same-instant arrivals fired before that wake join it and
+  later ones do not; and on a shared queue the zero-length steps of different instances complete one at
+  a time, where the reference completes them together, so a head may go to another instance.)
 
 Cost: decode iterations are not simulated one by one. Between two changes of batch membership the
 batch has ``n`` sequences and its total context grows by ``n`` per iteration, so with ``alpha`` the
@@ -84,9 +85,10 @@ class _QueueGroup:
         self._cover_m: Instance | None = None
         self._cover_t = _INF
 
-    def settle(self, now: float) -> None:
+    def settle(self, now: float, woken: Instance | None = None) -> None:
         """Bring every member to a consistent state at ``now`` and (re)arm their wakes.
 
+        ``woken`` is the member whose own wake fired (it completes its step even if zero-length).
         Re-entrant calls (an ``on_finish``/``on_admit`` callback submitting a request) are folded into
         one more pass of the outer call, so no member is ever seen half-updated.
         """
@@ -95,47 +97,42 @@ class _QueueGroup:
             return
         self._settling = True
         try:
-            self._again = True
+            self._settle_once(now, woken)
             while self._again:
                 self._again = False
-                self._settle_once(now)
+                self._settle_once(now, None)
         finally:
             self._settling = False
 
-    def _settle_once(self, now: float) -> None:
+    def _settle_once(self, now: float, woken: Instance | None) -> None:
         members = self.members
         q = self.queue
         to_arm: list[Instance] = []
-        while True:
-            # 1. complete the steps that end now (finishes free slots/KV before anyone admits)
+        # 1. complete the steps that end now (finishes free slots/KV before anyone admits). A zero-length
+        # step that began now stays open to same-instant arrivals until its own wake fires.
+        for m in members:
+            if m._wake_t == now and (m is woken or not m._began_at(now)):
+                m._complete(now)
+        # 2. hand out heads, in FIFO order, each to the first member at a boundary that fits it
+        while q:
+            head = q[0]
+            kv = head.prompt_tokens + head.output_tokens
             for m in members:
-                if m._wake_t == now:
-                    m._complete(now)
-            # 2. hand out heads, in FIFO order, each to the first member at a boundary that fits it
-            while q:
-                head = q[0]
-                kv = head.prompt_tokens + head.output_tokens
-                for m in members:
-                    if (
-                        m.running < m.max_seqs
-                        and m.kv_used_tokens + kv <= m.kv_capacity_tokens
-                        and m._open_at(now)
-                    ):
-                        break
-                else:
+                if (
+                    m.running < m.max_seqs
+                    and m.kv_used_tokens + kv <= m.kv_capacity_tokens
+                    and m._open_at(now)
+                ):
                     break
-                q.popleft()
-                m._admit(head, now)
-            # 3. plan the next step of every member whose state changed; zero-length steps loop here
-            again = False
-            for m in members:
-                if m._dirty:
-                    m._plan(now)
-                    to_arm.append(m)
-                    if m._wake_t == now:
-                        again = True
-            if not again:
+            else:
                 break
+            q.popleft()
+            m._admit(head, now)
+        # 3. plan the next step of every member whose state changed
+        for m in members:
+            if m._dirty:
+                m._plan(now)
+                to_arm.append(m)
         if q:
             head = q[0]
             cm = self._cover_m
@@ -145,20 +142,20 @@ class _QueueGroup:
                 and cm._wake_t == self._cover_t
                 and cm not in to_arm
             ):
-                # Same head, its cover still pending: only members re-planned just now can beat it.
-                best = self._cover(head, now, to_arm, cm, self._cover_t)
+                # Same head, cover still pending. The members re-planned just now are at a boundary,
+                # so the head does not fit them (they would have taken it); the others' runs are as
+                # they were when the cover was chosen. Nothing to do.
+                pass
             else:
-                best = self._cover(head, now, members, None, _INF)
-            if best is not None:
-                to_arm.append(best)
+                best = self._cover(head, now)
+                if best is not None:
+                    to_arm.append(best)
         else:
             self._cover_head = self._cover_m = None
         for m in to_arm:
             m._arm()
 
-    def _cover(
-        self, head: Request, now: float, candidates: list[Instance], best: Instance | None, best_t: float
-    ) -> Instance | None:
+    def _cover(self, head: Request, now: float) -> Instance | None:
         """Make sure the member that will be first at a boundary where ``head`` fits wakes up there.
 
         A member's resources only change at its own boundaries, so if the head fits it now, it fits at
@@ -170,8 +167,10 @@ class _QueueGroup:
         Returns the member whose wake must be (re)armed, if any.
         """
         kv = head.prompt_tokens + head.output_tokens
+        best: Instance | None = None
+        best_t = _INF
         best_j = 0
-        for m in candidates:
+        for m in self.members:
             if m.running < m.max_seqs and m.kv_used_tokens + kv <= m.kv_capacity_tokens:
                 if m._phase == _PREFILL:
                     t, j = m._pf_end, 0
@@ -378,6 +377,11 @@ class Instance:
 
     # ------------------------------------------------------------------ group-driven transitions
 
+    def _began_at(self, now: float) -> bool:
+        """Did the current step begin at ``now``?"""
+        ph = self._phase
+        return (ph == _PREFILL and self._pf_start == now) or (ph == _DECODE and self._t0 == now)
+
     def _open_at(self, now: float) -> bool:
         """Is this instance at a boundary at ``now`` (so it may admit now)? A decode run that has an
         iteration boundary exactly at ``now`` is brought to it."""
@@ -510,4 +514,4 @@ class Instance:
         now = self.env.now
         self._pending.discard(now)
         if now == self._wake_t:
-            self._group.settle(now)
+            self._group.settle(now, self)
