@@ -131,7 +131,10 @@ def run(
         Path | None, typer.Argument(help="Scenario YAML (default: the embedded quickstart scenario).")
     ] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder (default: runs/<name>-<policy>-s<seed>).")] = None,
-    policy: Annotated[str | None, typer.Option(help="Override router.policy.")] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(help="Override router.policy (its router.params are reset; add them with --set)."),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Override the scenario seed.")] = None,
     sets: Annotated[list[str] | None, typer.Option("--set", help="Override a field: KEY.PATH=VALUE (YAML value).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run folder path.")] = False,
@@ -140,9 +143,10 @@ def run(
     from sim.output import check_out_dir, write_run
     from sim.runner import run as run_scenario
 
-    overrides = list(sets or [])
+    overrides = []
     if policy is not None:
-        overrides.append(f"router.policy={policy}")
+        overrides += [f"router.policy={policy}", "router.params={}"]
+    overrides += list(sets or [])
     if seed is not None:
         overrides.append(f"seed={seed}")
     try:
