@@ -47,6 +47,12 @@ class _PerQuery(Policy):
             raise InvalidParameterError(f"on_budget must be one of {_ON_BUDGET}, got {on_budget!r}")
         self.on_budget: OnBudget = on_budget
 
+    @property
+    def row_independent(self) -> bool:
+        # With on_budget="ignore" the rules only look at the query's own row; capacity aside, that makes
+        # routing N queries at once identical to routing them one batch at a time.
+        return self.on_budget == "ignore"
+
     def scores(self, problem: RoutingProblem) -> FloatArray:  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -27,6 +27,14 @@ class Policy:
     #: True when the policy routes jointly over the batch (False: one query at a time).
     batch_level: ClassVar[bool] = False
 
+    @property
+    def row_independent(self) -> bool:
+        """True when, with no binding capacity or budget row, the choice for a query depends only on its
+        own row (and, for stateful rules, on how many queries came before). Such a policy gives the same
+        assignment whether it routes N batches one by one or all N queries in one call, which lets the
+        simulator decide every query of a run in one vectorised call."""
+        return False
+
     def route(self, problem: RoutingProblem) -> RoutingResult:
         """Route one batch; times the call and stores it in ``solve_time_s``."""
         t0 = time.perf_counter()

@@ -48,7 +48,7 @@ def _arrival_process(
         delay = times[s] - env.now
         if delay > 0:
             yield env.timeout(delay)
-        dispatcher.arrive(np.arange(s, e))
+        dispatcher.arrive(s, e)
 
 
 def _make_policy(sc: Scenario) -> Any:
@@ -74,8 +74,18 @@ def references(quality: np.ndarray, cost: np.ndarray, model_names: tuple[str, ..
     }
 
 
-def run(sc: Scenario, base_dir: Path | None = None, progress: ProgressFn | None = None) -> RunResult:
-    """Simulate ``sc``; ``progress`` is called with the fraction of arrivals processed."""
+def run(
+    sc: Scenario,
+    base_dir: Path | None = None,
+    progress: ProgressFn | None = None,
+    *,
+    _no_precompute: bool = False,
+) -> RunResult:
+    """Simulate ``sc``; ``progress`` is called with the fraction of arrivals processed.
+
+    ``_no_precompute`` forces batch-by-batch routing even where deciding all queries up front is
+    equivalent (tests use it to check that equivalence).
+    """
     wl = build_workload(sc, base_dir)
     pred = build_predictions(sc, wl)
     n = len(wl.times)
@@ -107,6 +117,11 @@ def run(sc: Scenario, base_dir: Path | None = None, progress: ProgressFn | None 
         capacity_mode=r.capacity,
         model_names=model_names,
     )
+    never_binds = r.capacity == "unlimited" or (
+        r.capacity == "slots_and_queue" and all(d.max_queue is None for d in sc.deployments)
+    )
+    if not _no_precompute:
+        dispatcher.precompute(never_binds)
     arrivals_end = float(wl.times[-1]) if n else 0.0
     horizon = max(arrivals_end, sc.duration_s or 0.0)
     interval = sc.outputs.sample_interval_s or max(horizon, 1.0) / 2000.0

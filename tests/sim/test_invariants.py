@@ -149,3 +149,24 @@ def test_embedded_default_is_the_shipped_quickstart() -> None:
 
     embedded = resources.files("sim").joinpath("scenarios", "quickstart.yaml").read_text()
     assert embedded == (REPO / "scenarios" / "quickstart.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    "router",
+    [
+        {"policy": "threshold_greedy", "params": {"alpha": 0.7}},
+        {"policy": "round_robin"},
+        {"policy": "random"},
+        {"policy": "utility_greedy", "budget_per_query": 0.0002, "min_quality": 0.6},
+        {"policy": "cheapest", "window_s": 3.0, "budget_per_query": 0.0001},
+    ],
+    ids=lambda r: r["policy"] + ("_window" if "window_s" in r else ""),
+)
+def test_up_front_decisions_equal_batch_by_batch_routing(router: dict) -> None:  # type: ignore[type-arg]
+    """The vectorised up-front path for row-independent per-query rules is an optimisation only."""
+    sc = parse_scenario(yaml.safe_dump(small_scenario(router=router)), file="t.yaml")
+    fast, slow = run(sc), run(sc, _no_precompute=True)
+    assert fast.requests.equals(slow.requests)
+    assert fast.summary == slow.summary
+    cols = [c for c in fast.batches.columns if c != "solve_time_s"]
+    assert fast.batches[cols].equals(slow.batches[cols])
