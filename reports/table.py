@@ -45,6 +45,10 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("throughput", f"{s['throughput']['queries_per_s']:.2f} queries/s, "
                        f"{s['throughput']['output_tokens_per_s']:.0f} output tokens/s"),
     ]
+    ps = s.get("predictor_scores") or {}
+    if ps:
+        rows.append(("predictor", f"{s.get('predictor', '—')}: Brier {ps.get('brier', float('nan')):.3f}, "
+                                  f"AUC {ps.get('auc', float('nan')):.3f}"))
     for name, m in s["models"].items():
         rows.append(
             (f"  {name}", f"share {_fmt(m['share'], '%')}, acc {_fmt(m['accuracy'], '%')}, "

@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from sim.config.checks import check_scenario, resolve_path
+from sim.config.prices import resolve_prices
 from sim.config.schema import Scenario
 from sim.errors import InputError
 
@@ -110,6 +111,7 @@ def parse_scenario(text: str, file: str | Path = "<scenario>", base_dir: Path | 
         head = lines[0] if len(lines) == 1 else "invalid scenario:\n  " + "\n  ".join(lines)
         raise InputError(head + more, file=file) from None
     check_scenario(scenario, file=file, base_dir=base_dir, locate=lambda loc: _line_of(root, loc))
+    scenario = resolve_prices(scenario, file, base_dir)
     return _absolute_paths(scenario, base_dir)
 
 
@@ -124,7 +126,10 @@ def _absolute_paths(sc: Scenario, base_dir: Path | None) -> Scenario:
         arr = arr.model_copy(update={"path": str(resolve_path(arr.path, base_dir).resolve())})
     if hasattr(pool, "path"):
         pool = pool.model_copy(update={"path": str(resolve_path(pool.path, base_dir).resolve())})
-    return sc.model_copy(update={"workload": wl.model_copy(update={"arrivals": arr, "pool": pool})})
+    update: dict[str, object] = {"workload": wl.model_copy(update={"arrivals": arr, "pool": pool})}
+    if sc.prices_file is not None:
+        update["prices_file"] = str(resolve_path(sc.prices_file, base_dir).resolve())
+    return sc.model_copy(update=update)
 
 
 def load_scenario(path: str | Path) -> Scenario:

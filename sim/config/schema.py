@@ -60,8 +60,15 @@ class ModelSpec(Strict):
         description="KV-cache bytes per token (2·layers·kv_heads·head_dim·bytes; 128 KiB for Llama-3-8B, "
         "320 KiB for Llama-3-70B).",
     )
-    price_in_per_mtok: NonNegFloat = Field(0.0, description="USD per million input tokens billed per query.")
-    price_out_per_mtok: NonNegFloat = Field(0.0, description="USD per million output tokens billed per query.")
+    price_in_per_mtok: NonNegFloat | None = Field(
+        None,
+        description="USD per million input tokens billed per query. Unset: taken from the scenario's "
+        "prices_file, else looked up by name (dataset_model or name) in the genai-prices library; a model "
+        "found in neither is an error (set 0 for a self-hosted model billed only by GPU time).",
+    )
+    price_out_per_mtok: NonNegFloat | None = Field(
+        None, description="USD per million output tokens billed per query (resolved like price_in_per_mtok)."
+    )
     strength: float | None = Field(
         None, description="Synthetic pool only: ability on the difficulty scale (success = sigmoid(slope·(strength − difficulty))).",
     )
@@ -270,6 +277,11 @@ class Scenario(Strict):
     num_queries: PosInt | None = Field(None, description="Arrivals stop after this many queries.")
     drain: bool = Field(True, description="Let queued and running requests finish after arrivals stop.")
     warmup_s: NonNegFloat = Field(0.0, description="Requests arriving before this are left out of latency stats.")
+    prices_file: str | None = Field(
+        None,
+        description="CSV price table (columns model, price_in_per_mtok, price_out_per_mtok) for models "
+        "whose prices are unset; relative to the scenario file.",
+    )
     gpus: list[GPUType] = Field(min_length=1, description="GPU types and inventory.")
     models: list[ModelSpec] = Field(min_length=1, description="Models (router columns, in this order).")
     deployments: list[Deployment] = Field(min_length=1, description="Model instances on GPUs.")
