@@ -12,6 +12,7 @@ from typing import Any
 
 from policies import PolicyError, available_policies, make_policy
 from sim.config.schema import (
+    COEFFICIENTS,
     DatasetPool,
     Deployment,
     GPUType,
@@ -21,7 +22,9 @@ from sim.config.schema import (
     SyntheticPool,
     TraceArrivals,
 )
+from sim.engine.latency import LatencyProfile
 from sim.errors import ScenarioError
+from sim.profiles import builtin_profile
 
 GIB = 2**30
 
@@ -45,6 +48,15 @@ def kv_capacity_tokens(model: ModelSpec, gpu: GPUType, dep: Deployment) -> int:
 def latency_for(model: ModelSpec, dep: Deployment) -> LatencySpec | None:
     """The model's profile for the deployment's GPU, preferring one measured at the same tp."""
     return model.latency.get(f"{dep.gpu}@tp{dep.tp}") or model.latency.get(dep.gpu)
+
+
+def profile_for(model: ModelSpec, dep: Deployment) -> LatencyProfile:
+    """The engine's latency profile of a deployment (explicit coefficients, or the built-in table)."""
+    spec = latency_for(model, dep)
+    assert spec is not None  # checked at load time
+    if spec.builtin:
+        return builtin_profile(model.params_b, dep.gpu, dep.tp)
+    return LatencyProfile(**{f: getattr(spec, f) for f in COEFFICIENTS})
 
 
 def resolve_path(path: str, base_dir: Path | None) -> Path:
@@ -92,6 +104,12 @@ def check_scenario(
                 ("deployments", i, "gpu"),
                 f"model {model.name!r} has no latency profile for {d.gpu!r} (add models[].latency.{d.gpu})",
             )
+        spec = latency_for(model, d)
+        if spec is not None and spec.builtin:
+            try:
+                builtin_profile(model.params_b, d.gpu, d.tp)
+            except (KeyError, ValueError) as exc:
+                fail(("deployments", i, "gpu"), f"builtin latency profile: {exc.args[0] if exc.args else exc}")
         need = weights_bytes(model)
         have = usable_bytes(gpu, d)
         if kv_capacity_tokens(model, gpu, d) < 1:

@@ -47,6 +47,27 @@ class LatencySpec(Strict):
     decode_per_ctx_token_s: NonNegFloat = Field(
         0.0, description="Decode-iteration seconds per context token held by the batch (KV reads)."
     )
+    builtin: bool = Field(
+        False,
+        description="Use the built-in profile fitted from public GPU measurements (sim/data/profiles.json) "
+        "for the model's params_b on this GPU at the deployment's tp; the coefficients above must then be unset.",
+    )
+
+    @model_validator(mode="after")
+    def _builtin_alone(self) -> LatencySpec:
+        if self.builtin and any(getattr(self, f) for f in COEFFICIENTS):
+            raise ValueError("builtin: true takes no coefficients (they come from the built-in table)")
+        return self
+
+
+COEFFICIENTS = (
+    "prefill_base_s",
+    "prefill_per_token_s",
+    "prefill_per_token2_s",
+    "decode_base_s",
+    "decode_per_seq_s",
+    "decode_per_ctx_token_s",
+)
 
 
 class ModelSpec(Strict):

@@ -6,10 +6,9 @@ from collections.abc import Callable
 
 import simpy
 
-from sim.config.checks import kv_capacity_tokens, latency_for
+from sim.config.checks import kv_capacity_tokens, profile_for
 from sim.config.schema import Scenario
 from sim.engine.cluster import DeploymentRuntime, ModelGroup
-from sim.engine.latency import LatencyProfile
 from sim.engine.request import Request
 
 
@@ -24,8 +23,6 @@ def build_cluster(
     next_iid = 0
     for k, d in enumerate(sc.deployments):
         model, gpu = models[d.model], gpus[d.gpu]
-        spec = latency_for(model, d)
-        assert spec is not None  # checked at load time
         dep = DeploymentRuntime(
             env,
             name=f"{d.model}@{d.gpu}#{k}",
@@ -33,7 +30,7 @@ def build_cluster(
             gpu=d.gpu,
             tp=d.tp,
             gpu_cost_per_hour=gpu.cost_per_hour,
-            profile=LatencyProfile(**spec.model_dump()),
+            profile=profile_for(model, d),
             n_instances=d.instances,
             max_seqs=d.max_seqs,
             kv_capacity_tokens=kv_capacity_tokens(model, gpu, d),

@@ -98,3 +98,28 @@ def test_out_dir_that_is_not_a_run_folder_is_refused(write_scenario, tmp_path: P
     (precious / "thesis.tex").write_text("do not delete")
     assert_clean_failure(run_cli(["run", str(scenario), "--out", str(precious)]), "not an llmsim run folder")
     assert (precious / "thesis.tex").read_text() == "do not delete"
+
+
+def test_builtin_latency_profile(write_scenario, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from sim.config import load_scenario
+    from sim.engine.build import build_cluster
+    from sim.profiles import builtin_profile
+
+    sc = small_scenario()
+    sc["gpus"][0]["name"] = "A100-80GB"
+    for m in sc["models"]:
+        m["latency"] = {"A100-80GB": {"builtin": True}}
+    for d in sc["deployments"]:
+        d["gpu"] = "A100-80GB"
+    loaded = load_scenario(write_scenario(sc))
+    import simpy
+
+    _, deps = build_cluster(simpy.Environment(), loaded, lambda r: None)
+    assert deps[1].instances[0].profile == builtin_profile(70, "A100-80GB", 2)
+    # coefficients next to builtin, and a GPU the table does not know, are clear errors
+    sc["models"][0]["latency"]["A100-80GB"]["decode_base_s"] = 0.1
+    assert_clean_failure(run_cli(["validate", str(write_scenario(sc))]), "models[0].latency.A100-80GB", "builtin")
+    sc["models"][0]["latency"] = {"TPUv5": {"builtin": True}}
+    sc["gpus"].append({"name": "TPUv5", "memory_gib": 95, "count": 2})
+    sc["deployments"][0]["gpu"] = "TPUv5"
+    assert_clean_failure(run_cli(["validate", str(write_scenario(sc))]), "deployments[0].gpu", "known GPUs")
