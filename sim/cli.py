@@ -207,6 +207,14 @@ def policies() -> None:
 
 
 @app.command()
+def schema() -> None:
+    """Print the reference of every scenario field (Markdown)."""
+    from sim.config.reference import reference_markdown
+
+    out.print(reference_markdown(), highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
 def calibrate(
     csv: Annotated[Path, typer.Argument(help="GPU measurement table (Splitwise, LLM-Inference-Bench or canonical).")],
 ) -> None:

@@ -130,7 +130,7 @@ class Deployment(Strict):
 class DiurnalModulation(Strict):
     """rate(t) = rate·(1 + amplitude·sin(2π(t/period_s) + phase))."""
 
-    type: Literal["diurnal"]
+    type: Literal["diurnal"] = Field(description="Modulation kind: 'diurnal'.")
     amplitude: Annotated[float, Field(ge=0, lt=1)] = Field(description="Relative swing, in [0, 1).")
     period_s: PosFloat = Field(86400.0, description="Period in seconds.")
     phase: float = Field(0.0, description="Phase in radians.")
@@ -139,7 +139,7 @@ class DiurnalModulation(Strict):
 class PiecewiseModulation(Strict):
     """rate(t) = rate·multiplier of the last step whose start_s ≤ t."""
 
-    type: Literal["piecewise"]
+    type: Literal["piecewise"] = Field(description="Modulation kind: 'piecewise'.")
     steps: list[tuple[NonNegFloat, NonNegFloat]] = Field(
         min_length=1, description="[[start_s, multiplier], ...] with increasing start_s, the first at 0."
     )
@@ -149,26 +149,26 @@ Modulation = Annotated[DiurnalModulation | PiecewiseModulation, Field(discrimina
 
 
 class PoissonArrivals(Strict):
-    type: Literal["poisson"]
+    type: Literal["poisson"] = Field(description="Arrival process kind: 'poisson'.")
     rate: PosFloat = Field(description="Mean arrivals per second.")
     modulation: Modulation | None = Field(None, description="Optional rate modulation over time.")
 
 
 class GammaArrivals(Strict):
-    type: Literal["gamma"]
+    type: Literal["gamma"] = Field(description="Arrival process kind: 'gamma'.")
     rate: PosFloat = Field(description="Mean arrivals per second.")
     cv: PosFloat = Field(description="Coefficient of variation of inter-arrival times (1 = Poisson).")
     modulation: Modulation | None = Field(None, description="Optional rate modulation over time.")
 
 
 class BatchArrivals(Strict):
-    type: Literal["batch"]
+    type: Literal["batch"] = Field(description="Arrival process kind: 'batch'.")
     batch_size: PosInt = Field(description="Queries per batch (they arrive at the same instant).")
     interval_s: PosFloat = Field(description="Seconds between batches.")
 
 
 class TraceArrivals(Strict):
-    type: Literal["trace"]
+    type: Literal["trace"] = Field(description="Arrival process kind: 'trace'.")
     path: str = Field(description="Trace file; a relative path is resolved against the scenario file.")
     format: Literal["azure", "mooncake", "auto"] = Field(
         "auto", description="'azure' (CSV TIMESTAMP,ContextTokens,GeneratedTokens), 'mooncake' (JSONL), or by extension."
@@ -206,7 +206,7 @@ class TaskSpec(Strict):
 class SyntheticPool(Strict):
     """Synthetic queries: no external data needed."""
 
-    type: Literal["synthetic"]
+    type: Literal["synthetic"] = Field(description="Query pool kind: 'synthetic'.")
     tasks: list[TaskSpec] | None = Field(None, description="Tasks; default: the built-in 4-task mix.")
     slope: PosFloat = Field(8.0, description="Steepness of success probability vs (strength − difficulty).")
     max_prompt_tokens: PosInt = Field(16384, description="Prompt tokens are clipped to this.")
@@ -216,7 +216,7 @@ class SyntheticPool(Strict):
 class DatasetPool(Strict):
     """Queries from a real per-query correctness dataset (see sim.datasets)."""
 
-    type: Literal["dataset"]
+    type: Literal["dataset"] = Field(description="Query pool kind: 'dataset'.")
     kind: str = Field(description="Loader: long_table, mmlu_pro, dcrouter or routerbench.")
     path: str = Field(description="File or folder; a relative path is resolved against the scenario file.")
     trusted: bool = Field(False, description="Allow unpickling a .pkl RouterBench file (runs code from it).")

@@ -123,3 +123,18 @@ def test_builtin_latency_profile(write_scenario, tmp_path: Path) -> None:  # typ
     sc["gpus"].append({"name": "TPUv5", "memory_gib": 95, "count": 2})
     sc["deployments"][0]["gpu"] = "TPUv5"
     assert_clean_failure(run_cli(["validate", str(write_scenario(sc))]), "deployments[0].gpu", "known GPUs")
+
+
+def test_scenario_reference_is_current_and_complete() -> None:
+    """docs/scenario-reference.md is generated from the schema; every field has a description."""
+    from sim.config import schema
+    from sim.config.reference import reference_markdown
+    from tests.sim.conftest import REPO
+
+    text = reference_markdown()
+    assert (REPO / "docs" / "scenario-reference.md").read_text() == text, "run: llmsim schema > docs/..."
+    for model in vars(schema).values():
+        if isinstance(model, type) and issubclass(model, schema.Strict) and model is not schema.Strict:
+            for name, field in model.model_fields.items():
+                assert field.description, f"{model.__name__}.{name} has no description"
+                assert f"`{name}`" in text
