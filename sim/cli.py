@@ -76,20 +76,13 @@ def _apply_overrides(text: str, file: str, sets: list[str]) -> str:
 
 
 def _load(scenario: Path | None, sets: list[str]) -> Any:
-    from sim.config.load import parse_scenario
+    from sim.config.load import parse_scenario, read_scenario_text
 
     if scenario is None:
         text, name = _default_scenario_text()
         base = None
     else:
-        if not scenario.exists():
-            raise InputError("scenario file not found", file=scenario)
-        if scenario.is_dir():
-            raise InputError("expected a scenario YAML file, got a directory", file=scenario)
-        try:
-            text = scenario.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read the file: {exc}", file=scenario) from None
+        text = read_scenario_text(scenario)
         name, base = str(scenario), scenario.resolve().parent
     text = _apply_overrides(text, name, sets)
     return parse_scenario(text, file=name, base_dir=base)

@@ -132,15 +132,20 @@ def _absolute_paths(sc: Scenario, base_dir: Path | None) -> Scenario:
     return sc.model_copy(update=update)
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file."""
+def read_scenario_text(path: str | Path) -> str:
+    """The text of a scenario file, or an InputError naming it."""
     p = Path(path)
     if not p.exists():
         raise InputError("scenario file not found", file=p)
     if p.is_dir():
         raise InputError("expected a scenario YAML file, got a directory", file=p)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read the file: {exc}", file=p) from None
-    return parse_scenario(text, file=p, base_dir=p.resolve().parent)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file."""
+    p = Path(path)
+    return parse_scenario(read_scenario_text(p), file=p, base_dir=p.resolve().parent)
