@@ -47,7 +47,13 @@ class BatchPolicy(Policy):
         if problem.n == 0:
             return RoutingResult.build(problem, np.empty(0, dtype=np.int64), STATUS_OPTIMAL,
                                        message="empty batch", info=self.empty_info(problem))
-        return self._solve(problem)
+        result = self._solve(problem)
+        if result.status == STATUS_INFEASIBLE and not self.best_effort and np.any(result.assignment != REJECT):
+            # e.g. a min-cost answer that overspends a budget it does not model, or the oracle's
+            # answer judged on predicted quality: without best effort, nothing is routed.
+            result = RoutingResult.build(problem, np.full(problem.n, REJECT, dtype=np.int64), STATUS_INFEASIBLE,
+                                         message=result.message, info=result.info)
+        return result
 
     def empty_info(self, problem: RoutingProblem) -> dict[str, Any]:
         """``info`` of the (trivially optimal) empty batch; subclasses add their own keys."""

@@ -12,13 +12,15 @@ which is the nominal quality minus the worst loss when at most Γ chosen predict
 
 Infeasibility is detected cheaply before HiGHS runs (capacity sum, the side row ignoring capacity)
 and diagnosed exactly when HiGHS reports it, so the message names the constraint and its numbers.
-``optimal`` means HiGHS proved optimality within ``mip_rel_gap``; on the time limit the incumbent is
-returned as ``feasible`` (or, with no incumbent, the ``lagrangian`` answer).
+``optimal`` means optimality is proven within ``mip_rel_gap`` — by HiGHS's branch-and-bound, or, on
+big batches, by the LP bound (:func:`_lp_round`); on the time limit the incumbent is returned as
+``feasible`` (or, with no incumbent, the ``lagrangian`` answer).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 import numpy as np
@@ -31,11 +33,15 @@ from policies.batch.lagrangian import solve_form
 from policies.batch.linear_form import LinearForm
 from policies.batch.milp_model import MilpModel, MilpSolution
 from policies.batch.repair import improve, repair_capacity, repair_side
+from policies.errors import InvalidParameterError
 from policies.problem import FloatArray, IntArray, ProblemForm, RoutingProblem
 from policies.registry import register
 from policies.result import STATUS_FEASIBLE, STATUS_OPTIMAL, RoutingResult, check_assignment
 
 Protection = tuple[FloatArray, float]  # (δ (n, m) deviations, Γ)
+
+LP_FIRST_VARS = 20_000  # x variables from which the LP-rounding shortcut is tried first
+INTEGRAL_TOL = 1e-7
 
 
 def _pad(form: LinearForm, a: FloatArray) -> FloatArray:
@@ -139,10 +145,38 @@ def diagnose(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, pro
     return policy.infeasible(problem, f"HiGHS reports the problem infeasible: {sol.message}", info=info)
 
 
+def _lp_round(model: MilpModel, time_limit: float, mip_rel_gap: float,
+              info: dict[str, Any]) -> tuple[MilpSolution | None, MilpSolution | None]:
+    """LP relaxation, then the MILP with every integral query of the LP fixed.
+
+    With one side row the LP optimum has at most a couple of fractional queries (``routing.md``), so
+    the fixed MILP is tiny; if its value is within ``mip_rel_gap`` of the LP bound it is optimal in
+    exactly HiGHS's sense. Big batches are solved this way because HiGHS's branch-and-bound spends
+    minutes in root processing at 10 000 × 16 although the LP takes about a second. Returns the LP
+    and the fixed-MILP solutions (either may be ``None``).
+    """
+    t0 = time.perf_counter()
+    lp = model.solve(time_limit=time_limit, relax=True)
+    info["lp_time_s"] = time.perf_counter() - t0
+    if lp.status != "optimal" or lp.x is None:
+        return lp, None
+    integral = lp.x.max(axis=1) >= 1.0 - INTEGRAL_TOL
+    info["lp_fractional_queries"] = int((~integral).sum())
+    fix = np.where(integral, np.argmax(lp.x, axis=1), -1)
+    left = time_limit - (time.perf_counter() - t0)
+    fixed = model.solve(time_limit=left, mip_rel_gap=mip_rel_gap, fix=fix)
+    return lp, fixed if fixed.cols is not None else None
+
+
 def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, *,
                 protect: Protection | None = None, time_limit: float = 60.0,
-                mip_rel_gap: float = 1e-4, prune: bool = True) -> RoutingResult:
-    """Checks, model, HiGHS, and the mapping of its answer to a :class:`RoutingResult`."""
+                mip_rel_gap: float = 1e-4, prune: bool = True, lp_first: bool | None = None) -> RoutingResult:
+    """Checks, model, HiGHS, and the mapping of its answer to a :class:`RoutingResult`.
+
+    ``lp_first`` (default: for models with at least ``LP_FIRST_VARS`` binaries) tries
+    :func:`_lp_round` before branch-and-bound and stops there when that is provably within
+    ``mip_rel_gap``.
+    """
     info: dict[str, Any] = {}
     bad = feasibility.quick(form)
     if bad is None and form.row_name == "min_quality" and problem.budget is not None:
@@ -150,13 +184,41 @@ def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, 
         bad = feasibility.quick(budget_only)
     if bad is not None:
         return policy.infeasible(problem, bad, info=info)
+    start = time.perf_counter()
     model = build_model(form, protect=protect, prune=prune)
-    sol = model.solve(time_limit=time_limit, mip_rel_gap=mip_rel_gap)
-    info.update(highs_status=sol.status, highs_message=sol.message, mip_gap=sol.mip_gap)
+    if lp_first is None:
+        lp_first = model.nx >= LP_FIRST_VARS
+    incumbent: MilpSolution | None = None
+    sol: MilpSolution | None = None
+    form_holds_all_rows = protect is None and not (form.row_name == "min_quality" and problem.budget is not None)
+    if lp_first:
+        lp, incumbent = _lp_round(model, time_limit, mip_rel_gap, info)
+        if lp is not None and lp.status == "infeasible":
+            return diagnose(policy, problem, form, protect, lp, info, time_limit)
+        if incumbent is not None and incumbent.cols is not None and form_holds_all_rows:
+            better = improve(form, polish(form, incumbent.cols))
+            if form.feasible(better) and form.value(better) > (incumbent.objective or -np.inf):
+                incumbent = dataclasses.replace(incumbent, cols=better, objective=form.value(better))
+        if incumbent is not None and lp is not None and lp.objective is not None:
+            assert incumbent.objective is not None
+            gap = (lp.objective - incumbent.objective) / max(abs(lp.objective), 1e-12)
+            info.update(method="lp_rounding", mip_gap=max(gap, 0.0))
+            if gap <= mip_rel_gap:
+                sol = dataclasses.replace(incumbent, status="optimal", dual_bound=lp.objective,
+                                          mip_gap=max(gap, 0.0))
+    if sol is None:
+        left = time_limit - (time.perf_counter() - start)
+        sol = model.solve(time_limit=left, mip_rel_gap=mip_rel_gap)
+        info.update(method="branch_and_bound", mip_gap=sol.mip_gap)
+        if sol.status == "infeasible":
+            info.update(highs_status=sol.status, highs_message=sol.message)
+            return diagnose(policy, problem, form, protect, sol, info, time_limit)
+        if incumbent is not None and (sol.cols is None or (sol.objective or -np.inf) < (incumbent.objective or -np.inf)):
+            sol = dataclasses.replace(incumbent, status="limit")
+            info["method"] = "lp_rounding"
+    info.update(highs_status=sol.status, highs_message=sol.message)
     if sol.dual_bound is not None:
         info["bound"] = form.to_objective(sol.dual_bound)
-    if sol.status == "infeasible":
-        return diagnose(policy, problem, form, protect, sol, info, time_limit)
     if sol.cols is None:
         res = solve_form(policy, problem, form)
         res.info.update(info, fallback="lagrangian")
@@ -171,6 +233,12 @@ def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, 
     if not np.array_equal(fixed, cols):
         status = STATUS_FEASIBLE
         info["polished"] = int(np.count_nonzero(fixed != cols))
+    if form_holds_all_rows:
+        # The form holds every row, so single-query moves may close (part of) the allowed gap.
+        better = improve(form, fixed)
+        if form.value(better) > form.value(fixed):
+            info["improved"] = int(np.count_nonzero(better != fixed))
+            fixed = better
     return RoutingResult.build(problem, form.to_assignment(fixed), status, info=info)
 
 
@@ -182,16 +250,21 @@ class Milp(BatchPolicy):
         time_limit: seconds HiGHS may run (default 60); past it the incumbent is returned.
         mip_rel_gap: relative optimality gap at which HiGHS stops (``optimal`` is within it).
         prune: leave out x_ij dominated by an unlimited model (exact; smaller models).
+        lp_first: try LP relaxation + fixing its integral queries before branch-and-bound
+            (``None``: for models of at least ``LP_FIRST_VARS`` binaries).
         best_effort: see :class:`~policies.batch.base.BatchPolicy`.
     """
 
     def __init__(self, time_limit: float = 60.0, mip_rel_gap: float = 1e-4, prune: bool = True,
-                 best_effort: bool = True) -> None:
+                 lp_first: bool | None = None, best_effort: bool = True) -> None:
         super().__init__(best_effort)
         self.time_limit = positive("time_limit", time_limit)
         self.mip_rel_gap = positive("mip_rel_gap", mip_rel_gap, allow_zero=True)
         self.prune = bool(prune)
+        if lp_first is not None and not isinstance(lp_first, bool):
+            raise InvalidParameterError(f"lp_first must be None or a bool, got {lp_first!r}")
+        self.lp_first = lp_first
 
     def _solve(self, problem: RoutingProblem) -> RoutingResult:
         return solve_exact(self, problem, LinearForm.from_problem(problem), time_limit=self.time_limit,
-                           mip_rel_gap=self.mip_rel_gap, prune=self.prune)
+                           mip_rel_gap=self.mip_rel_gap, prune=self.prune, lp_first=self.lp_first)

@@ -35,6 +35,7 @@ class MilpSolution:
     dual_bound: float | None = None  # upper bound on the maximised objective
     mip_gap: float | None = None
     extra: FloatArray | None = None  # values of the variables added with add_vars
+    x: FloatArray | None = None  # (n, k) raw x (fractional for a relaxation)
     info: dict[str, float] = field(default_factory=dict)
 
 
@@ -102,20 +103,33 @@ class MilpModel:
         self._add(sp.coo_matrix(a), lb, ub)
 
     # ------------------------------------------------------------------ solving
-    def solve(self, time_limit: float | None = None, mip_rel_gap: float | None = None) -> MilpSolution:
+    def solve(self, time_limit: float | None = None, mip_rel_gap: float | None = None, *,
+              relax: bool = False, fix: IntArray | None = None) -> MilpSolution:
+        """Solve with HiGHS.
+
+        Args:
+            time_limit: seconds (HiGHS checks it between phases, so it can overrun on big models).
+            mip_rel_gap: HiGHS's relative optimality gap.
+            relax: solve the LP relaxation (integrality dropped); ``x`` then holds the LP solution.
+            fix: (n,) column per query to fix x_ij = 1 at, or -1 to leave the query free.
+        """
         nv = self._nvars
         blocks = [sp.coo_matrix((r.data, (r.row, r.col)), shape=(r.shape[0], nv)) for r in self._rows]
         a = sp.vstack(blocks, format="csr")
         obj = np.concatenate(self._obj)
+        lb = np.concatenate(self._lb)
+        if fix is not None:
+            rows = np.nonzero(np.asarray(fix) >= 0)[0]
+            lb[rows * self.k + np.asarray(fix)[rows]] = 1.0
         options: dict[str, float | bool] = {"presolve": True}
         if time_limit is not None:
-            options["time_limit"] = float(time_limit)
-        if mip_rel_gap is not None:
+            options["time_limit"] = max(float(time_limit), 1e-3)
+        if mip_rel_gap is not None and not relax:
             options["mip_rel_gap"] = float(mip_rel_gap)
         res = milp(
             -obj,
-            integrality=np.concatenate(self._int),
-            bounds=Bounds(np.concatenate(self._lb), np.concatenate(self._ub)),
+            integrality=np.zeros(nv) if relax else np.concatenate(self._int),
+            bounds=Bounds(lb, np.concatenate(self._ub)),
             constraints=LinearConstraint(a, np.concatenate(self._row_lb), np.concatenate(self._row_ub)),
             options=options,
         )
@@ -130,15 +144,17 @@ class MilpModel:
             return MilpSolution("limit", None, msg,
                                 dual_bound=None if bound is None else -float(bound))
         x = np.asarray(res.x)
-        cols = self.round_x(x[: self.nx])
+        if relax and res.status == _OPTIMAL:
+            bound = res.fun  # the LP optimum bounds the MILP
         return MilpSolution(
             "optimal" if res.status == _OPTIMAL else "limit",
-            cols,
+            self.round_x(x[: self.nx]),
             msg,
             objective=-float(res.fun),
             dual_bound=None if bound is None or not np.isfinite(bound) else -float(bound),
             mip_gap=None if gap is None else float(gap),
             extra=x[self.nx:],
+            x=x[: self.nx].reshape(self.n, self.k),
         )
 
     def round_x(self, x: FloatArray) -> IntArray:

@@ -26,6 +26,36 @@ def test_milp_matches_enumeration(problem: RoutingProblem) -> None:
         assert objective_close(res.objective, best), (res.objective, best)
 
 
+@settings(max_examples=60, deadline=None)
+@given(problems(max_n=6, max_m=3))
+def test_lp_first_matches_enumeration(problem: RoutingProblem) -> None:
+    res = solve(problem, "milp", lp_first=True, **EXACT)
+    assert_consistent(problem, res)
+    best, _ = brute_force(problem)
+    if best is None:
+        assert res.status == "infeasible"
+    else:
+        assert res.status == "optimal", res.message
+        assert objective_close(res.objective, best), (res.objective, best, res.info)
+
+
+@pytest.mark.parametrize("form", ["max_quality", "min_cost"])
+def test_big_batches_are_proven_by_the_lp_bound(form: str) -> None:
+    p = realistic(2500, 8, form, seed=1)
+    res = solve(p, "milp")
+    assert res.status == "optimal"
+    assert res.info["method"] == "lp_rounding"
+    assert res.info["lp_fractional_queries"] <= 3
+    # Proven within mip_rel_gap of the LP bound, which no assignment can beat.
+    lag = solve(p, "lagrangian")
+    if form == "max_quality":
+        assert res.info["bound"] >= lag.objective - 1e-9
+        assert res.objective >= (1 - 1e-4) * res.info["bound"] - 1e-9
+    else:
+        assert res.info["bound"] <= lag.objective + 1e-12
+        assert res.objective <= (1 + 1e-4) * res.info["bound"] + 1e-12
+
+
 @settings(max_examples=40, deadline=None)
 @given(problems(max_n=6, max_m=3))
 def test_pruning_does_not_change_the_optimum(problem: RoutingProblem) -> None:
@@ -100,7 +130,7 @@ def test_allow_reject_rejects_instead_of_overspending() -> None:
 
 
 @pytest.mark.parametrize("bad", [{"time_limit": 0}, {"time_limit": -1.0}, {"mip_rel_gap": -0.1},
-                                 {"best_effort": "yes"}, {"nope": 1}])
+                                 {"best_effort": "yes"}, {"lp_first": "auto"}, {"nope": 1}])
 def test_bad_parameters(bad: dict[str, object]) -> None:
     with pytest.raises(InvalidParameterError):
         solve(_p(), "milp", **bad)

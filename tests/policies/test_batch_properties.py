@@ -61,11 +61,11 @@ def test_relaxations_find_a_feasible_answer_whenever_one_exists(name: str, probl
 def test_best_effort_false_rejects_everything_when_infeasible(name: str, params: dict,
                                                              problem: RoutingProblem) -> None:
     res = solve(problem, name, best_effort=False, **params)
-    if name == "oracle" and res.info.get("true_status") != "infeasible":
-        return  # feasible on the true quality, only the predicted-quality check fails: kept as is
-    if res.status == "infeasible" and not res.message.startswith("budget: "):
+    if res.status == "infeasible":
         assert np.all(res.assignment == -1)
         assert res.message
+    else:
+        assert np.array_equal(res.assignment, solve(problem, name, **params).assignment)
 
 
 @pytest.mark.parametrize("name", ["milp", "lagrangian", "min_cost_flow", "robust", "oracle"])
