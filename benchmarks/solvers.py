@@ -77,6 +77,7 @@ class Cell:
     time_s: float
     objective: float
     status: str
+    certified_gap: float | None = None  # the policy's own proven gap (lagrangian, min_cost_flow, milp)
 
 
 @contextlib.contextmanager
@@ -105,7 +106,9 @@ def run(policy: str, problem: RoutingProblem, repeats: int) -> Cell:
         if times[0] > 5.0:
             break
     assert res is not None
-    return Cell(statistics.median(times), res.objective, res.status)
+    cert = res.info.get("gap", res.info.get("mip_gap"))
+    return Cell(statistics.median(times), res.objective, res.status,
+                None if cert is None else float(cert))
 
 
 def gap(cell: Cell, ref: Cell | None, form: str) -> float | None:
@@ -156,8 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             ok = cell.time_s <= 0.050 and g is not None and g <= 0.005
             ok_all &= ok
             gs = "—" if g is None else f"{100 * g:.3f} %"
+            cert = "—" if cell.certified_gap is None else f"{100 * cell.certified_gap:.4f} %"
             print(f"target lagrangian 10000×16 {form}: ≤ 50 ms and gap ≤ 0.5 % — "
-                  f"{fmt_time(cell.time_s)}, gap {gs}: {'MET' if ok else 'NOT MET'}")
+                  f"{fmt_time(cell.time_s)}, gap vs milp {gs} (certified by its dual bound: {cert}): "
+                  f"{'MET' if ok else 'NOT MET'}")
         for form in FORMS:
             cell, _ = results[("min_cost_flow", 1000, 8, form)]
             ok = cell.time_s <= 2.0

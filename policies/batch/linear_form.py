@@ -136,16 +136,3 @@ class LinearForm:
     def to_objective(self, value: float) -> float:
         """Convert a value of Σ score (e.g. a dual bound) into the problem's objective units."""
         return -value * self.cost_scale if self.problem.form is ProblemForm.MIN_COST else value
-
-    def describe_row(self, cols: IntArray) -> str:
-        """Human-readable state of the side row for messages."""
-        p = self.problem
-        a = self.to_assignment(cols)
-        routed = a >= 0
-        if self.row_name == "budget":
-            spent = float(p.cost[np.nonzero(routed)[0], a[routed]].sum())
-            return f"cost {spent:.6g} vs budget {p.budget:.6g}"
-        if self.row_name == "min_quality":
-            total = float(self.quality[np.nonzero(routed)[0], a[routed]].sum())
-            return f"mean quality {total / max(p.n, 1):.6g} vs min_quality {p.min_quality:.6g}"
-        return "no side row"

@@ -8,7 +8,7 @@ per column whose capacity can bind, then whatever extra variables and rows the c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,7 +36,6 @@ class MilpSolution:
     mip_gap: float | None = None
     extra: FloatArray | None = None  # values of the variables added with add_vars
     x: FloatArray | None = None  # (n, k) raw x (fractional for a relaxation)
-    info: dict[str, float] = field(default_factory=dict)
 
 
 class MilpModel:

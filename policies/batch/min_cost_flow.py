@@ -1,12 +1,15 @@
 """``min_cost_flow``: the transportation structure solved by networkx's network simplex.
 
-Network: every query supplies one unit, model j passes at most ``cap_j`` units to the sink, an arc
-query → model costs ``−w_ij`` (scaled to integers so that network simplex is exact), and rejection
-is one more model with unlimited capacity and weight 0. Without a side row this *is* the problem, so
-the flow is optimal. With a budget or quality floor the row is priced by ν and searched as in
-:mod:`policies.batch.multiplier`; to keep the number of network-simplex runs small, the bracket on ν
-is first located with the auction inner solver and then confirmed and refined with flows, and the
-best feasible flow found is returned (after the shared single-query improvement pass).
+Network: source → query i (capacity 1) → model j (cost ``−w_ij``) → sink (capacity ``cap_j``). The
+source is folded into the query nodes, each of which supplies one unit (the same network with n
+fewer arcs). Arc costs are ``−w`` scaled to integers (resolution 1e-12 of the largest |w|) so that
+network simplex is exact; rejection, when allowed, is one more "model" node with cost 0 and
+unlimited capacity, i.e. a reject arc from every query to the sink. Without a side row this *is*
+the problem, so the flow is optimal. With a budget or quality floor the row is priced by ν and
+searched as in :mod:`policies.batch.multiplier`; to keep the number of network-simplex runs small,
+the bracket on ν is first located with the auction inner solver and then confirmed and refined with
+flows, and the best feasible flow found is returned (after the shared single-query improvement
+pass).
 
 Arcs (i, k) dominated by an unlimited-capacity model are left out of the network
 (:mod:`policies.batch.dominance`), which keeps the graph small on realistic batches.

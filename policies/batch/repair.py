@@ -16,7 +16,6 @@ Candidates are built vectorised over all (query, column) pairs; only the accepte
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -121,39 +120,70 @@ def repair_side(form: LinearForm, cols: IntArray, max_passes: int = 20) -> IntAr
     return cols
 
 
-def improve(form: LinearForm, cols: IntArray, max_passes: int = 4) -> IntArray:
-    """Single-query moves that raise the score and keep capacity and the side row (best first)."""
+def _free_moves(form: LinearForm, cols: IntArray) -> bool:
+    """Apply, vectorised, the best move of each query that gains score without using slack.
+
+    Each query takes its best such move; a column with r free slots accepts its r best movers.
+    Slots freed by the movers are used by the next pass. Returns whether anything moved.
+    """
+    gain, drow = _moves(form, cols)
+    room = form.cap - np.bincount(cols, minlength=form.k)
+    g = np.where((gain > _GAIN_EPS) & (drow <= 0) & (room > 0)[None, :], gain, -np.inf)
+    to = np.argmax(g, axis=1)
+    best = g[np.arange(form.n), to]
+    movers = np.nonzero(np.isfinite(best))[0]
+    if movers.size == 0:
+        return False
+    order = movers[np.lexsort((-best[movers], to[movers]))]  # by target column, best gain first
+    targets = to[order]
+    first = np.searchsorted(targets, targets)  # index of the first mover into the same column
+    accept = order[np.arange(order.size) - first < room[targets]]
+    cols[accept] = to[accept]
+    return True
+
+
+def _paid_moves(form: LinearForm, cols: IntArray) -> bool:
+    """Moves that gain score using slack of the side row, best gain per unit of slack first."""
+    if form.row is None:
+        return False
+    slack = form.slack(cols)
+    if slack <= 0:
+        return False
+    gain, drow = _moves(form, cols)
+    room = form.cap - np.bincount(cols, minlength=form.k)
+    qi, kj = np.nonzero((gain > _GAIN_EPS) & (room > 0)[None, :] & (drow > 0) & (drow <= slack))
+    if qi.size == 0:
+        return False
+    g, d = gain[qi, kj], drow[qi, kj]
+    d_min = float(d.min())
+    moved = np.zeros(form.n, dtype=bool)
+    changed = False
+    for block in _best_first(-g / d, 256):
+        if slack < d_min:
+            break
+        block = block[(d[block] <= slack) & ~moved[qi[block]] & (room[kj[block]] > 0)]
+        for t in block:
+            i, j = int(qi[t]), int(kj[t])
+            if moved[i] or room[j] <= 0 or d[t] > slack:
+                continue
+            room[cols[i]] += 1
+            room[j] -= 1
+            slack -= d[t]
+            cols[i] = j
+            moved[i] = changed = True
+    return changed
+
+
+def improve(form: LinearForm, cols: IntArray, max_passes: int = 6) -> IntArray:
+    """Single-query moves that raise the score and keep capacity and the side row.
+
+    First the moves that use no slack (vectorised), then those that spend it, best gain per unit
+    first, repeated while anything moves.
+    """
     cols = cols.copy()
     for _ in range(max_passes):
-        gain, drow = _moves(form, cols)
-        room = form.cap - np.bincount(cols, minlength=form.k)
-        slack = max(form.slack(cols), 0.0)
-        qi, kj = np.nonzero((gain > _GAIN_EPS) & (room > 0)[None, :] & (drow <= slack))
-        if qi.size == 0:
-            return cols
-        g, d = gain[qi, kj], drow[qi, kj]
-        free = np.nonzero(d <= 0)[0]
-        paid = np.nonzero(d > 0)[0]
-        d_min = float(d[paid].min()) if paid.size else np.inf
-        # Moves that use no slack first (largest gain first), then by gain per unit of slack used.
-        groups = itertools.chain((free[b] for b in _best_first(-g[free], 256)),
-                                 (paid[b] for b in _best_first(-g[paid] / d[paid], 256)))
-        moved = np.zeros(form.n, dtype=bool)
-        changed = False
-        for block in groups:
-            if slack < d_min and d[block[0]] > 0:
-                break  # no paid move fits any more
-            for t in block:
-                if d[t] > 0 and slack < d_min:
-                    break
-                i, j = int(qi[t]), int(kj[t])
-                if moved[i] or room[j] <= 0 or d[t] > slack:
-                    continue
-                room[cols[i]] += 1
-                room[j] -= 1
-                slack -= d[t]
-                cols[i] = j
-                moved[i] = changed = True
-        if not changed:
-            return cols
+        free = _free_moves(form, cols)
+        paid = _paid_moves(form, cols)
+        if not (free or paid):
+            break
     return cols
