@@ -6,7 +6,9 @@ The lower confidence bound of â_ij is ``clip(â_ij − κ σ_ij, 0, 1)``; its d
 * ``gamma=None`` — box uncertainty: every prediction may fall to its bound at once, so the problem is
   the nominal one on the lower bounds, solved by ``milp`` or ``lagrangian`` (``solver``);
 * ``gamma=Γ`` — Bertsimas–Sim: at most Γ of the chosen predictions fall. Solved exactly through the
-  protected MILP of :mod:`policies.batch.milp`. Γ = 0 is the nominal problem; Γ ≥ n is the box.
+  protected MILP of :mod:`policies.batch.milp`. Γ = 0 is the nominal problem and Γ ≥ n the box;
+  those two ends are solved as such (same optimum, much easier for HiGHS at scale); the protected
+  MILP itself is tested against them and against enumeration.
 
 The quality row (α, in the min-cost form) applies to the robust quality. The result is evaluated
 on the nominal prediction like every policy (a robust-feasible assignment is nominally feasible);
@@ -80,11 +82,14 @@ class Robust(BatchPolicy):
             info["note"] = "quality_std is None: treated as 0, so the robust problem is the nominal one"
         lower = np.clip(problem.quality - self.kappa * std, 0.0, 1.0)
         delta = problem.quality - lower
-        if self.gamma is None:
-            info["uncertainty"] = "box"
+        gamma = None if self.gamma is None else min(self.gamma, float(problem.n))
+        if gamma is None or gamma >= problem.n or not np.any(delta > 0):
+            # Box: every chosen prediction may fall (Γ ≥ n is the same problem, solved this way
+            # because the lower-bound problem keeps the nominal structure: LP rounding, lagrangian).
+            info["uncertainty"] = "box" if gamma is None else "budgeted (Γ ≥ n: box)"
             robust_problem = dataclasses.replace(problem, quality=lower)
             form = LinearForm.from_problem(robust_problem)
-            if self.solver == "milp":
+            if self.solver == "milp" or gamma is not None:
                 res = solve_exact(self, robust_problem, form, time_limit=self.time_limit,
                                   mip_rel_gap=self.mip_rel_gap)
             else:
@@ -92,11 +97,15 @@ class Robust(BatchPolicy):
             message = f"on the lower-bound quality: {res.message}" if res.message else ""
             out = RoutingResult.build(problem, res.assignment, res.status, message=message,
                                       info=res.info | info)
+        elif gamma == 0:
+            info["uncertainty"] = "budgeted (Γ = 0: nominal)"
+            out = solve_exact(self, problem, LinearForm.from_problem(problem), time_limit=self.time_limit,
+                              mip_rel_gap=self.mip_rel_gap)
+            out.info.update(info)
         else:
-            gamma = min(self.gamma, float(problem.n))
             info.update(uncertainty="budgeted", gamma_used=gamma)
-            out = solve_exact(self, problem, LinearForm.from_problem(problem, problem.quality),
-                              protect=(delta, gamma), time_limit=self.time_limit, mip_rel_gap=self.mip_rel_gap)
+            out = solve_exact(self, problem, LinearForm.from_problem(problem), protect=(delta, gamma),
+                              time_limit=self.time_limit, mip_rel_gap=self.mip_rel_gap)
             out.info.update(info)
         a = out.assignment
         robust_total = protected_quality(problem.quality, delta, a, self.gamma)

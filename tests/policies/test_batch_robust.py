@@ -8,11 +8,78 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from policies import InvalidParameterError, RoutingProblem, solve
-from policies.batch.robust import protected_quality
-from tests.policies.conftest import objective_close, problems, realistic
+from policies import InvalidParameterError, RoutingProblem, check_assignment, solve
+from policies.batch.linear_form import LinearForm
+from policies.batch.milp import solve_exact
+from policies.batch.robust import Robust, protected_quality
+from tests.policies.conftest import all_assignments, objective_close, problems, realistic
 
 EXACT = {"mip_rel_gap": 0.0}
+
+
+def _delta(problem: RoutingProblem, kappa: float) -> np.ndarray:
+    std = problem.quality_std
+    assert std is not None
+    return problem.quality - np.clip(problem.quality - kappa * std, 0.0, 1.0)
+
+
+def _protected_milp(problem: RoutingProblem, kappa: float, gamma: float):  # type: ignore[no-untyped-def]
+    """The Bertsimas–Sim MILP itself (the policy solves Γ = 0 and Γ ≥ n without it)."""
+    return solve_exact(Robust(kappa=kappa), problem, LinearForm.from_problem(problem),
+                       protect=(_delta(problem, kappa), gamma), mip_rel_gap=0.0)
+
+
+def _brute_force_protected(problem: RoutingProblem, kappa: float, gamma: float) -> float | None:
+    """Optimum of the protected problem by enumeration (None when infeasible)."""
+    delta = _delta(problem, kappa)
+    best: float | None = None
+    for a in all_assignments(problem):
+        ev = check_assignment(dataclasses.replace(problem, min_quality=None), a)
+        if not ev.feasible:
+            continue
+        robust = protected_quality(problem.quality, delta, a, gamma)
+        if problem.min_quality is None:
+            value = robust
+            if best is None or value > best:
+                best = value
+        elif robust / max(problem.n, 1) >= problem.min_quality - 1e-9:
+            if best is None or ev.total_cost < best:
+                best = ev.total_cost
+    return best
+
+
+@settings(max_examples=50, deadline=None)
+@given(problems(max_n=5, max_m=3, min_n=1))
+def test_protected_milp_matches_enumeration(problem: RoutingProblem) -> None:
+    for gamma in (1.0, 1.5):
+        res = solve(problem, "robust", kappa=1.0, gamma=gamma, mip_rel_gap=0.0)
+        best = _brute_force_protected(problem, 1.0, min(gamma, problem.n))
+        if best is None:
+            assert res.status == "infeasible"
+            continue
+        assert res.status != "infeasible", res.message
+        got = res.info["robust_quality"] if problem.min_quality is None else res.objective
+        assert objective_close(got, best), (gamma, got, best)
+
+
+@settings(max_examples=40, deadline=None)
+@given(problems(max_n=6, max_m=3, min_n=1))
+def test_protected_milp_ends_are_nominal_and_box(problem: RoutingProblem) -> None:
+    nominal = solve(problem, "milp", **EXACT)
+    at_zero = _protected_milp(problem, 1.0, 0.0)
+    assert at_zero.status == nominal.status
+    if nominal.status != "infeasible":
+        assert objective_close(at_zero.objective, nominal.objective)
+    box = solve(problem, "robust", kappa=1.0, **EXACT)
+    at_n = _protected_milp(problem, 1.0, float(problem.n))
+    assert at_n.status == box.status
+    if box.status != "infeasible":
+        if problem.min_quality is None:
+            delta = _delta(problem, 1.0)
+            assert objective_close(protected_quality(problem.quality, delta, at_n.assignment, None),
+                                   box.info["robust_quality"])
+        else:
+            assert objective_close(at_n.objective, box.objective)
 
 
 @settings(max_examples=60, deadline=None)
