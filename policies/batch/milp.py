@@ -210,7 +210,7 @@ def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, 
         left = time_limit - (time.perf_counter() - start)
         sol = model.solve(time_limit=left, mip_rel_gap=mip_rel_gap)
         info.update(method="branch_and_bound", mip_gap=sol.mip_gap)
-        if sol.status == "infeasible":
+        if sol.status == "infeasible" and incumbent is None:
             info.update(highs_status=sol.status, highs_message=sol.message)
             return diagnose(policy, problem, form, protect, sol, info, time_limit)
         if incumbent is not None and (sol.cols is None or (sol.objective or -np.inf) < (incumbent.objective or -np.inf)):
