@@ -36,10 +36,15 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
                           f"{_fmt(s['cost']['per_query_usd'], '$')} per query"),
         ("cost (GPU time)", _fmt(s["cost"]["gpu_usd"], "$")),
         ("budget", "none set" if s["budget"].get("per_query_usd") is None else
-                   f"{_fmt(s['budget']['per_query_usd'], '$')}/query: {s['budget']['batches_over_budget']} of "
-                   f"{s['budget']['batches']} batches over, overspend {_fmt(s['budget']['overspend_usd'], '$')}"),
+                   f"{_fmt(s['budget']['per_query_usd'], '$')}/query; batches over: "
+                   f"{s['budget']['batches_over_budget']} of {s['budget']['batches']} predicted "
+                   f"({_fmt(s['budget']['overspend_usd'], '$')} over), "
+                   f"{s['budget']['batches_over_budget_realised']} realised "
+                   f"({_fmt(s['budget']['overspend_realised_usd'], '$')} over)"),
         ("TTFT p50 / p95 / p99", " / ".join(_fmt(lat["ttft"][k], "s") for k in ("p50", "p95", "p99"))),
         ("end-to-end p50 / p95 / p99", " / ".join(_fmt(lat["e2e"][k], "s") for k in ("p50", "p95", "p99"))),
+        ("batching wait mean / p99", f"{_fmt(lat['batching_delay']['mean'], 's')} / "
+                                     f"{_fmt(lat['batching_delay']['p99'], 's')}"),
         ("queue delay mean / p99", f"{_fmt(lat['queue_delay']['mean'], 's')} / "
                                    f"{_fmt(lat['queue_delay']['p99'], 's')}"),
         ("throughput", f"{s['throughput']['queries_per_s']:.2f} queries/s, "

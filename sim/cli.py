@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -43,38 +42,6 @@ def _default_scenario_text() -> tuple[str, str]:
     return ref.read_text(encoding="utf-8"), f"<embedded {DEFAULT_SCENARIO}>"
 
 
-def _apply_overrides(text: str, file: str, sets: list[str]) -> str:
-    """Apply ``--set a.b.c=value`` overrides (value parsed as YAML) to the scenario text."""
-    if not sets:
-        return text
-    data = yaml.safe_load(text)
-    for item in sets:
-        if "=" not in item:
-            raise InputError(f"--set expects KEY.PATH=VALUE, got {item!r}")
-        key, raw = item.split("=", 1)
-        node: Any = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            elif isinstance(node, dict):
-                node = node.setdefault(part, {})
-            else:
-                raise InputError(f"--set {key}: {part!r} does not name a mapping key or list index", file=file)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise InputError(f"--set {key}: value {raw!r} is not valid YAML") from None
-        last = parts[-1]
-        if isinstance(node, list) and last.isdigit() and int(last) < len(node):
-            node[int(last)] = value
-        elif isinstance(node, dict):
-            node[last] = value
-        else:
-            raise InputError(f"--set {key}: cannot set {last!r} here", file=file)
-    return yaml.safe_dump(data, sort_keys=False)
-
-
 def _load(scenario: Path | None, sets: list[str]) -> Any:
     from sim.config.load import parse_scenario, read_scenario_text
 
@@ -84,8 +51,7 @@ def _load(scenario: Path | None, sets: list[str]) -> Any:
     else:
         text = read_scenario_text(scenario)
         name, base = str(scenario), scenario.resolve().parent
-    text = _apply_overrides(text, name, sets)
-    return parse_scenario(text, file=name, base_dir=base)
+    return parse_scenario(text, file=name, base_dir=base, overrides=sets)
 
 
 class _LazyProgress:
@@ -155,9 +121,14 @@ def run(
         wall = time.perf_counter() - t0
         info = {"llmsim_version": __version__, "wall_time_s": wall, "python": sys.version.split()[0],
                 "requests_per_wall_s": result.summary["queries"]["arrived"] / max(wall, 1e-9)}
-        write_run(folder, result, sc.model_dump(mode="json"), info,
-                  requests=sc.outputs.requests, batches=sc.outputs.batches)
-    except (InputError, PolicyError) as exc:
+        written = write_run(folder, result, sc.model_dump(mode="json"), info,
+                            requests=sc.outputs.requests, batches=sc.outputs.batches)
+    except InputError as exc:
+        if exc.file is None:  # raised while running: name the scenario it came from
+            exc = type(exc)(exc.detail, file=str(scenario or "<embedded quickstart.yaml>"), where=exc.where)
+        _fail(exc)
+        return
+    except PolicyError as exc:
         _fail(exc)
         return
     if quiet:
@@ -169,8 +140,8 @@ def run(
     for k, v in summary_rows(result.summary):
         table.add_row(k, v)
     out.print(table)
-    out.print(f"wrote {folder}/ (summary.json, requests.parquet, batches.parquet, scenario.yaml) "
-              f"in {wall:.1f} s", highlight=False)
+    files = ", ".join(sorted(p.name for p in written.iterdir()))
+    out.print(f"wrote {folder}/ ({files}) in {wall:.1f} s", highlight=False)
 
 
 @app.command()
@@ -194,8 +165,8 @@ def policies() -> None:
     for name in available_policies():
         cls = policy_class(name)
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        table.add_row(name, "batch" if cls.batch_level else "per-query",
-                      ", ".join(policy_parameters(name)) or "—", doc)
+        params = [p for p in policy_parameters(name) if p != "rng"]  # rng comes from the scenario seed
+        table.add_row(name, "batch" if cls.batch_level else "per-query", ", ".join(params) or "—", doc)
     out.print(table)
 
 

@@ -3,11 +3,14 @@
 A batch is an arrival group (a batch arrival, or a single query) when the window Δ is 0, or every query
 arriving within Δ seconds of the first pending one. The dispatcher never trusts a policy's own account:
 it re-checks every assignment with :func:`policies.check_assignment`, refuses surplus queries on a model
-whose capacity was exceeded, and counts (but does not hide) budget and quality-floor violations.
+whose capacity was exceeded or that can never fit a model's KV cache, and counts (but does not hide)
+budget and quality-floor violations of what is actually served, on predicted cost and quality (what the
+router knew; realised spend per batch is in the summary too).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +28,8 @@ from sim.metrics.recorder import (
     RequestRecorder,
 )
 
+TOL = 1e-9
+
 
 @dataclass(frozen=True)
 class RoutingInputs:
@@ -41,7 +46,7 @@ class RoutingInputs:
 
 @dataclass
 class BatchLog:
-    """One row per routed batch (batches.parquet)."""
+    """One row per routed batch (batches.parquet). Costs and qualities are predicted, of served queries."""
 
     time: list[float] = field(default_factory=list)
     size: list[int] = field(default_factory=list)
@@ -69,6 +74,7 @@ class Dispatcher:
         allow_reject: bool = False,
         capacity_mode: str = "slots_and_queue",
         model_names: tuple[str, ...] | None = None,
+        on_reject: Callable[[int], None] | None = None,
     ) -> None:
         self.env = env
         self.models = models
@@ -81,6 +87,7 @@ class Dispatcher:
         self.allow_reject = allow_reject
         self.capacity_mode = capacity_mode
         self.model_names = model_names
+        self.on_reject = on_reject
         self.pass_truth = policy.needs_true_quality
         self.log = BatchLog()
         self._pending: list[np.ndarray] = []
@@ -89,17 +96,20 @@ class Dispatcher:
         self.overspend_usd = 0.0
         self.quality_floor_misses = 0
         self.capacity_refusals = 0
+        self.rejected = 0
         self.precomputed: np.ndarray | None = None
         self._precompute_time_s = 0.0
+        self._precompute_status = ""
         self._single: tuple[list[int], list[float], list[float], list[int], list[int]] | None = None
 
+    # -- deciding up front ------------------------------------------------------
     def precompute(self, capacity_never_binds: bool) -> bool:
         """Decide every query up front when that gives the same answer as routing batch by batch.
 
         True for row-independent per-query rules (see ``Policy.row_independent``) when no model's capacity
-        can ever bind; the budget row does not matter since these rules ignore it (violations are still
-        counted per batch in :meth:`route`). This turns N small policy calls into one vectorised call,
-        which is most of a Δ = 0 run's cost.
+        can ever bind. The problem carries the quality floor (threshold_greedy's default α) but no budget:
+        these rules ignore it, and violations are still counted per batch. This turns N small policy calls
+        into one vectorised call, which is most of a Δ = 0 run's cost.
         """
         if not (capacity_never_binds and self.policy.row_independent):
             return False
@@ -107,19 +117,22 @@ class Dispatcher:
         problem = RoutingProblem(
             quality=inp.predicted_quality,
             cost=inp.predicted_cost,
+            min_quality=self.min_quality,
             quality_std=inp.predicted_std,
             allow_reject=self.allow_reject,
             model_names=self.model_names,
             validate=False,
         )
         result = self.policy.route(problem)
-        ev = check_assignment(problem, result.assignment)
-        if ev.violations:  # an invalid assignment (e.g. a rejection that is not allowed): route normally
-            return False
         a = np.asarray(result.assignment, dtype=np.int64)
+        # Only structural validity matters here (the floor is judged per batch, as in route()).
+        structural = RoutingProblem(quality=problem.quality, cost=problem.cost,
+                                    allow_reject=self.allow_reject, validate=False)
+        if check_assignment(structural, a).violations:
+            return False
         self.precomputed = a
         self._precompute_time_s = result.solve_time_s
-        self._precompute_status = result.status
+        self._precompute_status = "feasible"
         rows = np.arange(len(a))
         cols = np.where(a >= 0, a, 0)
         routed = a >= 0
@@ -132,52 +145,6 @@ class Dispatcher:
             np.maximum(inp.output_tokens[rows, cols], 1).tolist(),
         )
         return True
-
-    def _route_single(self, rid: int) -> None:
-        """One query, decided up front: the same bookkeeping as :meth:`route`, with Python scalars."""
-        assert self._single is not None
-        choice, pcost, pqual, prompt, output = self._single
-        j = choice[rid]
-        now = self.env.now
-        rec = self.rec
-        rec.arrival[rid] = now
-        rec.decision[rid] = now
-        rec.batch[rid] = len(self.log.time)
-        cost, quality = pcost[rid], pqual[rid]
-        budget = self.budget_per_query
-        violations = ""
-        if budget is not None and cost > budget * (1 + 1e-9) + 1e-12:
-            self.budget_violations += 1
-            self.overspend_usd += cost - budget
-            violations = f"budget: cost {cost:.6g} > {budget:.6g}"
-        if self.min_quality is not None and quality < self.min_quality - 1e-9:
-            self.quality_floor_misses += 1
-            violations += ("; " if violations else "") + f"min_quality: mean {quality:.6g} < {self.min_quality:.6g}"
-        rejected = 0
-        if j < 0:
-            rec.status[rid] = STATUS_REJECTED
-            rec.reason[rid] = REASON_POLICY
-            rejected = 1
-        else:
-            inp = self.inputs
-            req = Request(rid, prompt[rid], output[rid])
-            group = self.models[j]
-            rec.model[rid] = j
-            rec.output_tokens[rid] = output[rid]
-            rec.predicted_quality[rid] = quality
-            rec.predicted_cost[rid] = cost
-            if group.fits(req):
-                rec.cost[rid] = inp.cost[rid, j]
-                rec.quality[rid] = inp.true_quality[rid, j]
-                rec.status[rid] = STATUS_IN_FLIGHT
-                group.submit(req)
-            else:
-                rec.status[rid] = STATUS_REJECTED
-                rec.reason[rid] = REASON_TOO_LONG
-                rejected = 1
-        status = STATUS_INFEASIBLE if violations else self._precompute_status
-        self._log(1, status, self._precompute_time_s / len(choice), cost,
-                  budget, quality, rejected, violations)
 
     # -- arrivals ---------------------------------------------------------------
     def arrive(self, start: int, end: int) -> None:
@@ -197,15 +164,10 @@ class Dispatcher:
 
     def _close_window(self, _event: simpy.Event) -> None:
         self._window_open = False
-        if not self._pending:  # already flushed
-            return
-        ids = np.concatenate(self._pending)
-        self._pending.clear()
-        self._window_open = False
-        self.route(ids)
+        self.flush()
 
     def flush(self) -> None:
-        """Route whatever is pending (used when the run is cut off mid-window)."""
+        """Route whatever is pending (at a window's end, or when the run is cut off mid-window)."""
         if self._pending:
             ids = np.concatenate(self._pending)
             self._pending.clear()
@@ -213,66 +175,101 @@ class Dispatcher:
 
     # -- routing ------------------------------------------------------------------
     def route(self, ids: np.ndarray) -> None:
+        n = len(ids)
+        budget = None if self.budget_per_query is None else self.budget_per_query * n
         if self.precomputed is not None:
-            self._route_precomputed(ids)
-            return
-        inp = self.inputs
-        n = len(ids)
-        capacity = np.array([g.capacity(self.capacity_mode) for g in self.models], dtype=np.float64)
-        budget = None if self.budget_per_query is None else self.budget_per_query * n
-        problem = RoutingProblem(
-            quality=inp.predicted_quality[ids],
-            cost=inp.predicted_cost[ids],
-            capacity=capacity,
-            budget=budget,
-            min_quality=self.min_quality,
-            quality_std=inp.predicted_std[ids],
-            allow_reject=self.allow_reject,
-            true_quality=inp.true_quality[ids] if self.pass_truth else None,
-            load=np.array([g.in_flight for g in self.models], dtype=np.float64),
-            model_names=self.model_names,
-            validate=False,
-        )
-        result = self.policy.route(problem)
-        assignment = np.asarray(result.assignment, dtype=np.int64)
-        ev = check_assignment(problem, assignment)
-        if ev.loads.size and np.any(ev.loads > capacity):
-            assignment = self._refuse_surplus(assignment, capacity, ids)
-        if budget is not None and ev.total_cost > budget * (1 + 1e-9) + 1e-12:
+            assignment = self.precomputed[ids]
+            status, solve_time = self._precompute_status, self._precompute_time_s * n / len(self.precomputed)
+            policy_violations: list[str] = []
+        else:
+            inp = self.inputs
+            capacity = np.array([g.capacity(self.capacity_mode) for g in self.models], dtype=np.float64)
+            problem = RoutingProblem(
+                quality=inp.predicted_quality[ids],
+                cost=inp.predicted_cost[ids],
+                capacity=capacity,
+                budget=budget,
+                min_quality=self.min_quality,
+                quality_std=inp.predicted_std[ids],
+                allow_reject=self.allow_reject,
+                true_quality=inp.true_quality[ids] if self.pass_truth else None,
+                load=np.array([g.in_flight for g in self.models], dtype=np.float64),
+                model_names=self.model_names,
+                validate=False,
+            )
+            result = self.policy.route(problem)
+            assignment = np.asarray(result.assignment, dtype=np.int64)
+            ev = check_assignment(problem, assignment)
+            if ev.loads.size and np.any(ev.loads > capacity):
+                assignment = self._refuse_surplus(assignment, capacity, ids)
+            status, solve_time, policy_violations = result.status, result.solve_time_s, ev.violations
+        served = self._enqueue(ids, assignment)
+        rows, cols = ids[served >= 0], served[served >= 0]
+        cost = float(self.inputs.predicted_cost[rows, cols].sum())
+        quality = float(self.inputs.predicted_quality[rows, cols].sum()) / n
+        self._account(n, status, solve_time, cost, quality, budget, int(n - rows.size), policy_violations)
+
+    def _route_single(self, rid: int) -> None:
+        """One query, decided up front: the same bookkeeping as :meth:`route`, with Python scalars."""
+        assert self._single is not None
+        choice, pcost, pqual, prompt, output = self._single
+        j = choice[rid]
+        now = self.env.now
+        rec = self.rec
+        rec.arrival[rid] = now
+        rec.decision[rid] = now
+        rec.batch[rid] = len(self.log.time)
+        served = False
+        if j < 0:
+            rec.status[rid] = STATUS_REJECTED
+            rec.reason[rid] = REASON_POLICY
+        else:
+            req = Request(rid, prompt[rid], output[rid])
+            group = self.models[j]
+            rec.model[rid] = j
+            rec.output_tokens[rid] = output[rid]
+            rec.predicted_quality[rid] = pqual[rid]
+            rec.predicted_cost[rid] = pcost[rid]
+            if group.fits(req):
+                inp = self.inputs
+                rec.cost[rid] = inp.cost[rid, j]
+                rec.quality[rid] = inp.true_quality[rid, j]
+                rec.status[rid] = STATUS_IN_FLIGHT
+                group.submit(req)
+                served = True
+            else:
+                rec.status[rid] = STATUS_REJECTED
+                rec.reason[rid] = REASON_TOO_LONG
+        if not served:
+            self._rejected(1)
+        self._account(1, self._precompute_status, self._precompute_time_s / len(choice),
+                      pcost[rid] if served else 0.0, pqual[rid] if served else 0.0,
+                      self.budget_per_query, 0 if served else 1, [])
+
+    def _account(
+        self,
+        n: int,
+        status: str,
+        solve_time_s: float,
+        cost: float,
+        mean_quality: float,
+        budget: float | None,
+        rejected: int,
+        policy_violations: list[str],
+    ) -> None:
+        """Count budget/floor violations of what is served, and log the batch."""
+        violations = list(policy_violations)
+        if budget is not None and cost > budget * (1 + TOL) + 1e-12:
             self.budget_violations += 1
-            self.overspend_usd += ev.total_cost - budget
-        if self.min_quality is not None and ev.mean_quality < self.min_quality - 1e-9:
+            self.overspend_usd += cost - budget
+            if not any(v.startswith("budget") for v in violations):
+                violations.append(f"budget: cost {cost:.6g} > {budget:.6g}")
+        if self.min_quality is not None and mean_quality < self.min_quality - TOL:
             self.quality_floor_misses += 1
-
-        rejected = self._enqueue(ids, assignment)
-        self._log(n, result.status, result.solve_time_s, ev.total_cost, budget, ev.mean_quality, rejected,
-                  "; ".join(ev.violations))
-
-    def _route_precomputed(self, ids: np.ndarray) -> None:
-        """Route with the up-front decisions; budget/floor violations are still counted per batch."""
-        inp = self.inputs
-        n = len(ids)
-        assignment = self.precomputed[ids]  # type: ignore[index]
-        routed = assignment >= 0
-        rows, cols = ids[routed], assignment[routed]
-        total_cost = float(inp.predicted_cost[rows, cols].sum())
-        mean_quality = float(inp.predicted_quality[rows, cols].sum()) / n
-        budget = None if self.budget_per_query is None else self.budget_per_query * n
-        violations = []
-        if budget is not None and total_cost > budget * (1 + 1e-9) + 1e-12:
-            self.budget_violations += 1
-            self.overspend_usd += total_cost - budget
-            violations.append(f"budget: cost {total_cost:.6g} > {budget:.6g}")
-        if self.min_quality is not None and mean_quality < self.min_quality - 1e-9:
-            self.quality_floor_misses += 1
-            violations.append(f"min_quality: mean {mean_quality:.6g} < {self.min_quality:.6g}")
-        rejected = self._enqueue(ids, assignment)
-        status = STATUS_INFEASIBLE if violations else self._precompute_status
-        self._log(n, status, self._precompute_time_s * n / len(inp.prompt_tokens),
-                  total_cost, budget, mean_quality, rejected, "; ".join(violations))
-
-    def _log(self, n: int, status: str, solve_time_s: float, cost: float, budget: float | None,
-             mean_quality: float, rejected: int, violations: str) -> None:
+            if not any(v.startswith("min_quality") for v in violations):
+                violations.append(f"min_quality: mean {mean_quality:.6g} < {self.min_quality:.6g}")
+        if violations:
+            status = STATUS_INFEASIBLE
         log = self.log
         log.time.append(self.env.now)
         log.size.append(n)
@@ -282,14 +279,21 @@ class Dispatcher:
         log.budget.append(np.nan if budget is None else budget)
         log.predicted_mean_quality.append(mean_quality)
         log.rejected.append(rejected)
-        log.violations.append(violations)
+        log.violations.append("; ".join(violations))
 
-    def _enqueue(self, ids: np.ndarray, assignment: np.ndarray) -> int:
-        """Record the decision of each query and hand it to its model; returns how many were rejected."""
+    def _rejected(self, k: int) -> None:
+        self.rejected += k
+        if k and self.on_reject is not None:
+            self.on_reject(k)
+
+    def _enqueue(self, ids: np.ndarray, assignment: np.ndarray) -> np.ndarray:
+        """Record each query's decision and hand it to its model; returns the served assignment
+        (``-1`` for every query not served, including those too long for any instance of their model)."""
         inp = self.inputs
         rec = self.rec
         rec.decision[ids] = self.env.now
         rec.batch[ids] = len(self.log.time)
+        served = assignment.copy()
         routed = assignment >= 0
         rows, cols = ids[routed], assignment[routed]
         refused = ids[~routed]
@@ -305,8 +309,10 @@ class Dispatcher:
         rec.status[rows] = STATUS_IN_FLIGHT
         rejected = int(refused.size)
         models = self.models
+        positions = np.flatnonzero(routed).tolist()
         prompts = inp.prompt_tokens[rows].tolist()
-        for rid, j, p, o in zip(rows.tolist(), cols.tolist(), prompts, out_tokens.tolist(), strict=True):
+        for pos, rid, j, p, o in zip(positions, rows.tolist(), cols.tolist(), prompts, out_tokens.tolist(),
+                                     strict=True):
             req = Request(rid, p, o)
             group = models[j]
             if group.fits(req):
@@ -317,8 +323,10 @@ class Dispatcher:
             rec.reason[rid] = REASON_TOO_LONG
             rec.cost[rid] = 0.0
             rec.quality[rid] = 0.0
+            served[pos] = -1
             rejected += 1
-        return rejected
+        self._rejected(rejected)
+        return served
 
     def _refuse_surplus(self, assignment: np.ndarray, capacity: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Reject the queries beyond a model's capacity (the last ones in batch order)."""

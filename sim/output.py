@@ -33,11 +33,16 @@ def _jsonable(x: Any) -> Any:
 
 
 def check_out_dir(out: Path) -> None:
-    """Refuse to replace a folder that is not a previous run folder (exit 2 before simulating)."""
+    """Refuse, before simulating, a folder we could not write or must not replace (not a run folder)."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / RUN_MARKER).exists())):
         raise InputError(
             "exists and is not an llmsim run folder; choose another --out or remove it", file=out
         )
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot create the run folder here ({parent} is not a writable directory)", file=out)
 
 
 def write_run(
@@ -50,8 +55,11 @@ def write_run(
     batches: bool = True,
 ) -> Path:
     check_out_dir(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise InputError(f"cannot create the run folder: {exc}", file=out) from None
     try:
         (tmp / "summary.json").write_text(dumps_summary(result.summary), encoding="utf-8")
         (tmp / "scenario.yaml").write_text(
@@ -70,6 +78,9 @@ def write_run(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise InputError(f"cannot write the run folder: {exc}", file=out) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -21,6 +21,8 @@ from sim import rng as rngs
 from sim.config.schema import Scenario
 from sim.dispatcher import Dispatcher, RoutingInputs
 from sim.engine.build import build_cluster
+from sim.engine.request import Request
+from sim.errors import InputError, ScenarioError
 from sim.metrics.recorder import RequestRecorder
 from sim.metrics.sampler import OccupancySampler
 from sim.metrics.summary import DeploymentStats, summarize
@@ -28,6 +30,7 @@ from sim.predict import build_predictions
 from sim.workload.build import Workload, build_workload
 
 ProgressFn = Callable[[float], None]
+MAX_SAMPLES = 1_000_000
 
 
 @dataclass
@@ -59,6 +62,19 @@ def _make_policy(sc: Scenario) -> Any:
     return make_policy(sc.router.policy, **params)
 
 
+def _finite(x: Any) -> Any:
+    """The summary with every non-finite float (e.g. an AUC undefined on one class) as None (JSON null)."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
 def references(quality: np.ndarray, cost: np.ndarray, model_names: tuple[str, ...]) -> dict[str, Any]:
     """Reference rows: the oracle (best model per query) and the best single model, on these queries."""
     if quality.shape[0] == 0:
@@ -86,14 +102,46 @@ def run(
     ``_no_precompute`` forces batch-by-batch routing even where deciding all queries up front is
     equivalent (tests use it to check that equivalence).
     """
-    wl = build_workload(sc, base_dir)
-    pred = build_predictions(sc, wl)
+    try:
+        wl = build_workload(sc, base_dir)
+    except ValueError as exc:  # a generator refusing its parameters (e.g. an absurd duration)
+        if isinstance(exc, InputError):
+            raise
+        raise ScenarioError(str(exc), where="workload") from None
     n = len(wl.times)
+    if n == 0:
+        raise ScenarioError(
+            "the workload has no arrivals (is duration_s too short for the arrival rate or trace window?)",
+            where="workload.arrivals",
+        )
+    pred = build_predictions(sc, wl)
     model_names = tuple(m.name for m in sc.models)
+
+    arrivals_end = float(wl.times[-1])
+    horizon = max(arrivals_end, sc.duration_s or 0.0)
+    interval = sc.outputs.sample_interval_s or max(horizon, 1e-3) / 2000.0
+    if horizon / interval > MAX_SAMPLES:
+        raise ScenarioError(
+            f"{horizon / interval:,.0f} occupancy samples over {horizon:g} s; at most {MAX_SAMPLES:,} "
+            "(raise sample_interval_s)",
+            where="outputs.sample_interval_s",
+        )
 
     env = simpy.Environment()
     rec = RequestRecorder(n)
-    groups, deployments = build_cluster(env, sc, rec.on_finish)
+    done = env.event()
+    dispatcher_ref: list[Dispatcher] = []
+
+    def check_done(_k: int = 0) -> None:
+        if rec.completed + dispatcher_ref[0].rejected >= n and not done.triggered:
+            done.succeed()
+
+    def on_finish(req: Request) -> None:
+        rec.on_finish(req)
+        if rec.completed + dispatcher_ref[0].rejected >= n:
+            check_done()
+
+    groups, deployments = build_cluster(env, sc, on_finish)
     inputs = RoutingInputs(
         predicted_quality=pred.quality,
         predicted_std=pred.quality_std,
@@ -116,37 +164,37 @@ def run(
         allow_reject=r.allow_reject,
         capacity_mode=r.capacity,
         model_names=model_names,
+        on_reject=check_done,
     )
+    dispatcher_ref.append(dispatcher)
     never_binds = r.capacity == "unlimited" or (
         r.capacity == "slots_and_queue" and all(d.max_queue is None for d in sc.deployments)
     )
     if not _no_precompute:
         dispatcher.precompute(never_binds)
-    arrivals_end = float(wl.times[-1]) if n else 0.0
-    horizon = max(arrivals_end, sc.duration_s or 0.0)
-    interval = sc.outputs.sample_interval_s or max(horizon, 1.0) / 2000.0
-    sampler = OccupancySampler(env, deployments, interval)
+    sampler = OccupancySampler(env, deployments, interval, until=horizon)
     arrivals = env.process(_arrival_process(env, wl, dispatcher))
-
-    def settled() -> bool:
-        return bool(arrivals.triggered) and rec.completed + int((rec.status == 3).sum()) >= n
-
     env.process(sampler.process())
-    # Advance in slices so the caller can show progress; stop once everything is accounted for.
+    # Advance in slices so the caller can show progress, then make sure every arrival is processed
+    # (run(until=t) leaves events at exactly t unprocessed).
     slices = 100
     for k in range(1, slices + 1):
-        env.run(until=horizon * k / slices if horizon > 0 else 0)
+        t = horizon * k / slices
+        if t > env.now:
+            env.run(until=t)
         if progress:
-            progress(min(1.0, k / slices))
+            progress(k / slices)
+    env.run(until=arrivals)
     if sc.drain:
-        step = max(horizon / slices, interval)
-        while not settled():
-            env.run(until=env.now + step)
+        # Until every query is completed or rejected: an event, not a time, so a long batching window
+        # or a slow drain costs nothing extra (the sampler has stopped at the horizon).
+        if not done.triggered:
+            env.run(until=done)
+        end_time = float(np.nanmax(rec.finish)) if rec.completed else float(env.now)
     else:
+        if horizon > env.now:
+            env.run(until=horizon)
         dispatcher.flush()  # a window still open at the cut-off is routed now, then the run stops
-    sampler.stopped = True
-    end_time = float(np.nanmax(rec.finish)) if rec.completed else float(env.now)
-    if not sc.drain:
         end_time = float(env.now)
 
     stats = [
@@ -181,17 +229,19 @@ def run(
             "floor_misses": dispatcher.quality_floor_misses,
             "capacity_refusals": dispatcher.capacity_refusals,
             "mean_size": float(np.mean(log.size)) if log.size else 0.0,
+            "sizes": np.asarray(log.size, dtype=np.int64),
+            "infeasible": sum(st == "infeasible" for st in log.status),
         },
         references=references(wl.queries.quality, wl.cost, model_names),
     )
-    summary = {
+    summary = _finite({
         "scenario": sc.name,
         "seed": sc.seed,
         "policy": sc.router.policy,
         "predictor": sc.router.predictor.name,
         **summary,
         "predictor_scores": pred.scores,
-    }
+    })
     requests = rec.to_frame(
         query_ids=wl.queries.query_ids,
         task=wl.queries.task,

@@ -145,7 +145,28 @@ def check_scenario(
     if strong is not None and strong not in models:
         fail(("workload", "order", "strong_model"), f"unknown model {strong!r}; expected one of: {', '.join(models)}")
 
+    if isinstance(pool, DatasetPool):
+        from sim.datasets import LOADERS
+
+        if pool.kind not in LOADERS:
+            fail(("workload", "pool", "kind"), f"unknown dataset kind {pool.kind!r}; valid kinds: {', '.join(sorted(LOADERS))}")
+
     r = sc.router
+    from sim.predictors.registry import PREDICTORS, make_predictor
+    from sim.rng import stream
+
+    if r.predictor.name not in PREDICTORS:
+        fail(("router", "predictor", "name"),
+             f"unknown predictor {r.predictor.name!r}; valid predictors: {', '.join(sorted(PREDICTORS))}")
+    try:  # constructing a predictor checks its parameters; no draws are made
+        make_predictor(r.predictor.name, stream(0, "validation"), **r.predictor.params)
+    except (TypeError, ValueError) as exc:
+        fail(("router", "predictor", "params"),
+             f"predictor {r.predictor.name!r} rejects its parameters {r.predictor.params}: {exc}")
+    if "rng" in r.params:
+        fail(("router", "params", "rng"), "not settable in a scenario: the simulator derives it from the seed")
+    if "seed" in r.params and not isinstance(r.params["seed"], int):
+        fail(("router", "params", "seed"), f"expected an integer (a fixed seed keeps runs reproducible), got {r.params['seed']!r}")
     if r.policy not in available_policies():
         fail(("router", "policy"), f"unknown policy {r.policy!r}; valid names: {', '.join(available_policies())}")
     try:

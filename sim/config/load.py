@@ -84,8 +84,43 @@ def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def parse_scenario(text: str, file: str | Path = "<scenario>", base_dir: Path | None = None) -> Scenario:
-    """Validate YAML ``text``; ``file`` is used in messages, ``base_dir`` resolves relative data paths."""
+def apply_overrides(data: Any, sets: list[str], file: str | Path) -> Any:
+    """Apply ``--set a.b.c=value`` overrides (value parsed as YAML) to the loaded scenario data."""
+    for item in sets:
+        if "=" not in item:
+            raise InputError(f"--set expects KEY.PATH=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        node: Any = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            elif isinstance(node, dict):
+                node = node.setdefault(part, {})
+            else:
+                raise InputError(f"--set {key}: {part!r} does not name a mapping key or list index", file=file)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise InputError(f"--set {key}: value {raw!r} is not valid YAML") from None
+        last = parts[-1]
+        if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+            node[int(last)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise InputError(f"--set {key}: cannot set {last!r} here", file=file)
+    return data
+
+
+def parse_scenario(
+    text: str,
+    file: str | Path = "<scenario>",
+    base_dir: Path | None = None,
+    overrides: list[str] | None = None,
+) -> Scenario:
+    """Validate YAML ``text`` with ``--set`` ``overrides`` applied; ``file`` is used in messages (with the
+    line numbers of ``text``), ``base_dir`` resolves relative data paths."""
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -97,6 +132,8 @@ def parse_scenario(text: str, file: str | Path = "<scenario>", base_dir: Path | 
         raise InputError(f"not valid YAML: {exc}", file=file) from None
     if not isinstance(data, dict):
         raise InputError("expected a mapping of scenario fields at the top level", file=file, where="line 1")
+    if overrides:
+        data = apply_overrides(data, overrides, file)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:

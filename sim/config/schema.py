@@ -144,6 +144,17 @@ class PiecewiseModulation(Strict):
         min_length=1, description="[[start_s, multiplier], ...] with increasing start_s, the first at 0."
     )
 
+    @model_validator(mode="after")
+    def _steps(self) -> PiecewiseModulation:
+        starts = [s for s, _ in self.steps]
+        if starts[0] != 0:
+            raise ValueError(f"the first step must start at 0, got {starts[0]:g}")
+        if any(b <= a for a, b in zip(starts, starts[1:], strict=False)):
+            raise ValueError("step start times must increase strictly")
+        if all(m == 0 for _, m in self.steps):
+            raise ValueError("every multiplier is 0: nothing would ever arrive")
+        return self
+
 
 Modulation = Annotated[DiurnalModulation | PiecewiseModulation, Field(discriminator="type")]
 
@@ -202,12 +213,28 @@ class TaskSpec(Strict):
         "output_median (memoryless lengths, for queueing-theory checks).",
     )
 
+    @model_validator(mode="after")
+    def _geometric_means(self) -> TaskSpec:
+        if self.length_dist == "geometric" and min(self.prompt_median, self.output_median) < 1:
+            raise ValueError("geometric lengths need prompt_median and output_median >= 1 (they are means)")
+        return self
+
 
 class SyntheticPool(Strict):
     """Synthetic queries: no external data needed."""
 
     type: Literal["synthetic"] = Field(description="Query pool kind: 'synthetic'.")
-    tasks: list[TaskSpec] | None = Field(None, description="Tasks; default: the built-in 4-task mix.")
+    tasks: list[TaskSpec] | None = Field(
+        None, min_length=1, description="Tasks; default: the built-in 4-task mix."
+    )
+
+    @model_validator(mode="after")
+    def _unique_tasks(self) -> SyntheticPool:
+        names = [t.name for t in self.tasks or []]
+        dup = sorted({x for x in names if names.count(x) > 1})
+        if dup:
+            raise ValueError(f"task {dup[0]!r} is listed twice")
+        return self
     slope: PosFloat = Field(8.0, description="Steepness of success probability vs (strength − difficulty).")
     max_prompt_tokens: PosInt = Field(16384, description="Prompt tokens are clipped to this.")
     max_output_tokens: PosInt = Field(4096, description="Output tokens are clipped to this.")
@@ -294,7 +321,9 @@ class Scenario(Strict):
     name: str = Field(description="Short name, used in output folder names.")
     description: str = Field("", description="Free text.")
     seed: Annotated[int, Field(ge=0)] = Field(description="Root seed; every random stream derives from it.")
-    duration_s: PosFloat | None = Field(None, description="Arrivals stop after this many seconds.")
+    duration_s: PosFloat | None = Field(
+        None, description="Arrivals stop after this many seconds (with num_queries too: whichever comes first)."
+    )
     num_queries: PosInt | None = Field(None, description="Arrivals stop after this many queries.")
     drain: bool = Field(True, description="Let queued and running requests finish after arrivals stop.")
     warmup_s: NonNegFloat = Field(0.0, description="Requests arriving before this are left out of latency stats.")

@@ -16,7 +16,12 @@ from sim.engine.cluster import DeploymentRuntime
 
 
 class OccupancySampler:
-    def __init__(self, env: simpy.Environment, deployments: list[DeploymentRuntime], interval_s: float) -> None:
+    def __init__(
+        self, env: simpy.Environment, deployments: list[DeploymentRuntime], interval_s: float, until: float
+    ) -> None:
+        """Samples at 0, interval_s, 2·interval_s, ... up to ``until`` (the end of the arrival window, so the
+        averages describe the system under its offered load, not the drain after it)."""
+        self.until = until
         self.env = env
         self.deployments = deployments
         self.interval_s = interval_s
@@ -26,7 +31,7 @@ class OccupancySampler:
         self.stopped = False
 
     def process(self) -> Generator[simpy.Event, None, None]:
-        while not self.stopped:
+        while not self.stopped and self.env.now <= self.until:
             self.times.append(self.env.now)
             self.queued.append([d.queued for d in self.deployments])
             self.running.append([d.running for d in self.deployments])

@@ -61,19 +61,22 @@ def summarize(
     pending = status == STATUS_PENDING
     steady = rec.arrival >= warmup_s
     lat_mask = done & steady
-    quality = np.where(done | running, rec.quality, 0.0)
+    # Accuracy and spend count completed queries: a query still running at a cut-off (drain: false) has
+    # no answer yet, and a rejected one scores 0 at no cost.
+    quality = np.where(done, rec.quality, 0.0)
 
-    total_cost = float(rec.cost[done | running].sum())
+    total_cost = float(rec.cost[done].sum())
     gpu_cost = float(sum(d.gpus * d.gpu_cost_per_hour for d in deployments) * end_time / 3600.0)
     e2e = rec.finish - rec.arrival
     ttft = rec.first_token - rec.arrival
-    qdelay = rec.start - rec.arrival
+    qdelay = rec.start - rec.decision
+    bdelay = rec.decision - rec.arrival
     span = max(end_time, 1e-12)
 
     per_model: dict[str, Any] = {}
     for j, name in enumerate(model_names):
         mine = rec.model == j
-        served = mine & (done | running)
+        served = mine & done
         deps = [d for d in deployments if d.model_index == j]
         inst = sum(d.instances for d in deps)
         cols = [k for k, d in enumerate(deployments) if d.model_index == j]
@@ -89,13 +92,23 @@ def summarize(
             if sample_t.size and slots
             else 0.0,
             "mean_queue": float(sample_queued[:, cols].sum(axis=1).mean()) if sample_t.size else 0.0,
-            "max_queue": int(sample_queued[:, cols].sum(axis=1).max()) if sample_t.size else 0,
+            "peak_queue": int(sample_queued[:, cols].sum(axis=1).max()) if sample_t.size else 0,
         }
 
     reasons = {
         name: int(((rec.reason == code) & rejected).sum()) for code, name in REASON_NAMES.items() if code
     }
     in_window = sample_t <= arrivals_end
+    # Realised spend per batch (served queries' actual cost) against the same batch budget.
+    sizes = np.asarray(batches["sizes"], dtype=np.float64)
+    per_query_budget = batches["budget_per_query"]
+    realised_over, realised_overspend = 0, 0.0
+    if per_query_budget is not None and sizes.size:
+        billed = (done | running) & (rec.batch >= 0)
+        spent = np.bincount(rec.batch[billed], weights=rec.cost[billed], minlength=sizes.size)
+        excess = spent - per_query_budget * sizes
+        over = excess > 1e-12 + 1e-9 * per_query_budget * sizes
+        realised_over, realised_overspend = int(over.sum()), float(excess[over].sum())
     occupancy = (sample_queued + sample_running).sum(axis=1)
     summary: dict[str, Any] = {
         "queries": {
@@ -107,8 +120,8 @@ def summarize(
             "rejected_by_reason": reasons,
         },
         "accuracy": float(quality.mean()) if n else None,
-        "accuracy_of_served": float(rec.quality[done | running].mean()) if (done | running).any() else None,
-        "predicted_accuracy": float(np.where(done | running, rec.predicted_quality, 0.0).mean()) if n else None,
+        "accuracy_of_completed": float(rec.quality[done].mean()) if done.any() else None,
+        "predicted_accuracy": float(np.where(done, rec.predicted_quality, 0.0).mean()) if n else None,
         "cost": {
             "total_usd": total_cost,
             "per_query_usd": total_cost / n if n else None,
@@ -119,6 +132,9 @@ def summarize(
             "batches": int(batches["count"]),
             "batches_over_budget": int(batches["over_budget"]),
             "overspend_usd": float(batches["overspend_usd"]),
+            "batches_over_budget_realised": realised_over,
+            "overspend_realised_usd": realised_overspend,
+            "policy_infeasible_batches": int(batches["infeasible"]),
             "quality_floor_misses": int(batches["floor_misses"]),
             "capacity_refusals": int(batches["capacity_refusals"]),
             "mean_batch_size": float(batches["mean_size"]),
@@ -126,6 +142,7 @@ def summarize(
         "latency_s": {
             "ttft": dist(ttft[lat_mask]),
             "e2e": dist(e2e[lat_mask]),
+            "batching_delay": dist(bdelay[lat_mask]),
             "queue_delay": dist(qdelay[lat_mask]),
         },
         "throughput": {

@@ -55,7 +55,8 @@ def price(prompt: np.ndarray, output: np.ndarray, price_in: np.ndarray, price_ou
 def build_arrivals(sc: Scenario) -> Arrivals:
     a = sc.workload.arrivals
     rng = rngs.stream(sc.seed, "arrivals")
-    # Exactly one stop rule reaches the generators; with both set, the query count wins.
+    # The generators take one stop rule; with both set, generate by count and cut at the duration, so
+    # arrivals stop at whichever limit comes first.
     count = sc.num_queries
     duration = None if count is not None else sc.duration_s
     if isinstance(a, (PoissonArrivals, GammaArrivals)):
@@ -90,6 +91,15 @@ def build_arrivals(sc: Scenario) -> Arrivals:
         )
         if out.n == 0:
             raise DataError("the trace has no arrivals in the requested window", file=path)
+    if sc.duration_s is not None and count is not None:
+        keep = out.times < sc.duration_s
+        if not keep.all():
+            out = Arrivals(
+                times=out.times[keep],
+                group=out.group[keep],
+                prompt_tokens=None if out.prompt_tokens is None else out.prompt_tokens[keep],
+                output_tokens=None if out.output_tokens is None else out.output_tokens[keep],
+            )
     return out
 
 
