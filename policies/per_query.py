@@ -187,6 +187,8 @@ class LeastLoaded(Policy):
     With unlimited capacity the raw load decides. Sequential because every choice changes the loads.
     """
 
+    needs_load = True
+
     def __init__(self) -> None:
         pass
 

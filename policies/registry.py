@@ -26,6 +26,8 @@ class Policy:
     needs_true_quality: ClassVar[bool] = False
     #: True when the policy routes jointly over the batch (False: one query at a time).
     batch_level: ClassVar[bool] = False
+    #: True when the policy reads ``problem.load`` (work in flight); callers may skip computing it otherwise.
+    needs_load: ClassVar[bool] = False
 
     @property
     def row_independent(self) -> bool:

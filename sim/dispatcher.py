@@ -75,6 +75,7 @@ class Dispatcher:
         capacity_mode: str = "slots_and_queue",
         model_names: tuple[str, ...] | None = None,
         on_reject: Callable[[int], None] | None = None,
+        capacity_never_binds: bool = False,
     ) -> None:
         self.env = env
         self.models = models
@@ -100,10 +101,13 @@ class Dispatcher:
         self.precomputed: np.ndarray | None = None
         self._precompute_time_s = 0.0
         self._precompute_status = ""
-        self._single: tuple[list[int], list[float], list[float], list[int], list[int]] | None = None
+        self._single: tuple[list[int], list[float], list[float]] | None = None
+        # When no model's capacity can ever bind (unlimited queues), capacity is a constant: skip the sums.
+        self.capacity_never_binds = capacity_never_binds
+        self._fixed_capacity = np.full(len(models), np.inf) if capacity_never_binds else None
 
     # -- deciding up front ------------------------------------------------------
-    def precompute(self, capacity_never_binds: bool) -> bool:
+    def precompute(self) -> bool:
         """Decide every query up front when that gives the same answer as routing batch by batch.
 
         True for row-independent per-query rules (see ``Policy.row_independent``) when no model's capacity
@@ -111,7 +115,7 @@ class Dispatcher:
         these rules ignore it, and violations are still counted per batch. This turns N small policy calls
         into one vectorised call, which is most of a Δ = 0 run's cost.
         """
-        if not (capacity_never_binds and self.policy.row_independent):
+        if not (self.capacity_never_binds and self.policy.row_independent):
             return False
         inp = self.inputs
         problem = RoutingProblem(
@@ -141,8 +145,6 @@ class Dispatcher:
             a.tolist(),
             np.where(routed, inp.predicted_cost[rows, cols], 0.0).tolist(),
             np.where(routed, inp.predicted_quality[rows, cols], 0.0).tolist(),
-            inp.prompt_tokens.tolist(),
-            np.maximum(inp.output_tokens[rows, cols], 1).tolist(),
         )
         return True
 
@@ -183,7 +185,11 @@ class Dispatcher:
             policy_violations: list[str] = []
         else:
             inp = self.inputs
-            capacity = np.array([g.capacity(self.capacity_mode) for g in self.models], dtype=np.float64)
+            capacity = (
+                self._fixed_capacity
+                if self._fixed_capacity is not None
+                else np.array([g.capacity(self.capacity_mode) for g in self.models], dtype=np.float64)
+            )
             problem = RoutingProblem(
                 quality=inp.predicted_quality[ids],
                 cost=inp.predicted_cost[ids],
@@ -193,7 +199,9 @@ class Dispatcher:
                 quality_std=inp.predicted_std[ids],
                 allow_reject=self.allow_reject,
                 true_quality=inp.true_quality[ids] if self.pass_truth else None,
-                load=np.array([g.in_flight for g in self.models], dtype=np.float64),
+                load=np.array([g.in_flight for g in self.models], dtype=np.float64)
+                if self.policy.needs_load
+                else None,
                 model_names=self.model_names,
                 validate=False,
             )
@@ -212,39 +220,43 @@ class Dispatcher:
     def _route_single(self, rid: int) -> None:
         """One query, decided up front: the same bookkeeping as :meth:`route`, with Python scalars."""
         assert self._single is not None
-        choice, pcost, pqual, prompt, output = self._single
-        j = choice[rid]
+        choice, pcost, pqual = self._single
         now = self.env.now
-        rec = self.rec
-        rec.arrival[rid] = now
-        rec.decision[rid] = now
-        rec.batch[rid] = len(self.log.time)
-        served = False
-        if j < 0:
-            rec.status[rid] = STATUS_REJECTED
-            rec.reason[rid] = REASON_POLICY
-        else:
-            req = Request(rid, prompt[rid], output[rid])
-            group = self.models[j]
-            rec.model[rid] = j
-            rec.output_tokens[rid] = output[rid]
-            rec.predicted_quality[rid] = pqual[rid]
-            rec.predicted_cost[rid] = pcost[rid]
-            if group.fits(req):
-                inp = self.inputs
-                rec.cost[rid] = inp.cost[rid, j]
-                rec.quality[rid] = inp.true_quality[rid, j]
-                rec.status[rid] = STATUS_IN_FLIGHT
-                group.submit(req)
-                served = True
-            else:
-                rec.status[rid] = STATUS_REJECTED
-                rec.reason[rid] = REASON_TOO_LONG
+        self.rec.arrival[rid] = now
+        served = self._serve_one(rid, choice[rid])
         if not served:
             self._rejected(1)
         self._account(1, self._precompute_status, self._precompute_time_s / len(choice),
                       pcost[rid] if served else 0.0, pqual[rid] if served else 0.0,
                       self.budget_per_query, 0 if served else 1, [])
+
+    def _serve_one(self, rid: int, j: int) -> bool:
+        """Record the decision for query ``rid`` (model ``j``, -1 = reject) and submit it; False if not served."""
+        inp = self.inputs
+        rec = self.rec
+        rec.decision[rid] = self.env.now
+        rec.batch[rid] = len(self.log.time)
+        if j < 0:
+            rec.status[rid] = STATUS_REJECTED
+            if rec.reason[rid] == 0:
+                rec.reason[rid] = REASON_POLICY
+            return False
+        out = max(int(inp.output_tokens[rid, j]), 1)
+        req = Request(rid, int(inp.prompt_tokens[rid]), out)
+        group = self.models[j]
+        rec.model[rid] = j
+        rec.output_tokens[rid] = out
+        rec.predicted_quality[rid] = inp.predicted_quality[rid, j]
+        rec.predicted_cost[rid] = inp.predicted_cost[rid, j]
+        if not group.fits(req):  # its KV reservation fits no instance of this model: it could never start
+            rec.status[rid] = STATUS_REJECTED
+            rec.reason[rid] = REASON_TOO_LONG
+            return False
+        rec.cost[rid] = inp.cost[rid, j]
+        rec.quality[rid] = inp.true_quality[rid, j]
+        rec.status[rid] = STATUS_IN_FLIGHT
+        group.submit(req)
+        return True
 
     def _account(
         self,
@@ -289,6 +301,10 @@ class Dispatcher:
     def _enqueue(self, ids: np.ndarray, assignment: np.ndarray) -> np.ndarray:
         """Record each query's decision and hand it to its model; returns the served assignment
         (``-1`` for every query not served, including those too long for any instance of their model)."""
+        if len(ids) == 1:  # scalar path, same bookkeeping
+            ok = self._serve_one(int(ids[0]), int(assignment[0]))
+            self._rejected(0 if ok else 1)
+            return assignment if ok else np.full(1, -1, dtype=np.int64)
         inp = self.inputs
         rec = self.rec
         rec.decision[ids] = self.env.now

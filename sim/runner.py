@@ -165,13 +165,12 @@ def run(
         capacity_mode=r.capacity,
         model_names=model_names,
         on_reject=check_done,
+        capacity_never_binds=r.capacity == "unlimited"
+        or (r.capacity == "slots_and_queue" and all(d.max_queue is None for d in sc.deployments)),
     )
     dispatcher_ref.append(dispatcher)
-    never_binds = r.capacity == "unlimited" or (
-        r.capacity == "slots_and_queue" and all(d.max_queue is None for d in sc.deployments)
-    )
     if not _no_precompute:
-        dispatcher.precompute(never_binds)
+        dispatcher.precompute()
     sampler = OccupancySampler(env, deployments, interval, until=horizon)
     arrivals = env.process(_arrival_process(env, wl, dispatcher))
     env.process(sampler.process())
