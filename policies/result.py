@@ -87,8 +87,8 @@ def check_assignment(problem: RoutingProblem, assignment: np.ndarray, tol: float
     cap = problem.capacity
     assert cap is not None
     over = np.nonzero(loads > cap + tol)[0]
-    for j in over:
-        violations.append(f"capacity of {problem.model_label(int(j))}: load {loads[j]} > {cap[j]:g}")
+    for k in over.tolist():
+        violations.append(f"capacity of {problem.model_label(k)}: load {loads[k]} > {cap[k]:g}")
     if problem.budget is not None and total_cost > problem.budget + tol * max(1.0, problem.budget):
         violations.append(f"budget: cost {total_cost:.6g} > {problem.budget:.6g}")
     if problem.min_quality is not None and n and mean_quality < problem.min_quality - tol:
