@@ -57,7 +57,8 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     for name, m in s["models"].items():
         rows.append(
             (f"  {name}", f"share {_fmt(m['share'], '%')}, acc {_fmt(m['accuracy'], '%')}, "
-                          f"util {_fmt(m['utilisation'], '%')}, mean queue {m['mean_queue']:.1f}")
+                          f"busy {_fmt(m['busy_fraction'], '%')}, slots used {_fmt(m['slot_utilisation'], '%')}, "
+                          f"mean queue {m['mean_queue']:.1f}")
         )
     return rows
 

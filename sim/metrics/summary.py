@@ -86,7 +86,7 @@ def summarize(
             "share": float(served.sum() / n) if n else 0.0,
             "accuracy": float(rec.quality[served].mean()) if served.any() else None,
             "cost_usd": float(rec.cost[served].sum()),
-            "utilisation": float(sum(d.busy_time_s for d in deps) / (inst * span)) if inst else 0.0,
+            "busy_fraction": float(sum(d.busy_time_s for d in deps) / (inst * span)) if inst else 0.0,
             "mean_running": float(sample_running[:, cols].sum(axis=1).mean()) if sample_t.size else 0.0,
             "slot_utilisation": float(sample_running[:, cols].sum(axis=1).mean() / slots)
             if sample_t.size and slots

@@ -72,4 +72,4 @@ def test_mmc_all_queries_accounted() -> None:
     assert q["arrived"] == 200_000
     assert q["completed"] == q["arrived"]
     assert q["rejected"] == q["running"] == q["pending"] == 0
-    assert np.isclose(mmc_run().summary["models"]["server"]["utilisation"], 0.8, atol=0.01)
+    assert np.isclose(mmc_run().summary["models"]["server"]["busy_fraction"], 0.8, atol=0.01)
