@@ -27,6 +27,11 @@ def positive(name: str, value: Any, *, allow_zero: bool = False, allow_none: boo
     return v
 
 
+def check_gap(value: Any) -> float | None:
+    """A ``max_gap`` parameter: None (never fall back) or a number >= 0."""
+    return None if value is None else float(positive("max_gap", value, allow_zero=True))
+
+
 class BatchPolicy(Policy):
     """Routes a whole batch jointly.
 

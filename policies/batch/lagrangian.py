@@ -12,8 +12,8 @@ the dual bound ``L(ν) + ν·rhs`` is reported in ``info`` as a certificate of t
 
 from __future__ import annotations
 
-from policies.batch import relaxation, transport
-from policies.batch.base import BatchPolicy
+from policies.batch import relaxation, safety, transport
+from policies.batch.base import BatchPolicy, check_gap, positive
 from policies.batch.linear_form import LinearForm
 from policies.batch.transport import Transport
 from policies.errors import InvalidParameterError
@@ -29,12 +29,18 @@ class Lagrangian(BatchPolicy):
     Args:
         max_evals: largest number of ν values tried (each is one capacity-aware inner solve).
         max_rounds: auction rounds per inner solve before falling back to HiGHS (price wars).
+        max_gap: certified relative gap above which the exact MILP is consulted (None: never);
+            see :mod:`policies.batch.safety`.
+        exact_time_limit: time limit (s) of that MILP.
         best_effort: see :class:`~policies.batch.base.BatchPolicy`.
     """
 
     def __init__(self, max_evals: int = 60, max_rounds: int = transport.DEFAULT_MAX_ROUNDS,
+                 max_gap: float | None = safety.DEFAULT_MAX_GAP, exact_time_limit: float = 10.0,
                  best_effort: bool = True) -> None:
         super().__init__(best_effort)
+        self.max_gap = check_gap(max_gap)
+        self.exact_time_limit = positive("exact_time_limit", exact_time_limit)
         for name, v in (("max_evals", max_evals), ("max_rounds", max_rounds)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise InvalidParameterError(f"{name} must be an int >= 1, got {v!r}")
@@ -42,7 +48,8 @@ class Lagrangian(BatchPolicy):
         self.max_rounds = max_rounds
 
     def _solve(self, problem: RoutingProblem) -> RoutingResult:
-        return solve_form(self, problem, LinearForm.from_problem(problem), self.max_evals, self.max_rounds)
+        result = solve_form(self, problem, LinearForm.from_problem(problem), self.max_evals, self.max_rounds)
+        return safety.exact_if_loose(problem, result, self.max_gap, self.exact_time_limit)
 
 
 def solve_form(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, max_evals: int = 60,

@@ -20,8 +20,8 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from policies.batch import multiplier, relaxation, transport
-from policies.batch.base import BatchPolicy
+from policies.batch import multiplier, relaxation, safety, transport
+from policies.batch.base import BatchPolicy, check_gap, positive
 from policies.batch.dominance import dominated
 from policies.batch.linear_form import LinearForm
 from policies.batch.transport import Transport
@@ -78,15 +78,20 @@ class MinCostFlow(BatchPolicy):
         best_effort: see :class:`~policies.batch.base.BatchPolicy`.
     """
 
-    def __init__(self, max_flows: int = 12, warm_bracket: bool = True, best_effort: bool = True) -> None:
+    def __init__(self, max_flows: int = 12, warm_bracket: bool = True,
+                 max_gap: float | None = safety.DEFAULT_MAX_GAP, exact_time_limit: float = 10.0,
+                 best_effort: bool = True) -> None:
         super().__init__(best_effort)
+        self.max_gap = check_gap(max_gap)
+        self.exact_time_limit = positive("exact_time_limit", exact_time_limit)
         if not isinstance(max_flows, int) or isinstance(max_flows, bool) or max_flows < 1:
             raise InvalidParameterError(f"max_flows must be an int >= 1, got {max_flows!r}")
         self.max_flows = max_flows
         self.warm_bracket = bool(warm_bracket)
 
     def _solve(self, problem: RoutingProblem) -> RoutingResult:
-        return self.solve_form(problem, LinearForm.from_problem(problem))
+        result = self.solve_form(problem, LinearForm.from_problem(problem))
+        return safety.exact_if_loose(problem, result, self.max_gap, self.exact_time_limit)
 
     def solve_form(self, problem: RoutingProblem, form: LinearForm) -> RoutingResult:
         flows = 0
