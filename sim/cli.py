@@ -186,7 +186,7 @@ def calibrate(
     try:
         from sim.profiles import calibrate_file, format_report
 
-        out.print(format_report(calibrate_file(csv)), highlight=False)
+        out.print(format_report(calibrate_file(csv)), highlight=False, markup=False, soft_wrap=True)
     except InputError as exc:
         _fail(exc)
 

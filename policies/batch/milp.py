@@ -36,7 +36,13 @@ from policies.batch.repair import improve, repair_capacity, repair_side
 from policies.errors import InvalidParameterError
 from policies.problem import FloatArray, IntArray, ProblemForm, RoutingProblem
 from policies.registry import register
-from policies.result import STATUS_FEASIBLE, STATUS_OPTIMAL, RoutingResult, check_assignment
+from policies.result import (
+    STATUS_FEASIBLE,
+    STATUS_INFEASIBLE,
+    STATUS_OPTIMAL,
+    RoutingResult,
+    check_assignment,
+)
 
 Protection = tuple[FloatArray, float]  # (δ (n, m) deviations, Γ)
 
@@ -225,6 +231,10 @@ def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, 
         note = f"HiGHS stopped without an incumbent ({sol.message}); lagrangian answer returned"
         if protect is not None:
             note += " (nominal quality: the protection is not modelled by the fallback)"
+            if problem.min_quality is not None:
+                # The floor applies to protected quality, which the nominal answer does not guarantee.
+                res.status = STATUS_INFEASIBLE
+                note += "; min_quality: the protected floor is not certified"
         res.message = f"{res.message}; {note}" if res.message else note
         return res
     cols = sol.cols

@@ -169,6 +169,12 @@ def check_scenario(
         fail(("router", "params", "seed"), f"expected an integer (a fixed seed keeps runs reproducible), got {r.params['seed']!r}")
     if r.policy not in available_policies():
         fail(("router", "policy"), f"unknown policy {r.policy!r}; valid names: {', '.join(available_policies())}")
+    if r.budget_per_query is not None and r.min_quality is not None and r.policy in (
+        "lagrangian", "min_cost_flow", "robust"
+    ):
+        fail(("router", "policy"),
+             f"{r.policy} optimises one side row, but both budget_per_query and min_quality are set; "
+             "use milp (it models both) or drop one of them")
     try:
         make_policy(r.policy, **r.params)
     except PolicyError as exc:

@@ -35,7 +35,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            df = pd.read_csv(path)
+            # Identifier columns stay text: "007" and "7" are different queries.
+            df = pd.read_csv(path, dtype={"query_id": str, "sample_id": str, "task": str, "model": str})
         elif suffix in (".parquet", ".pq"):
             df = pd.read_parquet(path)
         else:
@@ -44,6 +45,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise
     except Exception as exc:  # pandas/pyarrow raise many types for a corrupt file
         raise DataError(f"cannot read file: {type(exc).__name__}: {exc}", file=path) from exc
+    if len(df) == 0:
+        raise DataError("the table has a header but no rows", file=path, where="line 2")
     return df.reset_index(drop=True)
 
 

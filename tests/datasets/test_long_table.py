@@ -122,3 +122,18 @@ def test_unreadable_and_unsupported_files(tmp_path):
 def test_unknown_kind_lists_valid_ones():
     with pytest.raises(ValueError, match="dcrouter, long_table, mmlu_pro, routerbench"):
         load_dataset("csv", "x.csv")
+
+
+def test_query_ids_stay_text_and_empty_tables_are_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: ids '01' and '1' collided (read as numbers); a header-only file loaded as n = 0."""
+    from sim.datasets import load_long_table
+    from sim.errors import DataError
+
+    f = tmp_path / "ids.csv"
+    f.write_text("query_id,task,model,score\n01,qa,a,1\n1,qa,a,0\n007,qa,a,1\n")
+    qs = load_long_table(f)
+    assert sorted(map(str, qs.query_ids)) == ["007", "01", "1"]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("query_id,task,model,score\n")
+    with pytest.raises(DataError, match="no rows"):
+        load_long_table(empty)

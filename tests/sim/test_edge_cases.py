@@ -183,3 +183,30 @@ def test_wrote_line_lists_only_written_files(write_scenario, tmp_path: Path) -> 
     assert result.exit_code == 0
     assert "requests.parquet" not in result.output
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["run_info.json", "scenario.yaml", "summary.json"]
+
+
+def test_both_side_rows_need_milp(write_scenario) -> None:  # type: ignore[no-untyped-def]
+    data = small_scenario(router={"policy": "lagrangian", "budget_per_query": 0.001, "min_quality": 0.6})
+    assert_clean_failure(cli("validate", str(write_scenario(data))), "router.policy", "use milp")
+    data["router"]["policy"] = "milp"
+    assert cli("validate", str(write_scenario(data))).exit_code == 0
+
+
+def test_dataset_prompts_repeated_across_the_split_stay_out_of_training(tmp_path: Path) -> None:
+    from sim.workload.build import build_workload
+
+    table = tmp_path / "scores.csv"
+    rows = ["query_id,task,model,score,prompt"]
+    for q in range(80):
+        text = f"the same question {q % 20}"  # every prompt appears 4 times
+        for m in ("small", "big"):
+            rows.append(f"q{q},qa,{m},{(q + len(m)) % 2},{text}")
+    table.write_text("\n".join(rows) + "\n")
+    data = small_scenario(num_queries=30, workload={
+        "arrivals": {"type": "poisson", "rate": 2.0},
+        "pool": {"type": "dataset", "kind": "long_table", "path": str(table)}})
+    for m in data["models"]:
+        m.pop("strength")
+    wl = build_workload(parse(data))  # type: ignore[arg-type]
+    assert wl.train is not None and wl.train.prompts is not None and wl.queries.prompts is not None
+    assert not set(wl.train.prompts) & set(wl.queries.prompts)
