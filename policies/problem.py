@@ -106,6 +106,12 @@ class RoutingProblem:
             v = getattr(self, name)
             if v is not None and v.shape != q.shape:
                 raise InvalidProblemError(f"{name} has shape {v.shape}, expected {q.shape}")
+        if self.true_quality is not None and (
+            not np.all(np.isfinite(self.true_quality))
+            or np.any(self.true_quality < 0)
+            or np.any(self.true_quality > 1)
+        ):
+            raise InvalidProblemError("true_quality must be finite and within [0, 1]")
         if self.quality_std is not None and (
             not np.all(np.isfinite(self.quality_std)) or np.any(self.quality_std < 0)
         ):

@@ -203,7 +203,7 @@ def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, 
             return diagnose(policy, problem, form, protect, lp, info, time_limit)
         if incumbent is not None and incumbent.cols is not None and form_holds_all_rows:
             better = improve(form, polish(form, incumbent.cols))
-            if form.feasible(better) and form.value(better) > (incumbent.objective or -np.inf):
+            if form.feasible(better) and form.value(better) > _or_minus_inf(incumbent.objective):
                 incumbent = dataclasses.replace(incumbent, cols=better, objective=form.value(better))
         if incumbent is not None and lp is not None and lp.objective is not None:
             assert incumbent.objective is not None
@@ -219,7 +219,9 @@ def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, 
         if sol.status == "infeasible" and incumbent is None:
             info.update(highs_status=sol.status, highs_message=sol.message)
             return diagnose(policy, problem, form, protect, sol, info, time_limit)
-        if incumbent is not None and (sol.cols is None or (sol.objective or -np.inf) < (incumbent.objective or -np.inf)):
+        if incumbent is not None and (
+            sol.cols is None or _or_minus_inf(sol.objective) < _or_minus_inf(incumbent.objective)
+        ):
             sol = dataclasses.replace(incumbent, status="limit")
             info["method"] = "lp_rounding"
     info.update(highs_status=sol.status, highs_message=sol.message)
@@ -250,6 +252,11 @@ def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, 
             info["improved"] = int(np.count_nonzero(better != fixed))
             fixed = better
     return RoutingResult.build(problem, form.to_assignment(fixed), status, info=info)
+
+
+def _or_minus_inf(x: float | None) -> float:
+    """An objective, with "none found" as -inf (0.0 is a real objective, not a missing one)."""
+    return -np.inf if x is None else float(x)
 
 
 @register("milp")

@@ -39,7 +39,11 @@ def tokens_from_chars(n_chars: NDArray[np.floating] | NDArray[np.integer]) -> ND
 
 
 def estimate_tokens(texts: Iterable[str]) -> NDArray[np.int64]:
-    """Estimated token count of each text: ``max(1, ceil(len(text) / 4))`` (the project-wide rule)."""
+    """Estimated token count of each text: ``max(1, ceil(len(text) / 4))`` (the project-wide rule).
+
+    A single string counts as one text (not as a sequence of characters)."""
+    if isinstance(texts, str):
+        texts = [texts]
     lengths = np.fromiter((len(t) for t in texts), dtype=np.float64)
     return tokens_from_chars(lengths).astype(np.int64)
 
