@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from policies import STATUS_INFEASIBLE, Policy, RoutingProblem, check_assignment
+from policies import STATUS_FEASIBLE, STATUS_INFEASIBLE, Policy, RoutingProblem, check_assignment
 from sim.engine.cluster import ModelGroup
 from sim.engine.request import Request
 from sim.metrics.recorder import (
     REASON_CAPACITY,
+    REASON_NONE,
     REASON_POLICY,
     REASON_TOO_LONG,
     STATUS_IN_FLIGHT,
@@ -100,7 +101,6 @@ class Dispatcher:
         self.rejected = 0
         self.precomputed: np.ndarray | None = None
         self._precompute_time_s = 0.0
-        self._precompute_status = ""
         self._single: tuple[list[int], list[float], list[float]] | None = None
         # When no model's capacity can ever bind (unlimited queues), capacity is a constant: skip the sums.
         self.capacity_never_binds = capacity_never_binds
@@ -136,7 +136,6 @@ class Dispatcher:
             return False
         self.precomputed = a
         self._precompute_time_s = result.solve_time_s
-        self._precompute_status = "feasible"
         rows = np.arange(len(a))
         cols = np.where(a >= 0, a, 0)
         routed = a >= 0
@@ -181,7 +180,7 @@ class Dispatcher:
         budget = None if self.budget_per_query is None else self.budget_per_query * n
         if self.precomputed is not None:
             assignment = self.precomputed[ids]
-            status, solve_time = self._precompute_status, self._precompute_time_s * n / len(self.precomputed)
+            status, solve_time = STATUS_FEASIBLE, self._precompute_time_s * n / len(self.precomputed)
             policy_violations: list[str] = []
         else:
             inp = self.inputs
@@ -226,7 +225,7 @@ class Dispatcher:
         served = self._serve_one(rid, choice[rid])
         if not served:
             self._rejected(1)
-        self._account(1, self._precompute_status, self._precompute_time_s / len(choice),
+        self._account(1, STATUS_FEASIBLE, self._precompute_time_s / len(choice),
                       pcost[rid] if served else 0.0, pqual[rid] if served else 0.0,
                       self.budget_per_query, 0 if served else 1, [])
 
@@ -238,7 +237,7 @@ class Dispatcher:
         rec.batch[rid] = len(self.log.time)
         if j < 0:
             rec.status[rid] = STATUS_REJECTED
-            if rec.reason[rid] == 0:
+            if rec.reason[rid] == REASON_NONE:
                 rec.reason[rid] = REASON_POLICY
             return False
         out = max(int(inp.output_tokens[rid, j]), 1)
@@ -314,7 +313,7 @@ class Dispatcher:
         rows, cols = ids[routed], assignment[routed]
         refused = ids[~routed]
         rec.status[refused] = STATUS_REJECTED
-        rec.reason[refused[rec.reason[refused] == 0]] = REASON_POLICY
+        rec.reason[refused[rec.reason[refused] == REASON_NONE]] = REASON_POLICY
         rec.model[rows] = cols
         out_tokens = np.maximum(inp.output_tokens[rows, cols], 1)
         rec.output_tokens[rows] = out_tokens

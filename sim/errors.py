@@ -8,6 +8,7 @@ it into one message and exit code 2, with no traceback and no partial output.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class InputError(Exception):
@@ -36,3 +37,14 @@ class ScenarioError(InputError):
 
 class DataError(InputError):
     """A trace or dataset file is missing, unreadable or malformed."""
+
+
+def format_path(loc: tuple[Any, ...]) -> str:
+    """('deployments', 1, 'tp') -> 'deployments[1].tp'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"

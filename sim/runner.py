@@ -130,16 +130,15 @@ def run(
     env = simpy.Environment()
     rec = RequestRecorder(n)
     done = env.event()
-    dispatcher_ref: list[Dispatcher] = []
 
     def check_done(_k: int = 0) -> None:
-        if rec.completed + dispatcher_ref[0].rejected >= n and not done.triggered:
+        # `dispatcher` is bound below, before any request can finish or be rejected.
+        if rec.completed + dispatcher.rejected >= n and not done.triggered:
             done.succeed()
 
     def on_finish(req: Request) -> None:
         rec.on_finish(req)
-        if rec.completed + dispatcher_ref[0].rejected >= n:
-            check_done()
+        check_done()
 
     groups, deployments = build_cluster(env, sc, on_finish)
     inputs = RoutingInputs(
@@ -168,7 +167,6 @@ def run(
         capacity_never_binds=r.capacity == "unlimited"
         or (r.capacity == "slots_and_queue" and all(d.max_queue is None for d in sc.deployments)),
     )
-    dispatcher_ref.append(dispatcher)
     if not _no_precompute:
         dispatcher.precompute()
     sampler = OccupancySampler(env, deployments, interval, until=horizon)

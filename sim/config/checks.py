@@ -23,8 +23,10 @@ from sim.config.schema import (
     TraceArrivals,
 )
 from sim.engine.latency import LatencyProfile
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, format_path
+from sim.predictors.registry import PREDICTORS, make_predictor
 from sim.profiles import builtin_profile
+from sim.rng import stream
 
 GIB = 2**30
 
@@ -70,8 +72,6 @@ def check_scenario(
     """Raise :class:`ScenarioError` naming the first inconsistency found."""
 
     def fail(loc: tuple[Any, ...], msg: str) -> None:
-        from sim.config.load import format_path
-
         line = locate(loc) if locate else None
         where = (f"line {line}: " if line else "") + format_path(loc)
         raise ScenarioError(msg, file=file, where=where)
@@ -152,8 +152,6 @@ def check_scenario(
             fail(("workload", "pool", "kind"), f"unknown dataset kind {pool.kind!r}; valid kinds: {', '.join(sorted(LOADERS))}")
 
     r = sc.router
-    from sim.predictors.registry import PREDICTORS, make_predictor
-    from sim.rng import stream
 
     if r.predictor.name not in PREDICTORS:
         fail(("router", "predictor", "name"),

@@ -15,20 +15,9 @@ from pydantic import ValidationError
 from sim.config.checks import check_scenario, resolve_path
 from sim.config.prices import resolve_prices
 from sim.config.schema import Scenario
-from sim.errors import InputError
+from sim.errors import InputError, format_path
 
 MAX_LISTED_ERRORS = 5
-
-
-def format_path(loc: tuple[Any, ...]) -> str:
-    """('deployments', 1, 'tp') -> 'deployments[1].tp'."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:

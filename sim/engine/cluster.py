@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 
 import simpy
 
@@ -36,7 +37,7 @@ class DeploymentRuntime:
         shared_queue: bool,
         max_queue: int | None,
         first_iid: int,
-        on_finish: object,
+        on_finish: Callable[[Request], None],
     ) -> None:
         self.name = name
         self.model_index = model_index
@@ -45,7 +46,6 @@ class DeploymentRuntime:
         self.gpu_cost_per_hour = gpu_cost_per_hour
         self.max_seqs = max_seqs
         self.kv_capacity_tokens = kv_capacity_tokens
-        self.shared = shared_queue
         self.max_queue = max_queue
         self.queue: deque[Request] | None = deque() if shared_queue else None
         self.instances = [
@@ -56,7 +56,7 @@ class DeploymentRuntime:
                 max_seqs,
                 kv_capacity_tokens,
                 queue=self.queue,
-                on_finish=on_finish,  # type: ignore[arg-type]
+                on_finish=on_finish,
             )
             for k in range(n_instances)
         ]

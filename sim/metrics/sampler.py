@@ -28,10 +28,9 @@ class OccupancySampler:
         self.times: list[float] = []
         self.queued: list[list[int]] = []
         self.running: list[list[int]] = []
-        self.stopped = False
 
     def process(self) -> Generator[simpy.Event, None, None]:
-        while not self.stopped and self.env.now <= self.until:
+        while self.env.now <= self.until:
             self.times.append(self.env.now)
             self.queued.append([d.queued for d in self.deployments])
             self.running.append([d.running for d in self.deployments])

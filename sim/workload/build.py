@@ -7,7 +7,7 @@ changes the workload: every policy is compared on identical arrivals, queries an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -128,8 +128,6 @@ def _synthetic(sc: Scenario, pool: SyntheticPool, n: int, stream: str) -> QueryS
 
 def _geometric_lengths(sc: Scenario, pool: SyntheticPool, qs: QuerySet, rng: np.random.Generator) -> QuerySet:
     """Redraw lengths of 'geometric' tasks: memoryless token counts (mean = the task's median field)."""
-    from dataclasses import replace
-
     assert pool.tasks is not None
     prompt = qs.prompt_tokens.copy()
     output = qs.output_tokens.copy()
@@ -195,8 +193,6 @@ def _dataset(sc: Scenario, pool: DatasetPool, n: int) -> tuple[QuerySet, QuerySe
         idx = rng.choice(test.n, size=n, replace=n > test.n)
     sampled = test.subset(idx)
     # Names in the simulation are the scenario's model names.
-    from dataclasses import replace
-
     return replace(sampled, model_names=tuple(m.name for m in sc.models)), replace(
         train, model_names=tuple(m.name for m in sc.models)
     )
