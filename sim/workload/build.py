@@ -193,9 +193,8 @@ def _dataset(sc: Scenario, pool: DatasetPool, n: int) -> tuple[QuerySet, QuerySe
         idx = rng.choice(test.n, size=n, replace=n > test.n)
     sampled = test.subset(idx)
     # Names in the simulation are the scenario's model names.
-    return replace(sampled, model_names=tuple(m.name for m in sc.models)), replace(
-        train, model_names=tuple(m.name for m in sc.models)
-    )
+    sim_names = tuple(m.name for m in sc.models)
+    return replace(sampled, model_names=sim_names), replace(train, model_names=sim_names)
 
 
 def build_workload(sc: Scenario, base_dir: Path | None = None) -> Workload:
@@ -215,7 +214,13 @@ def build_workload(sc: Scenario, base_dir: Path | None = None) -> Workload:
     price_in = np.array([m.price_in_per_mtok for m in sc.models])
     price_out = np.array([m.price_out_per_mtok for m in sc.models])
     order = sc.workload.order
-    pool_cost = price(queries.prompt_tokens, queries.output_tokens, price_in, price_out)
+    # What serving each pool query costs (recorded by the dataset, else priced from its tokens); the
+    # by_cost ordering sorts on the same numbers that are billed.
+    pool_cost = (
+        queries.cost_usd
+        if queries.cost_usd is not None
+        else price(queries.prompt_tokens, queries.output_tokens, price_in, price_out)
+    )
     perm = order_queries(
         queries,
         order.mode,
@@ -236,7 +241,7 @@ def build_workload(sc: Scenario, base_dir: Path | None = None) -> Workload:
         cost = price(prompt, output, price_in, price_out)
     else:
         prompt, output, token_source = queries.prompt_tokens, queries.output_tokens, "pool"
-        cost = queries.cost_usd if queries.cost_usd is not None else price(prompt, output, price_in, price_out)
+        cost = pool_cost[perm]
     starts = np.flatnonzero(np.r_[True, np.diff(arrivals.group) != 0]) if n else np.zeros(0, np.int64)
     return Workload(
         times=arrivals.times,

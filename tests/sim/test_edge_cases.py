@@ -210,3 +210,28 @@ def test_dataset_prompts_repeated_across_the_split_stay_out_of_training(tmp_path
     wl = build_workload(parse(data))  # type: ignore[arg-type]
     assert wl.train is not None and wl.train.prompts is not None and wl.queries.prompts is not None
     assert not set(wl.train.prompts) & set(wl.queries.prompts)
+
+
+def test_by_cost_orders_on_the_recorded_cost_that_is_billed(tmp_path: Path) -> None:
+    """A dataset's recorded cost (not a token-priced estimate) orders the queries and is what's billed."""
+    from sim.workload.build import build_workload
+
+    table = tmp_path / "scores.csv"
+    rows = ["query_id,task,model,score,prompt,input_tokens,output_tokens,cost_usd"]
+    for q in range(40):
+        # long prompts get the *smallest* recorded cost, so token pricing would give the opposite order
+        tokens = 100 + 10 * q
+        for m, recorded in (("small", 0.001 * (40 - q)), ("big", 0.01 * (40 - q))):
+            rows.append(f"q{q},qa,{m},1,question {q},{tokens},10,{recorded}")
+    table.write_text("\n".join(rows) + "\n")
+    data = small_scenario(num_queries=None, workload={
+        "arrivals": {"type": "batch", "batch_size": 12, "interval_s": 1.0},
+        "pool": {"type": "dataset", "kind": "long_table", "path": str(table), "test_fraction": 0.5},
+        "order": {"mode": "by_cost", "strong_model": "big"}})
+    data["num_queries"] = 12
+    for m in data["models"]:
+        m.pop("strength")
+    wl = build_workload(parse(data))  # type: ignore[arg-type]
+    billed = wl.cost[:, 1]
+    assert np.all(np.diff(billed) <= 0)  # hardest (dearest) first, on the recorded cost
+    assert wl.queries.cost_usd is not None and np.array_equal(billed, wl.queries.cost_usd[:, 1])
