@@ -48,3 +48,17 @@ def format_path(loc: tuple[Any, ...]) -> str:
         else:
             out += ("." if out else "") + str(part)
     return out or "(top level)"
+
+
+class InputWarning(UserWarning):
+    """Input that is valid but probably not what the user meant (a dataset that collapses to one question,
+    recorded costs that disagree with prices, ...). The CLI prints each one as a ``warning:`` line on
+    stderr; the run goes on. Raise with :func:`warn_input` so the message names the file and field."""
+
+
+def warn_input(message: str, *, file: str | Path | None = None, where: str | None = None) -> None:
+    """Emit an :class:`InputWarning` formatted like an :class:`InputError` (file: where: message)."""
+    import warnings
+
+    text = InputError(message, file=file, where=where).format()
+    warnings.warn(text, InputWarning, stacklevel=2)
