@@ -1,12 +1,19 @@
-"""Run one scenario: build workload, predictions, cluster and policy; simulate; summarise.
+"""The library API: ``prepare`` a scenario's inputs, ``simulate`` it, get a :class:`RunResult`.
 
-The data flow is one way: validated scenario → workload (arrivals + queries) → predictions → cluster →
-dispatcher → instances → recorder → summary. Nothing here writes files (see :mod:`sim.output`).
+The data flow is one way: validated scenario → :func:`prepare` (workload: arrivals + queries, and the
+router's predictions; no SimPy, picklable) → :func:`simulate` (cluster, dispatcher, instances: the only
+code that drives the engine) → :func:`sim.results.summarise` (summary and tables). Nothing here writes
+files (see :mod:`sim.output`). ``compare``, ``sweep`` and later ``plan`` call :func:`simulate`, never a
+copy of it; they may pass one :class:`Prepared` to several simulations whose scenarios differ only in
+what :func:`prepare` does not read (policy, budget, deployments, ...), which is what makes their
+comparisons use common random numbers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,24 +28,118 @@ from sim import rng as rngs
 from sim.config.schema import Scenario
 from sim.dispatcher import Dispatcher, RoutingInputs
 from sim.engine.build import build_cluster
+from sim.engine.cluster import DeploymentRuntime
 from sim.engine.request import Request
 from sim.errors import InputError, ScenarioError
 from sim.metrics.recorder import RequestRecorder
 from sim.metrics.sampler import OccupancySampler
-from sim.metrics.summary import DeploymentStats, summarize
-from sim.predict import build_predictions
+from sim.metrics.summary import DeploymentStats
+from sim.predict import Predictions, build_predictions
+from sim.results import RunResult, Trace, references, summarise
 from sim.workload.build import Workload, build_workload
+
+__all__ = ["Prepared", "RunResult", "prepare", "prepare_key", "run", "simulate"]
 
 ProgressFn = Callable[[float], None]
 MAX_SAMPLES = 1_000_000
+PROGRESS_SLICES = 100
 
 
-@dataclass
-class RunResult:
-    summary: dict[str, Any]
-    requests: pd.DataFrame
-    batches: pd.DataFrame
-    instances: pd.DataFrame  # one row per instance: limits and the peaks it reached (invariant checks)
+@dataclass(frozen=True)
+class Prepared:
+    """A scenario's workload and predictions: everything that does not depend on cluster or policy."""
+
+    key: str  # prepare_key of the scenario it was built from
+    workload: Workload
+    predictions: Predictions
+    references: dict[str, Any]  # oracle and best-single-model rows on these queries
+
+
+def prepare_key(sc: Scenario) -> str:
+    """A hash of exactly the scenario fields :func:`prepare` reads: two scenarios with the same key get
+    identical workloads and predictions (the seed's streams are per component, see :mod:`sim.rng`)."""
+    data = sc.model_dump(mode="json")
+    read = {k: data[k] for k in ("seed", "duration_s", "num_queries", "workload", "models", "prices_file")}
+    read["predictor"] = data["router"]["predictor"]
+    text = json.dumps(read, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def prepare(sc: Scenario, base_dir: Path | None = None) -> Prepared:
+    """Build the workload and the router's predictions, running every load-time data check (trace and
+    dataset files, empty windows, zero arrivals); ``llmsim validate`` calls exactly this."""
+    try:
+        wl = build_workload(sc, base_dir)
+    except ValueError as exc:  # a generator refusing its parameters (e.g. an absurd duration)
+        if isinstance(exc, InputError):
+            raise
+        raise ScenarioError(str(exc), where="workload") from None
+    if len(wl.times) == 0:
+        raise ScenarioError(
+            "the workload has no arrivals (is duration_s too short for the arrival rate or trace window?)",
+            where="workload.arrivals",
+        )
+    _check_samples(sc, wl)
+    pred = build_predictions(sc, wl)
+    refs = references(wl.queries.quality, wl.cost, tuple(m.name for m in sc.models))
+    return Prepared(key=prepare_key(sc), workload=wl, predictions=pred, references=refs)
+
+
+def _horizon(sc: Scenario, wl: Workload) -> float:
+    return max(float(wl.times[-1]), sc.duration_s or 0.0)
+
+
+def _sample_interval(sc: Scenario, wl: Workload) -> float:
+    return sc.outputs.sample_interval_s or max(_horizon(sc, wl), 1e-3) / 2000.0
+
+
+def _check_samples(sc: Scenario, wl: Workload) -> None:
+    horizon, interval = _horizon(sc, wl), _sample_interval(sc, wl)
+    if horizon / interval > MAX_SAMPLES:
+        raise ScenarioError(
+            f"{horizon / interval:,.0f} occupancy samples over {horizon:g} s; at most {MAX_SAMPLES:,} "
+            "(raise sample_interval_s)",
+            where="outputs.sample_interval_s",
+        )
+
+
+def simulate(
+    sc: Scenario,
+    *,
+    prepared: Prepared | None = None,
+    base_dir: Path | None = None,
+    progress: ProgressFn | None = None,
+    _no_precompute: bool = False,
+) -> RunResult:
+    """Simulate ``sc`` and summarise it. ``prepared`` reuses a :func:`prepare` result (it must come from
+    a scenario with the same :func:`prepare_key`); ``progress`` is called with the fraction of the arrival
+    window simulated. ``_no_precompute`` forces batch-by-batch routing even where deciding all queries
+    up front is equivalent (tests use it to check that equivalence)."""
+    if prepared is None:
+        prepared = prepare(sc, base_dir)
+    elif prepared.key != prepare_key(sc):
+        raise ValueError("prepared inputs come from a scenario with a different workload or predictor")
+    trace = _run_engine(sc, prepared, progress, precompute=not _no_precompute)
+    return summarise(sc, prepared, trace)
+
+
+def run(
+    sc: Scenario,
+    base_dir: Path | None = None,
+    progress: ProgressFn | None = None,
+    *,
+    _no_precompute: bool = False,
+) -> RunResult:
+    """:func:`simulate` with the positional signature the first releases had."""
+    return simulate(sc, base_dir=base_dir, progress=progress, _no_precompute=_no_precompute)
+
+
+def _make_policy(sc: Scenario) -> Any:
+    params = dict(sc.router.params)
+    accepted = inspect.signature(policy_class(sc.router.policy).__init__).parameters
+    if "rng" in accepted and "rng" not in params and "seed" not in params:
+        params["rng"] = rngs.stream(sc.seed, "policy")
+    return make_policy(sc.router.policy, **params)
 
 
 def _arrival_process(
@@ -54,79 +155,45 @@ def _arrival_process(
         dispatcher.arrive(s, e)
 
 
-def _make_policy(sc: Scenario) -> Any:
-    params = dict(sc.router.params)
-    accepted = inspect.signature(policy_class(sc.router.policy).__init__).parameters
-    if "rng" in accepted and "rng" not in params and "seed" not in params:
-        params["rng"] = rngs.stream(sc.seed, "policy")
-    return make_policy(sc.router.policy, **params)
+def _make_dispatcher(
+    env: simpy.Environment, sc: Scenario, prepared: Prepared, groups: Any, rec: RequestRecorder,
+    on_reject: Callable[..., None],
+) -> Dispatcher:
+    wl, pred = prepared.workload, prepared.predictions
+    inputs = RoutingInputs(
+        predicted_quality=pred.quality,
+        predicted_std=pred.quality_std,
+        predicted_cost=pred.cost,
+        true_quality=wl.queries.quality,
+        cost=wl.cost,
+        output_tokens=wl.output_tokens,
+        prompt_tokens=wl.prompt_tokens,
+    )
+    r = sc.router
+    return Dispatcher(
+        env,
+        groups,
+        _make_policy(sc),
+        inputs,
+        rec,
+        window_s=r.window_s,
+        budget_per_query=r.budget_per_query,
+        min_quality=r.min_quality,
+        allow_reject=r.allow_reject,
+        capacity_mode=r.capacity,
+        model_names=tuple(m.name for m in sc.models),
+        on_reject=on_reject,
+        capacity_never_binds=r.capacity == "unlimited"
+        or (r.capacity == "slots_and_queue" and all(d.max_queue is None for d in sc.deployments)),
+    )
 
 
-def _finite(x: Any) -> Any:
-    """The summary with every non-finite float (e.g. an AUC undefined on one class) as None (JSON null)."""
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if np.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
-
-
-def references(quality: np.ndarray, cost: np.ndarray, model_names: tuple[str, ...]) -> dict[str, Any]:
-    """Reference rows: the oracle (best model per query) and the best single model, on these queries."""
-    if quality.shape[0] == 0:
-        return {}
-    means = quality.mean(axis=0)
-    best = int(np.argmax(means))
-    return {
-        "oracle_accuracy": float(quality.max(axis=1).mean()),
-        "best_single_model": model_names[best],
-        "best_single_model_accuracy": float(means[best]),
-        "best_single_model_cost_usd": float(cost[:, best].sum()),
-        "cheapest_single_model_cost_usd": float(cost.sum(axis=0).min()),
-    }
-
-
-def run(
-    sc: Scenario,
-    base_dir: Path | None = None,
-    progress: ProgressFn | None = None,
-    *,
-    _no_precompute: bool = False,
-) -> RunResult:
-    """Simulate ``sc``; ``progress`` is called with the fraction of arrivals processed.
-
-    ``_no_precompute`` forces batch-by-batch routing even where deciding all queries up front is
-    equivalent (tests use it to check that equivalence).
-    """
-    try:
-        wl = build_workload(sc, base_dir)
-    except ValueError as exc:  # a generator refusing its parameters (e.g. an absurd duration)
-        if isinstance(exc, InputError):
-            raise
-        raise ScenarioError(str(exc), where="workload") from None
+def _run_engine(sc: Scenario, prepared: Prepared, progress: ProgressFn | None, *, precompute: bool) -> Trace:
+    """Build the cluster and dispatcher, run the SimPy environment until every query is accounted for
+    (``drain``) or the horizon (no drain), and return what the engine recorded."""
+    wl = prepared.workload
     n = len(wl.times)
-    if n == 0:
-        raise ScenarioError(
-            "the workload has no arrivals (is duration_s too short for the arrival rate or trace window?)",
-            where="workload.arrivals",
-        )
-    pred = build_predictions(sc, wl)
-    model_names = tuple(m.name for m in sc.models)
-
-    arrivals_end = float(wl.times[-1])
-    horizon = max(arrivals_end, sc.duration_s or 0.0)
-    interval = sc.outputs.sample_interval_s or max(horizon, 1e-3) / 2000.0
-    if horizon / interval > MAX_SAMPLES:
-        raise ScenarioError(
-            f"{horizon / interval:,.0f} occupancy samples over {horizon:g} s; at most {MAX_SAMPLES:,} "
-            "(raise sample_interval_s)",
-            where="outputs.sample_interval_s",
-        )
-
+    horizon = _horizon(sc, wl)
     env = simpy.Environment()
     rec = RequestRecorder(n)
     done = env.event()
@@ -141,46 +208,20 @@ def run(
         check_done()
 
     groups, deployments = build_cluster(env, sc, on_finish)
-    inputs = RoutingInputs(
-        predicted_quality=pred.quality,
-        predicted_std=pred.quality_std,
-        predicted_cost=pred.cost,
-        true_quality=wl.queries.quality,
-        cost=wl.cost,
-        output_tokens=wl.output_tokens,
-        prompt_tokens=wl.prompt_tokens,
-    )
-    r = sc.router
-    dispatcher = Dispatcher(
-        env,
-        groups,
-        _make_policy(sc),
-        inputs,
-        rec,
-        window_s=r.window_s,
-        budget_per_query=r.budget_per_query,
-        min_quality=r.min_quality,
-        allow_reject=r.allow_reject,
-        capacity_mode=r.capacity,
-        model_names=model_names,
-        on_reject=check_done,
-        capacity_never_binds=r.capacity == "unlimited"
-        or (r.capacity == "slots_and_queue" and all(d.max_queue is None for d in sc.deployments)),
-    )
-    if not _no_precompute:
+    dispatcher = _make_dispatcher(env, sc, prepared, groups, rec, check_done)
+    if precompute:
         dispatcher.precompute()
-    sampler = OccupancySampler(env, deployments, interval, until=horizon)
+    sampler = OccupancySampler(env, deployments, _sample_interval(sc, wl), until=horizon)
     arrivals = env.process(_arrival_process(env, wl, dispatcher))
     env.process(sampler.process())
     # Advance in slices so the caller can show progress, then make sure every arrival is processed
     # (run(until=t) leaves events at exactly t unprocessed).
-    slices = 100
-    for k in range(1, slices + 1):
-        t = horizon * k / slices
+    for k in range(1, PROGRESS_SLICES + 1):
+        t = horizon * k / PROGRESS_SLICES
         if t > env.now:
             env.run(until=t)
         if progress:
-            progress(k / slices)
+            progress(k / PROGRESS_SLICES)
     env.run(until=arrivals)
     if sc.drain:
         # Until every query is completed or rejected: an event, not a time, so a long batching window
@@ -193,74 +234,34 @@ def run(
             env.run(until=horizon)
         dispatcher.flush()  # a window still open at the cut-off is routed now, then the run stops
         end_time = float(env.now)
-
-    stats = [
-        DeploymentStats(
-            name=d.name,
-            model_index=d.model_index,
-            instances=len(d.instances),
-            max_seqs=d.max_seqs,
-            gpus=d.tp * len(d.instances),
-            gpu_cost_per_hour=d.gpu_cost_per_hour,
-            busy_time_s=float(sum(min(i.busy_time, end_time) for i in d.instances)),
-        )
-        for d in deployments
-    ]
     st, sq, sr = sampler.arrays()
-    log = dispatcher.log
-    summary = summarize(
+    return Trace(
         rec=rec,
-        model_names=model_names,
-        deployments=stats,
+        dispatcher=dispatcher,
+        deployments=[_stats(d, end_time) for d in deployments],
+        instances=_instances_frame(deployments),
         sample_t=st,
         sample_queued=sq,
         sample_running=sr,
         end_time=end_time,
-        arrivals_end=arrivals_end,
-        warmup_s=sc.warmup_s,
-        batches={
-            "count": len(log.time),
-            "budget_per_query": sc.router.budget_per_query,
-            "over_budget": dispatcher.budget_violations,
-            "overspend_usd": dispatcher.overspend_usd,
-            "floor_misses": dispatcher.quality_floor_misses,
-            "capacity_refusals": dispatcher.capacity_refusals,
-            "mean_size": float(np.mean(log.size)) if log.size else 0.0,
-            "sizes": np.asarray(log.size, dtype=np.int64),
-            "infeasible": sum(st == "infeasible" for st in log.status),
-        },
-        references=references(wl.queries.quality, wl.cost, model_names),
+        arrivals_end=float(wl.times[-1]),
     )
-    summary = _finite({
-        "scenario": sc.name,
-        "seed": sc.seed,
-        "policy": sc.router.policy,
-        "predictor": sc.router.predictor.name,
-        **summary,
-        "predictor_scores": pred.scores,
-    })
-    requests = rec.to_frame(
-        query_ids=wl.queries.query_ids,
-        task=wl.queries.task,
-        task_names=wl.queries.task_names,
-        prompt_tokens=wl.prompt_tokens,
-        model_names=model_names,
+
+
+def _stats(d: DeploymentRuntime, end_time: float) -> DeploymentStats:
+    return DeploymentStats(
+        name=d.name,
+        model_index=d.model_index,
+        instances=len(d.instances),
+        max_seqs=d.max_seqs,
+        gpus=d.tp * len(d.instances),
+        gpu_cost_per_hour=d.gpu_cost_per_hour,
+        busy_time_s=float(sum(min(i.busy_time, end_time) for i in d.instances)),
     )
-    batches = pd.DataFrame(
-        {
-            "batch": np.arange(len(log.time)),
-            "time_s": log.time,
-            "size": log.size,
-            "status": log.status,
-            "solve_time_s": log.solve_time_s,
-            "predicted_cost_usd": log.predicted_cost,
-            "budget_usd": log.budget,
-            "predicted_mean_quality": log.predicted_mean_quality,
-            "rejected": log.rejected,
-            "violations": log.violations,
-        }
-    )
-    instances = pd.DataFrame(
+
+
+def _instances_frame(deployments: list[DeploymentRuntime]) -> pd.DataFrame:
+    return pd.DataFrame(
         [
             {
                 "deployment": d.name,
@@ -275,4 +276,3 @@ def run(
             for inst in d.instances
         ]
     )
-    return RunResult(summary=summary, requests=requests, batches=batches, instances=instances)

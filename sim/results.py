@@ -1,0 +1,170 @@
+"""Turn what a simulation recorded into a :class:`RunResult`: the summary dict and the result tables.
+
+Pure functions of recorded arrays and the scenario (no SimPy objects), so :mod:`sim.runner` stays the
+only module that drives the engine, and every table written to a run folder is declared here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim.config.schema import Scenario
+from sim.metrics.summary import DeploymentStats, summarize
+
+
+@dataclass
+class RunResult:
+    """One simulated run: the summary (summary.json) and its tables (the run folder's parquet files)."""
+
+    summary: dict[str, Any]
+    requests: pd.DataFrame
+    batches: pd.DataFrame
+    instances: pd.DataFrame  # one row per instance: limits and the peaks it reached (invariant checks)
+    occupancy: pd.DataFrame  # one row per (sample time, deployment): queued and running sequences
+
+
+@dataclass
+class Trace:
+    """What the engine leaves behind: recorder, dispatcher log and counters, samples, instance peaks."""
+
+    rec: Any  # sim.metrics.recorder.RequestRecorder
+    dispatcher: Any  # sim.dispatcher.Dispatcher (its log and counters)
+    deployments: list[DeploymentStats]
+    instances: pd.DataFrame
+    sample_t: np.ndarray
+    sample_queued: np.ndarray  # (samples, deployments)
+    sample_running: np.ndarray
+    end_time: float
+    arrivals_end: float
+
+
+def finite(x: Any) -> Any:
+    """The summary with every non-finite float (e.g. an AUC undefined on one class) as None (JSON null)."""
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def references(quality: np.ndarray, cost: np.ndarray, model_names: tuple[str, ...]) -> dict[str, Any]:
+    """Reference rows: the oracle (best model per query) and the best single model, on these queries."""
+    if quality.shape[0] == 0:
+        return {}
+    means = quality.mean(axis=0)
+    best = int(np.argmax(means))
+    return {
+        "oracle_accuracy": float(quality.max(axis=1).mean()),
+        "best_single_model": model_names[best],
+        "best_single_model_accuracy": float(means[best]),
+        "best_single_model_cost_usd": float(cost[:, best].sum()),
+        "cheapest_single_model_cost_usd": float(cost.sum(axis=0).min()),
+    }
+
+
+def difficulty(quality: np.ndarray) -> np.ndarray:
+    """Per query, 1 − its mean true quality over the models: a policy-free difficulty (report deciles)."""
+    if quality.shape[1] == 0:
+        return np.zeros(quality.shape[0])
+    return 1.0 - quality.mean(axis=1)
+
+
+def batch_budget_stats(sc: Scenario, trace: Trace) -> dict[str, Any]:
+    """The dispatcher's per-batch counters, as :func:`sim.metrics.summary.summarize` takes them."""
+    d, log = trace.dispatcher, trace.dispatcher.log
+    return {
+        "count": len(log.time),
+        "budget_per_query": sc.router.budget_per_query,
+        "over_budget": d.budget_violations,
+        "overspend_usd": d.overspend_usd,
+        "floor_misses": d.quality_floor_misses,
+        "capacity_refusals": d.capacity_refusals,
+        "mean_size": float(np.mean(log.size)) if log.size else 0.0,
+        "sizes": np.asarray(log.size, dtype=np.int64),
+        "infeasible": sum(st == "infeasible" for st in log.status),
+    }
+
+
+def summarise(sc: Scenario, prepared: Any, trace: Trace) -> RunResult:
+    """The run's summary and tables from the engine's trace and the prepared inputs."""
+    wl, pred = prepared.workload, prepared.predictions
+    model_names = tuple(m.name for m in sc.models)
+    summary = summarize(
+        rec=trace.rec,
+        model_names=model_names,
+        deployments=trace.deployments,
+        sample_t=trace.sample_t,
+        sample_queued=trace.sample_queued,
+        sample_running=trace.sample_running,
+        end_time=trace.end_time,
+        arrivals_end=trace.arrivals_end,
+        warmup_s=sc.warmup_s,
+        batches=batch_budget_stats(sc, trace),
+        references=prepared.references,
+    )
+    summary = finite({
+        "scenario": sc.name,
+        "seed": sc.seed,
+        "policy": sc.router.policy,
+        "predictor": sc.router.predictor.name,
+        **summary,
+        "predictor_scores": pred.scores,
+    })
+    requests = trace.rec.to_frame(
+        query_ids=wl.queries.query_ids,
+        task=wl.queries.task,
+        task_names=wl.queries.task_names,
+        prompt_tokens=wl.prompt_tokens,
+        model_names=model_names,
+    )
+    requests["difficulty"] = difficulty(wl.queries.quality)
+    return RunResult(
+        summary=summary,
+        requests=requests,
+        batches=batches_frame(trace.dispatcher.log),
+        instances=trace.instances,
+        occupancy=occupancy_frame(trace, model_names),
+    )
+
+
+def batches_frame(log: Any) -> pd.DataFrame:
+    """One row per routed batch (batches.parquet)."""
+    return pd.DataFrame(
+        {
+            "batch": np.arange(len(log.time)),
+            "time_s": log.time,
+            "size": log.size,
+            "status": log.status,
+            "solve_time_s": log.solve_time_s,
+            "predicted_cost_usd": log.predicted_cost,
+            "budget_usd": log.budget,
+            "predicted_mean_quality": log.predicted_mean_quality,
+            "rejected": log.rejected,
+            "violations": log.violations,
+        }
+    )
+
+
+def occupancy_frame(trace: Trace, model_names: tuple[str, ...]) -> pd.DataFrame:
+    """Long table of the occupancy samples: per sample time and deployment, queued and running sequences
+    and the slots it has (instances × max_seqs), so reports can plot utilisation and queues over time."""
+    deps = trace.deployments
+    k, t = len(deps), trace.sample_t
+    return pd.DataFrame(
+        {
+            "time_s": np.repeat(t, k),
+            "deployment": np.tile(np.array([d.name for d in deps], dtype=object), t.size),
+            "model": np.tile(np.array([model_names[d.model_index] for d in deps], dtype=object), t.size),
+            "queued": trace.sample_queued.reshape(-1).astype(np.int64),
+            "running": trace.sample_running.reshape(-1).astype(np.int64),
+            "slots": np.tile(np.array([d.instances * d.max_seqs for d in deps], dtype=np.int64), t.size),
+        }
+    )
