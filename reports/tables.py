@@ -1,0 +1,155 @@
+"""Read run and experiment folders into plain tables; flatten summaries into one results row.
+
+The folder contract (written by ``llmsim run`` / ``compare`` / ``sweep``) is:
+
+* a run folder holds ``summary.json`` and optionally ``requests.parquet``, ``batches.parquet`` and
+  ``occupancy.parquet``;
+* an experiment folder holds ``manifest.json`` and ``results.parquet`` (or ``results.csv``): one row per
+  run with ``policy``, ``seed``, ``run_dir`` (relative to the folder), ``param.<path>`` columns and the
+  flattened summary metrics, plus optionally ``matched_spend.parquet``.
+
+Optional tables are returned as ``None`` so figures can be skipped with a note instead of failing: the
+simulator grows new tables over time, and old folders must still be reportable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reports.errors import ReportError
+
+SUMMARY_FILE = "summary.json"
+MANIFEST_FILE = "manifest.json"
+RESULTS_FILE = "results.parquet"
+RESULTS_CSV = "results.csv"
+MATCHED_SPEND_FILE = "matched_spend.parquet"
+RUN_TABLES = ("requests", "batches", "occupancy")
+EXPERIMENT_KINDS = ("compare", "sweep")
+REQUIRED_RESULT_COLUMNS = ("policy", "seed")
+
+Scalar = str | int | float | bool | None
+
+
+def flatten_summary(summary: dict[str, Any], prefix: str = "") -> dict[str, Scalar]:
+    """Nested summary dict -> ``{"latency_s.ttft.p99": 1.2, ...}``.
+
+    Results tables need one column per metric so runs can be grouped and averaged; lists (rare in a
+    summary) are kept as JSON text so no information is silently lost.
+    """
+    flat: dict[str, Scalar] = {}
+    for key, value in summary.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_summary(value, prefix=f"{name}."))
+        elif isinstance(value, list | tuple):
+            flat[name] = json.dumps(value, sort_keys=True)
+        else:
+            flat[name] = value
+    return flat
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError("file not found", file=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(f"cannot read: {exc}", file=path) from None
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"not valid JSON: {exc.msg}", file=path, where=f"line {exc.lineno}") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"expected a JSON object, got {type(data).__name__}", file=path)
+    return data
+
+
+def read_table(path: Path) -> pd.DataFrame | None:
+    """A parquet or CSV table, or ``None`` when the file does not exist (optional tables)."""
+    if not path.exists():
+        return None
+    try:
+        return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    except Exception as exc:  # pyarrow and pandas raise many types for a corrupt file
+        raise ReportError(f"cannot read table: {exc}", file=path) from None
+
+
+def read_summary(run_folder: Path) -> dict[str, Any]:
+    summary = _read_json(Path(run_folder) / SUMMARY_FILE)
+    for key in ("policy", "seed"):
+        if key not in summary:
+            raise ReportError("missing field; expected an llmsim run summary", file=Path(run_folder) / SUMMARY_FILE,
+                              where=key)
+    return summary
+
+
+@dataclass
+class RunTables:
+    """One run folder: its summary and whichever per-query / per-batch / occupancy tables it has."""
+
+    folder: Path
+    summary: dict[str, Any]
+    requests: pd.DataFrame | None
+    batches: pd.DataFrame | None
+    occupancy: pd.DataFrame | None
+
+
+def read_run(folder: Path) -> RunTables:
+    folder = Path(folder)
+    tables = {name: read_table(folder / f"{name}.parquet") for name in RUN_TABLES}
+    return RunTables(folder=folder, summary=read_summary(folder), **tables)
+
+
+def run_row(run_folder: Path) -> dict[str, Scalar]:
+    """A single run folder as a one-row results table (so one run is reported like an experiment)."""
+    summary = read_summary(Path(run_folder))
+    row: dict[str, Scalar] = {"run_id": Path(run_folder).resolve().name, "run_dir": "."}
+    row.update(flatten_summary(summary))
+    return row
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """``manifest.json`` with its optional fields filled, checked enough that the report can trust it."""
+    path = Path(folder) / MANIFEST_FILE
+    manifest = _read_json(path)
+    kind = manifest.get("kind")
+    if kind not in EXPERIMENT_KINDS:
+        raise ReportError(f"expected one of {', '.join(EXPERIMENT_KINDS)}, got {kind!r}", file=path, where="kind")
+    for key, typ in (("seeds", list), ("policies", list), ("grid", dict)):
+        if key in manifest and not isinstance(manifest[key], typ):
+            raise ReportError(f"expected a {typ.__name__}, got {type(manifest[key]).__name__}", file=path,
+                              where=key)
+    defaults: dict[str, Any] = {"command": "", "llmsim_version": "", "scenario": "", "seeds": [],
+                                "policies": [], "baseline": None, "grid": {}, "match_spend": None}
+    return {**defaults, **manifest}
+
+
+def read_experiment(folder: Path) -> pd.DataFrame:
+    """``results.parquet`` (or ``results.csv``), checked for the columns every report needs."""
+    folder = Path(folder)
+    path = folder / RESULTS_FILE
+    if not path.exists() and (folder / RESULTS_CSV).exists():
+        path = folder / RESULTS_CSV
+    results = read_table(path)
+    if results is None:
+        raise ReportError(f"file not found (nor {RESULTS_CSV}); expected one row per run", file=path)
+    missing = [c for c in REQUIRED_RESULT_COLUMNS if c not in results.columns]
+    if missing:
+        raise ReportError(f"missing column(s) {', '.join(missing)}", file=path)
+    if results.empty:
+        raise ReportError("no rows; expected one row per run", file=path)
+    bad = pd.to_numeric(results["seed"], errors="coerce").isna()
+    if bad.any():
+        raise ReportError("expected an integer seed", file=path, where=f"row {int(bad.to_numpy().argmax())}, seed")
+    results = results.copy()
+    results["policy"] = results["policy"].astype(str)
+    results["seed"] = pd.to_numeric(results["seed"]).astype(int)
+    return results
+
+
+def is_finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
