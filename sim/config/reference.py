@@ -10,10 +10,57 @@ import types
 import typing
 from typing import Any, get_args, get_origin
 
-from pydantic import BaseModel
+import annotated_types as at
+from pydantic import AfterValidator, BaseModel
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from sim.config.schema import Scenario
+from sim.config.schema import AtLeast, Scenario
+
+
+def _bounds(metadata: list[Any]) -> str | None:
+    """'[lo, hi]'-style text of the numeric bounds in ``metadata`` (None when there are none)."""
+    metadata = [x for m in metadata for x in (m.metadata if isinstance(m, FieldInfo) else [m])]
+    lo: Any = None
+    hi: Any = None
+    lo_open = hi_open = False
+    for m in metadata:
+        if isinstance(m, at.Ge):
+            lo, lo_open = m.ge, False
+        elif isinstance(m, at.Gt):
+            lo, lo_open = m.gt, True
+        elif isinstance(m, at.Le):
+            hi, hi_open = m.le, False
+        elif isinstance(m, at.Lt):
+            hi, hi_open = m.lt, True
+    for m in metadata:  # a floor checked after gt=0 (see schema.AtLeast) is the real lower end
+        if isinstance(m, AfterValidator) and isinstance(m.func, AtLeast):
+            lo, lo_open = m.func.lo, False
+    if lo is None and hi is None:
+        return None
+    left = "−∞" if lo is None else _num(lo)
+    right = "∞" if hi is None else _num(hi)
+    return f"{'(' if lo_open else '['}{left}, {right}{')' if hi_open else ']'}"
+
+
+def _num(x: Any) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+def _range(tp: Any, metadata: list[Any]) -> str | None:
+    """The range of a field: its own bounds, else those of the numbers inside (Optional, list, tuple)."""
+    own = _bounds(metadata)
+    if own:
+        return own
+    origin = get_origin(tp)
+    if origin is typing.Annotated:
+        args = get_args(tp)
+        return _range(args[0], list(args[1:]))
+    if origin is tuple:
+        parts = [_range(a, []) or "any" for a in get_args(tp)]
+        return "(" + ", ".join(parts) + ")" if any(p != "any" for p in parts) else None
+    inner = [r for a in get_args(tp) if a is not type(None) and (r := _range(a, []))]
+    return inner[0] if len(inner) == 1 else None
 
 
 def _type_name(tp: Any) -> str:
@@ -68,6 +115,9 @@ def reference_markdown() -> str:
                 "|---|---|---|---|"]
         for name, field in model.model_fields.items():
             desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
+            bounds = _range(field.annotation, list(field.metadata))
+            if bounds:
+                desc += f" Range: {bounds}."
             out.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {desc} |")
             for sub in _models_in(field.annotation):
                 queue.append((f"{title.split(' ')[0]}.{name}" if title != "scenario (top level)" else name, sub))

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+# Every number has a physically sensible range: a value far outside it is a typo (or a fuzzer), and
+# finite-but-huge values used to overflow deep inside (NaN memory, a deadlocked engine, null costs).
+# ``llmsim schema`` prints each range next to the field's description.
+DAY_S = 86400.0
+#: Longest duration or time point a scenario may name (about 3 years); see also the horizon check in
+#: :mod:`sim.config.checks`, which keeps the whole simulated span within float64 precision.
+MAX_SECONDS = 1e8
+MAX_TOKENS = 10_000_000
+MAX_SEED = 2**63 - 1
 
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -17,18 +27,77 @@ PosInt = Annotated[int, Field(gt=0)]
 Prob = Annotated[float, Field(ge=0, le=1)]
 
 
+
+class AtLeast:
+    """A positive value's smallest sensible size. Kept apart from ``gt=0`` so a negative or zero value
+    still reads "greater than 0", and a tiny positive one gets a message naming the floor.
+    :mod:`sim.config.reference` prints ``lo`` as the lower end of the field's range."""
+
+    def __init__(self, lo: float, why: str) -> None:
+        self.lo, self.why = lo, why
+
+    def __call__(self, value: float) -> float:
+        if value < self.lo:
+            raise ValueError(f"must be at least {self.lo:g} ({self.why})")
+        return value
+
+
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
+"""A time point or duration in the run, 0 allowed."""
+PosSeconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
+WindowSeconds = Annotated[float, Field(ge=0, le=DAY_S)]
+"""A waiting window: at most a day."""
+IntervalSeconds = Annotated[
+    float, Field(gt=0, le=DAY_S), AfterValidator(AtLeast(1e-6, "a microsecond: the clock's resolution"))
+]
+"""A repeating period (batch interval, sampling): 1 µs to a day."""
+StepSeconds = Annotated[float, Field(ge=0, le=60)]
+"""Fixed cost of one engine step: a minute is already absurd for one prefill or decode iteration."""
+PerTokenSeconds = Annotated[float, Field(ge=0, le=1)]
+PerToken2Seconds = Annotated[float, Field(ge=0, le=1e-3)]
+Rate = Annotated[
+    float, Field(gt=0, le=1e7), AfterValidator(AtLeast(1e-6, "one arrival per ~12 days"))
+]
+"""Arrivals per second: one per ~12 days up to ten million per second."""
+PricePerHour = Annotated[float, Field(ge=0, le=1e4)]
+PricePerMTok = Annotated[float, Field(ge=0, le=1e4)]
+USD = Annotated[float, Field(ge=0, le=1e4)]
+MemoryGiB = Annotated[float, Field(gt=0, le=16384)]
+"""Up to 16 TiB per GPU, room for an API pseudo-GPU with 'ample' memory."""
+Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
+TokenMean = Annotated[float, Field(gt=0, le=MAX_TOKENS)]
+Sigma = Annotated[float, Field(ge=0, le=10)]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+Weight = Annotated[float, Field(gt=0, le=1e9)]
+BetaParam = Annotated[float, Field(gt=0, le=1e3), AfterValidator(AtLeast(1e-3, "smaller is all mass at 0 or 1"))]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+PathText = Annotated[str, Field(min_length=1, max_length=4096)]
+SLUG = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    """Base of every schema section: unknown keys are errors, and types are strict (YAML gives native
+    types, so ``true`` is never an integer, ``"yes"`` never a boolean and ``"1"`` never a number; floats
+    accept integers), and no float may be inf or NaN."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False
+    )
 
 
 # ----------------------------------------------------------------------------- cluster
 class GPUType(Strict):
     """A GPU type and how many of it the cluster owns."""
 
-    name: str = Field(description="Name used by models' latency profiles and by deployments, e.g. 'A100-80GB'.")
-    memory_gib: PosFloat = Field(description="Memory per GPU in GiB.")
-    cost_per_hour: NonNegFloat = Field(0.0, description="USD per GPU-hour (self-hosted infrastructure cost).")
-    count: PosInt = Field(description="Number of GPUs of this type in the inventory.")
+    name: Annotated[Name, Field(pattern=r"^[^@]+$")] = Field(
+        description="Name used by models' latency profiles and by deployments, e.g. 'A100-80GB' (no '@': "
+        "it separates the GPU from the tp in latency keys)."
+    )
+    memory_gib: MemoryGiB = Field(description="Memory per GPU in GiB.")
+    cost_per_hour: PricePerHour = Field(0.0, description="USD per GPU-hour (self-hosted infrastructure cost).")
+    count: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        description="Number of GPUs of this type in the inventory."
+    )
 
 
 class LatencySpec(Strict):
@@ -39,12 +108,12 @@ class LatencySpec(Strict):
     sequences and ctx context tokens takes ``decode_base_s + decode_per_seq_s·n + decode_per_ctx_token_s·ctx``.
     """
 
-    prefill_base_s: NonNegFloat = Field(0.0, description="Fixed cost of a prefill step (s).")
-    prefill_per_token_s: NonNegFloat = Field(0.0, description="Prefill seconds per prompt token.")
-    prefill_per_token2_s: NonNegFloat = Field(0.0, description="Quadratic prefill term (attention), s/token².")
-    decode_base_s: NonNegFloat = Field(0.0, description="Fixed cost of a decode iteration (s).")
-    decode_per_seq_s: NonNegFloat = Field(0.0, description="Decode-iteration seconds per running sequence.")
-    decode_per_ctx_token_s: NonNegFloat = Field(
+    prefill_base_s: StepSeconds = Field(0.0, description="Fixed cost of a prefill step (s).")
+    prefill_per_token_s: PerTokenSeconds = Field(0.0, description="Prefill seconds per prompt token.")
+    prefill_per_token2_s: PerToken2Seconds = Field(0.0, description="Quadratic prefill term (attention), s/token².")
+    decode_base_s: StepSeconds = Field(0.0, description="Fixed cost of a decode iteration (s).")
+    decode_per_seq_s: PerTokenSeconds = Field(0.0, description="Decode-iteration seconds per running sequence.")
+    decode_per_ctx_token_s: PerTokenSeconds = Field(
         0.0, description="Decode-iteration seconds per context token held by the batch (KV reads)."
     )
     builtin: bool = Field(
@@ -73,28 +142,32 @@ COEFFICIENTS = (
 class ModelSpec(Strict):
     """A model: its size (for memory), its prices, where its quality comes from, and its latency."""
 
-    name: str = Field(description="Unique model name; the router's columns follow the order of `models`.")
-    params_b: PosFloat = Field(description="Parameters in billions (weights memory = params_b·1e9·bytes_per_param).")
-    bytes_per_param: PosFloat = Field(2.0, description="Bytes per weight (2 = fp16/bf16, 1 = fp8/int8).")
-    kv_bytes_per_token: PosInt = Field(
+    name: Name = Field(description="Unique model name; the router's columns follow the order of `models`.")
+    params_b: Annotated[float, Field(gt=0, le=1e5)] = Field(
+        description="Parameters in billions (weights memory = params_b·1e9·bytes_per_param)."
+    )
+    bytes_per_param: Annotated[float, Field(gt=0, le=8)] = Field(
+        2.0, description="Bytes per weight (2 = fp16/bf16, 1 = fp8/int8, 0.5 = 4-bit)."
+    )
+    kv_bytes_per_token: Annotated[int, Field(ge=1, le=2**28)] = Field(
         131072,
         description="KV-cache bytes per token (2·layers·kv_heads·head_dim·bytes; 128 KiB for Llama-3-8B, "
         "320 KiB for Llama-3-70B).",
     )
-    price_in_per_mtok: NonNegFloat | None = Field(
+    price_in_per_mtok: PricePerMTok | None = Field(
         None,
         description="USD per million input tokens billed per query. Unset: taken from the scenario's "
         "prices_file, else looked up by name (dataset_model or name) in the genai-prices library; a model "
         "found in neither is an error (set 0 for a self-hosted model billed only by GPU time).",
     )
-    price_out_per_mtok: NonNegFloat | None = Field(
+    price_out_per_mtok: PricePerMTok | None = Field(
         None, description="USD per million output tokens billed per query (resolved like price_in_per_mtok)."
     )
-    strength: float | None = Field(
+    strength: Annotated[float, Field(ge=-100, le=100)] | None = Field(
         None, description="Synthetic pool only: ability on the difficulty scale (success = sigmoid(slope·(strength − difficulty))).",
     )
-    verbosity: PosFloat = Field(1.0, description="Synthetic pool: multiplier on the task's output length.")
-    dataset_model: str | None = Field(
+    verbosity: Annotated[float, Field(gt=0, le=100)] = Field(1.0, description="Synthetic pool: multiplier on the task's output length.")
+    dataset_model: Name | None = Field(
         None, description="Dataset pools: the model's name in the dataset (default: `name`)."
     )
     latency: dict[str, LatencySpec] = Field(
@@ -106,11 +179,11 @@ class ModelSpec(Strict):
 class Deployment(Strict):
     """Instances of one model on one GPU type."""
 
-    model: str = Field(description="Name of a model in `models`.")
-    gpu: str = Field(description="Name of a GPU type in `gpus`.")
-    tp: PosInt = Field(1, description="Tensor-parallel degree: GPUs per instance.")
-    instances: PosInt = Field(1, description="Number of instances.")
-    max_seqs: PosInt = Field(256, description="Max concurrent sequences per instance (continuous batching).")
+    model: Name = Field(description="Name of a model in `models`.")
+    gpu: Name = Field(description="Name of a GPU type in `gpus`.")
+    tp: Annotated[int, Field(ge=1, le=1024)] = Field(1, description="Tensor-parallel degree: GPUs per instance.")
+    instances: Annotated[int, Field(ge=1, le=100_000)] = Field(1, description="Number of instances.")
+    max_seqs: Annotated[int, Field(ge=1, le=1_000_000)] = Field(256, description="Max concurrent sequences per instance (continuous batching).")
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = Field(
         0.9, description="Fraction of GPU memory usable for weights + KV cache (vLLM's default 0.9)."
     )
@@ -119,7 +192,7 @@ class Deployment(Strict):
         description="'per_instance': the dispatcher joins the shortest instance queue; 'shared': one FIFO "
         "queue per deployment from which free instances pull (M/M/c-like).",
     )
-    max_queue: Annotated[int, Field(ge=0)] | None = Field(
+    max_queue: Annotated[int, Field(ge=0, le=1_000_000_000)] | None = Field(
         None,
         description="Queued requests per instance the router may count as capacity (None = unlimited); "
         "see router.capacity.",
@@ -132,15 +205,16 @@ class DiurnalModulation(Strict):
 
     type: Literal["diurnal"] = Field(description="Modulation kind: 'diurnal'.")
     amplitude: Annotated[float, Field(ge=0, lt=1)] = Field(description="Relative swing, in [0, 1).")
-    period_s: PosFloat = Field(86400.0, description="Period in seconds.")
-    phase: float = Field(0.0, description="Phase in radians.")
+    period_s: Annotated[float, Field(gt=0, le=MAX_SECONDS), AfterValidator(AtLeast(1e-3, "a millisecond"))] = Field(86400.0, description="Period in seconds.")
+    phase: Annotated[float, Field(ge=-1000, le=1000)] = Field(0.0, description="Phase in radians.")
 
 
 class PiecewiseModulation(Strict):
     """rate(t) = rate·multiplier of the last step whose start_s ≤ t."""
 
     type: Literal["piecewise"] = Field(description="Modulation kind: 'piecewise'.")
-    steps: list[tuple[NonNegFloat, NonNegFloat]] = Field(
+    # strict=False on the tuple only: YAML gives a list; its items stay strict numbers.
+    steps: list[Annotated[tuple[Seconds, Annotated[float, Field(ge=0, le=1e6)]], Field(strict=False)]] = Field(
         min_length=1, description="[[start_s, multiplier], ...] with increasing start_s, the first at 0."
     )
 
@@ -161,31 +235,33 @@ Modulation = Annotated[DiurnalModulation | PiecewiseModulation, Field(discrimina
 
 class PoissonArrivals(Strict):
     type: Literal["poisson"] = Field(description="Arrival process kind: 'poisson'.")
-    rate: PosFloat = Field(description="Mean arrivals per second.")
+    rate: Rate = Field(description="Mean arrivals per second.")
     modulation: Modulation | None = Field(None, description="Optional rate modulation over time.")
 
 
 class GammaArrivals(Strict):
     type: Literal["gamma"] = Field(description="Arrival process kind: 'gamma'.")
-    rate: PosFloat = Field(description="Mean arrivals per second.")
-    cv: PosFloat = Field(description="Coefficient of variation of inter-arrival times (1 = Poisson).")
+    rate: Rate = Field(description="Mean arrivals per second.")
+    cv: Annotated[float, Field(gt=0, le=100)] = Field(description="Coefficient of variation of inter-arrival times (1 = Poisson).")
     modulation: Modulation | None = Field(None, description="Optional rate modulation over time.")
 
 
 class BatchArrivals(Strict):
     type: Literal["batch"] = Field(description="Arrival process kind: 'batch'.")
-    batch_size: PosInt = Field(description="Queries per batch (they arrive at the same instant).")
-    interval_s: PosFloat = Field(description="Seconds between batches.")
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        description="Queries per batch (they arrive at the same instant)."
+    )
+    interval_s: IntervalSeconds = Field(description="Seconds between batches.")
 
 
 class TraceArrivals(Strict):
     type: Literal["trace"] = Field(description="Arrival process kind: 'trace'.")
-    path: str = Field(description="Trace file; a relative path is resolved against the scenario file.")
+    path: PathText = Field(description="Trace file; a relative path is resolved against the scenario file.")
     format: Literal["azure", "mooncake", "auto"] = Field(
         "auto", description="'azure' (CSV TIMESTAMP,ContextTokens,GeneratedTokens), 'mooncake' (JSONL), or by extension."
     )
-    time_scale: PosFloat = Field(1.0, description="Replay at this multiple of the trace's rate.")
-    start_s: NonNegFloat = Field(0.0, description="Skip the trace's first start_s seconds.")
+    time_scale: Annotated[float, Field(gt=0, le=1e6), AfterValidator(AtLeast(1e-6, "a millionth"))] = Field(1.0, description="Replay at this multiple of the trace's rate.")
+    start_s: Seconds = Field(0.0, description="Skip the trace's first start_s seconds.")
     use_trace_tokens: bool = Field(
         True, description="Use the trace's prompt/output token counts instead of the query pool's."
     )
@@ -199,14 +275,14 @@ Arrivals = Annotated[
 class TaskSpec(Strict):
     """A task of the synthetic pool (lengths are lognormal, clipped)."""
 
-    name: str = Field(description="Task name.")
-    weight: PosFloat = Field(1.0, description="Relative share of the query mix.")
-    difficulty_a: PosFloat = Field(2.0, description="Difficulty ~ Beta(a, b) on [0, 1]: a.")
-    difficulty_b: PosFloat = Field(2.0, description="Difficulty ~ Beta(a, b) on [0, 1]: b.")
-    prompt_median: PosFloat = Field(1020.0, description="Median prompt tokens.")
-    prompt_sigma: NonNegFloat = Field(1.0, description="Lognormal sigma of prompt tokens.")
-    output_median: PosFloat = Field(129.0, description="Median output tokens.")
-    output_sigma: NonNegFloat = Field(1.0, description="Lognormal sigma of output tokens.")
+    name: Name = Field(description="Task name.")
+    weight: Weight = Field(1.0, description="Relative share of the query mix.")
+    difficulty_a: BetaParam = Field(2.0, description="Difficulty ~ Beta(a, b) on [0, 1]: a.")
+    difficulty_b: BetaParam = Field(2.0, description="Difficulty ~ Beta(a, b) on [0, 1]: b.")
+    prompt_median: TokenMean = Field(1020.0, description="Median prompt tokens.")
+    prompt_sigma: Sigma = Field(1.0, description="Lognormal sigma of prompt tokens.")
+    output_median: TokenMean = Field(129.0, description="Median output tokens.")
+    output_sigma: Sigma = Field(1.0, description="Lognormal sigma of output tokens.")
     length_dist: Literal["lognormal", "geometric"] = Field(
         "lognormal",
         description="'geometric': prompt and output tokens are geometric with means prompt_median and "
@@ -235,9 +311,9 @@ class SyntheticPool(Strict):
         if dup:
             raise ValueError(f"task {dup[0]!r} is listed twice")
         return self
-    slope: PosFloat = Field(8.0, description="Steepness of success probability vs (strength − difficulty).")
-    max_prompt_tokens: PosInt = Field(16384, description="Prompt tokens are clipped to this.")
-    max_output_tokens: PosInt = Field(4096, description="Output tokens are clipped to this.")
+    slope: Annotated[float, Field(gt=0, le=1000)] = Field(8.0, description="Steepness of success probability vs (strength − difficulty).")
+    max_prompt_tokens: Tokens = Field(16384, description="Prompt tokens are clipped to this.")
+    max_output_tokens: Tokens = Field(4096, description="Output tokens are clipped to this.")
 
 
 class DatasetPool(Strict):
@@ -268,7 +344,7 @@ class Ordering(Strict):
         "random", description="'random' shuffles; the others make consecutive batches homogeneous."
     )
     descending: bool = Field(True, description="by_difficulty / by_cost: hardest or dearest first.")
-    strong_model: str | None = Field(None, description="by_cost: the model whose cost sorts (default: the best).")
+    strong_model: Name | None = Field(None, description="by_cost: the model whose cost sorts (default: the best).")
 
 
 class Workload(Strict):
@@ -279,21 +355,29 @@ class Workload(Strict):
 
 # ----------------------------------------------------------------------------- router
 class PredictorSpec(Strict):
-    name: str = Field("noisy_oracle", description="Predictor: noisy_oracle, task_mean or knn.")
-    params: dict[str, Any] = Field(default_factory=dict, description="Predictor parameters, e.g. {noise: 0.1}.")
+    name: Name = Field("noisy_oracle", description="Predictor: noisy_oracle, task_mean or knn.")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Predictor parameters, e.g. {noise: 0.1}; checked at load against the predictor's typed "
+        "parameters (names, types and ranges: see sim/predictors).",
+    )
 
 
 class Router(Strict):
     """What a batch is, and how it is routed."""
 
-    policy: str = Field(description="Policy name (see `llmsim policies`).")
-    params: dict[str, Any] = Field(default_factory=dict, description="Policy parameters.")
-    window_s: NonNegFloat = Field(
+    policy: Name = Field(description="Policy name (see `llmsim policies`).")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Policy parameters; names and value types are checked at load against the policy's "
+        "signature (finite numbers only).",
+    )
+    window_s: WindowSeconds = Field(
         0.0,
         description="Batching window Δ: queries arriving within Δ of the first pending one are routed "
         "together. 0 = route each arrival group (a batch arrival, or a single query) at once.",
     )
-    budget_per_query: NonNegFloat | None = Field(
+    budget_per_query: USD | None = Field(
         None, description="Batch budget = this × batch size (USD); None = no budget row."
     )
     min_quality: Prob | None = Field(None, description="Mean predicted-quality floor α per batch.")
@@ -309,7 +393,7 @@ class Router(Strict):
 class Outputs(Strict):
     requests: bool = Field(True, description="Write requests.parquet (one row per query).")
     batches: bool = Field(True, description="Write batches.parquet (one row per routed batch).")
-    sample_interval_s: PosFloat | None = Field(
+    sample_interval_s: IntervalSeconds | None = Field(
         None, description="Queue/occupancy sampling period; default: duration / 2000."
     )
 
@@ -318,16 +402,19 @@ class Outputs(Strict):
 class Scenario(Strict):
     """A complete, reproducible experiment."""
 
-    name: str = Field(description="Short name, used in output folder names.")
-    description: str = Field("", description="Free text.")
-    seed: Annotated[int, Field(ge=0)] = Field(description="Root seed; every random stream derives from it.")
-    duration_s: PosFloat | None = Field(
+    name: Annotated[str, Field(pattern=SLUG)] = Field(
+        description="Short name, used in the default output folder runs/<name>-<policy>-s<seed>: a safe slug "
+        "of 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (no '/', no '..' prefix)."
+    )
+    description: Annotated[str, Field(max_length=10_000)] = Field("", description="Free text.")
+    seed: Seed = Field(description="Root seed; every random stream derives from it.")
+    duration_s: PosSeconds | None = Field(
         None, description="Arrivals stop after this many seconds (with num_queries too: whichever comes first)."
     )
-    num_queries: PosInt | None = Field(None, description="Arrivals stop after this many queries.")
+    num_queries: Annotated[int, Field(ge=1, le=1_000_000_000)] | None = Field(None, description="Arrivals stop after this many queries.")
     drain: bool = Field(True, description="Let queued and running requests finish after arrivals stop.")
-    warmup_s: NonNegFloat = Field(0.0, description="Requests arriving before this are left out of latency stats.")
-    prices_file: str | None = Field(
+    warmup_s: Seconds = Field(0.0, description="Requests arriving before this are left out of latency stats.")
+    prices_file: PathText | None = Field(
         None,
         description="CSV price table (columns model, price_in_per_mtok, price_out_per_mtok) for models "
         "whose prices are unset; relative to the scenario file.",
