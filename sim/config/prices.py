@@ -28,11 +28,17 @@ def read_price_file(path: Path, model_names: list[str]) -> dict[str, tuple[float
                 raise DataError(f"missing column {missing[0]!r}; expected columns {', '.join(COLUMNS)}",
                                 file=path, where="line 1")
             table: dict[str, tuple[float, float]] = {}
+            first_line: dict[str, int] = {}
             for line, row in enumerate(reader, start=2):
                 name = (row["model"] or "").strip()
                 if name not in model_names:
                     raise DataError(f"unknown model {name!r}; the scenario's models are: {', '.join(model_names)}",
                                     file=path, where=f"line {line}, column model")
+                if name in first_line:
+                    # Last-row-wins would silently pick one of two prices; which one was meant is unknowable.
+                    raise DataError(f"duplicate row for model {name!r} (lines {first_line[name]} and {line}); "
+                                    "expected one row per model", file=path, where=f"line {line}, column model")
+                first_line[name] = line
                 pair = []
                 for col in COLUMNS[1:]:
                     try:

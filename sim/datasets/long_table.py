@@ -10,6 +10,10 @@ must agree across a query's rows. ``prompt_tokens`` is the largest ``input_token
 :data:`~sim.datasets.tokens.DEFAULT_PROMPT_TOKENS`. Missing ``output_tokens`` are filled by
 :func:`~sim.datasets.tokens.fill_output_tokens`. ``cost_usd``, when the column exists, must be given
 for every row.
+
+``on_missing_score: drop`` removes rows with an empty score first (the (query, model) pairs they held are
+then missing, handled by ``missing``); ``on_duplicate: first`` keeps the first row of a repeated
+(query_id, model). Both default to ``error``; the counts are in ``QuerySet.data_report``.
 """
 
 from __future__ import annotations
@@ -47,13 +51,30 @@ def load_long_table(
     missing: str = "error",
     default_prompt_tokens: int = DEFAULT_PROMPT_TOKENS,
     default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+    on_duplicate: str = "error",
+    on_missing_score: str = "error",
 ) -> QuerySet:
     """Load a long table (see the module docstring); ``missing`` is ``"error"`` or ``"drop_query"``."""
     path = Path(path)
+    for name, value, allowed in (("on_duplicate", on_duplicate, ("error", "first")),
+                                 ("on_missing_score", on_missing_score, ("error", "drop"))):
+        if value not in allowed:
+            raise ValueError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
     df = read_table(path)
     require_columns(df, REQUIRED, path, OPTIONAL)
     for col in ("query_id", "task", "model"):
         require_present(df[col], col, path)
+    report = {"rows_dropped_duplicate": 0, "rows_dropped_missing_score": 0}
+    if on_missing_score == "drop":
+        empty = df["score"].isna().to_numpy()
+        report["rows_dropped_missing_score"] = int(empty.sum())
+        df = df[~empty]  # labels kept: errors still name the file's rows
+    if on_duplicate == "first":
+        dup = df.duplicated(["query_id", "model"]).to_numpy()
+        report["rows_dropped_duplicate"] = int(dup.sum())
+        df = df[~dup]
+    if len(df) == 0:
+        raise DataError("no rows left after dropping rows with an empty score", file=path)
     scores = check_score(df["score"], "score", path)
     q_codes, q_uniques = pd.factorize(df["query_id"])
     m_codes, m_uniques = pd.factorize(df["model"].astype(str))
@@ -106,6 +127,7 @@ def load_long_table(
         query_ids=query_ids[keep],
         prompts=None if prompts is None else tuple(str(prompts[i]) for i in keep),
         cost_usd=None if cost is None else cost[keep],
+        data_report=report,
     )
 
 
@@ -117,7 +139,7 @@ def _reject_duplicates(df: pd.DataFrame, path: Path) -> None:
             f"duplicate row for query {df['query_id'].iloc[pos]!r} and model {df['model'].iloc[pos]!r}: "
             "expected one row per (query_id, model)",
             file=path,
-            where=row_where(pos, "model"),
+            where=row_where(int(df.index[pos]), "model"),
         )
 
 
@@ -140,6 +162,6 @@ def _per_query(df: pd.DataFrame, column: str, q_codes: np.ndarray, first_row: np
             f"{column} {values[pos]!r} differs from {reference[pos]!r} on this query's first row; "
             f"a query has one {column}",
             file=path,
-            where=row_where(pos, column),
+            where=row_where(int(df.index[pos]), column),
         )
     return list(values[first_row])

@@ -15,6 +15,7 @@ filled by :func:`fill_output_tokens`, whose rule is documented there.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterable
 
 import numpy as np
@@ -36,6 +37,26 @@ def tokens_from_chars(n_chars: NDArray[np.floating] | NDArray[np.integer]) -> ND
     out = np.maximum(1.0, np.ceil(chars / CHARS_PER_TOKEN))
     out[np.isnan(chars)] = np.nan
     return out
+
+
+def unwrap_list_literal(text: str) -> str:
+    """The text inside a Python list literal of strings (``"['A']"`` → ``"A"``), else ``text`` unchanged.
+
+    RouterBench publishes prompts and responses as ``str(list_of_turns)``; counting the brackets and
+    quotes makes a one-letter answer 2 tokens and inflates every prompt, so loaders of such sources
+    unwrap first. Turns are joined with a newline. Only a literal that parses as a list of strings
+    (``ast.literal_eval``, which evaluates no code) is unwrapped; ``"[1, 2]"`` or ``"[draft]"`` stay.
+    """
+    stripped = text.strip()
+    if len(stripped) < 2 or stripped[0] != "[" or stripped[-1] != "]":
+        return text
+    try:
+        value = ast.literal_eval(stripped)
+    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+        return text
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "\n".join(value)
+    return text
 
 
 def estimate_tokens(texts: Iterable[str]) -> NDArray[np.int64]:

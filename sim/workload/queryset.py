@@ -12,6 +12,9 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 from numpy.typing import NDArray
 
+DATA_REPORT_KEYS = ("rows_dropped_duplicate", "rows_dropped_missing_score")
+"""Keys of :attr:`QuerySet.data_report` (and of the run summary's ``data`` section)."""
+
 
 @dataclass(frozen=True, eq=False)
 class QuerySet:
@@ -29,6 +32,10 @@ class QuerySet:
         true_prob: (n, m) success probability when known (synthetic pools), else None.
         cost_usd: (n, m) cost in USD when the source gives it, else None (then priced from tokens).
         difficulty: (n,) difficulty score when known (used by adversarial ordering), else None.
+        split: (n,) the part of a dataset published already split ("train" / "test"; "" when a file's
+            name says neither), else None. See :mod:`sim.datasets.routerbench`.
+        data_report: what loading dropped, ``{"rows_dropped_duplicate": k, "rows_dropped_missing_score":
+            k}`` (see :data:`DATA_REPORT_KEYS`); it describes the source, so subsets keep it unchanged.
     """
 
     model_names: tuple[str, ...]
@@ -42,6 +49,8 @@ class QuerySet:
     true_prob: NDArray[np.float64] | None = None
     cost_usd: NDArray[np.float64] | None = None
     difficulty: NDArray[np.float64] | None = None
+    split: np.ndarray | None = None
+    data_report: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         n, m = len(self.task), len(self.model_names)
@@ -52,6 +61,8 @@ class QuerySet:
             )
         if self.prompt_tokens.shape != (n,) or len(self.query_ids) != n:
             raise ValueError("QuerySet: prompt_tokens and query_ids must have one entry per query")
+        if self.split is not None and len(self.split) != n:
+            raise ValueError("QuerySet: split must have one entry per query")
         if self.prompts is not None and len(self.prompts) != n:
             raise ValueError("QuerySet: prompts must have one entry per query")
 
@@ -68,7 +79,7 @@ class QuerySet:
         changes: dict[str, object] = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name in ("model_names", "task_names") or v is None:
+            if f.name in ("model_names", "task_names", "data_report") or v is None:
                 continue
             if f.name == "prompts":
                 changes[f.name] = tuple(np.asarray(v, dtype=object)[idx].tolist())

@@ -18,6 +18,7 @@ import gzip
 import io
 import json
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -140,19 +141,54 @@ def _azure_rows(path: Path) -> tuple[list[list[str]], list[int]]:
     return rows, lines
 
 
-def _azure_timestamps(stamps: list[str], lines: list[int], path: Path) -> NDArray[np.int64]:
-    """Datetime strings → int64 nanoseconds (exact: 7 fractional digits are 100 ns ticks)."""
+_TZ_SUFFIX = re.compile(r"(?<=\d)(Z|[+-]\d{2}(?::?\d{2})?)$")
+"""A UTC designator or offset after a time of day: ``…46.68Z``, ``…46+01:00``, ``…46-0530``."""
+
+
+def _split_zone(stamp: str) -> tuple[str, int]:
+    """``(naive datetime text, offset in ns)`` of one timestamp; naive text has offset 0.
+
+    numpy parses zone-aware strings only with a deprecation warning (a ``UserWarning`` on stderr), so the
+    zone is split off here and applied exactly: a time with offset +01:00 is one hour ahead of UTC.
+    """
+    text = stamp.strip()
+    match = _TZ_SUFFIX.search(text) if (" " in text or "T" in text) else None
+    if match is None:
+        return text, 0
+    zone = match.group(1)
+    naive = text[: match.start()]
+    if zone == "Z":
+        return naive, 0
+    digits = zone[1:].replace(":", "")
+    minutes = int(digits[:2]) * 60 + (int(digits[2:]) if len(digits) > 2 else 0)
+    return naive, (1 if zone[0] == "+" else -1) * minutes * 60 * 10**9
+
+
+def _parse_ns(value: str) -> int | None:
+    """One timestamp → UTC nanoseconds, or None when it is not a datetime."""
+    naive, offset = _split_zone(value)
     try:
-        ns = np.array(stamps, dtype="datetime64[ns]").view(np.int64)
+        parsed = np.datetime64(naive, "ns")
+    except ValueError:
+        return None
+    return None if np.isnat(parsed) else int(parsed.view(np.int64)) - offset
+
+
+def _azure_timestamps(stamps: list[str], lines: list[int], path: Path) -> NDArray[np.int64]:
+    """Datetime strings → int64 UTC nanoseconds (exact: 7 fractional digits are 100 ns ticks).
+
+    Naive times are taken as they are (the published traces are naive UTC); zone-aware ones (``Z``,
+    ``+01:00``) are converted to UTC, so a trace mixing both stays in one time base.
+    """
+    split = [_split_zone(s) for s in stamps]
+    try:
+        ns = np.array([t for t, _ in split], dtype="datetime64[ns]").view(np.int64)
     except ValueError:
         ns = None
     if ns is not None and not np.any(ns == np.iinfo(np.int64).min):  # NaT parses but is not a time
-        return ns
+        return ns - np.array([o for _, o in split], dtype=np.int64)
     for value, line in zip(stamps, lines, strict=True):
-        try:
-            ok = not np.isnat(np.datetime64(value, "ns"))
-        except ValueError:
-            ok = False
+        ok = _parse_ns(value) is not None
         if not ok:
             raise DataError(
                 f"TIMESTAMP = {value!r}; expected a datetime like {_AZURE_EXAMPLE!r}",

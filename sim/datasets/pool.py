@@ -1,0 +1,158 @@
+"""A scenario's dataset pool: load it, pick the scenario's models, split it into train and test.
+
+One function, :func:`load_pool`, so the workload builder and ``llmsim validate`` make the same checks:
+
+- options: ``on_duplicate`` / ``on_missing_score`` go to the loaders that support them (routerbench,
+  long_table); for the others anything but the default ``error`` is refused, naming the field;
+- ``split: seeded`` draws ``test_fraction`` of the queries (task-stratified, stream ``split``);
+  ``split: files`` keeps the dataset's own parts: the files whose names say ``test`` are simulated and
+  those saying ``train`` train the predictor (routerbench: see :func:`sim.datasets.routerbench.split_of`;
+  dcrouter: ``test.json`` / ``train.json``); ``test_fraction`` is then unused;
+- a prompt also present in the test part leaves the train part (the predictor must not see the
+  simulated queries' own labels);
+- size: a test part of fewer than :data:`MIN_TEST_QUERIES` queries is refused (every arrival would
+  replay the same one or two questions); fewer than :data:`FEW_TEST_QUERIES`, or more than
+  :data:`MAX_REPLAYS` arrivals per test query, is a warning (accuracy then measures a handful of
+  questions many times over).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from sim import rng as rngs
+from sim.config.schema import DatasetPool
+from sim.datasets import LOADERS
+from sim.datasets.dcrouter import split_labels
+from sim.datasets.split import train_test_split
+from sim.errors import DataError, InputError, ScenarioError, warn_input
+from sim.workload.queryset import QuerySet
+
+MIN_TEST_QUERIES = 2
+FEW_TEST_QUERIES = 20
+MAX_REPLAYS = 50.0
+ROW_OPTIONS = ("on_duplicate", "on_missing_score")
+ROW_OPTION_KINDS = ("routerbench", "long_table")
+"""Loaders that take ``on_duplicate`` / ``on_missing_score``."""
+
+
+def loader_options(pool: DatasetPool, names: list[str]) -> dict[str, Any]:
+    """Keyword arguments for the pool's loader (ScenarioError for options its kind cannot honour)."""
+    opts: dict[str, Any] = dict(pool.options)
+    for key in ROW_OPTIONS:
+        value = getattr(pool, key)
+        if pool.kind in ROW_OPTION_KINDS:
+            opts[key] = value
+        elif value != "error":
+            raise ScenarioError(
+                f"{key}: {value} is not supported by the {pool.kind} loader (only by "
+                f"{', '.join(ROW_OPTION_KINDS)}); {pool.kind} files are checked strictly",
+                where=f"workload.pool.{key}",
+            )
+    if pool.kind == "routerbench":
+        opts["trusted"] = pool.trusted
+    if pool.kind == "mmlu_pro":
+        opts.setdefault("models", names)
+    return opts
+
+
+def load_full(pool: DatasetPool, names: list[str]) -> QuerySet:
+    """The whole dataset, restricted to the scenario's models (``dataset_model`` names) in their order."""
+    path = Path(pool.path)
+    try:
+        full = LOADERS[pool.kind](path, **loader_options(pool, names))
+    except KeyError:
+        raise ScenarioError(
+            f"unknown dataset kind {pool.kind!r}; valid kinds: {', '.join(sorted(LOADERS))}",
+            where="workload.pool.kind",
+        ) from None
+    except ValueError as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise ScenarioError(str(exc), where="workload.pool") from None
+    except TypeError as exc:
+        raise ScenarioError(f"unsupported loader option: {exc}", where="workload.pool.options") from None
+    try:
+        return full.select_models(names)
+    except KeyError as exc:
+        raise DataError(
+            f"model {exc.args[0]!r} (models[].dataset_model) is not in the dataset; it has: "
+            f"{', '.join(full.model_names)}",
+            file=path,
+        ) from None
+
+
+def load_pool(pool: DatasetPool, names: list[str], seed: int, n_arrivals: int) -> tuple[QuerySet, QuerySet]:
+    """(train, test) of the pool (rules in the module docstring); ``test.data_report`` says what was dropped."""
+    full = load_full(pool, names)
+    if pool.split == "files":
+        train, test = _file_split(full, Path(pool.path))
+    else:
+        _check_test_size(_seeded_test_size(full.n, pool.test_fraction), full.n, pool, n_arrivals)
+        train, test = train_test_split(full, pool.test_fraction, rngs.stream(seed, "split"))
+    if train.prompts is not None and test.prompts is not None:
+        # Public routing sets repeat prompts (dcrouter: 119 of its 500 test prompts are in train.json);
+        # a predictor must not see the simulated queries' own labels, so repeats leave the train side.
+        seen = set(test.prompts)
+        keep = np.array([p not in seen for p in train.prompts], dtype=bool)
+        if not keep.all():
+            train = train.subset(np.flatnonzero(keep))
+    if pool.split == "files":
+        _check_test_size(test.n, full.n, pool, n_arrivals)
+    return train, test
+
+
+def _seeded_test_size(n: int, fraction: float) -> int:
+    """What :func:`train_test_split` will hold out (at least 1, at most n - 1)."""
+    return min(max(int(round(fraction * n)), 1), max(n - 1, 0))
+
+
+def _parts(full: QuerySet, path: Path) -> NDArray[np.str_]:
+    if full.split is not None:
+        return np.asarray(full.split, dtype=str)
+    if all("/" in str(q) for q in full.query_ids):  # dcrouter marks its file in the id
+        return np.asarray(split_labels(full), dtype=str)
+    raise ScenarioError(
+        "split: files needs a dataset published in parts (routerbench files or a folder whose names "
+        "say train / test, or a dcrouter folder with train.json and test.json); this one is not; use "
+        "split: seeded",
+        file=path,
+        where="workload.pool.split",
+    )
+
+
+def _file_split(full: QuerySet, path: Path) -> tuple[QuerySet, QuerySet]:
+    parts = _parts(full, path)
+    unknown = sorted(set(parts.tolist()) - {"train", "test"})
+    if unknown:
+        raise DataError(
+            f"split: files, but some rows come from a file whose name says neither train nor test "
+            f"({unknown[0]!r}); name the files e.g. arc_train.csv / arc_test.csv, or use split: seeded",
+            file=path,
+            where="workload.pool.split",
+        )
+    for name in ("train", "test"):
+        if not (parts == name).any():
+            raise DataError(f"split: files, but no {name} file (a file whose name has the word {name!r})",
+                            file=path, where="workload.pool.split")
+    return full.subset(np.flatnonzero(parts == "train")), full.subset(np.flatnonzero(parts == "test"))
+
+
+def _check_test_size(n_test: int, n_full: int, pool: DatasetPool, n_arrivals: int) -> None:
+    where = "workload.pool.split" if pool.split == "files" else "workload.pool.test_fraction"
+    if n_test < MIN_TEST_QUERIES:
+        raise ScenarioError(
+            f"the test split would hold {n_test} of {n_full} queries: every arrival would replay the same "
+            f"question(s); at least {MIN_TEST_QUERIES} are needed (raise test_fraction)",
+            where=where,
+        )
+    if n_test < FEW_TEST_QUERIES or n_arrivals > MAX_REPLAYS * n_test:
+        warn_input(
+            f"the test split holds only {n_test} queries for {n_arrivals} arrivals "
+            f"({n_arrivals / n_test:.3g} replays each): accuracy measures few distinct questions",
+            where=where,
+        )
