@@ -321,10 +321,32 @@ class DatasetPool(Strict):
 
     type: Literal["dataset"] = Field(description="Query pool kind: 'dataset'.")
     kind: str = Field(description="Loader: long_table, mmlu_pro, dcrouter or routerbench.")
-    path: str = Field(description="File or folder; a relative path is resolved against the scenario file.")
+    path: PathText = Field(
+        description="File or folder (routerbench: every .csv/.parquet in it, in name order; dcrouter: "
+        "train.json and test.json); a relative path is resolved against the scenario file."
+    )
     trusted: bool = Field(False, description="Allow unpickling a .pkl RouterBench file (runs code from it).")
+    split: Literal["seeded", "files"] = Field(
+        "seeded",
+        description="'seeded': hold out test_fraction of the queries (task-stratified, seeded). 'files': "
+        "the dataset's own split: files whose name has the word 'test' (or 'testing') are simulated, "
+        "those with 'train' (or 'training') train the predictor (routerbench folder; dcrouter folder).",
+    )
     test_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
-        0.3, description="Share of queries held out for the simulation; the rest trains the predictor."
+        0.3,
+        description="split: seeded: share of queries held out for the simulation, in (0, 1); the rest "
+        "trains the predictor. A test part under 2 queries is refused, under 20 (or replayed over 50 "
+        "times per query) warned about.",
+    )
+    on_duplicate: Literal["error", "first"] = Field(
+        "error",
+        description="A repeated query id (routerbench sample_id; long_table query_id+model): 'error' "
+        "stops, 'first' keeps the first row and drops the others (counted in the summary's data).",
+    )
+    on_missing_score: Literal["error", "drop"] = Field(
+        "error",
+        description="An empty/NaN score (routerbench, long_table): 'error' stops, 'drop' drops the row "
+        "(counted in the summary's data). Other loaders accept only 'error'.",
     )
     tasks: dict[str, PosFloat] | None = Field(
         None, description="Task mix to sample arrivals from (task → weight); default: the dataset's own mix."
