@@ -1,0 +1,167 @@
+"""Run an experiment's runs on local worker processes or a Dask cluster, writing each run folder as it
+completes (so Ctrl-C keeps what finished) and skipping runs already in the folder (resume).
+
+Runs that share a :func:`sim.runner.prepare_key` (same seed and workload, another policy or budget) go to
+a worker together, which prepares the workload and predictions once and simulates each run on them:
+the common random numbers of a comparison are then the very same arrays, not just the same seed.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, Protocol
+
+from sim import __version__
+from sim.experiments.plan import RunSpec
+from sim.results import RunResult
+from sim.runner import prepare, prepare_key, simulate
+
+Done = tuple[RunSpec, dict[str, Any]]  # a finished run and its summary
+
+
+def simulate_group(specs: list[RunSpec]) -> list[tuple[RunSpec, RunResult, float]]:
+    """Worker entry point: prepare once, simulate every run of the group (same prepare key)."""
+    prepared = prepare(specs[0].scenario)
+    out = []
+    for spec in specs:
+        t0 = time.perf_counter()
+        out.append((spec, simulate(spec.scenario, prepared=prepared), time.perf_counter() - t0))
+    return out
+
+
+def group_runs(runs: list[RunSpec], min_tasks: int = 1) -> list[list[RunSpec]]:
+    """Runs grouped by prepare key, in first-seen order (deterministic); groups are cut into chunks when
+    there are fewer than ``min_tasks`` of them, so every worker gets work (a chunk prepares again)."""
+    groups: dict[str, list[RunSpec]] = {}
+    for spec in runs:
+        groups.setdefault(prepare_key(spec.scenario), []).append(spec)
+    chunk = max(1, -(-len(runs) // max(min_tasks, 1)))
+    if len(groups) >= min_tasks:
+        return list(groups.values())
+    return [g[k:k + chunk] for g in groups.values() for k in range(0, len(g), chunk)]
+
+
+class Executor(Protocol):
+    jobs: int
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """``jobs`` worker processes (forkserver, so workers never inherit the parent's threads); jobs=1 runs
+    in this process."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self.pool: ProcessPoolExecutor | None = None
+        if jobs > 1:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["sim.experiments.execute"])
+            self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
+        if self.pool is None:
+            yield from (fn(x) for x in items)
+            return
+        futures: list[Future[Any]] = [self.pool.submit(fn, x) for x in items]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskExecutor:
+    """A ``dask.distributed`` client: a new LocalCluster of ``jobs`` single-threaded worker processes, or
+    an existing cluster at ``scheduler`` (``tcp://HOST:PORT``). Results come back to this process, which
+    writes the run folders, so workers on other machines need no shared file system."""
+
+    def __init__(self, jobs: int, scheduler: str | None = None) -> None:
+        self.jobs = jobs
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError:
+            from sim.errors import InputError
+
+            raise InputError('--executor dask needs the dask extra: pip install "llmsim[dask]"',
+                             where="--executor") from None
+        self.cluster = None
+        if scheduler is None:
+            self.cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                        dashboard_address=None, silence_logs=40)
+            self.client = Client(self.cluster)
+        else:
+            self.client = Client(scheduler, timeout="10s")
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
+        from dask.distributed import as_completed as dask_completed
+
+        futures = self.client.map(fn, items, pure=False)
+        try:
+            for fut in dask_completed(futures):
+                yield fut.result()
+        finally:
+            self.client.cancel(futures)
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def completed_summary(folder: Path, spec: RunSpec) -> dict[str, Any] | None:
+    """The summary of ``spec`` if its run folder holds a finished run with the same id (resume)."""
+    run = folder / spec.run_dir
+    try:
+        info = json.loads((run / "run_info.json").read_text(encoding="utf-8"))
+        if info.get("run_id") != spec.run_id:
+            return None
+        summary: dict[str, Any] = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+        return summary
+    except (OSError, ValueError):
+        return None
+
+
+def write_one(folder: Path, spec: RunSpec, result: RunResult, wall_s: float) -> None:
+    from sim.output import write_run
+
+    info = {"llmsim_version": __version__, "run_id": spec.run_id, "policy": spec.policy, "seed": spec.seed,
+            "params": spec.params, "wall_time_s": wall_s, "python": sys.version.split()[0]}
+    sc = spec.scenario
+    write_run(folder / spec.run_dir, result, sc.model_dump(mode="json"), info,
+              requests=sc.outputs.requests, batches=sc.outputs.batches)
+
+
+def execute(
+    folder: Path, runs: list[RunSpec], executor: Executor, on_done: Callable[[int], None] | None = None
+) -> Iterator[Done]:
+    """Yield (spec, summary) for every run: first those already in ``folder``, then each new one as soon
+    as its folder is written. ``on_done`` gets the number of runs finished by this call so far."""
+    todo: list[RunSpec] = []
+    for spec in runs:
+        summary = completed_summary(folder, spec)
+        if summary is None:
+            todo.append(spec)
+        else:
+            yield spec, summary
+    finished = 0
+    for batch in executor.map_unordered(simulate_group, group_runs(todo, 2 * executor.jobs)):
+        for spec, result, wall in batch:
+            write_one(folder, spec, result, wall)
+            finished += 1
+            if on_done:
+                on_done(finished)
+            yield spec, result.summary
