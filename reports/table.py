@@ -1,66 +1,124 @@
-"""A run summary (the plain dict of summary.json) as rows, a Markdown table, or a rich table."""
+"""A run summary (the plain dict of summary.json) as rows, a Markdown table, or a rich table.
+
+Any summary value may be null (an AUC undefined on one class, a latency with no completed query) and
+summaries written by older or newer versions may lack keys, so every lookup here tolerates a missing or
+null value and shows it as "n/a" rather than failing after the run folder was written.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+NA = "n/a"
+
+
+def _get(d: Any, *path: str) -> Any:
+    """``d[path[0]][path[1]]...``, or None when any step is missing, null or not a mapping."""
+    for key in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(key)
+    return d
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
 
 def _fmt(x: Any, unit: str = "") -> str:
+    """A value for display: ``unit`` is "%", "$", "s", a format spec like ".3f", or "" (general)."""
     if x is None:
-        return "—"
-    if isinstance(x, float):
-        if unit == "%":
-            return f"{100 * x:.1f} %"
-        if unit == "$":
-            return f"${x:,.4f}" if abs(x) < 100 else f"${x:,.2f}"
-        if unit == "s":
-            return f"{x * 1000:.0f} ms" if abs(x) < 1 else f"{x:.2f} s"
-        return f"{x:,.4g}"
-    return str(x)
+        return NA
+    if not _is_num(x):
+        return str(x)
+    if unit == "%":
+        return f"{100 * x:.1f} %"
+    if unit == "$":
+        return f"${x:,.4f}" if abs(x) < 100 else f"${x:,.2f}"
+    if unit == "s":
+        return f"{x * 1000:.0f} ms" if abs(x) < 1 else f"{x:.2f} s"
+    if unit:
+        return format(x, unit)
+    return f"{x:,.4g}" if isinstance(x, float) else str(x)
+
+
+def _budget_row(s: dict[str, Any]) -> str:
+    b = _get(s, "budget")
+    if _get(b, "per_query_usd") is None:
+        return "none set"
+    return (f"{_fmt(_get(b, 'per_query_usd'), '$')}/query; batches over: "
+            f"{_fmt(_get(b, 'batches_over_budget'))} of {_fmt(_get(b, 'batches'))} predicted "
+            f"({_fmt(_get(b, 'overspend_usd'), '$')} over), "
+            f"{_fmt(_get(b, 'batches_over_budget_realised'))} realised "
+            f"({_fmt(_get(b, 'overspend_realised_usd'), '$')} over)")
+
+
+def _floor_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """The quality-floor row, only when the scenario set a floor (``budget.quality_floor``)."""
+    b = _get(s, "budget")
+    alpha = _get(b, "quality_floor")
+    if alpha is None:
+        return []
+    return [("quality floor", f"{_fmt(alpha)}; batches under floor: {_fmt(_get(b, 'quality_floor_misses'))} "
+                              f"of {_fmt(_get(b, 'batches'))} predicted, "
+                              f"{_fmt(_get(b, 'quality_floor_misses_realised'))} realised")]
+
+
+def _latency_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    def pcts(name: str) -> str:
+        return " / ".join(_fmt(_get(s, "latency_s", name, k), "s") for k in ("p50", "p95", "p99"))
+
+    def mean_p99(name: str) -> str:
+        return f"{_fmt(_get(s, 'latency_s', name, 'mean'), 's')} / {_fmt(_get(s, 'latency_s', name, 'p99'), 's')}"
+
+    return [
+        ("TTFT p50 / p95 / p99", pcts("ttft")),
+        ("end-to-end p50 / p95 / p99", pcts("e2e")),
+        ("batching wait mean / p99", mean_p99("batching_delay")),
+        ("queue delay mean / p99", mean_p99("queue_delay")),
+        ("throughput", f"{_fmt(_get(s, 'throughput', 'queries_per_s'), '.2f')} queries/s, "
+                       f"{_fmt(_get(s, 'throughput', 'output_tokens_per_s'), '.0f')} output tokens/s"),
+    ]
+
+
+def _model_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    models = _get(s, "models")
+    if not isinstance(models, dict):
+        return []
+    return [
+        (f"  {name}", f"share {_fmt(_get(m, 'share'), '%')}, acc {_fmt(_get(m, 'accuracy'), '%')}, "
+                      f"busy {_fmt(_get(m, 'busy_fraction'), '%')}, "
+                      f"slots used {_fmt(_get(m, 'slot_utilisation'), '%')}, "
+                      f"mean queue {_fmt(_get(m, 'mean_queue'), '.1f')}")
+        for name, m in models.items()
+    ]
 
 
 def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) pairs in reading order: what a user looks at first."""
-    q = s["queries"]
-    lat = s["latency_s"]
-    ref = s.get("references", {})
+    q = _get(s, "queries")
+    ref = _get(s, "references")
     rows = [
-        ("scenario / policy", f"{s['scenario']} / {s['policy']} (seed {s['seed']})"),
-        ("queries", f"{q['arrived']} arrived, {q['completed']} completed, {q['rejected']} rejected, "
-                    f"{q['running']} running"),
-        ("accuracy", _fmt(s["accuracy"], "%") + f"  (predicted {_fmt(s['predicted_accuracy'], '%')})"),
+        ("scenario / policy", f"{_fmt(_get(s, 'scenario'))} / {_fmt(_get(s, 'policy'))} "
+                              f"(seed {_fmt(_get(s, 'seed'))})"),
+        ("queries", f"{_fmt(_get(q, 'arrived'))} arrived, {_fmt(_get(q, 'completed'))} completed, "
+                    f"{_fmt(_get(q, 'rejected'))} rejected, {_fmt(_get(q, 'running'))} running"),
+        ("accuracy", f"{_fmt(_get(s, 'accuracy'), '%')}  (predicted {_fmt(_get(s, 'predicted_accuracy'), '%')})"),
         ("oracle / best single model",
-         f"{_fmt(ref.get('oracle_accuracy'), '%')} / {_fmt(ref.get('best_single_model_accuracy'), '%')} "
-         f"({ref.get('best_single_model', '—')})"),
-        ("cost (tokens)", f"{_fmt(s['cost']['total_usd'], '$')} total, "
-                          f"{_fmt(s['cost']['per_query_usd'], '$')} per query"),
-        ("cost (GPU time)", _fmt(s["cost"]["gpu_usd"], "$")),
-        ("budget", "none set" if s["budget"].get("per_query_usd") is None else
-                   f"{_fmt(s['budget']['per_query_usd'], '$')}/query; batches over: "
-                   f"{s['budget']['batches_over_budget']} of {s['budget']['batches']} predicted "
-                   f"({_fmt(s['budget']['overspend_usd'], '$')} over), "
-                   f"{s['budget']['batches_over_budget_realised']} realised "
-                   f"({_fmt(s['budget']['overspend_realised_usd'], '$')} over)"),
-        ("TTFT p50 / p95 / p99", " / ".join(_fmt(lat["ttft"][k], "s") for k in ("p50", "p95", "p99"))),
-        ("end-to-end p50 / p95 / p99", " / ".join(_fmt(lat["e2e"][k], "s") for k in ("p50", "p95", "p99"))),
-        ("batching wait mean / p99", f"{_fmt(lat['batching_delay']['mean'], 's')} / "
-                                     f"{_fmt(lat['batching_delay']['p99'], 's')}"),
-        ("queue delay mean / p99", f"{_fmt(lat['queue_delay']['mean'], 's')} / "
-                                   f"{_fmt(lat['queue_delay']['p99'], 's')}"),
-        ("throughput", f"{s['throughput']['queries_per_s']:.2f} queries/s, "
-                       f"{s['throughput']['output_tokens_per_s']:.0f} output tokens/s"),
+         f"{_fmt(_get(ref, 'oracle_accuracy'), '%')} / {_fmt(_get(ref, 'best_single_model_accuracy'), '%')} "
+         f"({_fmt(_get(ref, 'best_single_model'))})"),
+        ("cost (tokens)", f"{_fmt(_get(s, 'cost', 'total_usd'), '$')} total, "
+                          f"{_fmt(_get(s, 'cost', 'per_query_usd'), '$')} per query"),
+        ("cost (GPU time)", _fmt(_get(s, "cost", "gpu_usd"), "$")),
+        ("budget", _budget_row(s)),
+        *_floor_rows(s),
+        *_latency_rows(s),
     ]
-    ps = s.get("predictor_scores") or {}
-    if ps:
-        rows.append(("predictor", f"{s.get('predictor', '—')}: Brier {ps.get('brier', float('nan')):.3f}, "
-                                  f"AUC {ps.get('auc', float('nan')):.3f}"))
-    for name, m in s["models"].items():
-        rows.append(
-            (f"  {name}", f"share {_fmt(m['share'], '%')}, acc {_fmt(m['accuracy'], '%')}, "
-                          f"busy {_fmt(m['busy_fraction'], '%')}, slots used {_fmt(m['slot_utilisation'], '%')}, "
-                          f"mean queue {m['mean_queue']:.1f}")
-        )
-    return rows
+    scores = _get(s, "predictor_scores")
+    if isinstance(scores, dict) and scores:
+        rows.append(("predictor", f"{_fmt(_get(s, 'predictor'))}: Brier {_fmt(_get(scores, 'brier'), '.3f')}, "
+                                  f"AUC {_fmt(_get(scores, 'auc'), '.3f')}"))
+    return rows + _model_rows(s)
 
 
 def summary_markdown(s: dict[str, Any]) -> str:

@@ -8,6 +8,12 @@ per column whose capacity can bind, then whatever extra variables and rows the c
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
+import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +24,67 @@ from policies.problem import FloatArray, IntArray
 
 # scipy.optimize.milp status codes
 _OPTIMAL, _LIMIT, _INFEASIBLE, _UNBOUNDED = 0, 1, 2, 3
+
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_quiet_saved: int | None = None
+
+
+def _flush_c_stdout() -> None:
+    """Flush C stdio buffers, so text HiGHS printed goes where fd 1 pointed when it printed it."""
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError, TypeError):  # no C library to call (not a POSIX platform)
+        pass
+
+
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Send file descriptor 1 to /dev/null while HiGHS runs.
+
+    HiGHS prints some debug lines (``HighsMipSolverData::transformNewIntegerFeasibleSolution ...``)
+    from C++ straight to stdout, which no option of :func:`scipy.optimize.milp` turns off; they would
+    break ``llmsim run -q`` (stdout is only the run folder path). fd 1 is process-wide, so nested or
+    concurrent callers share one redirection (a count under a lock): only the last one out restores it.
+    """
+    global _quiet_depth, _quiet_saved
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _quiet_saved = _redirect_fd1()
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0 and _quiet_saved is not None:
+                _flush_c_stdout()
+                os.dup2(_quiet_saved, 1)
+                os.close(_quiet_saved)
+                _quiet_saved = None
+
+
+def _redirect_fd1() -> int | None:
+    """Point fd 1 at /dev/null and return a copy of the old fd 1 (None if fd 1 cannot be redirected)."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError, AttributeError):  # closed or replaced stdout: nothing of ours to flush
+        pass
+    _flush_c_stdout()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no fd 1 at all: nothing to protect
+        return None
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 1)
+        finally:
+            os.close(devnull)
+    except OSError:
+        os.close(saved)
+        return None
+    return saved
 
 
 @dataclass
@@ -125,13 +192,14 @@ class MilpModel:
             options["time_limit"] = max(float(time_limit), 1e-3)
         if mip_rel_gap is not None and not relax:
             options["mip_rel_gap"] = float(mip_rel_gap)
-        res = milp(
-            -obj,
-            integrality=np.zeros(nv) if relax else np.concatenate(self._int),
-            bounds=Bounds(lb, np.concatenate(self._ub)),
-            constraints=LinearConstraint(a, np.concatenate(self._row_lb), np.concatenate(self._row_ub)),
-            options=options,
-        )
+        with quiet_stdout():
+            res = milp(
+                -obj,
+                integrality=np.zeros(nv) if relax else np.concatenate(self._int),
+                bounds=Bounds(lb, np.concatenate(self._ub)),
+                constraints=LinearConstraint(a, np.concatenate(self._row_lb), np.concatenate(self._row_ub)),
+                options=options,
+            )
         msg = str(res.message)
         if res.status == _INFEASIBLE:
             return MilpSolution("infeasible", None, msg)
