@@ -11,6 +11,7 @@ from policies.errors import InvalidParameterError, InvalidProblemError, PolicyEr
 from policies.problem import REJECT, ProblemForm, RoutingProblem
 from policies.registry import (
     Policy,
+    SpendKnob,
     available_policies,
     make_policy,
     policy_class,
@@ -45,6 +46,7 @@ __all__ = [
     "ProblemForm",
     "RoutingProblem",
     "RoutingResult",
+    "SpendKnob",
     "UnknownPolicyError",
     "available_policies",
     "check_assignment",

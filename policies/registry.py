@@ -11,11 +11,28 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from policies.errors import InvalidParameterError, UnknownPolicyError
 from policies.problem import RoutingProblem
 from policies.result import RoutingResult
+
+
+@dataclass(frozen=True)
+class SpendKnob:
+    """The parameter that moves a policy's spend, so experiments can compare policies at equal spend.
+
+    ``path`` is a scenario field (``router.params.lam`` or ``router.budget_per_query``); ``increasing``
+    says whether spend rises with it; [lo, hi] brackets the search (``hi=None``: the dearest predicted
+    per-query cost, for budgets); ``log`` bisects on a log scale (λ spans decades).
+    """
+
+    path: str
+    increasing: bool
+    lo: float
+    hi: float | None
+    log: bool = False
 
 
 class Policy:
@@ -28,6 +45,8 @@ class Policy:
     batch_level: ClassVar[bool] = False
     #: True when the policy reads ``problem.load`` (work in flight); callers may skip computing it otherwise.
     needs_load: ClassVar[bool] = False
+    #: The parameter that trades spend for quality (None: the policy has no spend knob).
+    spend_knob: ClassVar[SpendKnob | None] = None
 
     @property
     def row_independent(self) -> bool:

@@ -9,7 +9,7 @@ import numpy as np
 from policies.batch.feasibility import Infeasible
 from policies.errors import InvalidParameterError
 from policies.problem import REJECT, IntArray, RoutingProblem
-from policies.registry import Policy
+from policies.registry import Policy, SpendKnob
 from policies.result import STATUS_INFEASIBLE, STATUS_OPTIMAL, RoutingResult
 
 
@@ -42,6 +42,8 @@ class BatchPolicy(Policy):
     """
 
     batch_level: ClassVar[bool] = True
+    # Batch policies trade spend for quality through the batch budget (their max-quality form).
+    spend_knob: ClassVar[SpendKnob | None] = SpendKnob("router.budget_per_query", increasing=True, lo=0.0, hi=None)
 
     def __init__(self, best_effort: bool = True) -> None:
         if not isinstance(best_effort, bool | np.bool_):
