@@ -1,0 +1,190 @@
+"""``write_report(folder)``: turn a run, compare or sweep folder into report.html, report.md and CSVs.
+
+Everything is computed in memory first and the files are then written via temporary names and renamed,
+so a folder that cannot be reported (a :class:`~reports.errors.ReportError`) gets no partial output.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reports import figures as F
+from reports.document import Document, FigureItem, Section, Table
+from reports.experiment import Experiment, load
+from reports.html import render_html
+from reports.markdown import render_markdown
+from reports.stats import accuracy_at_spend, aiq, compare_table
+from reports.table import summary_rows
+
+METRICS = ["accuracy", "cost.total_usd", "cost.gpu_usd", "latency_s.ttft.p99", "latency_s.e2e.p99",
+           "budget.batches_over_budget", "budget.batches_over_budget_realised", "throughput.queries_per_s"]
+LEVEL = 0.95
+PAIRING_NOTE = (
+    "Intervals are 95 % Student-t intervals over seeds. Paired differences pair each run with the "
+    "baseline's run of the same seed (common random numbers: same seed, same arrivals and queries), so "
+    "the workload's noise cancels and they are tighter than comparing the two intervals."
+)
+
+
+def fmt(metric: str, x: Any, signed: bool = False) -> str:
+    """A value in the metric's unit: % for accuracy and shares, $ for costs, s for latencies."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "—"
+    if not isinstance(x, int | float):
+        return str(x)
+    sign = "+" if signed else ""
+    if "accuracy" in metric or metric.endswith("share"):
+        return f"{100 * x:{sign}.2f}" + (" pp" if signed else " %")
+    if "usd" in metric:
+        return f"{x:{sign},.4f} $"
+    if metric.startswith("latency_s"):
+        return f"{x:{sign}.3f} s"
+    return f"{x:{sign},.4g}"
+
+
+def _interval(metric: str, lo: float, hi: float, signed: bool = False) -> str:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "—"
+    return f"[{fmt(metric, lo, signed)}, {fmt(metric, hi, signed)}]"
+
+
+def _baseline(exp: Experiment) -> str | None:
+    """The configuration runs are paired against: the manifest's baseline policy, when it names one."""
+    base = exp.manifest.get("baseline")
+    configs = exp.results.loc[exp.results["policy"] == base, "config"].unique() if base else []
+    if len(configs) == 1:
+        return str(configs[0])
+    if base and base in set(exp.results["config"]):
+        return str(base)
+    if base:
+        exp.notes.append(f"Baseline {base!r} matches {len(configs)} configurations; no paired differences.")
+    return None
+
+
+def comparison(exp: Experiment) -> tuple[pd.DataFrame, Section]:
+    base = _baseline(exp)
+    table = compare_table(exp.results, METRICS, base, group="config", level=LEVEL)
+    rows = [[r.config, r.metric, str(r.n), fmt(r.metric, r.mean), _interval(r.metric, r.ci_lo, r.ci_hi),
+             fmt(r.metric, r.diff_vs_baseline, signed=True), _interval(r.metric, r.diff_ci_lo, r.diff_ci_hi, signed=True),
+             str(r.pairs)] for r in table.itertuples()]
+    paragraphs = [PAIRING_NOTE, f"Baseline: {base}." if base else "No baseline: no paired differences."]
+    if (table["n"] == 1).any():
+        paragraphs.append("n = 1 (one seed): no interval can be estimated; shown as —.")
+    headers = ["configuration", "metric", "n", "mean", "95 % CI", "diff vs baseline", "diff 95 % CI", "pairs"]
+    return table, Section("Comparison", paragraphs, [Table(headers, rows)])
+
+
+def aiq_table(exp: Experiment) -> tuple[pd.DataFrame, Section]:
+    """AIQ per policy family over its own and over the common cost range, and accuracy at the baseline's
+    mean spend (interpolated on the family's configurations; — outside its measured range)."""
+    pts = exp.results.groupby(["family", "config"], sort=False)[[F.COST, F.ACCURACY]].mean().reset_index()
+    common = (float(pts[F.COST].min()), float(pts[F.COST].max()))
+    base = _baseline(exp)
+    spend = float(exp.results.loc[exp.results["config"] == base, F.COST].mean()) if base else float("nan")
+    rows = []
+    for fam, g in pts.groupby("family", sort=False):
+        rows.append({"policy": fam, "points": len(g), "aiq": aiq(g[F.COST], g[F.ACCURACY]),
+                     "aiq_common_range": aiq(g[F.COST], g[F.ACCURACY], cost_range=common),
+                     "accuracy_at_baseline_spend": accuracy_at_spend(g[F.COST], g[F.ACCURACY], spend)})
+    df = pd.DataFrame(rows)
+    text = [("AIQ (RouterBench): mean accuracy along the policy's non-decreasing convex hull of (mean cost, "
+             "mean accuracy) points, over its own cost range and over the range common to all policies "
+             f"({fmt('usd', common[0])} to {fmt('usd', common[1])}; zero below a policy's cheapest point). "
+             "A policy with one configuration has one point.")]
+    if base:
+        text.append(f"Accuracy at the baseline's spend ({fmt('usd', spend)}) is interpolated between a policy's "
+                    "configurations; — when that spend is outside them.")
+    t = Table(["policy", "points", "AIQ", "AIQ (common range)", "accuracy at baseline spend"],
+              [[str(r["policy"]), str(r["points"]), fmt("accuracy", r["aiq"]), fmt("accuracy", r["aiq_common_range"]),
+                fmt("accuracy", r["accuracy_at_baseline_spend"])] for r in rows])
+    return df, Section("AIQ (area under the cost–accuracy frontier)", text, [t])
+
+
+def matched_section(exp: Experiment) -> Section | None:
+    m = exp.matched_spend
+    if m is None or m.empty:
+        return None
+    cols = [c for c in ("policy", "seed", "knob", "knob_value", "spend_usd", "target_spend_usd", "accuracy",
+                        "reached", "note") if c in m.columns]
+    rows = [[fmt(c, r[c]) if c in ("spend_usd", "target_spend_usd", "accuracy") else
+             ("—" if pd.isna(r[c]) else str(r[c])) for c in cols] for _, r in m.iterrows()]
+    text = [f"Each policy's knob was searched so its spend matches the target ({exp.manifest.get('match_spend')})"
+            "; rows with reached = False could not hit the target within tolerance and are not comparable."]
+    return Section("Matched spend", text, [Table(cols, rows)])
+
+
+def _figure(name: str, title: str, make: Callable[[], F.Figure], suffix: str = "") -> FigureItem:
+    try:
+        fig, caption = make()
+    except F.FigureSkipped as exc:
+        return FigureItem(name, title, str(exc))
+    return FigureItem(name, title, caption + suffix, fig)
+
+
+def figure_items(exp: Experiment) -> list[FigureItem]:
+    res, runs = exp.results, exp.runs
+    shown = "; ".join(f"{c}: seed {s}" for c, s in exp.picked.items())
+    per_run = f" Runs shown (lowest seed per configuration): {shown}."
+    items = [_figure("frontier", "Cost–accuracy frontier", lambda: F.frontier(res))]
+    for i, (col, label) in enumerate(F.controllability_columns(res)):
+        items.append(_figure(f"versus-{i}", f"Accuracy and cost vs {label}",
+                             lambda c=col, lab=label: F.versus_param(res, c, lab)))
+    items += [
+        _figure("share-by-difficulty", "Routing share by difficulty",
+                lambda: F.share_by_difficulty(runs["requests"]), per_run),
+        _figure("latency-cdf", "Latency distributions", lambda: F.latency_cdfs(runs["requests"]), per_run),
+        _figure("budget-spend", "Spend per batch against the budget",
+                lambda: F.budget_spend(runs["batches"]), per_run),
+    ]
+    for i, (config, occ) in enumerate(runs["occupancy"].items()):
+        items.append(_figure(f"occupancy-{i}", f"Utilisation and queues — {config}",
+                             lambda c=config, o=occ: F.occupancy(c, o), f" Seed {exp.picked[config]}."))
+    return items
+
+
+def reproducibility(exp: Experiment) -> Section:
+    m = exp.manifest
+    rows = [["kind", exp.kind], ["command", str(m.get("command") or "—")],
+            ["llmsim version", str(m.get("llmsim_version") or "—")], ["scenario", str(m.get("scenario") or "—")],
+            ["seeds", ", ".join(map(str, m.get("seeds") or sorted(exp.results["seed"].unique())))],
+            ["policies", ", ".join(map(str, m.get("policies") or exp.results["policy"].unique()))],
+            ["baseline", str(m.get("baseline") or "—")], ["match spend", str(m.get("match_spend") or "—")]]
+    rows += [[f"grid: {k}", ", ".join(map(str, v))] for k, v in (m.get("grid") or {}).items()]
+    return Section("Reproducibility", ["Rerun the command to regenerate every run of this folder."],
+                   [Table(["field", "value"], rows)])
+
+
+def build_document(exp: Experiment) -> tuple[Document, dict[str, pd.DataFrame]]:
+    sections = [reproducibility(exp)]
+    if exp.summary is not None:
+        sections.append(Section("Summary", [], [Table(["metric", "value"],
+                                                      [[k.strip(), v] for k, v in summary_rows(exp.summary)])]))
+    comp, comp_section = comparison(exp)
+    aiq_df, aiq_section = aiq_table(exp)
+    sections += [comp_section, *filter(None, [matched_section(exp)]), aiq_section]
+    sections.append(Section("Figures", [], [], figure_items(exp)))
+    if exp.notes:
+        sections.append(Section("Notes", list(dict.fromkeys(exp.notes))))
+    title = f"llmsim {exp.kind} report — {exp.manifest.get('scenario') or exp.folder.name}"
+    return Document(title, sections), {"comparison.csv": comp, "aiq.csv": aiq_df}
+
+
+def write_report(folder: Path) -> list[Path]:
+    """Write report.html, report.md, comparison.csv and aiq.csv into ``folder``; return their paths."""
+    folder = Path(folder)
+    doc, tables = build_document(load(folder))
+    contents = {"report.html": render_html(doc), "report.md": render_markdown(doc)}
+    contents.update({name: df.to_csv(index=False) for name, df in tables.items()})
+    written = []
+    for name, text in contents.items():
+        tmp = folder / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, folder / name)
+        written.append(folder / name)
+    return written
