@@ -6,29 +6,84 @@ between sections, GPU inventory, memory fit of every deployment, policy names an
 
 from __future__ import annotations
 
+import functools
+import math
+import os
+import reprlib
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from policies import PolicyError, available_policies, make_policy
+import numpy as np
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from policies import PolicyError, available_policies, make_policy, policy_class, policy_parameters
 from sim.config.schema import (
     COEFFICIENTS,
+    BatchArrivals,
     DatasetPool,
     Deployment,
+    DiurnalModulation,
+    GammaArrivals,
     GPUType,
     LatencySpec,
     ModelSpec,
+    PoissonArrivals,
+    PredictorSpec,
+    Router,
     Scenario,
     SyntheticPool,
     TraceArrivals,
 )
 from sim.engine.latency import LatencyProfile
 from sim.errors import ScenarioError, format_path
-from sim.predictors.registry import PREDICTORS, make_predictor
+from sim.predictors.registry import (
+    PREDICTORS,
+    available_predictors,
+    make_predictor,
+    predictor_parameters,
+    validate_predictor_params,
+)
 from sim.profiles import builtin_profile
 from sim.rng import stream
+from sim.workload import arrivals as arr_mod
 
 GIB = 2**30
+
+#: Longest simulated span accepted (s). float64 timestamps near 1e9 s are spaced ~1.2e-7 s apart, so
+#: latencies keep sub-microsecond resolution; far beyond it ``now + x`` loses x (a 1e300 s window made
+#: every request start, emit its first token and finish at one instant).
+MAX_HORIZON_S = 1e9
+#: Every positive time step (window, batch interval, sampling period, one-token service time) must be
+#: at least horizon × this: then it spans thousands of float64 steps of the clock (eps = 2.2e-16), so
+#: adding it to the clock keeps its value to better than 0.1 %.
+MIN_STEP_PER_HORIZON = 1e-12
+#: Occupancy samples a run may record (the runner enforces the same limit on the built workload).
+MAX_SAMPLES = 1_000_000
+#: Rough memory per simulated query: arrival, token and cost arrays, the query set, predictions and
+#: the recorder's row (measured: ~1.2 kB per query with 4 models on the quickstart scenario).
+BYTES_PER_QUERY = 600
+BYTES_PER_QUERY_MODEL = 150
+#: Hard cap of the estimated footprint, whatever the machine (bytes).
+MAX_FOOTPRINT_BYTES = 256 * GIB
+#: Largest integer accepted in free-form parameters (numpy's int64).
+MAX_INT = 2**63 - 1
+
+_short = reprlib.Repr()
+_short.maxstring, _short.maxother, _short.maxlevel = 60, 60, 3
+_short.maxlist = _short.maxdict = _short.maxtuple = _short.maxset = 6
+
+
+def short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, without building the whole repr first (an
+    echoed YAML alias bomb once gave a 5.5 MB error message)."""
+    return clip(_short.repr(value), limit)
+
+
+def clip(text: str, limit: int = 300) -> str:
+    """``text`` cut to ``limit`` characters (for messages that embed another message)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 Locate = Callable[[tuple[Any, ...]], "int | None"]
 
@@ -69,9 +124,10 @@ def resolve_path(path: str, base_dir: Path | None) -> Path:
 def check_scenario(
     sc: Scenario, *, file: str | Path, base_dir: Path | None, locate: Locate | None = None
 ) -> None:
-    """Raise :class:`ScenarioError` naming the first inconsistency found."""
+    """Raise :class:`ScenarioError` naming the first inconsistency found. Every check that needs only
+    the scenario (no trace or dataset contents) lives here, so ``llmsim validate`` and ``run`` agree."""
 
-    def fail(loc: tuple[Any, ...], msg: str) -> None:
+    def fail(loc: tuple[Any, ...], msg: str) -> NoReturn:
         line = locate(loc) if locate else None
         where = (f"line {line}: " if line else "") + format_path(loc)
         raise ScenarioError(msg, file=file, where=where)
@@ -151,22 +207,105 @@ def check_scenario(
         if pool.kind not in LOADERS:
             fail(("workload", "pool", "kind"), f"unknown dataset kind {pool.kind!r}; valid kinds: {', '.join(sorted(LOADERS))}")
 
-    r = sc.router
+    _check_predictor(sc.router.predictor, fail)
+    _check_policy(sc.router, fail)
+    _check_horizon(sc, fail)
+    _check_footprint(sc, fail)
 
-    if r.predictor.name not in PREDICTORS:
+
+Fail = Callable[[tuple[Any, ...], str], NoReturn]
+
+
+def predictor_accepts(name: Any) -> set[str] | None:
+    """Parameter names predictor ``name`` accepts (None: not a known predictor)."""
+    return set(predictor_parameters(name)) if isinstance(name, str) and name in PREDICTORS else None
+
+
+def policy_accepts(name: Any) -> set[str] | None:
+    """Parameter names policy ``name`` accepts (None: not a known policy)."""
+    return set(policy_parameters(name)) if isinstance(name, str) and name in available_policies() else None
+
+
+def _check_finite(value: Any, loc: tuple[Any, ...], fail: Fail) -> None:
+    """No inf/NaN and no integer beyond int64 anywhere in a free-form parameter block."""
+    if isinstance(value, float) and not math.isfinite(value):
+        fail(loc, f"expected a finite number, got {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        fail(loc, f"integer too large (|x| must be at most 2**63-1), got {short(value)}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, (*loc, k), fail)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, (*loc, i), fail)
+
+
+@functools.cache
+def _policy_adapters(name: str) -> dict[str, TypeAdapter[Any]]:
+    """A strict validator per annotated parameter of policy ``name``'s constructor (floats finite)."""
+    init = policy_class(name).__init__
+    try:
+        hints = typing.get_type_hints(init)
+    except Exception:  # an annotation that cannot be resolved: nothing to check against
+        return {}
+    config = ConfigDict(strict=True, allow_inf_nan=False, arbitrary_types_allowed=True)
+    out: dict[str, TypeAdapter[Any]] = {}
+    for param in policy_parameters(name):
+        if param in hints and param != "rng":
+            try:
+                out[param] = TypeAdapter(hints[param], config=config)
+            except Exception:  # a type pydantic cannot validate: left to the policy itself
+                continue
+    return out
+
+
+def _check_policy_types(name: str, params: dict[str, Any], fail: Fail) -> None:
+    """Values of policy parameters against the constructor's annotations (``alpha: .inf``,
+    ``lam: "abc"``, ``best_effort: "yes"`` are errors naming the key); ranges stay the policy's job."""
+    adapters = _policy_adapters(name)
+    for key, value in params.items():
+        if key not in adapters:
+            continue
+        try:
+            adapters[key].validate_python(value)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            fail(("router", "params", key),
+                 f"policy {name!r} parameter {key}: {err['msg']} (got {short(value)})")
+
+
+def _check_predictor(spec: PredictorSpec, fail: Fail) -> None:
+    """The predictor exists and its parameters match its typed model (names, types, ranges)."""
+    if spec.name not in PREDICTORS:
         fail(("router", "predictor", "name"),
-             f"unknown predictor {r.predictor.name!r}; valid predictors: {', '.join(sorted(PREDICTORS))}")
-    try:  # constructing a predictor checks its parameters; no draws are made
-        make_predictor(r.predictor.name, stream(0, "validation"), **r.predictor.params)
+             f"unknown predictor {short(spec.name)}; valid predictors: {', '.join(available_predictors())}")
+    try:
+        params = validate_predictor_params(spec.name, spec.params)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = err["loc"][0] if err["loc"] else None
+        loc = ("router", "predictor", "params") + ((key,) if key is not None else ())
+        accepted = ", ".join(predictor_parameters(spec.name)) or "(none)"
+        what = "unknown parameter" if err["type"] == "extra_forbidden" else err["msg"]
+        fail(loc, f"predictor {spec.name!r}: {what} (got {short(err.get('input'))}); accepts: {accepted}")
+        return
+    try:  # constructing a predictor runs its own checks; no draws are made
+        make_predictor(spec.name, stream(0, "validation"), **params)
     except (TypeError, ValueError) as exc:
-        fail(("router", "predictor", "params"),
-             f"predictor {r.predictor.name!r} rejects its parameters {r.predictor.params}: {exc}")
+        fail(("router", "predictor", "params"), f"predictor {spec.name!r} rejects its parameters: {clip(str(exc))}")
+
+
+def _check_policy(r: Router, fail: Fail) -> None:
+    """Policy name, parameter names, value types (from the policy's signature) and cross-field rules."""
+    _check_finite(r.params, ("router", "params"), fail)
     if "rng" in r.params:
         fail(("router", "params", "rng"), "not settable in a scenario: the simulator derives it from the seed")
     if "seed" in r.params and not isinstance(r.params["seed"], int):
-        fail(("router", "params", "seed"), f"expected an integer (a fixed seed keeps runs reproducible), got {r.params['seed']!r}")
+        fail(("router", "params", "seed"),
+             f"expected an integer (a fixed seed keeps runs reproducible), got {short(r.params['seed'])}")
     if r.policy not in available_policies():
-        fail(("router", "policy"), f"unknown policy {r.policy!r}; valid names: {', '.join(available_policies())}")
+        fail(("router", "policy"), f"unknown policy {short(r.policy)}; valid names: {', '.join(available_policies())}")
+    _check_policy_types(r.policy, r.params, fail)
     if r.budget_per_query is not None and r.min_quality is not None and r.policy in (
         "lagrangian", "min_cost_flow", "robust"
     ):
@@ -176,4 +315,99 @@ def check_scenario(
     try:
         make_policy(r.policy, **r.params)
     except PolicyError as exc:
-        fail(("router", "params"), str(exc))
+        fail(("router", "params"), clip(str(exc)))
+
+
+def _arrival_span(sc: Scenario) -> tuple[float, tuple[Any, ...]] | None:
+    """Expected seconds of arrivals and the field that sets them (None: a trace without duration_s)."""
+    a = sc.workload.arrivals
+    spans: list[tuple[float, tuple[Any, ...]]] = []
+    if sc.duration_s is not None:
+        spans.append((sc.duration_s, ("duration_s",)))
+    n = sc.num_queries
+    if n is not None and isinstance(a, BatchArrivals):
+        spans.append(((math.ceil(n / a.batch_size) - 1) * a.interval_s, ("num_queries",)))
+    elif n is not None and isinstance(a, (PoissonArrivals, GammaArrivals)):
+        work = n / a.rate  # in "operational time" of a modulated process
+        if a.modulation is not None:
+            m = a.modulation
+            profile: arr_mod.Profile = (
+                arr_mod.DiurnalProfile(amplitude=m.amplitude, period_s=m.period_s, phase=m.phase)
+                if isinstance(m, DiurnalModulation) else arr_mod.piecewise(m.steps)
+            )
+            work = float(profile.inverse(np.array([work]))[0])  # inf: the profile stops first (the generator says so)
+        if math.isfinite(work):
+            spans.append((work, ("num_queries",)))
+    return min(spans, key=lambda x: x[0]) if spans else None
+
+
+def _check_horizon(sc: Scenario, fail: Fail) -> None:
+    """The simulated span stays within :data:`MAX_HORIZON_S`, and no positive time step is so small next
+    to it that adding it to the clock rounds it away (see :data:`MIN_STEP_PER_HORIZON`)."""
+    found = _arrival_span(sc)
+    if found is None:
+        return
+    span, field = found
+    horizon = span + sc.router.window_s
+    if horizon > MAX_HORIZON_S:
+        fail(field, f"the run would span about {horizon:.3g} s of simulated time; at most {MAX_HORIZON_S:g} s "
+             "(beyond it float64 timestamps lose sub-microsecond resolution)")
+    floor = horizon * MIN_STEP_PER_HORIZON
+    steps: list[tuple[float, tuple[Any, ...]]] = [(sc.router.window_s, ("router", "window_s"))]
+    if isinstance(sc.workload.arrivals, BatchArrivals):
+        steps.append((sc.workload.arrivals.interval_s, ("workload", "arrivals", "interval_s")))
+    if sc.outputs.sample_interval_s is not None:
+        steps.append((sc.outputs.sample_interval_s, ("outputs", "sample_interval_s")))
+    models = {m.name: m for m in sc.models}
+    for i, d in enumerate(sc.deployments):
+        p = profile_for(models[d.model], d)
+        one_token = sum(getattr(p, f) for f in COEFFICIENTS)  # prefill 1 token + decode 1 seq, 1 ctx
+        steps.append((one_token, ("deployments", i)))
+    for value, loc in steps:
+        if 0 < value < floor:
+            fail(loc, f"{value:g} s is too small next to the run's span of {horizon:.3g} s (at least "
+                 f"{floor:.3g} s, span × {MIN_STEP_PER_HORIZON:g}, or the clock's rounding swallows it)")
+    interval = sc.outputs.sample_interval_s
+    if interval is not None and horizon / interval > MAX_SAMPLES:
+        fail(("outputs", "sample_interval_s"),
+             f"{horizon / interval:,.0f} occupancy samples over {horizon:.3g} s; at most {MAX_SAMPLES:,} "
+             "(raise sample_interval_s)")
+
+
+def _expected_arrivals(sc: Scenario) -> tuple[float, tuple[Any, ...]] | None:
+    """Expected number of arrivals (at the modulation's peak rate, to be safe) and the field driving it."""
+    a = sc.workload.arrivals
+    counts: list[tuple[float, tuple[Any, ...]]] = []
+    if sc.num_queries is not None:
+        counts.append((float(sc.num_queries), ("num_queries",)))
+    if sc.duration_s is not None and isinstance(a, (PoissonArrivals, GammaArrivals)):
+        m = a.modulation
+        peak = 1.0 if m is None else (1.0 + m.amplitude if isinstance(m, DiurnalModulation)
+                                      else max(x for _, x in m.steps))
+        counts.append((a.rate * peak * sc.duration_s, ("duration_s",)))
+    elif sc.duration_s is not None and isinstance(a, BatchArrivals):
+        counts.append((a.batch_size * (sc.duration_s / a.interval_s + 1), ("duration_s",)))
+    return min(counts, key=lambda x: x[0]) if counts else None
+
+
+def memory_limit_bytes() -> int:
+    """Half the machine's physical memory, at most :data:`MAX_FOOTPRINT_BYTES` (16 GiB if unknown)."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        physical = 32 * GIB
+    return int(min(physical // 2, MAX_FOOTPRINT_BYTES))
+
+
+def _check_footprint(sc: Scenario, fail: Fail) -> None:
+    """Refuse a run whose arrays cannot fit in memory, before minutes of work end in a MemoryError."""
+    found = _expected_arrivals(sc)
+    if found is None:
+        return
+    n, field = found
+    need = n * (BYTES_PER_QUERY + BYTES_PER_QUERY_MODEL * len(sc.models))
+    limit = memory_limit_bytes()
+    if need > limit:
+        fail(field, f"about {n:.3g} arrivals would need ~{need / 1e9:.3g} GB of memory "
+             f"({need / n:.0f} bytes per query with {len(sc.models)} models); the limit here is "
+             f"{limit / 1e9:.3g} GB (half the physical memory, at most {MAX_FOOTPRINT_BYTES / 1e9:.0f} GB)")

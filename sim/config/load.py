@@ -1,7 +1,9 @@
 """Load a scenario YAML file into a validated :class:`Scenario`, or fail with one clear message.
 
 Errors name the file, the YAML line and the field path (``deployments[1].tp``) and say what was
-expected. Line numbers come from composing the YAML node tree alongside the plain load.
+expected. Line numbers come from the composed YAML node tree, which is then constructed into plain data
+by the same :class:`ScenarioLoader` (a SafeLoader that also refuses duplicate keys, deep nesting and
+alias bombs).
 """
 
 from __future__ import annotations
@@ -12,12 +14,125 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from sim.config.checks import check_scenario, resolve_path
+from sim.config.checks import (
+    check_scenario,
+    clip,
+    policy_accepts,
+    predictor_accepts,
+    resolve_path,
+    short,
+)
 from sim.config.prices import resolve_prices
 from sim.config.schema import Scenario
-from sim.errors import InputError, format_path
+from sim.errors import InputError, format_path, warn_input
 
 MAX_LISTED_ERRORS = 5
+#: Deepest YAML nesting accepted: a scenario needs about 6 levels; hundreds would exhaust the recursion
+#: of the composer and of pydantic.
+MAX_DEPTH = 50
+#: Most YAML nodes a document may expand to once aliases are followed (a scenario has a few thousand;
+#: a "billion laughs" alias bomb has 10⁹ and would hang validation and flood error messages).
+MAX_EXPANDED_NODES = 200_000
+
+
+class ScenarioLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses what the plain one silently accepts or crashes on:
+
+    * a key repeated in one mapping (PyYAML keeps the last one, so a second ``router:`` would replace
+      the whole block unseen): the error names both lines;
+    * nesting deeper than :data:`MAX_DEPTH` (the composer recurses per level: ``RecursionError``).
+    Alias bombs and recursive aliases are caught on the composed tree by :func:`compose_checked`.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, f"nesting deeper than {MAX_DEPTH} levels", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        if isinstance(node, yaml.MappingNode):
+            for key, _ in node.value:
+                if key.tag == "tag:yaml.org,2002:merge" or not isinstance(key, yaml.ScalarNode):
+                    continue
+                if key.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        f"key {short(key.value)} first given on line {seen[key.value].start_mark.line + 1}",
+                        seen[key.value].start_mark,
+                        f"duplicate key {short(key.value)} (a repeated key would silently replace the "
+                        "first)",
+                        key.start_mark,
+                    )
+                seen[key.value] = key
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Nodes of ``root`` once every alias is expanded, stopping past :data:`MAX_EXPANDED_NODES`.
+
+    Memoised per node (aliases share node objects), so a bomb is measured without being expanded; a
+    node met again while its own size is being computed is a recursive alias."""
+    size: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if done:
+            active.discard(id(node))
+            size[id(node)] = min(1 + sum(size[id(c)] for c in children), MAX_EXPANDED_NODES + 1)
+            continue
+        if id(node) in size:
+            continue
+        if id(node) in active:
+            raise yaml.composer.ComposerError(None, None, "recursive alias (a node containing itself)",
+                                              node.start_mark)
+        active.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+    return size[id(root)]
+
+
+def compose_checked(text: str) -> tuple[yaml.Node | None, Any]:
+    """The composed node tree of one YAML document and the data constructed from it (one parse)."""
+    loader = ScenarioLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        if _expanded_size(root) > MAX_EXPANDED_NODES:
+            raise yaml.composer.ComposerError(
+                None, None,
+                f"the document expands to more than {MAX_EXPANDED_NODES:,} nodes once aliases are followed "
+                "(an alias bomb?)", root.start_mark,
+            )
+        return root, loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
+def _yaml_error(exc: yaml.YAMLError, file: str | Path, what: str = "not valid YAML") -> InputError:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        context = f" ({exc.context})" if exc.context and exc.problem else ""
+        return InputError(f"{what}: {exc.problem or exc}{context}", file=file, where=where)
+    return InputError(f"{what}: {clip(str(exc), 200)}", file=file)
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -44,10 +159,7 @@ def _pydantic_message(err: dict[str, Any]) -> str:
     if err.get("type") == "missing":
         return "required field is missing"
     if "input" in err and err.get("type") not in ("model_type", "dict_type"):
-        shown = repr(err["input"])
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
-        msg += f" (got {shown})"
+        msg += f" (got {short(err['input'])})"
     return msg
 
 
@@ -73,33 +185,69 @@ def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def apply_overrides(data: Any, sets: list[str], file: str | Path) -> Any:
-    """Apply ``--set a.b.c=value`` overrides (value parsed as YAML) to the loaded scenario data."""
-    for item in sets:
-        if "=" not in item:
-            raise InputError(f"--set expects KEY.PATH=VALUE, got {item!r}")
-        key, raw = item.split("=", 1)
-        node: Any = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            elif isinstance(node, dict):
-                node = node.setdefault(part, {})
-            else:
-                raise InputError(f"--set {key}: {part!r} does not name a mapping key or list index", file=file)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise InputError(f"--set {key}: value {raw!r} is not valid YAML") from None
-        last = parts[-1]
-        if isinstance(node, list) and last.isdigit() and int(last) < len(node):
-            node[int(last)] = value
+def _set_one(data: Any, item: str, file: str | Path) -> str:
+    """Apply one ``KEY.PATH=VALUE`` override to ``data``; return the key path."""
+    if "=" not in item:
+        raise InputError(f"--set expects KEY.PATH=VALUE, got {short(item)}")
+    key, raw = item.split("=", 1)
+    node: Any = data
+    parts = key.split(".")
+    if not all(parts):
+        raise InputError(f"--set {short(key)}: empty segment in the key path", file=file)
+    for part in parts[:-1]:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
         elif isinstance(node, dict):
-            node[last] = value
+            node = node.setdefault(part, {})
         else:
-            raise InputError(f"--set {key}: cannot set {last!r} here", file=file)
+            raise InputError(f"--set {short(key)}: {short(part)} does not name a mapping key or list index",
+                             file=file)
+    try:
+        _, value = compose_checked(raw)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, "--set", f"{short(key)}: value {short(raw)} is not valid YAML") from None
+    last = parts[-1]
+    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        node[int(last)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise InputError(f"--set {short(key)}: cannot set {short(last)} here", file=file)
+    return key
+
+
+def apply_overrides(data: Any, sets: list[str], file: str | Path) -> Any:
+    """Apply ``--set a.b.c=value`` overrides (value parsed as YAML) to the loaded scenario data.
+
+    When an override swaps the policy or the predictor and no override sets that block's parameters,
+    parameters the new one does not take are dropped with a warning (the old one's ``k: 16`` would
+    otherwise make ``--set router.predictor.name=task_mean`` fail), as ``--policy`` already resets them.
+    """
+    keys = [_set_one(data, item, file) for item in sets]
+    router = data.get("router") if isinstance(data, dict) else None
+    if not isinstance(router, dict):
+        return data
+    predictor = router.get("predictor")
+    if "router.policy" in keys and not any(k.startswith("router.params") for k in keys):
+        _drop_unaccepted(router, "params", policy_accepts(router.get("policy")), "router.params", file)
+    if "router.predictor.name" in keys and isinstance(predictor, dict) and not any(
+        k.startswith("router.predictor.params") for k in keys
+    ):
+        _drop_unaccepted(predictor, "params", predictor_accepts(predictor.get("name")),
+                         "router.predictor.params", file)
     return data
+
+
+def _drop_unaccepted(block: dict[str, Any], key: str, accepted: set[str] | None, where: str,
+                     file: str | Path) -> None:
+    params = block.get(key)
+    if accepted is None or not isinstance(params, dict):
+        return  # unknown name or malformed params: validation reports it
+    dropped = sorted(str(k) for k in params if k not in accepted)
+    if dropped:
+        block[key] = {k: v for k, v in params.items() if k in accepted}
+        warn_input(f"dropped {', '.join(short(k) for k in dropped)}: not accepted after --set changed the "
+                   "name (set them anew with --set)", file=file, where=where)
 
 
 def parse_scenario(
@@ -111,14 +259,11 @@ def parse_scenario(
     """Validate YAML ``text`` with ``--set`` ``overrides`` applied; ``file`` is used in messages (with the
     line numbers of ``text``), ``base_dir`` resolves relative data paths."""
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
-        raise InputError(f"not valid YAML: {exc.problem or exc}", file=file, where=where) from None
+        root, data = compose_checked(text)
     except yaml.YAMLError as exc:
-        raise InputError(f"not valid YAML: {exc}", file=file) from None
+        raise _yaml_error(exc, file) from None
+    except RecursionError:  # belt and braces: MAX_DEPTH should stop nesting long before
+        raise InputError("not valid YAML: nested too deeply", file=file) from None
     if not isinstance(data, dict):
         raise InputError("expected a mapping of scenario fields at the top level", file=file, where="line 1")
     if overrides:
@@ -126,19 +271,27 @@ def parse_scenario(
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
-        lines = []
-        for err in errors[:MAX_LISTED_ERRORS]:
-            loc = _clean_loc(tuple(err["loc"]), data)
-            line = _line_of(root, loc)
-            where = f"line {line}: " if line else ""
-            lines.append(f"{where}{format_path(loc)}: {_pydantic_message(dict(err))}")
-        more = f"\n  (and {len(errors) - MAX_LISTED_ERRORS} more)" if len(errors) > MAX_LISTED_ERRORS else ""
-        head = lines[0] if len(lines) == 1 else "invalid scenario:\n  " + "\n  ".join(lines)
-        raise InputError(head + more, file=file) from None
+        raise _validation_error(exc, data, root, file) from None
+    except RecursionError:
+        raise InputError("the scenario is nested too deeply to validate", file=file) from None
     check_scenario(scenario, file=file, base_dir=base_dir, locate=lambda loc: _line_of(root, loc))
     scenario = resolve_prices(scenario, file, base_dir)
     return _absolute_paths(scenario, base_dir)
+
+
+def _validation_error(exc: ValidationError, data: Any, root: yaml.Node | None, file: str | Path) -> InputError:
+    """One message listing the first few schema errors, each with its YAML line and field path."""
+    errors = exc.errors()
+    lines = []
+    for err in errors[:MAX_LISTED_ERRORS]:
+        loc = _clean_loc(tuple(err["loc"]), data)
+        line = _line_of(root, loc)
+        where = f"line {line}: " if line else ""
+        shown = tuple(clip(p, 60) if isinstance(p, str) else p for p in loc)  # an unknown key may be huge
+        lines.append(f"{where}{format_path(shown)}: {_pydantic_message(dict(err))}")
+    more = f"\n  (and {len(errors) - MAX_LISTED_ERRORS} more)" if len(errors) > MAX_LISTED_ERRORS else ""
+    head = lines[0] if len(lines) == 1 else "invalid scenario:\n  " + "\n  ".join(lines)
+    return InputError(head + more, file=file)
 
 
 def _absolute_paths(sc: Scenario, base_dir: Path | None) -> Scenario:
@@ -166,9 +319,16 @@ def read_scenario_text(path: str | Path) -> str:
     if p.is_dir():
         raise InputError("expected a scenario YAML file, got a directory", file=p)
     try:
-        return p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the file: {exc}", file=p) from None
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the file: {exc.strerror or exc}", file=p) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8",
+                         file=p, where=f"line {line}") from None
+    return text.removeprefix("\ufeff")  # a byte-order mark is legal UTF-8 but not part of the YAML
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -25,9 +25,12 @@ Weights are the similarities (``weighted=True``, neighbours with similarity <= 0
 
 from __future__ import annotations
 
+from typing import Annotated, ClassVar, Literal
+
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
 
 from sim.predictors.base import Prediction, Predictor
 from sim.predictors.embed import Embedder, make_embedder
@@ -35,10 +38,28 @@ from sim.predictors.task_mean import TaskMean
 from sim.workload.queryset import QuerySet
 
 
+class KNNParams(BaseModel):
+    """Scenario parameters of ``knn`` (strict types, finite numbers, checked at load time)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
+    k: Annotated[int, Field(ge=1, le=10_000)] = Field(16, description="Neighbours per query.")
+    embedding: Literal["tfidf", "hashed"] = Field("tfidf", description="Prompt embedding (sim.predictors.embed).")
+    weighted: bool = Field(True, description="Weight neighbours by similarity (else uniformly).")
+    prior_weight: Annotated[float, Field(ge=0, le=1e6)] | Literal["auto"] = Field(
+        "auto", description="Pseudo-neighbours of the prior, or 'auto' (tuned by leave-one-out Brier score)."
+    )
+    prior: Literal["task", "global"] = Field("task", description="Shrink towards the task mean or the global mean.")
+    chunk: Annotated[int, Field(ge=1, le=100_000)] = Field(512, description="Queries per similarity block.")
+    tune_size: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        2000, description="Training queries used to tune prior_weight='auto'."
+    )
+
+
 class KNN(Predictor):
     """k-nearest-neighbour quality/length predictor over prompt embeddings (needs ``qs.prompts``)."""
 
     name = "knn"
+    Params: ClassVar[type[BaseModel]] = KNNParams
     PRIOR_WEIGHT_GRID = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 
     def __init__(

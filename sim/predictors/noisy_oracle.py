@@ -7,10 +7,25 @@ noise). Because the noise level is known, ``quality_std = noise`` is exactly cal
 
 from __future__ import annotations
 
+from typing import Annotated, ClassVar
+
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from sim.predictors.base import Prediction, Predictor, true_quality
 from sim.workload.queryset import QuerySet
+
+
+class NoisyOracleParams(BaseModel):
+    """Scenario parameters of ``noisy_oracle`` (strict types, finite numbers, checked at load time)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
+    noise: Annotated[float, Field(ge=0, le=10)] = Field(
+        0.1, description="Standard deviation of the Gaussian noise on quality (quality is in [0, 1])."
+    )
+    token_noise: Annotated[float, Field(ge=0, le=10)] = Field(
+        0.0, description="Lognormal sigma of the noise factor on output tokens."
+    )
 
 
 class NoisyOracle(Predictor):
@@ -21,6 +36,7 @@ class NoisyOracle(Predictor):
     """
 
     name = "noisy_oracle"
+    Params: ClassVar[type[BaseModel]] = NoisyOracleParams
 
     def __init__(self, rng: np.random.Generator, noise: float = 0.1, token_noise: float = 0.0) -> None:
         super().__init__()

@@ -7,11 +7,20 @@ encode tasks differently; a task unseen in training falls back to the model's ov
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict
 
 from sim.predictors.base import Prediction, Predictor, binomial_se
 from sim.workload.queryset import QuerySet
+
+
+class TaskMeanParams(BaseModel):
+    """``task_mean`` takes no scenario parameters."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
 
 
 class TaskMean(Predictor):
@@ -19,6 +28,7 @@ class TaskMean(Predictor):
     output tokens = per-task per-model training mean."""
 
     name = "task_mean"
+    Params: ClassVar[type[BaseModel]] = TaskMeanParams
 
     def __init__(self, rng: np.random.Generator | None = None) -> None:
         super().__init__()
