@@ -62,9 +62,9 @@ MIN_STEP_PER_HORIZON = 1e-12
 #: Occupancy samples a run may record (the runner enforces the same limit on the built workload).
 MAX_SAMPLES = 1_000_000
 #: Rough memory per simulated query: arrival, token and cost arrays, the query set, predictions and
-#: the recorder's row (measured: ~1.2 kB per query with 4 models on the quickstart scenario).
-BYTES_PER_QUERY = 600
-BYTES_PER_QUERY_MODEL = 150
+#: the recorder's row (measured peak RSS growth, run and run folder included: ~1.1 kB per query with 2 models).
+BYTES_PER_QUERY = 1000
+BYTES_PER_QUERY_MODEL = 100
 #: Hard cap of the estimated footprint, whatever the machine (bytes).
 MAX_FOOTPRINT_BYTES = 256 * GIB
 #: Largest integer accepted in free-form parameters (numpy's int64).

@@ -8,6 +8,7 @@ alias bombs).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,15 @@ class ScenarioLoader(yaml.SafeLoader):
                     )
                 seen[key.value] = key
         return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+
+# PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent: ``1e-4`` and ``1.0e5`` are
+# strings. With strict types a string is never a number, so accept YAML 1.2's exponent forms too.
+ScenarioLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def _expanded_size(root: yaml.Node) -> int:
@@ -219,35 +229,37 @@ def _set_one(data: Any, item: str, file: str | Path) -> str:
 def apply_overrides(data: Any, sets: list[str], file: str | Path) -> Any:
     """Apply ``--set a.b.c=value`` overrides (value parsed as YAML) to the loaded scenario data.
 
-    When an override swaps the policy or the predictor and no override sets that block's parameters,
-    parameters the new one does not take are dropped with a warning (the old one's ``k: 16`` would
-    otherwise make ``--set router.predictor.name=task_mean`` fail), as ``--policy`` already resets them.
+    When an override swaps the policy or the predictor, parameters from the file that the new one does
+    not take are dropped with a warning (the old one's ``k: 16`` would otherwise make
+    ``--set router.predictor.name=task_mean`` fail), as ``--policy`` already resets them.
     """
     keys = [_set_one(data, item, file) for item in sets]
     router = data.get("router") if isinstance(data, dict) else None
     if not isinstance(router, dict):
         return data
+    if "router.policy" in keys:
+        _drop_unaccepted(router, policy_accepts(router.get("policy")), "router.params", keys, file)
     predictor = router.get("predictor")
-    if "router.policy" in keys and not any(k.startswith("router.params") for k in keys):
-        _drop_unaccepted(router, "params", policy_accepts(router.get("policy")), "router.params", file)
-    if "router.predictor.name" in keys and isinstance(predictor, dict) and not any(
-        k.startswith("router.predictor.params") for k in keys
-    ):
-        _drop_unaccepted(predictor, "params", predictor_accepts(predictor.get("name")),
-                         "router.predictor.params", file)
+    if "router.predictor.name" in keys and isinstance(predictor, dict):
+        _drop_unaccepted(predictor, predictor_accepts(predictor.get("name")), "router.predictor.params", keys,
+                         file)
     return data
 
 
-def _drop_unaccepted(block: dict[str, Any], key: str, accepted: set[str] | None, where: str,
+def _drop_unaccepted(block: dict[str, Any], accepted: set[str] | None, where: str, keys: list[str],
                      file: str | Path) -> None:
-    params = block.get(key)
-    if accepted is None or not isinstance(params, dict):
-        return  # unknown name or malformed params: validation reports it
-    dropped = sorted(str(k) for k in params if k not in accepted)
+    """Drop ``block["params"]`` entries the new name does not accept, unless an override set them (or
+    the whole block): what the user typed is never dropped, so a mistake there is still reported."""
+    params = block.get("params")
+    if accepted is None or not isinstance(params, dict) or where in keys:
+        return  # unknown name, malformed or freshly given params: validation reports any problem
+    typed = {k[len(where) + 1 :].split(".")[0] for k in keys if k.startswith(where + ".")}
+    dropped = sorted(str(k) for k in params if k not in accepted and k not in typed)
     if dropped:
-        block[key] = {k: v for k, v in params.items() if k in accepted}
-        warn_input(f"dropped {', '.join(short(k) for k in dropped)}: not accepted after --set changed the "
-                   "name (set them anew with --set)", file=file, where=where)
+        block["params"] = {k: v for k, v in params.items() if k in accepted or k in typed}
+        warn_input(f"dropped {', '.join(short(k) for k in dropped)}: not accepted by the "
+                   {'policy' if where == 'router.params' else 'predictor'} chosen with --set (give its parameters with --set {where}.KEY=...)",
+                   file=file, where=where)
 
 
 def parse_scenario(
