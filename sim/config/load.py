@@ -257,9 +257,9 @@ def _drop_unaccepted(block: dict[str, Any], accepted: set[str] | None, where: st
     dropped = sorted(str(k) for k in params if k not in accepted and k not in typed)
     if dropped:
         block["params"] = {k: v for k, v in params.items() if k in accepted or k in typed}
-        warn_input(f"dropped {', '.join(short(k) for k in dropped)}: not accepted by the "
-                   {'policy' if where == 'router.params' else 'predictor'} chosen with --set (give its parameters with --set {where}.KEY=...)",
-                   file=file, where=where)
+        kind = "policy" if where == "router.params" else "predictor"
+        warn_input(f"dropped {', '.join(short(k) for k in dropped)}: not accepted by the {kind} chosen with "
+                   f"--set (give its parameters with --set {where}.KEY=...)", file=file, where=where)
 
 
 def parse_scenario(
