@@ -41,8 +41,9 @@ def make_experiment(folder: Path, kind: str, configs: list[tuple[str, dict[str, 
         for seed in seeds:
             run_dir = f"runs/{hashlib.sha1(f'{label}{params}{seed}'.encode()).hexdigest()[:10]}"
             summary = make_run(folder / run_dir, [*sets, f"seed={seed}"])
-            rows.append({"run_id": run_dir[5:], "run_dir": run_dir, "policy": label, "seed": seed,
-                         **{f"param.{k}": v for k, v in params.items()}, **flatten_summary(summary)})
+            # the label last: the summary's own "policy" is the bare name, without inline parameters
+            rows.append({**flatten_summary(summary), "run_id": run_dir[5:], "run_dir": run_dir, "policy": label,
+                         "seed": seed, **{f"param.{k}": v for k, v in params.items()}})
     grid: dict[str, list[Any]] = {}
     for _, params, _ in configs:
         for k, v in params.items():
