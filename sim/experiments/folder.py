@@ -37,7 +37,7 @@ def check_folder(folder: Path) -> None:
         raise InputError(f"cannot create the experiment folder: {exc.strerror or exc}", file=folder) from None
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     """Write through a temporary sibling and rename, so a reader never sees half a table."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -73,12 +73,16 @@ def result_row(spec: RunSpec, summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def results_frame(rows: list[dict[str, Any]], order: list[str]) -> pd.DataFrame:
-    """Rows in the experiment's run order; a column parquet cannot hold as one type becomes text."""
+    """Rows in the experiment's run order, columns in a fixed order (ids, grid, then metrics sorted), so a
+    resumed experiment gives the same table; a column parquet cannot hold as one type becomes text."""
     rank = {rid: k for k, rid in enumerate(order)}
     df = pd.DataFrame(sorted(rows, key=lambda r: rank[r["run_id"]]))
-    for col in df.columns[df.dtypes == object]:
-        kinds = {type(v) for v in df[col] if v is not None}
-        if len(kinds) > 1:
+    head = ["run_id", "run_dir", "policy", "seed"]
+    params = sorted(c for c in df.columns if c.startswith("param."))
+    df = df[head + params + sorted(set(df.columns) - set(head) - set(params))]
+    for col in df.columns:
+        kinds = {type(v) for v in df[col] if v is not None and not isinstance(v, float | int)}
+        if kinds and len({type(v) for v in df[col] if v is not None}) > 1:
             df[col] = df[col].map(lambda v: None if v is None else str(v))
     return df
 

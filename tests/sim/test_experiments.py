@@ -1,0 +1,159 @@
+"""compare / sweep: argument parsing, common random numbers, validation before running, resume, Dask,
+matched spend, and the folder the reports read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from sim.cli import app
+from sim.errors import InputError
+from sim.experiments import parse_grid, parse_policies
+from tests.sim.conftest import small_scenario
+
+runner = CliRunner()
+
+
+def cli(*args: str) -> object:
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def scenario_file(tmp_path: Path) -> Path:
+    data = small_scenario(num_queries=150)
+    data["router"] = {"policy": "threshold_greedy", "params": {}, "window_s": 1.0}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+# --------------------------------------------------------------------------- parsing
+def test_parse_policies_inline_parameters() -> None:
+    specs = parse_policies("lagrangian,utility_greedy:lam=31.5,robust:kappa=1:gamma=2,threshold_greedy:on_budget=reject")
+    assert [(s.name, s.params) for s in specs] == [
+        ("lagrangian", {}), ("utility_greedy", {"lam": 31.5}), ("robust", {"kappa": 1, "gamma": 2}),
+        ("threshold_greedy", {"on_budget": "reject"})]
+    assert specs[1].label == "utility_greedy:lam=31.5"
+
+
+@pytest.mark.parametrize("bad", ["", "a,,b", "milp:gap", "milp:=3", "milp,milp"])
+def test_parse_policies_refuses(bad: str) -> None:
+    with pytest.raises(InputError, match="--policies"):
+        parse_policies(bad)
+
+
+def test_parse_grid_lists_and_inclusive_ranges() -> None:
+    grid = parse_grid(["router.window_s=0,0.5,2", "router.min_quality=0.6:0.9:0.1", "deployments.0.max_seqs=8:32:8"])
+    assert grid["router.window_s"] == [0, 0.5, 2]
+    assert grid["router.min_quality"] == pytest.approx([0.6, 0.7, 0.8, 0.9])
+    assert grid["deployments.0.max_seqs"] == [8, 16, 24, 32]
+
+
+@pytest.mark.parametrize("bad", ["noequals", "a=", "a=1:0:1", "a=0:1:0", "a=0:x:1", "a=1,1"])
+def test_parse_grid_refuses(bad: str) -> None:
+    with pytest.raises(InputError, match="--grid"):
+        parse_grid([bad])
+
+
+# --------------------------------------------------------------------------- compare
+def test_compare_uses_common_random_numbers_and_writes_its_folder(scenario_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    res = cli("compare", str(scenario_file), "--policies", "threshold_greedy,cheapest,lagrangian",
+              "--seeds", "2", "--out", str(out), "--jobs", "1")
+    assert res.exit_code == 0, res.output
+    results = pd.read_parquet(out / "results.parquet")
+    assert len(results) == 6 and set(results["seed"]) == {3, 4}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "compare" and manifest["baseline"] == "threshold_greedy"
+    assert "llmsim compare" in manifest["command"] and manifest["seeds"] == [3, 4]
+    for seed, rows in results.groupby("seed"):
+        frames = [pd.read_parquet(out / d / "requests.parquet") for d in rows["run_dir"]]
+        for other in frames[1:]:  # same arrivals, same queries, whatever the policy
+            pd.testing.assert_series_equal(frames[0]["arrival_s"], other["arrival_s"])
+            pd.testing.assert_series_equal(frames[0]["query_id"], other["query_id"])
+    # different seeds are different workloads
+    a, b = (pd.read_parquet(out / d / "requests.parquet") for d in results["run_dir"][:2])
+    assert not a["arrival_s"].equals(b["arrival_s"])
+    for name in ("report.html", "report.md", "results.csv"):
+        assert (out / name).is_file()
+
+
+def test_compare_refuses_unknown_policy_or_baseline_before_running(scenario_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    res = cli("compare", str(scenario_file), "--policies", "cheapest,nope", "--out", str(out))
+    assert res.exit_code == 2 and "nope" in res.output and not out.exists()
+    res = cli("compare", str(scenario_file), "--policies", "cheapest", "--baseline", "milp", "--out", str(out))
+    assert res.exit_code == 2 and "--baseline" in res.output and not out.exists()
+    res = cli("compare", str(scenario_file), "--policies", "utility_greedy:lam=abc", "--out", str(out))
+    assert res.exit_code == 2 and not out.exists()
+
+
+def test_matched_spend_bisects_to_the_reference_spend(scenario_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    res = cli("compare", str(scenario_file), "--policies", "utility_greedy:lam=300,lagrangian,cheapest",
+              "--seeds", "2", "--out", str(out), "--jobs", "1", "--match-spend", "utility_greedy:lam=300")
+    assert res.exit_code == 0, res.output
+    m = pd.read_parquet(out / "matched_spend.parquet")
+    lag = m[m["policy"] == "lagrangian"]
+    assert lag["reached"].all() and (lag["knob"] == "router.budget_per_query").all()
+    assert lag["spend_usd"].mean() == pytest.approx(lag["target_spend_usd"].mean(), rel=0.01)
+    assert not m.loc[m["policy"] == "cheapest", "reached"].any()  # no knob: said, not hidden
+    ref = m[m["policy"] == "utility_greedy:lam=300"]
+    assert (ref["spend_usd"] == ref["target_spend_usd"]).all()
+
+
+# --------------------------------------------------------------------------- sweep
+def test_sweep_refuses_an_invalid_point_before_running_anything(scenario_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sw"
+    res = cli("sweep", str(scenario_file), "--grid", "router.window_s=0,1,-3", "--out", str(out))
+    assert res.exit_code == 2 and "router.window_s" in res.output and "-3" in res.output
+    assert not out.exists()
+    res = cli("sweep", str(scenario_file), "--grid", "router.no_such_field=1", "--out", str(out))
+    assert res.exit_code == 2 and "no_such_field" in res.output and not out.exists()
+
+
+def test_sweep_resumes_only_missing_runs_with_identical_results(scenario_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sw"
+    args = ["sweep", str(scenario_file), "--grid", "router.window_s=0,2", "--policies", "cheapest,lagrangian",
+            "--seeds", "2", "--out", str(out), "--jobs", "1", "-q"]
+    assert cli(*args).exit_code == 0
+    first = pd.read_parquet(out / "results.parquet")
+    assert len(first) == 8 and "param.router.window_s" in first.columns
+    stamps = {d: (out / d / "summary.json").stat().st_mtime_ns for d in first["run_dir"]}
+    victim = first["run_dir"].iloc[3]
+    for f in (out / victim).iterdir():
+        f.unlink()
+    (out / victim).rmdir()
+    assert cli(*args).exit_code == 0
+    again = pd.read_parquet(out / "results.parquet")
+    pd.testing.assert_frame_equal(first, again)
+    for d, stamp in stamps.items():
+        assert ((out / d / "summary.json").stat().st_mtime_ns == stamp) == (d != victim)
+
+
+def test_sweep_keeps_user_files_and_refuses_foreign_folders(scenario_file: Path, tmp_path: Path) -> None:
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    res = cli("sweep", str(scenario_file), "--grid", "router.window_s=0,1", "--out", str(foreign))
+    assert res.exit_code == 2 and (foreign / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
+def test_local_workers_and_dask_give_the_results_of_one_process(scenario_file: Path, tmp_path: Path) -> None:
+    pytest.importorskip("dask.distributed")
+    base = ["sweep", str(scenario_file), "--grid", "router.window_s=0,2", "--policies", "cheapest,milp",
+            "--seeds", "2", "-q"]
+    frames = {}
+    for name, extra in {"one": ["--jobs", "1"], "two": ["--jobs", "2"],
+                        "dask": ["--jobs", "2", "--executor", "dask"]}.items():
+        res = cli(*base, "--out", str(tmp_path / name), *extra)
+        assert res.exit_code == 0, res.output
+        frames[name] = pd.read_parquet(tmp_path / name / "results.parquet")
+    pd.testing.assert_frame_equal(frames["one"], frames["two"])
+    pd.testing.assert_frame_equal(frames["one"], frames["dask"])
