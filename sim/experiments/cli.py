@@ -139,7 +139,6 @@ def _print_results(folder: Path, results: Any, baseline: str | None, quiet: bool
     if quiet:
         out.print(escape(str(folder)), highlight=False)
         return
-    from reports.build import fmt
     from reports.stats import compare_table
 
     params = [c for c in results.columns if c.startswith("param.")]

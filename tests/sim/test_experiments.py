@@ -71,7 +71,7 @@ def test_compare_uses_common_random_numbers_and_writes_its_folder(scenario_file:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "compare" and manifest["baseline"] == "threshold_greedy"
     assert "llmsim compare" in manifest["command"] and manifest["seeds"] == [3, 4]
-    for seed, rows in results.groupby("seed"):
+    for _seed, rows in results.groupby("seed"):
         frames = [pd.read_parquet(out / d / "requests.parquet") for d in rows["run_dir"]]
         for other in frames[1:]:  # same arrivals, same queries, whatever the policy
             pd.testing.assert_series_equal(frames[0]["arrival_s"], other["arrival_s"])
