@@ -1,0 +1,162 @@
+"""Property-based fuzzing of everything a user feeds llmsim (acceptance test of issue 8, "Hardening").
+
+Shipped scenarios are mutated (deleted keys, wrong types, out-of-range numbers, NaN / inf, duplicate
+keys, markup, unicode, deep nesting, alias bombs, wrong top-level types, truncation) and trace and dataset
+fixtures are corrupted (truncation, dropped or swapped columns, NaN cells, unsorted times, empty files,
+garbage, BOM, wrong delimiter, duplicate ids). Each case runs ``llmsim validate`` and ``llmsim run``
+in-process; :func:`tests.sim.fuzz_check.check_case` lists every breach of the bad-input contract.
+
+Generation is derandomized (the same cases on every run, no example database), so CI is reproducible.
+The tests together run at least :data:`MIN_TOTAL` cases; each asserts its own share was generated.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from tests.sim.fuzz_check import SCENARIO_FILE, VALIDATE_MISMATCH, FuzzCase, check_case
+from tests.sim.fuzz_data import (
+    bad_data_cases,
+    csv_cases,
+    dcrouter_cases,
+    mooncake_cases,
+    parquet_cases,
+    tables,
+    valid_cases,
+)
+from tests.sim.fuzz_scenarios import LOCAL_SCENARIOS, SHARED, SHARED_SCENARIOS, load_base, scenario_cases
+
+MIN_TOTAL = 500
+COUNTS: Counter[str] = Counter()
+MISMATCHES: list[tuple[str, str]] = []  # (file at fault, what happened)
+
+
+def fuzz(examples: int) -> Callable[[Any], Any]:
+    """Derandomized, no database, no shrinking (a failing case is reported as generated; shrinking
+    hundreds of CLI runs would take minutes), no deadline (first runs import heavy modules)."""
+    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+                    phases=(Phase.explicit, Phase.generate), report_multiple_bugs=False,
+                    suppress_health_check=list(HealthCheck))
+
+
+def run_and_check(name: str, case: FuzzCase) -> None:
+    """Check one case. A validate/run disagreement alone is set aside (see test_validate_agrees)."""
+    COUNTS[name] += 1
+    problems = check_case(case)
+    strict = [p for p in problems if not p.startswith(VALIDATE_MISMATCH)]
+    if len(strict) < len(problems):
+        MISMATCHES.append((case.blame, f"{name}: {case.label}: {problems[-1][:300]}"))
+    assert not strict, f"{case.label}\n  " + "\n  ".join(strict) + f"\n--- scenario.yaml ---\n{case.text()}"
+
+
+def _enough(name: str, examples: int) -> None:
+    assert COUNTS[name] >= examples * 0.9, f"{name}: only {COUNTS[name]} cases generated"
+    print(f"\n{name}: {COUNTS[name]} cases; total so far {sum(COUNTS.values())}")
+
+
+@pytest.mark.parametrize("case", valid_cases(), ids=lambda c: c.label)
+def test_fixtures_are_valid(case: FuzzCase) -> None:
+    """Every uncorrupted fixture runs, so a corruption that is refused was refused for its damage."""
+    problems = check_case(case)
+    assert not problems, "\n".join(problems)
+
+
+LOCAL_BASES = [load_base(rel) for rel in LOCAL_SCENARIOS]
+SCENARIO_EXAMPLES = 300
+
+
+def test_scenario_mutations() -> None:
+    @fuzz(SCENARIO_EXAMPLES)
+    @given(st.sampled_from(range(len(LOCAL_BASES))).flatmap(lambda i: scenario_cases(LOCAL_BASES[i])))
+    def check(case: FuzzCase) -> None:
+        run_and_check("scenario", case)
+
+    check()
+    _enough("scenario", SCENARIO_EXAMPLES)
+
+
+CSV_EXAMPLES = 70
+
+
+@pytest.mark.parametrize("table", tables(), ids=lambda t: t.name)
+def test_csv_corruptions(table: Any) -> None:
+    name = f"csv-{table.name}"
+
+    @fuzz(CSV_EXAMPLES)
+    @given(csv_cases(table))
+    def check(case: FuzzCase) -> None:
+        run_and_check(name, case)
+
+    check()
+    _enough(name, CSV_EXAMPLES)
+
+
+JSON_EXAMPLES = 50
+
+
+FILE_STRATEGIES = {"mooncake": mooncake_cases(), "dcrouter": dcrouter_cases(), "parquet": parquet_cases()}
+
+
+@pytest.mark.parametrize("kind", sorted(FILE_STRATEGIES))
+def test_json_and_parquet_corruptions(kind: str) -> None:
+    name, strategy = f"file-{kind}", FILE_STRATEGIES[kind]
+
+    @fuzz(JSON_EXAMPLES)
+    @given(strategy)
+    def check(case: FuzzCase) -> None:
+        run_and_check(name, case)
+
+    check()
+    _enough(name, JSON_EXAMPLES)
+
+
+SHARED_EXAMPLES = 30
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not SHARED.exists(), reason=f"shared data not present: {SHARED}")
+@pytest.mark.parametrize("rel", SHARED_SCENARIOS)
+def test_real_data_scenario_mutations(rel: str) -> None:
+    base = load_base(rel)
+
+    @fuzz(SHARED_EXAMPLES)
+    @given(scenario_cases(base))
+    def check(case: FuzzCase) -> None:
+        run_and_check(f"shared-{rel}", case)
+
+    check()
+    _enough(f"shared-{rel}", SHARED_EXAMPLES)
+
+
+def test_total_case_count() -> None:
+    """The issue asks for >= 500 generated cases per run (without the shared-data ones)."""
+    planned = SCENARIO_EXAMPLES + CSV_EXAMPLES * len(tables()) + JSON_EXAMPLES * 3
+    assert planned >= MIN_TOTAL
+    if len(COUNTS) >= 1 + len(tables()) + 3:  # every local fuzz test ran in this session
+        assert sum(n for k, n in COUNTS.items() if not k.startswith("shared")) >= MIN_TOTAL
+
+
+@pytest.mark.parametrize("case", bad_data_cases(), ids=lambda c: c.label)
+def test_validate_refuses_bad_data(case: FuzzCase) -> None:
+    """``llmsim validate`` refuses what ``run`` refuses: it loads the trace and dataset files too."""
+    problems = check_case(case)
+    strict = [p for p in problems if not p.startswith(VALIDATE_MISMATCH)]
+    assert not strict, "\n".join(strict)
+    if problems:
+        pytest.xfail("TEMPORARY until validate builds the workload (lead's change): " + problems[-1])
+
+
+def test_validate_agrees_with_run_on_fuzz_cases() -> None:
+    """The disagreements the fuzz tests above set aside (none when they did not run in this session)."""
+    on_scenarios = [m for blame, m in MISMATCHES if blame == SCENARIO_FILE]
+    on_data = [m for blame, m in MISMATCHES if blame != SCENARIO_FILE]
+    assert not on_scenarios, "validate and run disagree on scenarios:\n" + "\n".join(on_scenarios[:10])
+    if on_data:
+        pytest.xfail("TEMPORARY until validate builds the workload (lead's change); validate accepted:\n"
+                     + "\n".join(on_data[:10]))
