@@ -42,6 +42,11 @@ def model_colors(models: list[str] | pd.Series) -> dict[str, str]:
     return {m: _color(i) for i, m in enumerate(names)}
 
 
+def _family_colors(results: pd.DataFrame, family: str) -> dict[str, str]:
+    """Policy colours in results order, shared by the frontier and the knob figures."""
+    return {str(f): _color(i) for i, f in enumerate(dict.fromkeys(results[family]))}
+
+
 def _layout(fig: go.Figure, title: str, height: int = 450) -> go.Figure:
     fig.update_layout(title=title, height=height, template="plotly_white", legend_title_text="",
                       margin={"t": 70, "l": 70, "r": 30, "b": 60})
@@ -79,13 +84,13 @@ def frontier(results: pd.DataFrame, group: str = "config", family: str = "family
     with the oracle's accuracy and the best single model for reference."""
     _need(results, (COST, ACCURACY, group, family), "results table")
     pts = _summaries(results, [family, group], (COST, ACCURACY)).sort_values(COST)
-    fig = go.Figure()
-    for i, (fam, g) in enumerate(pts.groupby(family, sort=False)):
+    fig, colors = go.Figure(), _family_colors(results, family)
+    for fam, g in pts.groupby(family, sort=False):
         fig.add_trace(go.Scatter(
             x=g[COST], y=100 * g[ACCURACY], mode="lines+markers", name=str(fam), text=g[group],
             error_x={"type": "data", "array": g[f"{COST}:err"].fillna(0)},
             error_y={"type": "data", "array": 100 * g[f"{ACCURACY}:err"].fillna(0)},
-            marker={"color": _color(i), "size": 9}, hovertemplate="%{text}<br>$%{x:.4f}, %{y:.1f} %"))
+            marker={"color": colors[str(fam)], "size": 9}, hovertemplate="%{text}<br>$%{x:.4f}, %{y:.1f} %"))
     _reference_points(fig, results)
     fig.update_xaxes(title_text="token cost per run (USD)", rangemode="nonnegative")
     fig.update_yaxes(title_text="accuracy (%)", rangemode="nonnegative")
@@ -123,11 +128,12 @@ def versus_param(results: pd.DataFrame, column: str, label: str, family: str = "
     _need(results, (column, COST, ACCURACY, family), "results table")
     pts = _summaries(results, [family, column], (COST, ACCURACY)).sort_values(column)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy", "token cost"))
-    for i, (fam, g) in enumerate(pts.groupby(family, sort=False)):
+    colors = _family_colors(results, family)
+    for fam, g in pts.groupby(family, sort=False):
         for col, metric, scale in ((1, ACCURACY, 100.0), (2, COST, 1.0)):
             fig.add_trace(go.Scatter(
                 x=g[column], y=scale * g[metric], mode="lines+markers", name=str(fam), legendgroup=str(fam),
-                showlegend=col == 1, marker={"color": _color(i)},
+                showlegend=col == 1, marker={"color": colors[str(fam)]},
                 error_y={"type": "data", "array": scale * g[f"{metric}:err"].fillna(0)}), row=1, col=col)
     fig.update_xaxes(title_text=label)
     fig.update_yaxes(title_text="accuracy (%)", row=1, col=1)
