@@ -136,12 +136,18 @@ def compose_checked(text: str) -> tuple[yaml.Node | None, Any]:
         loader.dispose()
 
 
-def _yaml_error(exc: yaml.YAMLError, file: str | Path, what: str = "not valid YAML") -> InputError:
+def _yaml_error(exc: yaml.YAMLError, file: str | Path, what: str = "not valid YAML", text: str = "") -> InputError:
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
         context = f" ({exc.context})" if exc.context and exc.problem else ""
         return InputError(f"{what}: {exc.problem or exc}{context}", file=file, where=where)
+    if isinstance(exc, yaml.reader.ReaderError):  # a control character: no mark, but a position
+        line = text[: exc.position].count("\n") + 1
+        ch = exc.character
+        shown = f"U+{ch:04X}" if isinstance(ch, int) else repr(ch)
+        return InputError(f"{what}: control character {shown} is not allowed in YAML", file=file,
+                          where=f"line {line}")
     return InputError(f"{what}: {clip(str(exc), 200)}", file=file)
 
 
@@ -273,7 +279,7 @@ def parse_scenario(
     try:
         root, data = compose_checked(text)
     except yaml.YAMLError as exc:
-        raise _yaml_error(exc, file) from None
+        raise _yaml_error(exc, file, text=text) from None
     except RecursionError:  # belt and braces: MAX_DEPTH should stop nesting long before
         raise InputError("not valid YAML: nested too deeply", file=file) from None
     if not isinstance(data, dict):
