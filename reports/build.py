@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,7 @@ def figure_items(exp: Experiment) -> list[FigureItem]:
     items = [_figure("frontier", "Cost–accuracy frontier", lambda: F.frontier(res))]
     for i, (col, label) in enumerate(F.controllability_columns(res)):
         items.append(_figure(f"versus-{i}", f"Accuracy and cost vs {label}",
-                             lambda c=col, lab=label: F.versus_param(res, c, lab)))
+                             partial(F.versus_param, res, col, label)))
     items += [
         _figure("share-by-difficulty", "Routing share by difficulty",
                 lambda: F.share_by_difficulty(runs["requests"]), per_run),
@@ -144,7 +145,7 @@ def figure_items(exp: Experiment) -> list[FigureItem]:
     ]
     for i, (config, occ) in enumerate(runs["occupancy"].items()):
         items.append(_figure(f"occupancy-{i}", f"Utilisation and queues — {config}",
-                             lambda c=config, o=occ: F.occupancy(c, o), f" Seed {exp.picked[config]}."))
+                             partial(F.occupancy, config, occ), f" Seed {exp.picked[config]}."))
     return items
 
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.integrate import trapezoid
 
-ArrayLike = Sequence[float] | np.ndarray | pd.Series
+ArrayLike: TypeAlias = Sequence[float] | np.ndarray | pd.Series
 
 
 def _finite(x: ArrayLike) -> np.ndarray:
@@ -86,7 +87,7 @@ def compare_table(
     rows = []
     labels = list(dict.fromkeys(results[group]))
     for metric in (m for m in metrics if m in results.columns):
-        base = _by_seed(results, group, baseline, metric) if baseline in labels else None
+        base = _by_seed(results, group, baseline, metric) if baseline is not None and baseline in labels else None
         for label in labels:
             values = _by_seed(results, group, label, metric)
             mean, lo, hi = mean_ci(values.to_numpy(), level)
