@@ -105,7 +105,12 @@ class DaskExecutor:
                                         dashboard_address=None, silence_logs=40)
             self.client = Client(self.cluster)
         else:
-            self.client = Client(scheduler, timeout="10s")
+            try:
+                self.client = Client(scheduler, timeout="5s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                from sim.errors import InputError
+
+                raise InputError(f"cannot reach the Dask scheduler {scheduler}: {exc}", where="--scheduler") from None
 
     def map_unordered(self, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
         from dask.distributed import as_completed as dask_completed

@@ -157,3 +157,54 @@ def test_local_workers_and_dask_give_the_results_of_one_process(scenario_file: P
         frames[name] = pd.read_parquet(tmp_path / name / "results.parquet")
     pd.testing.assert_frame_equal(frames["one"], frames["two"])
     pd.testing.assert_frame_equal(frames["one"], frames["dask"])
+
+
+def test_an_existing_dask_scheduler_is_used(scenario_file: Path, tmp_path: Path) -> None:
+    distributed = pytest.importorskip("dask.distributed")
+    base = ["sweep", str(scenario_file), "--grid", "router.window_s=0,2", "--policies", "cheapest", "-q"]
+    assert cli(*base, "--out", str(tmp_path / "local"), "--jobs", "1").exit_code == 0
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        res = cli(*base, "--out", str(tmp_path / "remote"), "--scheduler", cluster.scheduler_address)
+        assert res.exit_code == 0, res.output
+        assert len(client.scheduler_info()["workers"]) == 1
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "local" / "results.parquet"),
+                                  pd.read_parquet(tmp_path / "remote" / "results.parquet"))
+
+
+def test_an_unreachable_scheduler_is_one_clear_error(scenario_file: Path, tmp_path: Path) -> None:
+    pytest.importorskip("dask.distributed")
+    res = runner.invoke(app, ["sweep", str(scenario_file), "--grid", "router.window_s=0,2", "--out",
+                              str(tmp_path / "x"), "--scheduler", "tcp://127.0.0.1:9"])
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    assert res.exit_code == 2 and "cannot reach the Dask scheduler tcp://127.0.0.1:9" in res.output
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_runs_and_the_rerun_completes(scenario_file: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "sw"
+    args = [sys.executable, "-m", "sim.cli", "sweep", str(scenario_file), "--grid",
+            "router.window_s=0:3:0.25", "--policies", "milp", "--set", "num_queries=600", "--out", str(out),
+            "--jobs", "1", "-q"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list((out / "runs").glob("*/summary.json"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    kept = list((out / "runs").iterdir())
+    assert 2 <= len(kept) < 13 and all((d / "summary.json").is_file() for d in kept)
+    assert not [p for p in (out / "runs").iterdir() if p.name.startswith(".")]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(pd.read_parquet(out / "results.parquet")) == 13
