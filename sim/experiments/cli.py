@@ -153,8 +153,32 @@ def _print_results(folder: Path, results: Any, baseline: str | None, quiet: bool
         acc = rows[rows["metric"] == "accuracy"].iloc[0]
         diff = _pm("accuracy", acc.diff_vs_baseline, acc.diff_ci_hi - acc.diff_vs_baseline, signed=True)
         grid.add_row(escape(str(config)), *(escape(cells.get(m, "n/a")) for m in CONSOLE_METRICS), escape(diff))
+    _reference_rows(grid, results)
     out.print(grid)
     out.print(f"report: {escape(str(folder / 'report.html'))} (and report.md, results.csv)", highlight=False)
+
+
+REFERENCES = {"oracle": ("references.oracle_accuracy", None),
+              "best single model": ("references.best_single_model_accuracy",
+                                                "references.best_single_model_cost_usd")}
+
+
+def _reference_rows(grid: Table, results: Any) -> None:
+    """The oracle's and the best single model's accuracy (and cost) on the same queries, per seed."""
+    from reports.stats import mean_ci
+
+    one_per_seed = results.drop_duplicates("seed")
+    for label, (acc_col, cost_col) in REFERENCES.items():
+        if acc_col not in one_per_seed:
+            continue
+        acc = mean_ci(one_per_seed[acc_col].astype(float).to_numpy())
+        cost = mean_ci(one_per_seed[cost_col].astype(float).to_numpy()) if cost_col in one_per_seed else None
+        name = one_per_seed.get("references.best_single_model")
+        if cost_col and name is not None and name.nunique() == 1:
+            label = f"best single: {name.iloc[0]}"
+        grid.add_row(escape(label), _pm("accuracy", acc[0], acc[2] - acc[0]),
+                     _pm("cost.total_usd", cost[0], cost[2] - cost[0]) if cost else "—", "", "", "",
+                     style="dim")
 
 
 def _guarded(folder: Path | None, body: Any) -> None:
