@@ -1,25 +1,36 @@
 """The ``llmsim`` command line.
 
 Every user error (scenario, data files, arguments) ends as one message on stderr and exit code 2, with
-no traceback and no partial output; see :class:`sim.errors.InputError`.
+no traceback and no partial output; see :class:`sim.errors.InputError`. Input warnings
+(:class:`sim.errors.InputWarning`) become one ``warning:`` line each on stderr; other libraries'
+warnings are silenced during a run. SIGINT and SIGTERM during ``run`` remove everything the run
+started to write and exit with 130 / 143. Anything unexpected ends as one "internal error" line, exit 1.
+Every user-supplied string (names, paths, messages) is printed as plain text, never as Rich markup.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import re
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from policies import PolicyError, available_policies, policy_class, policy_parameters
 from reports.table import summary_rows
 from sim import __version__
-from sim.errors import InputError
+from sim.errors import InputError, InputWarning
+from sim.experiments.cli import register as register_experiments
 
 app = typer.Typer(
     add_completion=False,
@@ -30,11 +41,44 @@ err = Console(stderr=True)
 out = Console()
 
 DEFAULT_SCENARIO = "quickstart.yaml"
+# The click that typer runs on (recent typer versions vendor their own copy as typer._click).
+_click_exc: Any = importlib.import_module(typer.BadParameter.__module__)
 
 
-def _fail(exc: BaseException) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+def _say(label: str, style: str, message: str) -> None:
+    """One line on stderr: a styled label, then ``message`` as plain text (never parsed as markup)."""
+    err.print(Text.assemble((label, style), " ", message), soft_wrap=True)
+
+
+def _fail(exc: BaseException) -> NoReturn:
+    _say("error:", "bold red", str(exc))
     raise typer.Exit(2)
+
+
+def _named(exc: InputError, scenario: Path | None) -> InputError:
+    """An error raised while building or running (no file named) names the scenario it came from."""
+    if exc.file is not None:
+        return exc
+    return type(exc)(exc.detail, file=str(scenario or f"<embedded {DEFAULT_SCENARIO}>"), where=exc.where)
+
+
+@contextlib.contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """Print each distinct InputWarning once as a ``warning:`` line; silence every other warning (numpy,
+    pandas, ... must not leak raw Python warnings into a run's output)."""
+    seen: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+        text = str(message)
+        if issubclass(category, InputWarning) and text not in seen:
+            seen.add(text)
+            _say("warning:", "bold yellow", text)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("always", InputWarning)
+        warnings.showwarning = show
+        yield
 
 
 def _default_scenario_text() -> tuple[str, str]:
@@ -84,23 +128,81 @@ class _LazyProgress:
             self.bar.stop()
 
 
+def _default_folder(sc: Any) -> Path:
+    """runs/<name>-<policy>-s<seed>, with anything but letters, digits and ``.+-_`` replaced: a scenario
+    name is free text and must not add folder levels (``a/b``) or hidden or over-long names."""
+    name = re.sub(r"[^\w.+-]", "_", f"{sc.name}-{sc.router.policy}-s{sc.seed}").lstrip(".") or "run"
+    return Path("runs") / name[:200]
+
+
+def _check_arguments(out_dir: str | None, policy: str | None) -> None:
+    if out_dir is not None and not out_dir.strip():
+        raise InputError("expected a folder path, got an empty string", where="--out")
+    if policy is not None and not policy.strip():
+        raise InputError("expected a policy name (see `llmsim policies`), got an empty string", where="--policy")
+
+
+def _simulate_and_write(scenario: Path | None, out_dir: str | None, overrides: list[str], *,
+                        overwrite: bool, quiet: bool) -> tuple[Path, dict[str, Any], float]:
+    """Load, simulate and write the run folder, holding the folder's lock throughout."""
+    from sim.output import reserve_out_dir, write_run
+    from sim.runner import simulate
+
+    sc = _load(scenario, overrides)
+    folder = Path(out_dir) if out_dir is not None else _default_folder(sc)
+    with reserve_out_dir(folder, overwrite=overwrite):
+        bar = _LazyProgress(f"simulating {sc.name}", enabled=not quiet)
+        t0 = time.perf_counter()
+        try:
+            result = simulate(sc, progress=bar)
+        finally:
+            bar.close()
+        wall = time.perf_counter() - t0
+        info = {"llmsim_version": __version__, "wall_time_s": wall, "python": sys.version.split()[0],
+                "requests_per_wall_s": result.summary["queries"]["arrived"] / max(wall, 1e-9)}
+        write_run(folder, result, sc.model_dump(mode="json"), info, requests=sc.outputs.requests,
+                  batches=sc.outputs.batches, overwrite=overwrite)
+    return folder, result.summary, wall
+
+
+def _interrupted(signum: int, written: Path | None = None) -> NoReturn:
+    what = "nothing was written" if written is None else f"the run folder {written} was written completely"
+    err.print(f"interrupted: {what}", markup=False, highlight=False, emoji=False, soft_wrap=True)
+    raise typer.Exit(128 + signum)
+
+
+def _print_summary(folder: Path, summary: dict[str, Any], wall: float) -> None:
+    from sim.output import RUN_FILES
+
+    table = Table(title=Text(f"llmsim run — {folder}"), show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for k, v in summary_rows(summary):
+        table.add_row(Text(k), Text(v))
+    out.print(table)
+    files = ", ".join(sorted(p.name for p in folder.iterdir() if p.name in RUN_FILES))
+    out.print(f"wrote {folder}/ ({files}) in {wall:.1f} s", markup=False, highlight=False, emoji=False,
+              soft_wrap=True)
+
+
 @app.command()
 def run(
     scenario: Annotated[
         Path | None, typer.Argument(help="Scenario YAML (default: the embedded quickstart scenario).")
     ] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder (default: runs/<name>-<policy>-s<seed>).")] = None,
+    out_dir: Annotated[str | None, typer.Option("--out", help="Run folder (default: runs/<name>-<policy>-s<seed>).")] = None,
     policy: Annotated[
         str | None,
         typer.Option(help="Override router.policy (its router.params are reset; add them with --set)."),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Override the scenario seed.")] = None,
     sets: Annotated[list[str] | None, typer.Option("--set", help="Override a field: KEY.PATH=VALUE (YAML value).")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace the run files of an existing run folder (other files in it are kept).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run folder path.")] = False,
 ) -> None:
     """Simulate a scenario, write its run folder and print a summary table."""
-    from sim.output import check_out_dir, write_run
-    from sim.runner import run as run_scenario
+    from sim.output import GUARD, Interrupted
 
     overrides = []
     if policy is not None:
@@ -109,53 +211,48 @@ def run(
     if seed is not None:
         overrides.append(f"seed={seed}")
     try:
-        sc = _load(scenario, overrides)
-        folder = out_dir or Path("runs") / f"{sc.name}-{sc.router.policy}-s{sc.seed}"
-        check_out_dir(folder)
-        bar = _LazyProgress(f"simulating {sc.name}", enabled=not quiet)
-        t0 = time.perf_counter()
-        try:
-            result = run_scenario(sc, progress=bar)
-        finally:
-            bar.close()
-        wall = time.perf_counter() - t0
-        info = {"llmsim_version": __version__, "wall_time_s": wall, "python": sys.version.split()[0],
-                "requests_per_wall_s": result.summary["queries"]["arrived"] / max(wall, 1e-9)}
-        written = write_run(folder, result, sc.model_dump(mode="json"), info,
-                            requests=sc.outputs.requests, batches=sc.outputs.batches)
+        _check_arguments(out_dir, policy)
     except InputError as exc:
-        if exc.file is None:  # raised while running: name the scenario it came from
-            exc = type(exc)(exc.detail, file=str(scenario or "<embedded quickstart.yaml>"), where=exc.where)
         _fail(exc)
-        return
-    except PolicyError as exc:
-        _fail(exc)
-        return
+    GUARD.install()
+    try:
+        with _warnings_to_stderr():
+            folder, summary, wall = _simulate_and_write(scenario, out_dir, overrides, overwrite=overwrite,
+                                                        quiet=quiet)
+    except Interrupted as exc:
+        _interrupted(exc.signum)
+    except (InputError, PolicyError) as exc:
+        if GUARD.pending is not None:  # a signal arrived while cleaning up after the error
+            _interrupted(GUARD.pending)
+        _fail(_named(exc, scenario) if isinstance(exc, InputError) else exc)
+    finally:
+        GUARD.restore()
+    if GUARD.pending is not None:  # arrived while the finished files were moved into place
+        _interrupted(GUARD.pending, written=folder)
     if quiet:
-        out.print(str(folder))
+        typer.echo(str(folder))
         return
-    table = Table(title=f"llmsim run — {folder}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
-    for k, v in summary_rows(result.summary):
-        table.add_row(k, v)
-    out.print(table)
-    files = ", ".join(sorted(p.name for p in written.iterdir()))
-    out.print(f"wrote {folder}/ ({files}) in {wall:.1f} s", highlight=False)
+    _print_summary(folder, summary, wall)
 
 
 @app.command()
 def validate(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML to check.")],
 ) -> None:
-    """Check a scenario file without running it."""
+    """Check a scenario file without running it: every check `run` makes before simulating (schema,
+    data files, trace window, workload, predictor)."""
+    from sim.runner import prepare
+
     try:
-        sc = _load(scenario, [])
-    except (InputError, PolicyError) as exc:
+        with _warnings_to_stderr():
+            sc = _load(scenario, [])
+            prepare(sc)
+    except InputError as exc:
+        _fail(_named(exc, scenario))
+    except PolicyError as exc:
         _fail(exc)
-        return
     out.print(f"{scenario}: ok ({sc.name}: {len(sc.models)} models, {len(sc.deployments)} deployments, "
-              f"policy {sc.router.policy})")
+              f"policy {sc.router.policy})", markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 
 @app.command()
@@ -166,7 +263,8 @@ def policies() -> None:
         cls = policy_class(name)
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         params = [p for p in policy_parameters(name) if p != "rng"]  # rng comes from the scenario seed
-        table.add_row(name, "batch" if cls.batch_level else "per-query", ", ".join(params) or "—", doc)
+        table.add_row(Text(name), "batch" if cls.batch_level else "per-query", Text(", ".join(params) or "—"),
+                      Text(doc))
     out.print(table)
 
 
@@ -191,8 +289,46 @@ def calibrate(
         _fail(exc)
 
 
-def main() -> None:
-    app()
+register_experiments(app)  # compare, sweep, report (sim/experiments/cli.py)
+
+
+def _usage_error(exc: Any) -> NoReturn:
+    code = int(exc.exit_code)
+    if type(exc).__name__ == "NoArgsIsHelpError":  # plain `llmsim`: show the help, as click would
+        app(args=["--help"], prog_name="llmsim", standalone_mode=False)
+        sys.exit(code)
+    command = exc.ctx.command_path if exc.ctx is not None else "llmsim"
+    _say("error:", "bold red", f"{exc.format_message()} (see '{command} --help')")
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: every failure ends as one line on stderr and an exit code, never a traceback
+    (usage errors 2, interrupted 130/143, unexpected errors 1 as "internal error")."""
+    from sim.output import Interrupted
+
+    try:
+        code = app(args=argv, prog_name="llmsim", standalone_mode=False)
+    except _click_exc.UsageError as exc:
+        _usage_error(exc)
+    except _click_exc.ClickException as exc:
+        _say("error:", "bold red", exc.format_message())
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        _say("error:", "bold red", "aborted")
+        sys.exit(1)
+    except Interrupted as exc:  # a signal that arrived while the run command reported another error
+        _interrupted_exit(exc.signum)
+    except Exception as exc:  # last resort: a bug, not a user error
+        detail = f"{type(exc).__name__}: {exc}".strip()
+        _say("internal error:", "bold red", f"{detail} (please report this with the command you ran)")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _interrupted_exit(signum: int) -> NoReturn:
+    err.print("interrupted: nothing was written", markup=False, highlight=False, soft_wrap=True)
+    sys.exit(128 + signum)
 
 
 if __name__ == "__main__":

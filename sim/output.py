@@ -1,17 +1,37 @@
-"""Write a run folder atomically: summary.json, requests.parquet, batches.parquet, scenario.yaml.
+"""Write a run folder safely: summary.json, scenario.yaml, run_info.json and the parquet tables.
 
-Everything goes into a temporary sibling folder that is renamed into place at the end, so a failed or
-interrupted run never leaves a partial folder. ``summary.json`` holds only deterministic numbers (no
-wall-clock times): same scenario and seed give a byte-identical file. Wall times go to run_info.json.
+Safety rules (issue 8), because a run folder lives among the user's own files:
+
+* Never delete or replace anything llmsim did not write. An existing non-empty folder is refused unless
+  it is a run folder (it has ``summary.json``) and ``overwrite`` is set; even then only the names in
+  :data:`RUN_FILES` are replaced or removed, every other file stays.
+* Everything is first written into a temporary sibling (``.llmsim-tmp-<tag>-<random>``) holding an
+  owner file (:data:`OWNER_FILE`); only then is it moved into place, a folder rename or one
+  ``os.replace`` per file. A failed or interrupted run leaves nothing; a killed one leaves a marked
+  temporary folder that the next run into the same folder recognises by its owner file and removes.
+* One run at a time per folder: :func:`reserve_out_dir` holds an exclusive ``flock`` on a lock file
+  in the parent from the first check through the last write. The kernel drops it when the process
+  dies, so a stale lock file from a killed run never blocks the next one.
+* Any OS error (name too long, read-only disk, permission) becomes an :class:`InputError` naming the
+  path, so the CLI exits with code 2 and one message.
+
+``summary.json`` holds only deterministic numbers: same scenario and seed give a byte-identical file.
+Wall times go to run_info.json.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
-import shutil
-import tempfile
+import secrets
+import signal
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import yaml
@@ -20,6 +40,32 @@ from sim.errors import InputError
 from sim.runner import RunResult
 
 RUN_MARKER = "summary.json"
+# Every file a run may write, in the order they are moved into place (summary.json, the marker that
+# makes a folder a run folder, last). Files of a previous run that this run does not write are removed.
+RUN_FILES: tuple[str, ...] = ("requests.parquet", "batches.parquet", "scenario.yaml", "run_info.json",
+                              "summary.json")
+TMP_PREFIX = ".llmsim-tmp-"
+LOCK_PREFIX = ".llmsim-lock-"
+OWNER_FILE = ".llmsim-owner"
+MAX_SHOWN = 120  # longest path shown in a message
+
+
+def shown(path: str | Path) -> str:
+    """``path`` for a message: a name too long to use (ENAMETOOLONG) is shortened in the middle."""
+    text = str(path)
+    if len(text) <= MAX_SHOWN:
+        return text
+    return f"{text[:60]}…{text[-40:]} ({len(text)} characters)"
+
+
+def _tag(out: Path) -> str:
+    """A fixed-length stand-in for the folder name in sibling names (the name itself may be NAME_MAX)."""
+    return hashlib.sha1(out.name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def _absolute(out: Path) -> Path:
+    """The folder as an absolute normalised path, so ``.`` or ``a/..`` have a real name and parent."""
+    return Path(os.path.abspath(out))
 
 
 def dumps_summary(summary: dict[str, Any]) -> str:
@@ -32,17 +78,283 @@ def _jsonable(x: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
-def check_out_dir(out: Path) -> None:
-    """Refuse, before simulating, a folder we could not write or must not replace (not a run folder)."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / RUN_MARKER).exists())):
-        raise InputError(
-            "exists and is not an llmsim run folder; choose another --out or remove it", file=out
-        )
-    parent = out.parent
+def _os_error(out: Path, exc: OSError, doing: str) -> InputError:
+    reason = exc.strerror or str(exc)
+    where = f" ({shown(exc.filename)})" if exc.filename and str(exc.filename) != str(out) else ""
+    return InputError(f"cannot {doing}: {reason}{where}", file=shown(out))
+
+
+def check_out_dir(out: Path, *, overwrite: bool = False) -> None:
+    """Refuse, before simulating, a folder we could not write or must not replace."""
+    try:
+        _check_out_dir(out, overwrite)
+    except OSError as exc:
+        raise _os_error(out, exc, "use this run folder") from None
+
+
+def _check_out_dir(out: Path, overwrite: bool) -> None:
+    path = _absolute(out)
+    if path.parent == path:
+        raise InputError("is the root of the file system, not a run folder; choose another --out", file=out)
+    if path.exists():
+        if not path.is_dir():
+            raise InputError("exists and is not a folder; choose another --out", file=shown(out))
+        if any(path.iterdir()):
+            if not (path / RUN_MARKER).is_file():
+                raise InputError("exists and is not an llmsim run folder; choose another --out or remove it",
+                                 file=shown(out))
+            if not overwrite:
+                raise InputError("already holds a run; pass --overwrite to replace its run files (other "
+                                 "files in it are kept) or choose another --out", file=shown(out))
+    parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"cannot create the run folder here ({parent} is not a writable directory)", file=out)
+        raise InputError(f"cannot create the run folder here ({shown(parent)} is not a writable directory)",
+                         file=shown(out))
+    if len(path.name.encode("utf-8", "surrogateescape")) > _name_max(parent):
+        raise InputError(f"folder name is {len(path.name)} characters; this file system allows at most "
+                         f"{_name_max(parent)}", file=shown(out))
+
+
+def _name_max(directory: Path) -> int:
+    try:
+        return int(os.pathconf(directory, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+# ---------------------------------------------------------------------------------------------- locking
+_HELD: dict[Path, int] = {}  # folder -> fd of the lock this process holds on it
+
+
+def _lock_file(out: Path) -> Path:
+    return out.parent / f"{LOCK_PREFIX}{_tag(out)}"
+
+
+def _acquire(out: Path) -> int:
+    """An exclusive flock on the folder's lock file; refuse if another process holds it."""
+    path = _lock_file(out)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip()
+            os.close(fd)
+            pid = f" (pid {holder})" if holder.isdigit() else ""
+            raise InputError(f"another llmsim run{pid} is writing to this folder; wait for it to finish "
+                             "or choose another --out", file=shown(out)) from None
+        # The previous holder unlinks the file before releasing it: make sure ours is still the one there.
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return fd
+        os.close(fd)
+
+
+def _release(out: Path, fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(_lock_file(out))
+    os.close(fd)
+
+
+def _make_parents(path: Path) -> list[Path]:
+    """Create the missing ancestors of ``path``; return the ones created (outermost first)."""
+    missing = []
+    parent = path.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    missing.reverse()
+    for d in missing:
+        d.mkdir()
+    return missing
+
+
+@contextlib.contextmanager
+def reserve_out_dir(out: Path, *, overwrite: bool = False) -> Iterator[None]:
+    """Check ``out`` and hold its lock until the block ends (simulate and :func:`write_run` inside it).
+
+    Creates missing parent folders (the lock lives in the parent) and removes them again if the block
+    fails before anything was written. Stale temporary folders of killed runs are removed here.
+    """
+    check_out_dir(out, overwrite=overwrite)
+    path = _absolute(out)
+    created: list[Path] = []
+    try:
+        created = _make_parents(path)
+        fd = _acquire(path)
+    except OSError as exc:
+        _remove_empty(created)
+        raise _os_error(out, exc, "create the run folder") from None
+    except BaseException:
+        _remove_empty(created)
+        raise
+    _HELD[path] = fd
+    try:
+        _remove_stale_temps(path)
+        yield
+    except BaseException:
+        del _HELD[path]
+        _release(path, fd)
+        if not path.exists():
+            _remove_empty(created)
+        raise
+    del _HELD[path]
+    _release(path, fd)
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    for d in reversed(dirs):
+        with contextlib.suppress(OSError):
+            d.rmdir()  # only if still empty: never removes anything else
+
+
+# ------------------------------------------------------------------------------------ temporary folders
+def _owner() -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _owned_stale(tmp: Path, out: Path) -> bool:
+    """True for a temporary folder a dead llmsim process on this host left for ``out``."""
+    try:
+        if tmp.is_symlink() or not tmp.is_dir():
+            return False
+        owner = json.loads((tmp / OWNER_FILE).read_text(encoding="utf-8"))
+        return (isinstance(owner, dict) and owner.get("out") == str(out)
+                and owner.get("host") == socket.gethostname()
+                and isinstance(owner.get("pid"), int) and not _pid_alive(owner["pid"]))
+    except (OSError, ValueError):
+        return False
+
+
+def _remove_stale_temps(out: Path) -> None:
+    for tmp in out.parent.glob(f"{TMP_PREFIX}{_tag(out)}-*"):
+        if _owned_stale(tmp, out):
+            _remove_tmp(tmp)
+
+
+def _remove_tmp(tmp: Path) -> None:
+    """Remove a temporary folder of ours: its files, then the owner file (last, so a removal cut short
+    still leaves it recognisable), then the folder."""
+    with contextlib.suppress(OSError):
+        for p in tmp.iterdir():
+            if p.name != OWNER_FILE:
+                p.unlink()
+        (tmp / OWNER_FILE).unlink(missing_ok=True)
+        tmp.rmdir()
+
+
+def _new_tmp(out: Path) -> Path:
+    """A fresh temporary sibling of ``out`` with its owner file (mode from the umask, like any folder)."""
+    while True:
+        tmp = out.parent / f"{TMP_PREFIX}{_tag(out)}-{secrets.token_hex(4)}"
+        try:
+            tmp.mkdir()
+            break
+        except FileExistsError:
+            continue
+    (tmp / OWNER_FILE).write_text(json.dumps({**_owner(), "out": str(out)}) + "\n", encoding="utf-8")
+    return tmp
+
+
+# --------------------------------------------------------------------------------------------- signals
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived (raised by the handler :class:`SignalGuard` installs). A BaseException,
+    like KeyboardInterrupt, so no ``except Exception`` swallows it and every cleanup runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class SignalGuard:
+    """Turns SIGINT and SIGTERM into :class:`Interrupted`, except inside :meth:`hold` (moving finished
+    files into place, removing a temporary folder), where the signal is only recorded: those steps are
+    short and must not be cut in half. After the first signal further ones are ignored, so cleanup runs
+    to its end."""
+
+    def __init__(self) -> None:
+        self.pending: int | None = None
+        self._holding = 0
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        self.pending = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.pending is not None:
+            return
+        self.pending = signum
+        if not self._holding:
+            raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+
+
+GUARD = SignalGuard()
+
+
+# ----------------------------------------------------------------------------------------------- writing
+def _write_files(tmp: Path, result: RunResult, resolved_config: dict[str, Any], run_info: dict[str, Any],
+                 requests: bool, batches: bool) -> list[str]:
+    """Write the run's files into ``tmp``; return their names."""
+    writers: dict[str, Callable[[Path], object]] = {
+        "summary.json": lambda p: p.write_text(dumps_summary(result.summary), encoding="utf-8"),
+        "scenario.yaml": lambda p: p.write_text(
+            yaml.safe_dump(resolved_config, sort_keys=False, allow_unicode=True), encoding="utf-8"),
+        "run_info.json": lambda p: p.write_text(json.dumps(run_info, indent=2) + "\n", encoding="utf-8"),
+    }
+    if requests:
+        writers["requests.parquet"] = lambda p: result.requests.to_parquet(p, index=False)
+    if batches:
+        writers["batches.parquet"] = lambda p: result.batches.to_parquet(p, index=False)
+    for name, write in writers.items():
+        write(tmp / name)
+    return list(writers)
+
+
+def _commit(tmp: Path, out: Path, names: list[str]) -> None:
+    """Move the finished files into ``out``: a rename of the whole folder when ``out`` does not exist,
+    else one ``os.replace`` per run file (other files in ``out`` stay)."""
+    if not out.exists():
+        os.replace(tmp, out)
+        (out / OWNER_FILE).unlink()
+        return
+    for name in RUN_FILES:  # summary.json last
+        if name in names:
+            os.replace(tmp / name, out / name)
+        elif (out / name).is_file():
+            (out / name).unlink()  # a previous run wrote it; this run does not (e.g. requests: false)
+    _remove_tmp(tmp)
 
 
 def write_run(
@@ -53,35 +365,27 @@ def write_run(
     *,
     requests: bool = True,
     batches: bool = True,
+    overwrite: bool = False,
 ) -> Path:
-    check_out_dir(out)
+    """Write the run folder ``out`` (see the module docstring for what is safe to replace)."""
+    path = _absolute(out)
+    if path not in _HELD:
+        with reserve_out_dir(out, overwrite=overwrite):
+            return write_run(out, result, resolved_config, run_info, requests=requests, batches=batches,
+                             overwrite=overwrite)
+    check_out_dir(out, overwrite=overwrite)  # the folder may have changed while the run simulated
+    tmp: Path | None = None
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as exc:
-        raise InputError(f"cannot create the run folder: {exc}", file=out) from None
-    try:
-        (tmp / "summary.json").write_text(dumps_summary(result.summary), encoding="utf-8")
-        (tmp / "scenario.yaml").write_text(
-            yaml.safe_dump(resolved_config, sort_keys=False, allow_unicode=True), encoding="utf-8"
-        )
-        (tmp / "run_info.json").write_text(json.dumps(run_info, indent=2) + "\n", encoding="utf-8")
-        if requests:
-            result.requests.to_parquet(tmp / "requests.parquet", index=False)
-        if batches:
-            result.batches.to_parquet(tmp / "batches.parquet", index=False)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise InputError(f"cannot write the run folder: {exc}", file=out) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with GUARD.hold():
+            tmp = _new_tmp(path)
+        names = _write_files(tmp, result, resolved_config, run_info, requests, batches)
+        with GUARD.hold():
+            _commit(tmp, path, names)
+    except BaseException as exc:
+        if tmp is not None:
+            with GUARD.hold():
+                _remove_tmp(tmp)
+        if isinstance(exc, OSError):
+            raise _os_error(out, exc, "write the run folder") from None
         raise
     return out
