@@ -21,6 +21,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 from policies import PolicyError, available_policies, make_policy, policy_class, policy_parameters
 from sim.config.schema import (
     COEFFICIENTS,
+    MAX_SECONDS,
     BatchArrivals,
     DatasetPool,
     Deployment,
@@ -37,7 +38,7 @@ from sim.config.schema import (
     TraceArrivals,
 )
 from sim.engine.latency import LatencyProfile
-from sim.errors import ScenarioError, format_path
+from sim.errors import ScenarioError, format_path, warn_input
 from sim.predictors.registry import (
     PREDICTORS,
     available_predictors,
@@ -207,9 +208,9 @@ def check_scenario(
         if pool.kind not in LOADERS:
             fail(("workload", "pool", "kind"), f"unknown dataset kind {pool.kind!r}; valid kinds: {', '.join(sorted(LOADERS))}")
 
-    _check_predictor(sc.router.predictor, fail)
+    _check_predictor(sc.router.predictor, sc.workload.pool, fail)
     _check_policy(sc.router, fail)
-    _check_horizon(sc, fail)
+    _check_horizon(sc, fail, file)
     _check_footprint(sc, fail)
 
 
@@ -274,7 +275,7 @@ def _check_policy_types(name: str, params: dict[str, Any], fail: Fail) -> None:
                  f"policy {name!r} parameter {key}: {err['msg']} (got {short(value)})")
 
 
-def _check_predictor(spec: PredictorSpec, fail: Fail) -> None:
+def _check_predictor(spec: PredictorSpec, pool: SyntheticPool | DatasetPool, fail: Fail) -> None:
     """The predictor exists and its parameters match its typed model (names, types, ranges)."""
     if spec.name not in PREDICTORS:
         fail(("router", "predictor", "name"),
@@ -289,6 +290,10 @@ def _check_predictor(spec: PredictorSpec, fail: Fail) -> None:
         what = "unknown parameter" if err["type"] == "extra_forbidden" else err["msg"]
         fail(loc, f"predictor {spec.name!r}: {what} (got {short(err.get('input'))}); accepts: {accepted}")
         return
+    if getattr(PREDICTORS[spec.name], "needs_prompts", False) and isinstance(pool, SyntheticPool):
+        fail(("router", "predictor", "name"),
+             f"predictor {spec.name!r} retrieves similar prompt texts, but a synthetic pool has none; use "
+             "task_mean or noisy_oracle, or a dataset pool with prompts")
     try:  # constructing a predictor runs its own checks; no draws are made
         make_predictor(spec.name, stream(0, "validation"), **params)
     except (TypeError, ValueError) as exc:
@@ -318,7 +323,7 @@ def _check_policy(r: Router, fail: Fail) -> None:
         fail(("router", "params"), clip(str(exc)))
 
 
-def _arrival_span(sc: Scenario) -> tuple[float, tuple[Any, ...]] | None:
+def _arrival_span(sc: Scenario, fail: Fail) -> tuple[float, tuple[Any, ...]] | None:
     """Expected seconds of arrivals and the field that sets them (None: a trace without duration_s)."""
     a = sc.workload.arrivals
     spans: list[tuple[float, tuple[Any, ...]]] = []
@@ -335,19 +340,27 @@ def _arrival_span(sc: Scenario) -> tuple[float, tuple[Any, ...]] | None:
                 arr_mod.DiurnalProfile(amplitude=m.amplitude, period_s=m.period_s, phase=m.phase)
                 if isinstance(m, DiurnalModulation) else arr_mod.piecewise(m.steps)
             )
-            work = float(profile.inverse(np.array([work]))[0])  # inf: the profile stops first (the generator says so)
+            end = float(profile.inverse(np.array([work]))[0])
+            if not math.isfinite(end) and sc.duration_s is None:
+                fail(("num_queries",), f"the modulation switches arrivals off for good after about "
+                     f"{float(profile.cumulative(np.array([MAX_SECONDS]))[0]) * a.rate:.6g} expected arrivals, "
+                     f"fewer than num_queries={n}; end with a step whose multiplier is > 0, or set duration_s")
+            work = end
         if math.isfinite(work):
             spans.append((work, ("num_queries",)))
     return min(spans, key=lambda x: x[0]) if spans else None
 
 
-def _check_horizon(sc: Scenario, fail: Fail) -> None:
+def _check_horizon(sc: Scenario, fail: Fail, file: str | Path) -> None:
     """The simulated span stays within :data:`MAX_HORIZON_S`, and no positive time step is so small next
     to it that adding it to the clock rounds it away (see :data:`MIN_STEP_PER_HORIZON`)."""
-    found = _arrival_span(sc)
+    found = _arrival_span(sc, fail)
     if found is None:
         return
     span, field = found
+    if sc.warmup_s > 0 and sc.warmup_s >= span:
+        warn_input(f"warmup_s ({sc.warmup_s:g} s) is not shorter than the arrivals (about {span:.3g} s): "
+                   "no request would count in the latency statistics", file=file, where="warmup_s")
     horizon = span + sc.router.window_s
     if horizon > MAX_HORIZON_S:
         fail(field, f"the run would span about {horizon:.3g} s of simulated time; at most {MAX_HORIZON_S:g} s "

@@ -60,6 +60,8 @@ class KNN(Predictor):
 
     name = "knn"
     Params: ClassVar[type[BaseModel]] = KNNParams
+    #: It retrieves by prompt text: the scenario check refuses it with a synthetic pool (no texts).
+    needs_prompts: ClassVar[bool] = True
     PRIOR_WEIGHT_GRID = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 
     def __init__(

@@ -327,3 +327,15 @@ def test_non_utf8_bom_tabs_and_control_characters(write_scenario, tmp_path: Path
     ctrl = write_scenario(text.replace("name: tiny", "name: ti\x07ny"), name="ctrl.yaml")
     assert_clean_failure(run_cli(["validate", str(ctrl)]), str(ctrl), "line 1", "U+0007")
 
+
+
+# ---------------------------------------------------------------------------------------- item 13
+def test_config_only_problems_are_found_at_load() -> None:
+    """What needs no data is checked by check_scenario, so ``validate`` and ``run`` agree."""
+    msg = error_of(small_scenario(router={"policy": "cheapest", "predictor": {"name": "knn"}}))
+    assert "router.predictor.name" in msg and "synthetic pool" in msg
+    off = {"type": "poisson", "rate": 1.0, "modulation": {"type": "piecewise", "steps": [[0, 1], [10, 0]]}}
+    msg = error_of(small_scenario(workload={"arrivals": off, "pool": {"type": "synthetic"}}))
+    assert "num_queries" in msg and "switches arrivals off" in msg
+    with pytest.warns(InputWarning, match="warmup_s"):
+        parse(small_scenario(warmup_s=1000.0))  # 300 queries at 4/s arrive within ~75 s
