@@ -116,7 +116,7 @@ def test_json_and_parquet_corruptions(kind: str) -> None:
     _enough(name, JSON_EXAMPLES)
 
 
-SHARED_EXAMPLES = 30
+SHARED_EXAMPLES = 50
 
 
 @pytest.mark.shared_data
@@ -135,11 +135,10 @@ def test_real_data_scenario_mutations(rel: str) -> None:
 
 
 def test_total_case_count() -> None:
-    """The issue asks for >= 500 generated cases per run (without the shared-data ones)."""
-    planned = SCENARIO_EXAMPLES + CSV_EXAMPLES * len(tables()) + JSON_EXAMPLES * 3
-    assert planned >= MIN_TOTAL
-    if len(COUNTS) >= 1 + len(tables()) + 3:  # every local fuzz test ran in this session
-        assert sum(n for k, n in COUNTS.items() if not k.startswith("shared")) >= MIN_TOTAL
+    """The issue asks for >= 500 generated cases per run (without the shared-data ones); each fuzz test
+    asserts that at least 90 % of its examples were generated."""
+    planned = SCENARIO_EXAMPLES + CSV_EXAMPLES * len(tables()) + JSON_EXAMPLES * len(FILE_STRATEGIES)
+    assert 0.9 * planned >= MIN_TOTAL
 
 
 @pytest.mark.parametrize("case", bad_data_cases(), ids=lambda c: c.label)
