@@ -366,19 +366,19 @@ def _check_horizon(sc: Scenario, fail: Fail, file: str | Path) -> None:
         fail(field, f"the run would span about {horizon:.3g} s of simulated time; at most {MAX_HORIZON_S:g} s "
              "(beyond it float64 timestamps lose sub-microsecond resolution)")
     floor = horizon * MIN_STEP_PER_HORIZON
-    steps: list[tuple[float, tuple[Any, ...]]] = [(sc.router.window_s, ("router", "window_s"))]
+    steps: list[tuple[float, tuple[Any, ...], str]] = [(sc.router.window_s, ("router", "window_s"), "window")]
     if isinstance(sc.workload.arrivals, BatchArrivals):
-        steps.append((sc.workload.arrivals.interval_s, ("workload", "arrivals", "interval_s")))
+        steps.append((sc.workload.arrivals.interval_s, ("workload", "arrivals", "interval_s"), "interval"))
     if sc.outputs.sample_interval_s is not None:
-        steps.append((sc.outputs.sample_interval_s, ("outputs", "sample_interval_s")))
+        steps.append((sc.outputs.sample_interval_s, ("outputs", "sample_interval_s"), "interval"))
     models = {m.name: m for m in sc.models}
     for i, d in enumerate(sc.deployments):
         p = profile_for(models[d.model], d)
         one_token = sum(getattr(p, f) for f in COEFFICIENTS)  # prefill 1 token + decode 1 seq, 1 ctx
-        steps.append((one_token, ("deployments", i)))
-    for value, loc in steps:
+        steps.append((one_token, ("deployments", i), "one-token service time (sum of the latency coefficients)"))
+    for value, loc, what in steps:
         if 0 < value < floor:
-            fail(loc, f"{value:g} s is too small next to the run's span of {horizon:.3g} s (at least "
+            fail(loc, f"a {what} of {value:g} s is too small next to the run's span of {horizon:.3g} s (at least "
                  f"{floor:.3g} s, span × {MIN_STEP_PER_HORIZON:g}, or the clock's rounding swallows it)")
     interval = sc.outputs.sample_interval_s
     if interval is not None and horizon / interval > MAX_SAMPLES:

@@ -169,7 +169,7 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 
 
 def _pydantic_message(err: dict[str, Any]) -> str:
-    msg = str(err.get("msg", "invalid value"))
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":
         return "unknown key (not part of the scenario schema)"
     if err.get("type") == "missing":

@@ -7,6 +7,7 @@ and outputs. Cross-field checks that need physics (does a deployment fit its GPU
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -73,6 +74,14 @@ BetaParam = Annotated[float, Field(gt=0, le=1e3), AfterValidator(AtLeast(1e-3, "
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 PathText = Annotated[str, Field(min_length=1, max_length=4096)]
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+def _slug(value: str) -> str:
+    """A name that is safe as one path component (no '/', no leading '.', no spaces)."""
+    if not re.fullmatch(SLUG, value):
+        raise ValueError("expected a safe slug: 1-64 letters, digits, '.', '_' or '-', starting with a letter "
+                         "or digit (it names the run folder)")
+    return value
 
 
 class Strict(BaseModel):
@@ -242,7 +251,7 @@ class PoissonArrivals(Strict):
 class GammaArrivals(Strict):
     type: Literal["gamma"] = Field(description="Arrival process kind: 'gamma'.")
     rate: Rate = Field(description="Mean arrivals per second.")
-    cv: Annotated[float, Field(gt=0, le=100)] = Field(description="Coefficient of variation of inter-arrival times (1 = Poisson).")
+    cv: Annotated[float, Field(gt=0, le=100), AfterValidator(AtLeast(1e-3, "Gamma shape 1/cv² stays finite"))] = Field(description="Coefficient of variation of inter-arrival times (1 = Poisson).")
     modulation: Modulation | None = Field(None, description="Optional rate modulation over time.")
 
 
@@ -424,7 +433,7 @@ class Outputs(Strict):
 class Scenario(Strict):
     """A complete, reproducible experiment."""
 
-    name: Annotated[str, Field(pattern=SLUG)] = Field(
+    name: Annotated[str, AfterValidator(_slug)] = Field(
         description="Short name, used in the default output folder runs/<name>-<policy>-s<seed>: a safe slug "
         "of 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (no '/', no '..' prefix)."
     )

@@ -50,6 +50,7 @@ HUGE = [
     ("seed=9223372036854775808", "seed"),
     ("warmup_s=1e300", "warmup_s"),
     ("gpus.0.memory_gib=.nan", "gpus[0].memory_gib"),
+    ("workload.arrivals={type: gamma, rate: 4, cv: 1.0e-300}", "workload.arrivals.cv"),  # was ZeroDivisionError
 ]
 
 
@@ -271,7 +272,7 @@ def test_memory_limit_is_half_the_machine_at_most_the_cap() -> None:
 def test_unsafe_scenario_names_are_refused(write_scenario, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:  # type: ignore[no-untyped-def]
     path = write_scenario(small_scenario(name=name))
     monkeypatch.chdir(tmp_path)
-    assert_clean_failure(run_cli(["run", str(path)]), str(path), "name", "pattern")
+    assert_clean_failure(run_cli(["run", str(path)]), str(path), "name", "safe slug")
     assert not (tmp_path / "runs").exists()
     assert not (tmp_path.parent / "escaped-threshold_greedy-s3").exists()
 
