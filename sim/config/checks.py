@@ -82,11 +82,17 @@ def short(value: Any, limit: int = 80) -> str:
     return clip(_short.repr(value), limit)
 
 
+def _listing(names: Any) -> str:
+    """Valid names for a message, cut if a scenario lists very many."""
+    return clip(", ".join(map(str, names)), 300)
+
+
 def clip(text: str, limit: int = 300) -> str:
     """``text`` cut to ``limit`` characters (for messages that embed another message)."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 Locate = Callable[[tuple[Any, ...]], "int | None"]
+Fail = Callable[[tuple[Any, ...], str], NoReturn]
 
 
 def weights_bytes(model: ModelSpec) -> float:
@@ -122,17 +128,8 @@ def resolve_path(path: str, base_dir: Path | None) -> Path:
     return p if p.is_absolute() or base_dir is None else base_dir / p
 
 
-def check_scenario(
-    sc: Scenario, *, file: str | Path, base_dir: Path | None, locate: Locate | None = None
-) -> None:
-    """Raise :class:`ScenarioError` naming the first inconsistency found. Every check that needs only
-    the scenario (no trace or dataset contents) lives here, so ``llmsim validate`` and ``run`` agree."""
-
-    def fail(loc: tuple[Any, ...], msg: str) -> NoReturn:
-        line = locate(loc) if locate else None
-        where = (f"line {line}: " if line else "") + format_path(loc)
-        raise ScenarioError(msg, file=file, where=where)
-
+def _check_cluster(sc: Scenario, fail: Fail) -> dict[str, ModelSpec]:
+    """GPU, model and deployment references, memory fit and inventory; returns the models by name."""
     gpus: dict[str, GPUType] = {}
     for i, g in enumerate(sc.gpus):
         if g.name in gpus:
@@ -145,16 +142,16 @@ def check_scenario(
         for key in m.latency:
             gpu_name = key.split("@tp")[0]
             if gpu_name not in gpus:
-                fail(("models", i, "latency", key), f"unknown GPU type {gpu_name!r}; known: {', '.join(gpus)}")
+                fail(("models", i, "latency", key), f"unknown GPU type {gpu_name!r}; known: {_listing(gpus)}")
         models[m.name] = m
 
     used: dict[str, int] = {name: 0 for name in gpus}
     deployed: set[str] = set()
     for i, d in enumerate(sc.deployments):
         if d.model not in models:
-            fail(("deployments", i, "model"), f"unknown model {d.model!r}; expected one of: {', '.join(models)}")
+            fail(("deployments", i, "model"), f"unknown model {d.model!r}; expected one of: {_listing(models)}")
         if d.gpu not in gpus:
-            fail(("deployments", i, "gpu"), f"unknown GPU type {d.gpu!r}; expected one of: {', '.join(gpus)}")
+            fail(("deployments", i, "gpu"), f"unknown GPU type {d.gpu!r}; expected one of: {_listing(gpus)}")
         model, gpu = models[d.model], gpus[d.gpu]
         if latency_for(model, d) is None:
             fail(
@@ -187,7 +184,21 @@ def check_scenario(
     for i, m in enumerate(sc.models):
         if m.name not in deployed:
             fail(("models", i, "name"), f"model {m.name!r} has no deployment, so it cannot be routed to")
+    return models
 
+
+def check_scenario(
+    sc: Scenario, *, file: str | Path, base_dir: Path | None, locate: Locate | None = None
+) -> None:
+    """Raise :class:`ScenarioError` naming the first inconsistency found. Every check that needs only
+    the scenario (no trace or dataset contents) lives here, so ``llmsim validate`` and ``run`` agree."""
+
+    def fail(loc: tuple[Any, ...], msg: str) -> NoReturn:
+        line = locate(loc) if locate else None
+        where = (f"line {line}: " if line else "") + format_path(loc)
+        raise ScenarioError(msg, file=file, where=where)
+
+    models = _check_cluster(sc, fail)
     pool = sc.workload.pool
     if isinstance(pool, SyntheticPool):
         for i, m in enumerate(sc.models):
@@ -200,13 +211,13 @@ def check_scenario(
         fail(("workload", "arrivals", "path"), f"trace file not found: {resolve_path(arr.path, base_dir)}")
     strong = sc.workload.order.strong_model
     if strong is not None and strong not in models:
-        fail(("workload", "order", "strong_model"), f"unknown model {strong!r}; expected one of: {', '.join(models)}")
+        fail(("workload", "order", "strong_model"), f"unknown model {strong!r}; expected one of: {_listing(models)}")
 
     if isinstance(pool, DatasetPool):
         from sim.datasets import LOADERS
 
         if pool.kind not in LOADERS:
-            fail(("workload", "pool", "kind"), f"unknown dataset kind {pool.kind!r}; valid kinds: {', '.join(sorted(LOADERS))}")
+            fail(("workload", "pool", "kind"), f"unknown dataset kind {pool.kind!r}; valid kinds: {_listing(sorted(LOADERS))}")
 
     _check_predictor(sc.router.predictor, sc.workload.pool, fail)
     _check_policy(sc.router, fail)
@@ -214,7 +225,6 @@ def check_scenario(
     _check_footprint(sc, fail)
 
 
-Fail = Callable[[tuple[Any, ...], str], NoReturn]
 
 
 def predictor_accepts(name: Any) -> set[str] | None:

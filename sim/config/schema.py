@@ -310,7 +310,7 @@ class SyntheticPool(Strict):
 
     type: Literal["synthetic"] = Field(description="Query pool kind: 'synthetic'.")
     tasks: list[TaskSpec] | None = Field(
-        None, min_length=1, description="Tasks; default: the built-in 4-task mix."
+        None, min_length=1, max_length=10_000, description="Tasks (1-10000); default: the built-in 4-task mix."
     )
 
     @model_validator(mode="after")
@@ -450,9 +450,13 @@ class Scenario(Strict):
         description="CSV price table (columns model, price_in_per_mtok, price_out_per_mtok) for models "
         "whose prices are unset; relative to the scenario file.",
     )
-    gpus: list[GPUType] = Field(min_length=1, description="GPU types and inventory.")
-    models: list[ModelSpec] = Field(min_length=1, description="Models (router columns, in this order).")
-    deployments: list[Deployment] = Field(min_length=1, description="Model instances on GPUs.")
+    gpus: list[GPUType] = Field(min_length=1, max_length=1000, description="GPU types and inventory (1-1000).")
+    models: list[ModelSpec] = Field(
+        min_length=1, max_length=1000, description="Models (router columns, in this order; 1-1000)."
+    )
+    deployments: list[Deployment] = Field(
+        min_length=1, max_length=10_000, description="Model instances on GPUs (1-10000)."
+    )
     workload: Workload = Field(description="Arrivals and queries.")
     router: Router = Field(description="Batching and routing policy.")
     outputs: Outputs = Field(default_factory=lambda: Outputs(), description="What the run folder holds.")
