@@ -340,3 +340,14 @@ def test_config_only_problems_are_found_at_load() -> None:
     assert "num_queries" in msg and "switches arrivals off" in msg
     with pytest.warns(InputWarning, match="warmup_s"):
         parse(small_scenario(warmup_s=1000.0))  # 300 queries at 4/s arrive within ~75 s
+
+
+def test_list_lengths_are_capped_and_name_listings_cut() -> None:
+    gpus = [{"name": f"g{i}", "memory_gib": 80, "count": 1} for i in range(1001)]
+    msg = error_of(small_scenario(gpus=gpus))
+    assert "gpus" in msg and "at most 1000" in msg
+    gpus = [{"name": "A100", "memory_gib": 80, "count": 4}] + [
+        {"name": f"gpu-with-a-long-name-{i:04d}", "memory_gib": 80, "count": 1} for i in range(900)
+    ]
+    msg = error_of(small_scenario(gpus=gpus), ["deployments.0.gpu=nowhere"])
+    assert "unknown GPU type 'nowhere'" in msg and len(msg) < 600
