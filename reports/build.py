@@ -84,6 +84,9 @@ def comparison(exp: Experiment) -> tuple[pd.DataFrame, Section]:
 def aiq_table(exp: Experiment) -> tuple[pd.DataFrame, Section]:
     """AIQ per policy family over its own and over the common cost range, and accuracy at the baseline's
     mean spend (interpolated on the family's configurations; — outside its measured range)."""
+    if not {F.COST, F.ACCURACY} <= set(exp.results.columns):
+        return pd.DataFrame(), Section("AIQ (area under the cost–accuracy frontier)",
+                                       [f"Not computed: the results table has no {F.COST} or {F.ACCURACY} column."])
     pts = exp.results.groupby(["family", "config"], sort=False)[[F.COST, F.ACCURACY]].mean().reset_index()
     common = (float(pts[F.COST].min()), float(pts[F.COST].max()))
     base = _baseline(exp)

@@ -18,6 +18,7 @@ from reports.errors import ReportError
 from reports.tables import (
     MANIFEST_FILE,
     MATCHED_SPEND_FILE,
+    RESULTS_FILE,
     RUN_TABLES,
     SUMMARY_FILE,
     read_experiment,
@@ -67,6 +68,15 @@ def _labelled(results: pd.DataFrame, kind: str) -> pd.DataFrame:
     return out
 
 
+def _check_unique(results: pd.DataFrame, folder: Path) -> None:
+    """Seed pairing and per-seed means need one run per (configuration, seed)."""
+    dup = results.duplicated(["config", "seed"])
+    if dup.any():
+        row = results[dup].iloc[0]
+        raise ReportError(f"two runs of {row['config']} with seed {row['seed']}; expected one per policy, "
+                          "parameter values and seed", file=folder / RESULTS_FILE, where=f"row {int(dup.to_numpy().argmax())}")
+
+
 def _run_manifest(folder: Path, summary: dict[str, Any]) -> dict[str, Any]:
     """What a run folder says about reproducing it (run_info.json is optional)."""
     info_path = folder / "run_info.json"
@@ -89,6 +99,7 @@ def load(folder: Path) -> Experiment:
         results = _labelled(read_experiment(folder), manifest["kind"])
         exp = Experiment(manifest["kind"], folder, manifest, results,
                          matched_spend=read_table(folder / MATCHED_SPEND_FILE))
+        _check_unique(results, folder)
     elif (folder / SUMMARY_FILE).exists():
         summary = read_summary(folder)
         results = _labelled(pd.DataFrame([run_row(folder)]), "run")

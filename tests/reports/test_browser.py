@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture()
 def driver():  # type: ignore[no-untyped-def]
-    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium import webdriver  # in the test extra: a missing selenium is a failure, not a skip
     from selenium.webdriver.chrome.service import Service
 
     opts = webdriver.ChromeOptions()

@@ -18,7 +18,8 @@ OUTPUTS = ("report.html", "report.md", "comparison.csv", "aiq.csv")
 
 
 def _copy(folder: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(folder, tmp_path / folder.name))
+    """A private copy without any report another test wrote into the shared fixture folder."""
+    return Path(shutil.copytree(folder, tmp_path / folder.name, ignore=shutil.ignore_patterns(*OUTPUTS)))
 
 
 def test_compare_report_files_and_content(compare_folder: Path, tmp_path: Path) -> None:
@@ -132,6 +133,24 @@ def test_bad_experiment_folders(tmp_path: Path, manifest: str, results: pd.DataF
     if results is not None:
         results.to_parquet(tmp_path / "results.parquet")
     _expect_error(tmp_path, match)
+
+
+def test_two_runs_of_one_configuration_and_seed_are_refused(compare_folder: Path, tmp_path: Path) -> None:
+    folder = _copy(compare_folder, tmp_path)
+    res = pd.read_parquet(folder / "results.parquet")
+    pd.concat([res, res.iloc[[0]]]).to_parquet(folder / "results.parquet", index=False)
+    _expect_error(folder, r"results.parquet: row 6: two runs of threshold_greedy with seed 1")
+
+
+def test_a_results_table_with_few_columns_still_reports(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text('{"kind": "compare", "baseline": "a"}', encoding="utf-8")
+    pd.DataFrame({"policy": ["a", "b", "a", "b"], "seed": [1, 1, 2, 2], "accuracy": [0.5, 0.6, 0.55, 0.7]}
+                 ).to_parquet(tmp_path / "results.parquet")
+    write_report(tmp_path)
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "Not computed: the results table has no cost.total_usd" in md
+    assert "**Cost–accuracy frontier** — skipped: results table lacks column(s) cost.total_usd" in md
+    assert "| b | accuracy | 2 | 65.00 % |" in md and "+12.50 pp" in md
 
 
 def test_corrupt_summary_is_an_error_naming_it(tmp_path: Path) -> None:
