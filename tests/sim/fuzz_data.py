@@ -346,22 +346,23 @@ def parquet_cases(draw: st.DrawFn) -> FuzzCase:
                     located=kind not in ("truncate", "garbage"))
 
 
-def valid_cases() -> list[FuzzCase]:
-    """Every fixture uncorrupted: each must run (exit 0), or the corruption tests prove nothing."""
+def data_bases() -> list[tuple[str, dict[str, Any], dict[str, bytes]]]:
+    """(name, scenario, files) of every fixture, uncorrupted: the scenario reads the files."""
     header, rows = long_table_rows()
     buf = io.BytesIO()
     pd.DataFrame(rows, columns=header).astype({"score": float, "input_tokens": int}).to_parquet(buf)
     items = dcrouter_items()
-    out = [FuzzCase(f"{t.name}: valid", dump(t.scenario), {t.file: csv_bytes(t.header, t.rows)}, t.file, "pass")
-           for t in tables()]
-    out.append(FuzzCase("mooncake: valid", dump(trace_scenario("trace.jsonl")),
-                        {"trace.jsonl": _jsonl(mooncake_objects())}, "trace.jsonl", "pass"))
-    out.append(FuzzCase("dcrouter: valid", dump(_dataset_scenario("dcrouter", "dc", {"small": "m1", "big": "m2"})),
-                        {"dc/train.json": json.dumps(items[:20]).encode(),
-                         "dc/test.json": json.dumps(items[20:]).encode()}, "dc/test.json", "pass"))
-    out.append(FuzzCase("parquet: valid", dump(_dataset_scenario("long_table", "table.parquet")),
-                        {"table.parquet": buf.getvalue()}, "table.parquet", "pass"))
+    out = [(t.name, t.scenario, {t.file: csv_bytes(t.header, t.rows)}) for t in tables()]
+    out.append(("mooncake", trace_scenario("trace.jsonl"), {"trace.jsonl": _jsonl(mooncake_objects())}))
+    out.append(("dcrouter", _dataset_scenario("dcrouter", "dc", {"small": "m1", "big": "m2"}),
+                {"dc/train.json": json.dumps(items[:20]).encode(), "dc/test.json": json.dumps(items[20:]).encode()}))
+    out.append(("parquet", _dataset_scenario("long_table", "table.parquet"), {"table.parquet": buf.getvalue()}))
     return out
+
+
+def valid_cases() -> list[FuzzCase]:
+    """Every fixture uncorrupted: each must run (exit 0), or the corruption tests prove nothing."""
+    return [FuzzCase(f"{name}: valid", dump(sc), files, sorted(files)[-1], "pass") for name, sc, files in data_bases()]
 
 
 def bad_data_cases() -> list[FuzzCase]:
@@ -384,4 +385,4 @@ def bad_data_cases() -> list[FuzzCase]:
     return out
 
 
-__all__ = ["bad_data_cases", "csv_cases", "dcrouter_cases", "mooncake_cases", "parquet_cases", "tables", "valid_cases"]
+__all__ = ["bad_data_cases", "csv_cases", "data_bases", "dcrouter_cases", "mooncake_cases", "parquet_cases", "tables", "valid_cases"]

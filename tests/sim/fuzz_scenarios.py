@@ -180,9 +180,11 @@ def text_mutation(draw: st.DrawFn, data: dict[str, Any]) -> FuzzCase:
                     expect="fail")
 
 
-def scenario_cases(data: dict[str, Any]) -> st.SearchStrategy[FuzzCase]:
-    """Any mutation of ``data``, run with --out or with the default run folder (runs/<name>-...)."""
+def scenario_cases(data: dict[str, Any], files: dict[str, bytes] | None = None) -> st.SearchStrategy[FuzzCase]:
+    """Any mutation of ``data`` (which reads the data ``files``), run with --out or with the default run
+    folder (runs/<name>-...)."""
     mutation = st.one_of(value_mutation(data), value_mutation(data), value_mutation(data),
                          duplicate_key(data), alias_bomb(data), text_mutation(data))
-    return st.builds(lambda c, out: replace(c, label=c.label + ("" if out else " [no --out]"), use_out=out),
+    return st.builds(lambda c, out: replace(c, label=c.label + ("" if out else " [no --out]"), use_out=out,
+                                            files=dict(files or {})),
                      mutation, st.booleans())

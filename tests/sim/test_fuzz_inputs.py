@@ -24,6 +24,7 @@ from tests.sim.fuzz_check import FuzzCase, check_case
 from tests.sim.fuzz_data import (
     bad_data_cases,
     csv_cases,
+    data_bases,
     dcrouter_cases,
     mooncake_cases,
     parquet_cases,
@@ -74,6 +75,23 @@ def test_scenario_mutations() -> None:
 
     check()
     _enough("scenario", SCENARIO_EXAMPLES)
+
+
+DATA_BASES = data_bases()
+DATA_SCENARIO_EXAMPLES = 100
+
+
+def test_data_scenario_mutations() -> None:
+    """Mutations of scenarios that read trace and dataset files (their trace/dataset fields)."""
+
+    @fuzz(DATA_SCENARIO_EXAMPLES)
+    @given(st.sampled_from(range(len(DATA_BASES))).flatmap(
+        lambda i: scenario_cases(DATA_BASES[i][1], DATA_BASES[i][2])))
+    def check(case: FuzzCase) -> None:
+        run_and_check("data-scenario", case)
+
+    check()
+    _enough("data-scenario", DATA_SCENARIO_EXAMPLES)
 
 
 CSV_EXAMPLES = 70
@@ -132,7 +150,7 @@ def test_real_data_scenario_mutations(rel: str) -> None:
 def test_total_case_count() -> None:
     """The issue asks for >= 500 generated cases per run (without the shared-data ones); each fuzz test
     asserts that at least 90 % of its examples were generated."""
-    planned = SCENARIO_EXAMPLES + CSV_EXAMPLES * len(tables()) + JSON_EXAMPLES * len(FILE_STRATEGIES)
+    planned = SCENARIO_EXAMPLES + DATA_SCENARIO_EXAMPLES + CSV_EXAMPLES * len(tables()) + JSON_EXAMPLES * len(FILE_STRATEGIES)
     assert 0.9 * planned >= MIN_TOTAL
 
 
