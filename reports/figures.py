@@ -233,7 +233,7 @@ def occupancy(label: str, occ: pd.DataFrame | None) -> Figure:
 
 def budget_spend(runs: Mapping[str, pd.DataFrame | None]) -> Figure:
     """Predicted (and realised, when recorded) spend of each routed batch against its budget."""
-    fig = go.Figure()
+    fig, budgets = go.Figure(), []
     drawn = False
     for i, (label, b) in enumerate(runs.items()):
         if b is None or any(c not in b.columns for c in ("time_s", "predicted_cost_usd", "budget_usd")):
@@ -247,13 +247,17 @@ def budget_spend(runs: Mapping[str, pd.DataFrame | None]) -> Figure:
         if "realised_cost_usd" in b.columns:
             fig.add_trace(go.Scatter(x=b["time_s"], y=b["realised_cost_usd"], mode="markers",
                                      name=f"{label} realised", marker={"color": color, "size": 5, "symbol": "x"}))
-        fig.add_trace(go.Scatter(x=b["time_s"], y=b["budget_usd"], mode="lines", name=f"{label} budget",
-                                 line={"color": color, "dash": "dash"}))
+        budget = (tuple(b["time_s"]), tuple(b["budget_usd"]))
+        if budget not in budgets:  # policies batching alike share one budget line: draw it once
+            budgets.append(budget)
+            fig.add_trace(go.Scatter(x=b["time_s"], y=b["budget_usd"], mode="lines", name=f"{label} budget",
+                                     line={"color": color, "dash": "dash"}))
         drawn = True
     if not drawn:
         raise FigureSkipped("no batches table with a budget (no run set router.budget)")
     fig.update_xaxes(title_text="routing time of the batch (s)")
     fig.update_yaxes(title_text="batch spend (USD)")
     caption = ("Spend per routed batch: predicted cost (what the router enforces), realised cost when recorded "
-               "(×), and the batch's budget (dashed). Points above the dashed line are over budget.")
+               "(×), and the batch's budget (dashed; drawn once for policies whose batches and budgets coincide). "
+               "Points above the dashed line are over budget.")
     return _layout(fig, "Spend per batch against the budget"), caption

@@ -42,6 +42,8 @@ def test_budget_figure_is_skipped_without_a_budget() -> None:
     fig, caption = F.budget_spend({"p": batches.assign(budget_usd=0.15, realised_cost_usd=[0.1, 0.3])})
     assert [t.name for t in fig.data] == ["p predicted", "p realised", "p budget"] and "budget" in caption
     assert fig.layout.yaxis.title.text == "batch spend (USD)"
+    twin, _ = F.budget_spend({"p": batches.assign(budget_usd=0.15), "q": batches.assign(budget_usd=0.15)})
+    assert [t.name for t in twin.data] == ["p predicted", "p budget", "q predicted"]
 
 
 def test_occupancy_utilisation_sums_a_models_deployments() -> None:
