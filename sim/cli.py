@@ -55,6 +55,18 @@ def _fail(exc: BaseException) -> NoReturn:
     raise typer.Exit(2)
 
 
+def _user_error(exc: Exception, scenario: Path | None) -> Exception:
+    """The error to show: an InputError names its scenario; an OSError (a file the run had to read or
+    write that the system refused) names its file."""
+    if isinstance(exc, InputError):
+        return _named(exc, scenario)
+    if isinstance(exc, OSError):
+        from sim.output import shown
+
+        return InputError(exc.strerror or str(exc), file=shown(exc.filename) if exc.filename else None)
+    return exc
+
+
 def _named(exc: InputError, scenario: Path | None) -> InputError:
     """An error raised while building or running (no file named) names the scenario it came from."""
     if exc.file is not None:
@@ -221,10 +233,10 @@ def run(
                                                         quiet=quiet)
     except Interrupted as exc:
         _interrupted(exc.signum)
-    except (InputError, PolicyError) as exc:
+    except (InputError, PolicyError, OSError) as exc:
         if GUARD.pending is not None:  # a signal arrived while cleaning up after the error
             _interrupted(GUARD.pending)
-        _fail(_named(exc, scenario) if isinstance(exc, InputError) else exc)
+        _fail(_user_error(exc, scenario))
     finally:
         GUARD.restore()
     if GUARD.pending is not None:  # arrived while the finished files were moved into place
@@ -314,6 +326,9 @@ def main(argv: list[str] | None = None) -> None:
     except _click_exc.ClickException as exc:
         _say("error:", "bold red", exc.format_message())
         sys.exit(exc.exit_code)
+    except InputError as exc:  # a command that let one through: still a user error
+        _say("error:", "bold red", str(exc))
+        sys.exit(2)
     except typer.Abort:
         _say("error:", "bold red", "aborted")
         sys.exit(1)

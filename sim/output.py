@@ -29,6 +29,7 @@ import os
 import secrets
 import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -96,6 +97,8 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
     path = _absolute(out)
     if path.parent == path:
         raise InputError("is the root of the file system, not a run folder; choose another --out", file=out)
+    if path.is_symlink() and not path.exists():
+        raise InputError("is a broken symbolic link; choose another --out or remove it", file=shown(out))
     if path.exists():
         if not path.is_dir():
             raise InputError("exists and is not a folder; choose another --out", file=shown(out))
@@ -295,7 +298,10 @@ class SignalGuard:
         self._old: dict[int, Any] = {}
 
     def install(self) -> None:
+        """Install the handlers (only the main thread may; elsewhere signals keep their handlers)."""
         self.pending = None
+        if threading.current_thread() is not threading.main_thread():
+            return
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old[sig] = signal.signal(sig, self._handle)
 

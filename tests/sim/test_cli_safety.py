@@ -236,3 +236,15 @@ def test_quiet_run_with_milp_prints_only_the_path(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout == f"{out}\n"
+
+
+def test_input_error_escaping_a_command_is_still_exit_2(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import sim.config.reference
+    from sim.errors import InputError
+
+    def bad() -> str:
+        raise InputError("broken [bold]", file="x.yaml")
+
+    monkeypatch.setattr(sim.config.reference, "reference_markdown", bad)
+    assert_one_error_line(*cli(capsys, "schema"), "x.yaml: broken [bold]")

@@ -64,7 +64,9 @@ def test_overwrite_removes_run_files_this_run_does_not_write(scenario: Path, tmp
     code, _, err = cli(capsys, "run", str(scenario), "--out", str(out), "--overwrite", "-q",
                        "--set", "outputs.requests=false", "--set", "outputs.batches=false")
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "run_info.json", "scenario.yaml", "summary.json"]
+    kept = set(RUN_FILES) - {"requests.parquet", "batches.parquet"}
+    assert sorted(p.name for p in out.iterdir()) == sorted([*kept, "notes.txt"])
+    assert "summary.json" in kept and "requests.parquet" in RUN_FILES
 
 
 def test_overwrite_never_adopts_a_folder_that_is_not_a_run(scenario: Path, tmp_path: Path,
@@ -203,3 +205,24 @@ def test_write_run_alone_locks_and_refuses_like_the_cli(tmp_path: Path) -> None:
     assert json.loads((out / "run_info.json").read_text()) == {"again": True}
     assert (out / "notes.txt").read_text() == "mine" and not (out / "requests.parquet").exists()
     assert llmsim_leftovers(tmp_path) == []
+
+
+def test_broken_symlink_out_is_refused_and_kept(scenario: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "nowhere")
+    assert_one_error_line(*cli(capsys, "run", str(scenario), "--out", str(link)), str(link), "broken symbolic link")
+    assert link.is_symlink()
+
+
+def test_os_error_from_inside_the_run_names_its_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import sim.runner
+
+    def denied(*a: Any, **k: Any) -> None:
+        raise PermissionError(13, "Permission denied", "/data/prices.csv")
+
+    monkeypatch.setattr(sim.runner, "simulate", denied)
+    res = cli(capsys, "run", "--out", str(tmp_path / "run"))
+    assert_one_error_line(*res, "/data/prices.csv: Permission denied")
+    assert list(tmp_path.iterdir()) == []
