@@ -8,7 +8,13 @@ look at the batch budget unless ``on_budget`` says so:
 * ``ignore`` (default): route as the rule says; an overspent batch comes back ``infeasible`` with the
   budget violation named (the simulator counts it as a budget violation);
 * ``reject``: once the query's preferred model no longer fits the remaining budget, reject the query;
-* ``downgrade``: take the best-ranked model that still fits the remaining budget, else reject.
+* ``downgrade``: each query, in batch order, takes its best-ranked model that fits the remaining budget
+  *after reserving, for every later query of the batch, the cost of its cheapest model*; when none does,
+  it takes its cheapest model if that fits the remaining budget (first come, first served), else it is
+  rejected. The reserve is what makes this a downgrade rather than first-come spending: without it the
+  first queries of a batch take dear models and the last ones find nothing left (λ = 0 rejected 892 of
+  1,500 queries), whereas with it no query is rejected while the whole batch at its cheapest models fits
+  the budget. Capacity is not part of the reserve (a full cheapest model is skipped as usual).
 """
 
 from __future__ import annotations
@@ -78,6 +84,8 @@ def greedy_assign(problem: RoutingProblem, score: FloatArray, on_budget: OnBudge
         return first
     order = np.argsort(-score, axis=1, kind="stable")
     remaining = np.floor(np.where(np.isinf(cap), n, cap))
+    if on_budget == "downgrade" and budget is not None:
+        return _downgrade(problem.cost, order, remaining, budget)
     cost = problem.cost
     spent = 0.0
     out = np.full(n, REJECT, dtype=np.int64)
@@ -86,13 +94,40 @@ def greedy_assign(problem: RoutingProblem, score: FloatArray, on_budget: OnBudge
             if remaining[j] < 1:
                 continue
             if budget is not None and spent + cost[i, j] > budget + TOL:
-                if on_budget == "reject":
-                    break
-                continue  # downgrade: try the next-ranked model
+                break  # reject: the preferred model with capacity does not fit
             out[i] = j
             remaining[j] -= 1
             spent += cost[i, j]
             break
+    return out
+
+
+def _downgrade(cost: FloatArray, order: IntArray, remaining: FloatArray, budget: float) -> IntArray:
+    """``on_budget="downgrade"`` (rule in the module docstring): best-ranked model within the budget
+    left after reserving every later query's cheapest cost; else the cheapest that fits; else reject."""
+    n = cost.shape[0]
+    cheapest = cost.min(axis=1)
+    # reserve[i] = Σ_{k > i} cheapest[k]
+    reserve = np.concatenate([np.cumsum(cheapest[::-1])[::-1][1:], [0.0]])
+    by_cost = np.argsort(cost, axis=1, kind="stable")
+    spent = 0.0
+    out = np.full(n, REJECT, dtype=np.int64)
+    for i in range(n):
+        choice = -1
+        for j in order[i]:
+            if remaining[j] >= 1 and spent + cost[i, j] + reserve[i] <= budget + TOL:
+                choice = int(j)
+                break
+        if choice < 0:
+            for j in by_cost[i]:
+                if remaining[j] >= 1:
+                    if spent + cost[i, j] <= budget + TOL:
+                        choice = int(j)
+                    break
+        if choice >= 0:
+            out[i] = choice
+            remaining[choice] -= 1
+            spent += cost[i, choice]
     return out
 
 

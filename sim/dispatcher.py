@@ -5,7 +5,11 @@ arriving within Δ seconds of the first pending one. The dispatcher never trusts
 it re-checks every assignment with :func:`policies.check_assignment`, refuses surplus queries on a model
 whose capacity was exceeded or that can never fit a model's KV cache, and counts (but does not hide)
 budget and quality-floor violations of what is actually served, on predicted cost and quality (what the
-router knew; realised spend per batch is in the summary too).
+router knew; realised spend and quality per batch are in the summary too).
+
+A policy that routes on the true quality (``needs_true_quality``: the oracle) is given it as its
+``quality`` and is judged on it: its floor, status and batch mean are those of the quality it routes on
+(judged on predictions it never used, an oracle meeting the floor was flagged infeasible in every batch).
 """
 
 from __future__ import annotations
@@ -91,6 +95,8 @@ class Dispatcher:
         self.model_names = model_names
         self.on_reject = on_reject
         self.pass_truth = policy.needs_true_quality
+        # The quality the policy routes on, and is judged on (module docstring).
+        self._judged_quality = inputs.true_quality if self.pass_truth else inputs.predicted_quality
         self.log = BatchLog()
         self._pending: list[np.ndarray] = []
         self._window_open = False
@@ -190,7 +196,7 @@ class Dispatcher:
                 else np.array([g.capacity(self.capacity_mode) for g in self.models], dtype=np.float64)
             )
             problem = RoutingProblem(
-                quality=inp.predicted_quality[ids],
+                quality=self._judged_quality[ids],
                 cost=inp.predicted_cost[ids],
                 capacity=capacity,
                 budget=budget,
@@ -213,7 +219,7 @@ class Dispatcher:
         served = self._enqueue(ids, assignment)
         rows, cols = ids[served >= 0], served[served >= 0]
         cost = float(self.inputs.predicted_cost[rows, cols].sum())
-        quality = float(self.inputs.predicted_quality[rows, cols].sum()) / n
+        quality = float(self._judged_quality[rows, cols].sum()) / n
         self._account(n, status, solve_time, cost, quality, budget, int(n - rows.size), policy_violations)
 
     def _route_single(self, rid: int) -> None:

@@ -3,6 +3,23 @@
 Predictions depend only on the queries (not on the cluster's state), so they are made once, vectorised,
 before the simulation starts; the dispatcher then slices rows per batch. The predictor's own accuracy
 (Brier score, AUC) against realised quality goes into the run summary.
+
+Predicted cost. Without recorded costs it is the models' per-token prices × (prompt tokens + predicted
+output tokens). When the dataset records what each call cost (RouterBench's ``<model>|total_cost``) and
+the served tokens are the dataset's own, the realised cost is the recorded one, and the router predicts
+it from the training split instead of from prices (7 of RouterBench's 11 models have no public price):
+
+- ``noisy_oracle`` knows each query's outcome by construction, so it predicts the recorded cost itself;
+- every other predictor: per model, per-token rates (input a_j, output b_j, USD per token, >= 0) are
+  fitted to the training split's recorded costs by non-negative least squares, cost ≈ a_j · prompt +
+  b_j · output; predicted cost = a_j · prompt tokens + b_j · the predictor's output-token estimate (kNN:
+  its neighbours' lengths, task_mean: the task's mean length). This is what the provider billed, read
+  back from the data, so it also holds for models no price list knows.
+
+Warnings (valid but suspicious): configured prices that disagree with the recorded costs by more than
+:data:`PRICE_DISAGREEMENT` on the training split (they are not used for routing then), and a model
+whose predicted cost is zero on every query while its realised cost is not (e.g. prices set to 0 as a
+stop-gap: budgets would be enforced on nothing).
 """
 
 from __future__ import annotations
@@ -14,8 +31,9 @@ import numpy as np
 
 from sim import rng as rngs
 from sim.config.schema import Scenario
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, warn_input
 from sim.workload.build import Workload, price
+from sim.workload.queryset import QuerySet
 
 
 @dataclass(frozen=True)
@@ -47,9 +65,11 @@ def build_predictions(sc: Scenario, wl: Workload) -> Predictions:
         # cost, rescaled so its mean matches the trace's (the router knows the traffic's average length).
         scale = wl.output_tokens.mean() / max(out_tokens.mean(), 1e-12)
         out_tokens = out_tokens * scale
-    price_in = np.array([m.price_in_per_mtok for m in sc.models])
-    price_out = np.array([m.price_out_per_mtok for m in sc.models])
-    cost = price(wl.prompt_tokens, out_tokens, price_in, price_out)
+    if wl.token_source == "pool" and wl.queries.cost_usd is not None:
+        cost = recorded_cost_prediction(sc, wl, out_tokens)
+    else:
+        cost = price(wl.prompt_tokens, out_tokens, *_prices(sc))
+    _warn_zero_predicted(sc, cost, wl.cost)
     return Predictions(
         quality=pred.quality,
         quality_std=pred.quality_std,
@@ -57,3 +77,68 @@ def build_predictions(sc: Scenario, wl: Workload) -> Predictions:
         cost=cost,
         scores=predictor_scores(pred, wl.queries),
     )
+
+
+PRICE_DISAGREEMENT = 0.2
+"""Relative gap between priced and recorded training cost beyond which a warning is printed."""
+
+
+def _prices(sc: Scenario) -> tuple[np.ndarray, np.ndarray]:
+    """Per-model (input, output) USD per 1M tokens; an unset price (recorded costs only) counts as NaN."""
+    pin = [np.nan if m.price_in_per_mtok is None else m.price_in_per_mtok for m in sc.models]
+    pout = [np.nan if m.price_out_per_mtok is None else m.price_out_per_mtok for m in sc.models]
+    return np.array(pin, dtype=np.float64), np.array(pout, dtype=np.float64)
+
+
+def fit_token_rates(train: QuerySet) -> np.ndarray:
+    """(m, 2) non-negative USD per (input, output) token fitted to ``train.cost_usd`` per model (NNLS)."""
+    from scipy.optimize import nnls
+
+    assert train.cost_usd is not None
+    rates = np.zeros((train.m, 2))
+    prompt = train.prompt_tokens.astype(np.float64)
+    for j in range(train.m):
+        design = np.column_stack([prompt, train.output_tokens[:, j].astype(np.float64)])
+        if len(design):
+            rates[j] = nnls(design, train.cost_usd[:, j])[0]
+    return rates
+
+
+def recorded_cost_prediction(sc: Scenario, wl: Workload, out_tokens: np.ndarray) -> np.ndarray:
+    """(N, m) predicted cost when the dataset records costs (rules in the module docstring)."""
+    assert wl.queries.cost_usd is not None
+    train = wl.train if wl.train is not None and wl.train.cost_usd is not None and wl.train.n else None
+    _warn_price_disagreement(sc, train if train is not None else wl.queries)
+    if sc.router.predictor.name == "noisy_oracle" or train is None:
+        return np.asarray(wl.queries.cost_usd, dtype=np.float64)
+    rates = fit_token_rates(train)
+    return wl.prompt_tokens[:, None] * rates[None, :, 0] + out_tokens * rates[None, :, 1]
+
+
+def _warn_price_disagreement(sc: Scenario, data: QuerySet) -> None:
+    """Warn per model whose configured prices price ``data`` > 20 % off what it recorded."""
+    assert data.cost_usd is not None
+    pin, pout = _prices(sc)
+    priced = price(data.prompt_tokens, data.output_tokens, pin, pout).sum(axis=0)
+    recorded = data.cost_usd.sum(axis=0)
+    for j, m in enumerate(sc.models):
+        if not np.isfinite(priced[j]) or recorded[j] <= 0:
+            continue
+        gap = priced[j] / recorded[j] - 1.0
+        if abs(gap) > PRICE_DISAGREEMENT:
+            warn_input(
+                f"the prices of model {m.name!r} give {priced[j]:.4g} USD where the dataset recorded "
+                f"{recorded[j]:.4g} USD ({gap:+.0%}); routing predicts from the recorded costs",
+                where=f"models[{j}]",
+            )
+
+
+def _warn_zero_predicted(sc: Scenario, predicted: np.ndarray, realised: np.ndarray) -> None:
+    for j, m in enumerate(sc.models):
+        if predicted.shape[0] and not predicted[:, j].any() and realised[:, j].any():
+            warn_input(
+                f"model {m.name!r}: predicted cost is 0 on every query but the realised cost is "
+                f"{realised[:, j].sum():.4g} USD: budgets are enforced on predicted cost, so they will be "
+                "overrun (are its prices 0?)",
+                where=f"models[{j}]",
+            )

@@ -5,7 +5,9 @@ what better predictions could buy. It solves ``milp`` on ``problem.true_quality`
 result is then evaluated like every other policy's, on the *predicted* quality, so the true-quality
 numbers are in ``info`` (``true_objective``, ``true_mean_quality``, ``true_status``). In the min-cost
 form the floor α is imposed on the true quality; if the predicted mean misses α the checker labels
-the result ``infeasible`` and the message says so.
+the result ``infeasible`` and the message says so. The simulator judges the oracle on the quality it
+routes on: it passes the true quality as ``quality`` too (see ``sim.dispatcher``), so a floor met on the
+truth is not reported as missed on predictions the oracle never used.
 """
 
 from __future__ import annotations

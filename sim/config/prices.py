@@ -1,7 +1,7 @@
 """Fill in per-token prices the scenario leaves unset, so the resolved scenario is self-contained.
 
 Order: the model's own fields, then the scenario's ``prices_file``, then the genai-prices library (by
-``dataset_model`` or ``name``). Resolution happens at load time and the resolved prices are written into
+``dataset_model`` or ``name``). Prices are optional for a dataset that records per-query costs. Resolution happens at load time and the resolved prices are written into
 the run folder's scenario.yaml, so a rerun never depends on a lookup.
 """
 
@@ -56,8 +56,45 @@ def read_price_file(path: Path, model_names: list[str]) -> dict[str, tuple[float
         raise DataError(f"cannot read the price table: {exc}", file=path) from None
 
 
+def records_costs(sc: Scenario, base_dir: Path | None) -> bool:
+    """Does the scenario bill the dataset's recorded per-query costs (so prices are not needed)?
+
+    True for a routerbench pool (``<model>|total_cost``) and a long table with a ``cost_usd`` column,
+    unless a trace's own token counts are served (those are priced per token). Only the header is read.
+    """
+    from sim.config.schema import DatasetPool, TraceArrivals
+
+    pool, arrivals = sc.workload.pool, sc.workload.arrivals
+    if not isinstance(pool, DatasetPool):
+        return False
+    if isinstance(arrivals, TraceArrivals) and arrivals.use_trace_tokens:
+        return False
+    if pool.kind == "routerbench":
+        return True
+    if pool.kind != "long_table":
+        return False
+    path = Path(pool.path)
+    path = path if path.is_absolute() or base_dir is None else base_dir / path
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return "cost_usd" in pq.read_schema(path).names
+        with path.open(newline="", encoding="utf-8") as fh:
+            return "cost_usd" in next(csv.reader(fh), [])
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False  # the loader reports an unreadable file, with its own message
+
+
 def resolve_prices(sc: Scenario, file: str | Path, base_dir: Path | None) -> Scenario:
+    """The scenario with every unset price filled (order in the module docstring).
+
+    A model with no price anywhere is an error, unless the dataset records what each call cost
+    (:func:`records_costs`): then the price stays unset (null in the resolved scenario) and routing
+    predicts cost from the recorded costs (see :mod:`sim.predict`).
+    """
     names = [m.name for m in sc.models]
+    recorded = None
     table: dict[str, tuple[float, float]] = {}
     if sc.prices_file is not None:
         p = Path(sc.prices_file)
@@ -71,6 +108,10 @@ def resolve_prices(sc: Scenario, file: str | Path, base_dir: Path | None) -> Sce
             if found is None:
                 found, reason = _lookup(m.dataset_model or m.name, None)
                 if found is None:
+                    recorded = records_costs(sc, base_dir) if recorded is None else recorded
+                    if recorded:
+                        models.append(m)
+                        continue
                     raise ScenarioError(
                         f"no price for model {m.name!r}: set price_in_per_mtok and price_out_per_mtok "
                         f"(0 for a self-hosted model billed by GPU time), or list it in prices_file ({reason})",

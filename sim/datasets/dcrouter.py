@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 
 from sim.datasets.common import encode_tasks
 from sim.datasets.tokens import DEFAULT_OUTPUT_TOKENS, estimate_tokens
+from sim.datasets.validate import utf8_error_line
 from sim.errors import DataError
 from sim.workload.queryset import QuerySet
 
@@ -124,13 +125,26 @@ def _read_list(file: Path) -> list[object]:
         raise DataError(
             f"invalid JSON: {exc.msg}", file=file, where=f"line {exc.lineno}, column {exc.colno}"
         ) from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        raise DataError("JSON nested too deeply; expected a list of {question, scores} objects", file=file,
+                        where="line 1") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason})", file=file,
+                        where=f"line {utf8_error_line(file)}") from None
+    except OSError as exc:
         raise DataError(f"cannot read file: {exc}", file=file) from exc
     if not isinstance(data, list):
         raise DataError(
-            f"expected a JSON list of {{question, scores}} objects, got {type(data).__name__}", file=file
+            f"expected a JSON list of {{question, scores}} objects, got {type(data).__name__}", file=file,
+            where=f"line {_first_value_line(file)}",
         )
     return data
+
+
+def _first_value_line(file: Path) -> int:
+    """The line where the JSON document's top-level value starts (after leading blank lines)."""
+    text = file.read_text(encoding="utf-8")
+    return text[: len(text) - len(text.lstrip())].count("\n") + 1
 
 
 def _parse_item(item: object, i: int, file: Path) -> tuple[str, dict[str, object]]:

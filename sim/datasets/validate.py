@@ -27,6 +27,21 @@ def row_where(index_label: int, column: str) -> str:
     return f"row {index_label + 1}, column {column}"
 
 
+def utf8_error_line(path: Path) -> int:
+    """The 1-based line holding a file's first byte that is not UTF-8 (1 when it cannot be told).
+
+    Decoders report offsets within their own buffers, so the file is decoded again here, once, on the
+    error path only."""
+    try:
+        raw = path.read_bytes()
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return raw[: exc.start].count(b"\n") + 1
+    except OSError:
+        pass
+    return 1
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a ``.csv`` or ``.parquet`` file into a DataFrame with a fresh positional index."""
     path = Path(path)
@@ -43,6 +58,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
             raise DataError(f"unsupported file type {suffix!r}: expected .csv or .parquet", file=path)
     except DataError:
         raise
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason}); expected a {suffix[1:]} file", file=path,
+                        where=f"line {utf8_error_line(path)}") from None
     except Exception as exc:  # pandas/pyarrow raise many types for a corrupt file
         raise DataError(f"cannot read file: {type(exc).__name__}: {exc}", file=path) from exc
     if len(df) == 0:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from sim.metrics.recorder import REASON_NAMES, STATUS_DONE, STATUS_IN_FLIGHT, STATUS_PENDING, STATUS_REJECTED
+from sim.workload.queryset import DATA_REPORT_KEYS
 
 PERCENTILES = (50, 95, 99)
 
@@ -52,7 +53,16 @@ def summarize(
     warmup_s: float,
     batches: dict[str, Any],
     references: dict[str, float],
+    data: dict[str, int] | None = None,
 ) -> dict[str, Any]:
+    """The summary dict (summary.json).
+
+    ``batches`` holds the dispatcher's counters (``quality_floor``: the α, optional); ``data`` what
+    loading the dataset dropped (:attr:`sim.workload.queryset.QuerySet.data_report`; zeros when None).
+    Budgets and the quality floor are reported twice: ``batches_over_budget`` / ``quality_floor_misses``
+    on what the router predicted (what it could enforce), ``*_realised`` on the realised cost and quality
+    of the served queries of each batch (a rejected query counts 0 towards the batch mean, as routed).
+    """
     n = rec.n
     status = rec.status
     done = status == STATUS_DONE
@@ -109,6 +119,8 @@ def summarize(
         excess = spent - per_query_budget * sizes
         over = excess > 1e-12 + 1e-9 * per_query_budget * sizes
         realised_over, realised_overspend = int(over.sum()), float(excess[over].sum())
+    floor = batches.get("quality_floor")
+    floor_realised = _floor_misses_realised(rec, done | running, sizes, floor)
     occupancy = (sample_queued + sample_running).sum(axis=1)
     summary: dict[str, Any] = {
         "queries": {
@@ -135,7 +147,9 @@ def summarize(
             "batches_over_budget_realised": realised_over,
             "overspend_realised_usd": realised_overspend,
             "policy_infeasible_batches": int(batches["infeasible"]),
+            "quality_floor": None if floor is None else float(floor),
             "quality_floor_misses": int(batches["floor_misses"]),
+            "quality_floor_misses_realised": floor_realised,
             "capacity_refusals": int(batches["capacity_refusals"]),
             "mean_batch_size": float(batches["mean_size"]),
         },
@@ -156,7 +170,23 @@ def summarize(
         },
         "models": per_model,
         "references": references,
+        "data": {key: int((data or {}).get(key, 0)) for key in DATA_REPORT_KEYS},
         "sim_time_s": float(end_time),
         "arrivals_end_s": float(arrivals_end),
     }
     return summary
+
+
+FLOOR_TOL = 1e-9
+"""The dispatcher's tolerance on the predicted floor, used for the realised one too."""
+
+
+def _floor_misses_realised(rec: Any, served: np.ndarray, sizes: np.ndarray, floor: float | None) -> int:
+    """Batches whose realised mean quality (served queries' quality summed, over the batch size) is
+    below α; 0 without a floor (like the predicted count)."""
+    if floor is None or not sizes.size:
+        return 0
+    billed = served & (rec.batch >= 0)
+    got = np.bincount(rec.batch[billed], weights=rec.quality[billed], minlength=sizes.size)
+    mean = got / np.maximum(sizes, 1.0)
+    return int((mean < float(floor) - FLOOR_TOL).sum())

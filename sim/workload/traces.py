@@ -26,6 +26,7 @@ from typing import IO
 import numpy as np
 from numpy.typing import NDArray
 
+from sim.datasets.validate import utf8_error_line
 from sim.errors import DataError
 from sim.workload.arrivals import Arrivals
 
@@ -133,11 +134,13 @@ def _azure_rows(path: Path) -> tuple[list[list[str]], list[int]]:
                 rows.append([row[i].strip() for i in pick])
                 lines.append(reader.line_num)
     except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 text ({e.reason}); expected a CSV file", file=path) from None
+        raise DataError(f"not UTF-8 text ({e.reason}); expected a CSV file", file=path,
+                        where=f"line {utf8_error_line(path)}") from None
     except csv.Error as e:
-        raise DataError(f"malformed CSV ({e})", file=path) from None
+        raise DataError(f"malformed CSV ({e})", file=path, where=f"line {reader.line_num}") from None
     if not rows:
-        raise DataError("no data rows; expected at least one request after the header", file=path)
+        raise DataError("no data rows; expected at least one request after the header", file=path,
+                        where="line 2")
     return rows, lines
 
 
@@ -256,6 +259,9 @@ def _mooncake_row(text: str, path: Path, line: int) -> tuple[float, float, float
             file=path,
             where=f"line {line}",
         ) from None
+    except RecursionError:
+        raise DataError(f"JSON nested too deeply; expected one flat object per line with keys {keys}",
+                        file=path, where=f"line {line}") from None
     if not isinstance(obj, dict):
         raise DataError(f"a JSON {type(obj).__name__}; expected an object", file=path, where=f"line {line}")
     for key in MOONCAKE_KEYS:
@@ -281,7 +287,7 @@ def _mooncake_rows(path: Path) -> tuple[list[tuple[float, float, float]], list[i
     except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; truncated gzip is EOFError
         raise DataError(f"unreadable gzip data ({e})", file=path, where=f"line {line + 1}") from None
     if not rows:
-        raise DataError("no requests; expected one JSON object per line", file=path)
+        raise DataError("no requests; expected one JSON object per line", file=path, where="line 1")
     return rows, lines
 
 
