@@ -239,6 +239,7 @@ def apply_overrides(data: Any, sets: list[str], file: str | Path) -> Any:
     not take are dropped with a warning (the old one's ``k: 16`` would otherwise make
     ``--set router.predictor.name=task_mean`` fail), as ``--policy`` already resets them.
     """
+    data = _unshare(data)
     keys = [_set_one(data, item, file) for item in sets]
     router = data.get("router") if isinstance(data, dict) else None
     if not isinstance(router, dict):
@@ -250,6 +251,17 @@ def apply_overrides(data: Any, sets: list[str], file: str | Path) -> Any:
         _drop_unaccepted(predictor, predictor_accepts(predictor.get("name")), "router.predictor.params", keys,
                          file)
     return data
+
+
+def _unshare(value: Any) -> Any:
+    """A copy in which no two places share one dict or list: YAML aliases construct shared objects, and
+    ``--set deployments.0.instances=2`` must not also change an aliased ``deployments[1]``. (Bounded by
+    MAX_EXPANDED_NODES and MAX_DEPTH, checked when the document was composed.)"""
+    if isinstance(value, dict):
+        return {k: _unshare(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unshare(v) for v in value]
+    return value
 
 
 def _drop_unaccepted(block: dict[str, Any], accepted: set[str] | None, where: str, keys: list[str],

@@ -351,3 +351,13 @@ def test_list_lengths_are_capped_and_name_listings_cut() -> None:
     ]
     msg = error_of(small_scenario(gpus=gpus), ["deployments.0.gpu=nowhere"])
     assert "unknown GPU type 'nowhere'" in msg and len(msg) < 600
+
+
+def test_set_changes_only_the_aliased_copy_it_names() -> None:
+    text = yaml.safe_dump(small_scenario(), sort_keys=False).replace(
+        "deployments:\n- model: small", "deployments:\n- &dep\n  model: small", 1)
+    text = text.replace("- model: big\n  gpu: A100\n  tp: 2\n  instances: 1\n  max_seqs: 16\n",
+                        "- model: big\n  gpu: A100\n  tp: 2\n  instances: 1\n  max_seqs: 16\n- *dep\n")
+    text = text.replace("count: 4", "count: 8")
+    sc = parse_scenario(text, file="t.yaml", overrides=["deployments.0.max_seqs=8"])
+    assert [d.max_seqs for d in sc.deployments] == [8, 16, 32]
