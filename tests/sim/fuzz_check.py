@@ -54,6 +54,9 @@ class FuzzCase:
     def __repr__(self) -> str:  # hypothesis prints the falsifying case: the label says what was done
         return f"FuzzCase({self.label!r}, files={sorted(self.files)}, expect={self.expect!r})"
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))  # hypothesis's pretty printer would otherwise print every field
+
     def text(self) -> str:
         """The scenario as text, for failure messages (long ones cut)."""
         s = self.scenario if isinstance(self.scenario, str) else repr(self.scenario)
