@@ -44,7 +44,8 @@ def loader_options(pool: DatasetPool, names: list[str]) -> dict[str, Any]:
     """Keyword arguments for the pool's loader (ScenarioError for options its kind cannot honour)."""
     opts: dict[str, Any] = dict(pool.options)
     for key in ROW_OPTIONS:
-        value = getattr(pool, key)
+        # The field, unless left at its default while options names the key (the older spelling).
+        value = getattr(pool, key) if getattr(pool, key) != "error" else opts.get(key, "error")
         if pool.kind in ROW_OPTION_KINDS:
             opts[key] = value
         elif value != "error":
