@@ -65,10 +65,11 @@ def write_manifest(folder: Path, exp: Experiment, command: str, extra: dict[str,
 
 
 def result_row(spec: RunSpec, summary: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"run_id": spec.run_id, "run_dir": spec.run_dir, "policy": spec.policy,
-                           "seed": spec.seed}
+    """The run's flattened summary under its ids; ``policy`` is the user's label (inline parameters
+    included), not the summary's bare policy name."""
+    row: dict[str, Any] = flatten_summary(summary)
+    row.update({"run_id": spec.run_id, "run_dir": spec.run_dir, "policy": spec.policy, "seed": spec.seed})
     row.update({f"param.{k}": v for k, v in spec.params.items()})
-    row.update(flatten_summary(summary))
     return row
 
 

@@ -182,7 +182,8 @@ def test_wrote_line_lists_only_written_files(write_scenario, tmp_path: Path) -> 
     result = cli("run", str(path), "--out", str(tmp_path / "o"))
     assert result.exit_code == 0
     assert "requests.parquet" not in result.output
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["run_info.json", "scenario.yaml", "summary.json"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["occupancy.parquet", "run_info.json", "scenario.yaml",
+                                                              "summary.json"]
 
 
 def test_both_side_rows_need_milp(write_scenario) -> None:  # type: ignore[no-untyped-def]

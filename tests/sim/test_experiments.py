@@ -99,6 +99,8 @@ def test_matched_spend_bisects_to_the_reference_spend(scenario_file: Path, tmp_p
               "--seeds", "2", "--out", str(out), "--jobs", "1", "--match-spend", "utility_greedy:lam=300")
     assert res.exit_code == 0, res.output
     m = pd.read_parquet(out / "matched_spend.parquet")
+    labels = pd.read_parquet(out / "results.parquet")["policy"]
+    assert list(dict.fromkeys(labels)) == ["utility_greedy:lam=300", "lagrangian", "cheapest"]
     lag = m[m["policy"] == "lagrangian"]
     assert lag["reached"].all() and (lag["knob"] == "router.budget_per_query").all()
     assert lag["spend_usd"].mean() == pytest.approx(lag["target_spend_usd"].mean(), rel=0.01)
