@@ -198,7 +198,10 @@ def test_ctrl_c_keeps_finished_runs_and_the_rerun_completes(scenario_file: Path,
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list((out / "runs").glob("*/summary.json"))) < 2:
+    def finished() -> list[Path]:  # committed run folders (a writer's temporary folder starts with '.')
+        return [p.parent for p in (out / "runs").glob("*/summary.json") if not p.parent.name.startswith(".")]
+
+    while time.monotonic() < deadline and len(finished()) < 2:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
