@@ -19,13 +19,13 @@ look at the batch budget unless ``on_budget`` says so:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
 from policies.errors import InvalidParameterError
 from policies.problem import REJECT, FloatArray, IntArray, RoutingProblem
-from policies.registry import Policy, register
+from policies.registry import Policy, SpendKnob, register
 from policies.result import STATUS_FEASIBLE, TOL, RoutingResult
 
 OnBudget = Literal["ignore", "reject", "downgrade"]
@@ -154,6 +154,9 @@ class ThresholdGreedy(_PerQuery):
     ``alpha`` defaults to the problem's ``min_quality`` (and to 0.5 when that is unset).
     """
 
+    # A higher α rules out cheap models, so spend rises with it.
+    spend_knob: ClassVar[SpendKnob | None] = SpendKnob("router.params.alpha", increasing=True, lo=0.0, hi=1.0)
+
     def __init__(self, alpha: float | None = None, on_budget: OnBudget = "ignore") -> None:
         super().__init__(on_budget)
         if alpha is not None and not 0.0 <= float(alpha) <= 1.0:
@@ -174,6 +177,10 @@ class ThresholdGreedy(_PerQuery):
 @register("utility_greedy")
 class UtilityGreedy(_PerQuery):
     """RouterBench/CARROT-style: argmax predicted quality − λ·cost, λ in quality points per USD."""
+
+    # A higher λ prices cost in more heavily, so spend falls with it; λ matters over decades.
+    spend_knob: ClassVar[SpendKnob | None] = SpendKnob("router.params.lam", increasing=False, lo=1e-2, hi=1e7,
+                                                       log=True)
 
     def __init__(self, lam: float = 100.0, on_budget: OnBudget = "ignore") -> None:
         super().__init__(on_budget)

@@ -213,3 +213,16 @@ def test_ctrl_c_keeps_finished_runs_and_the_rerun_completes(scenario_file: Path,
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert len(pd.read_parquet(out / "results.parquet")) == 13
+
+
+def test_matched_spend_on_a_decreasing_log_knob(scenario_file: Path, tmp_path: Path) -> None:
+    """utility_greedy's λ lowers spend as it grows and spans decades: bisected on a log scale."""
+    out = tmp_path / "cmp"
+    res = cli("compare", str(scenario_file), "--policies", "threshold_greedy:alpha=0.7,utility_greedy",
+              "--seeds", "2", "--out", str(out), "--jobs", "1", "--match-spend", "threshold_greedy:alpha=0.7", "-q")
+    assert res.exit_code == 0, res.output
+    m = pd.read_parquet(out / "matched_spend.parquet")
+    ug = m[m["policy"] == "utility_greedy"]
+    assert (ug["knob"] == "router.params.lam").all() and ug["reached"].all()
+    assert ug["spend_usd"].mean() == pytest.approx(ug["target_spend_usd"].mean(), rel=0.01)
+    assert 1e-2 <= ug["knob_value"].iloc[0] <= 1e7
