@@ -169,7 +169,8 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 
 
 def _pydantic_message(err: dict[str, Any]) -> str:
-    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    # pydantic may quote the input in the message itself (a union tag): cut it like any echo
+    msg = clip(str(err.get("msg", "invalid value")).removeprefix("Value error, "), 200)
     if err.get("type") == "extra_forbidden":
         return "unknown key (not part of the scenario schema)"
     if err.get("type") == "missing":

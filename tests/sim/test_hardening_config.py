@@ -361,3 +361,12 @@ def test_set_changes_only_the_aliased_copy_it_names() -> None:
     text = text.replace("count: 4", "count: 8")
     sc = parse_scenario(text, file="t.yaml", overrides=["deployments.0.max_seqs=8"])
     assert [d.max_seqs for d in sc.deployments] == [8, 16, 32]
+
+
+def test_messages_that_quote_the_input_are_cut() -> None:
+    """pydantic puts a bad union tag into its own message; a 10^4-node alias there made 72 kB errors."""
+    bomb = "x_bomb:\n  - &b0 [" + ", ".join(["lol"] * 10) + "]\n"
+    bomb += "".join(f"  - &b{i} [" + ", ".join([f"*b{i - 1}"] * 10) + "]\n" for i in range(1, 4))
+    text = bomb + yaml.safe_dump(small_scenario(), sort_keys=False).replace("type: poisson", "type: *b3")
+    msg = error_of(text=text)
+    assert "workload.arrivals" in msg and len(msg) < 700
