@@ -85,6 +85,7 @@ def batch_budget_stats(sc: Scenario, trace: Trace) -> dict[str, Any]:
         "budget_per_query": sc.router.budget_per_query,
         "over_budget": d.budget_violations,
         "overspend_usd": d.overspend_usd,
+        "quality_floor": sc.router.min_quality,
         "floor_misses": d.quality_floor_misses,
         "capacity_refusals": d.capacity_refusals,
         "mean_size": float(np.mean(log.size)) if log.size else 0.0,
@@ -109,6 +110,7 @@ def summarise(sc: Scenario, prepared: Any, trace: Trace) -> RunResult:
         warmup_s=sc.warmup_s,
         batches=batch_budget_stats(sc, trace),
         references=prepared.references,
+        data=wl.queries.data_report,
     )
     summary = finite({
         "scenario": sc.name,
