@@ -157,7 +157,7 @@ def _check_arguments(out_dir: str | None, policy: str | None) -> None:
 def _simulate_and_write(scenario: Path | None, out_dir: str | None, overrides: list[str], *,
                         overwrite: bool, quiet: bool) -> tuple[Path, dict[str, Any], float]:
     """Load, simulate and write the run folder, holding the folder's lock throughout."""
-    from sim.output import reserve_out_dir, write_run
+    from sim.output import GUARD, reserve_out_dir, write_run
     from sim.runner import simulate
 
     sc = _load(scenario, overrides)
@@ -165,8 +165,12 @@ def _simulate_and_write(scenario: Path | None, out_dir: str | None, overrides: l
     with reserve_out_dir(folder, overwrite=overwrite):
         bar = _LazyProgress(f"simulating {sc.name}", enabled=not quiet)
         t0 = time.perf_counter()
+        def progress(frac: float) -> None:
+            GUARD.check()  # a signal whose raise was lost inside a callback (see SignalGuard)
+            bar(frac)
+
         try:
-            result = simulate(sc, progress=bar)
+            result = simulate(sc, progress=progress)
         finally:
             bar.close()
         wall = time.perf_counter() - t0

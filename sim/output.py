@@ -29,6 +29,7 @@ import os
 import secrets
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -282,20 +283,30 @@ class Interrupted(BaseException):
     like KeyboardInterrupt, so no ``except Exception`` swallows it and every cleanup runs."""
 
     def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+        super().__init__(signum)  # args stay (signum,): copies and pickles rebuild it
+        self.signum = int(signum)
+
+    def __str__(self) -> str:
+        return signal.Signals(self.signum).name
 
 
 class SignalGuard:
     """Turns SIGINT and SIGTERM into :class:`Interrupted`, except inside :meth:`hold` (moving finished
     files into place, removing a temporary folder), where the signal is only recorded: those steps are
     short and must not be cut in half. After the first signal further ones are ignored, so cleanup runs
-    to its end."""
+    to its end.
+
+    A handler runs between any two bytecodes, also inside a weakref callback or ``__del__``, where Python
+    prints the exception and drops it. So the run also calls :meth:`check` at safe points (progress
+    updates, before each file, before moving files into place), which raises a signal that was lost that
+    way, and the unraisable hook stays silent about Interrupted.
+    """
 
     def __init__(self) -> None:
         self.pending: int | None = None
         self._holding = 0
         self._old: dict[int, Any] = {}
+        self._old_hook: Callable[[Any], object] | None = None
 
     def install(self) -> None:
         """Install the handlers (only the main thread may; elsewhere signals keep their handlers)."""
@@ -304,11 +315,25 @@ class SignalGuard:
             return
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old[sig] = signal.signal(sig, self._handle)
+        self._old_hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
 
     def restore(self) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old.clear()
+        if self._old_hook is not None:
+            sys.unraisablehook = self._old_hook
+            self._old_hook = None
+
+    def _unraisable(self, unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Interrupted) and self._old_hook is not None:
+            self._old_hook(unraisable)
+
+    def check(self) -> None:
+        """Raise :class:`Interrupted` if a signal arrived (outside :meth:`hold`) and its raise was lost."""
+        if self.pending is not None and not self._holding:
+            raise Interrupted(self.pending)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.pending is not None:
@@ -346,6 +371,7 @@ def _write_files(tmp: Path, result: RunResult, resolved_config: dict[str, Any], 
     if batches:
         writers["batches.parquet"] = lambda p: result.batches.to_parquet(p, index=False)
     for name, write in writers.items():
+        GUARD.check()
         write(tmp / name)
     return list(writers)
 
@@ -387,6 +413,7 @@ def write_run(
         with GUARD.hold():
             tmp = _new_tmp(path)
         names = _write_files(tmp, result, resolved_config, run_info, requests, batches)
+        GUARD.check()
         with GUARD.hold():
             _commit(tmp, path, names)
     except BaseException as exc:
