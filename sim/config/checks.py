@@ -82,7 +82,7 @@ def short(value: Any, limit: int = 80) -> str:
     return clip(_short.repr(value), limit)
 
 
-def _listing(names: Any) -> str:
+def name_list(names: Any) -> str:
     """Valid names for a message, cut if a scenario lists very many."""
     return clip(", ".join(map(str, names)), 300)
 
@@ -142,16 +142,16 @@ def _check_cluster(sc: Scenario, fail: Fail) -> dict[str, ModelSpec]:
         for key in m.latency:
             gpu_name = key.split("@tp")[0]
             if gpu_name not in gpus:
-                fail(("models", i, "latency", key), f"unknown GPU type {gpu_name!r}; known: {_listing(gpus)}")
+                fail(("models", i, "latency", key), f"unknown GPU type {gpu_name!r}; known: {name_list(gpus)}")
         models[m.name] = m
 
     used: dict[str, int] = {name: 0 for name in gpus}
     deployed: set[str] = set()
     for i, d in enumerate(sc.deployments):
         if d.model not in models:
-            fail(("deployments", i, "model"), f"unknown model {d.model!r}; expected one of: {_listing(models)}")
+            fail(("deployments", i, "model"), f"unknown model {d.model!r}; expected one of: {name_list(models)}")
         if d.gpu not in gpus:
-            fail(("deployments", i, "gpu"), f"unknown GPU type {d.gpu!r}; expected one of: {_listing(gpus)}")
+            fail(("deployments", i, "gpu"), f"unknown GPU type {d.gpu!r}; expected one of: {name_list(gpus)}")
         model, gpu = models[d.model], gpus[d.gpu]
         if latency_for(model, d) is None:
             fail(
@@ -211,13 +211,13 @@ def check_scenario(
         fail(("workload", "arrivals", "path"), f"trace file not found: {resolve_path(arr.path, base_dir)}")
     strong = sc.workload.order.strong_model
     if strong is not None and strong not in models:
-        fail(("workload", "order", "strong_model"), f"unknown model {strong!r}; expected one of: {_listing(models)}")
+        fail(("workload", "order", "strong_model"), f"unknown model {strong!r}; expected one of: {name_list(models)}")
 
     if isinstance(pool, DatasetPool):
         from sim.datasets import LOADERS
 
         if pool.kind not in LOADERS:
-            fail(("workload", "pool", "kind"), f"unknown dataset kind {pool.kind!r}; valid kinds: {_listing(sorted(LOADERS))}")
+            fail(("workload", "pool", "kind"), f"unknown dataset kind {pool.kind!r}; valid kinds: {name_list(sorted(LOADERS))}")
 
     _check_predictor(sc.router.predictor, sc.workload.pool, fail)
     _check_policy(sc.router, fail)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from sim import rng as rngs
-from sim.config.checks import resolve_path
+from sim.config.checks import name_list, resolve_path, short
 from sim.config.schema import (
     BatchArrivals,
     DatasetPool,
@@ -163,10 +163,13 @@ def _dataset(sc: Scenario, pool: DatasetPool, n: int) -> tuple[QuerySet, QuerySe
     try:
         full = full.select_models(names)
     except KeyError as exc:
-        raise DataError(
-            f"model {exc.args[0]!r} (models[].dataset_model) is not in the dataset; it has: "
-            f"{', '.join(full.model_names)}",
-            file=path,
+        # The scenario is at fault (the dataset is what it is): name the model's field, and the dataset.
+        missing = exc.args[0]
+        i = names.index(missing) if missing in names else 0
+        field = "dataset_model" if sc.models[i].dataset_model is not None else "name"
+        raise ScenarioError(
+            f"model {short(missing)} is not in the dataset {path}; it has: {name_list(full.model_names)}",
+            where=f"models[{i}].{field}",
         ) from None
     train, test = train_test_split(full, pool.test_fraction, rngs.stream(sc.seed, "split"))
     if train.prompts is not None and test.prompts is not None:

@@ -370,3 +370,18 @@ def test_messages_that_quote_the_input_are_cut() -> None:
     text = bomb + yaml.safe_dump(small_scenario(), sort_keys=False).replace("type: poisson", "type: *b3")
     msg = error_of(text=text)
     assert "workload.arrivals" in msg and len(msg) < 700
+
+
+def test_a_model_missing_from_the_dataset_names_the_scenario_field(write_scenario, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = ["query_id,task,model,score,prompt"] + [
+        f"q{q},t{q % 2},{m},{(q + j) % 2},question {q}" for q in range(40) for j, m in enumerate(("m1", "m2"))
+    ]
+    (tmp_path / "table.csv").write_text("\n".join(rows) + "\n")
+    sc = small_scenario(workload={"arrivals": {"type": "poisson", "rate": 4.0},
+                                  "pool": {"type": "dataset", "kind": "long_table", "path": "table.csv"}},
+                        router={"policy": "cheapest", "predictor": {"name": "task_mean"}})
+    sc["models"][0]["dataset_model"] = "m1"
+    sc["models"][1]["dataset_model"] = "ghost"
+    path = write_scenario(sc)
+    assert_clean_failure(run_cli(["run", str(path), "--out", str(tmp_path / "r")]), str(path),
+                         "models[1].dataset_model", "'ghost' is not in the dataset", "m1, m2")
