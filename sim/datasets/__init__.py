@@ -5,7 +5,11 @@
 - ``long_table``: the canonical long table (CSV/Parquet), :mod:`sim.datasets.long_table`;
 - ``mmlu_pro``: the MMLU-Pro queries/outcomes directory, :mod:`sim.datasets.mmlu_pro`;
 - ``dcrouter``: LLMRouter's dcrouter JSON, :mod:`sim.datasets.dcrouter`;
-- ``routerbench``: RouterBench's wide CSV / trusted pickle, :mod:`sim.datasets.routerbench`.
+- ``routerbench``: RouterBench's wide format (CSV/Parquet, trusted pickle; a file, a list or a folder,
+  with train/test files), :mod:`sim.datasets.routerbench`.
+
+A scenario's pool (loader options, model selection, the train/test split and its size checks) is
+loaded by :func:`sim.datasets.pool.load_pool`.
 
 Bad files raise one :class:`~sim.errors.DataError` naming the file, the column (or JSON item) and the
 first bad row; rows are 1-based data rows, header not counted. Token counts a source lacks are estimated
