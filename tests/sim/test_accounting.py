@@ -208,3 +208,16 @@ def test_drop_counts_reach_the_summary(tmp_path, write_scenario):
     data["workload"]["pool"]["options"] = {"on_duplicate": "first", "on_missing_score": "drop"}
     res = run(load(write_scenario, data))
     assert res.summary["data"] == {"rows_dropped_duplicate": 3, "rows_dropped_missing_score": 1}
+
+
+def test_trace_tokens_need_prices_even_with_recorded_costs(tmp_path, write_scenario):
+    # The trace's own token counts are served, so what the dataset recorded is not what is billed.
+    trace = tmp_path / "trace.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46Z,10,5\n"
+                     "2023-11-16 18:15:47Z,12,6\n")
+    data = rb_scenario(tmp_path)
+    data["workload"]["arrivals"] = {"type": "trace", "path": str(trace)}
+    with pytest.raises(ScenarioError, match=r"no price for model 'small'"):
+        load_scenario(write_scenario(data))
+    data["workload"]["arrivals"]["use_trace_tokens"] = False
+    assert load_scenario(write_scenario(data)).models[0].price_in_per_mtok is None
