@@ -174,10 +174,14 @@ def _make_parents(path: Path) -> list[Path]:
     while not parent.exists():
         missing.append(parent)
         parent = parent.parent
-    missing.reverse()
-    for d in missing:
-        d.mkdir()
-    return missing
+    created = []
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:  # made by a concurrent run meanwhile: not ours to remove
+            continue
+        created.append(d)
+    return created
 
 
 @contextlib.contextmanager
