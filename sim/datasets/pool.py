@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sim import rng as rngs
+from sim.config.checks import name_list, short
 from sim.config.schema import DatasetPool
 from sim.datasets import LOADERS
 from sim.datasets.dcrouter import split_labels
@@ -80,10 +81,13 @@ def load_full(pool: DatasetPool, names: list[str]) -> QuerySet:
     try:
         return full.select_models(names)
     except KeyError as exc:
-        raise DataError(
-            f"model {exc.args[0]!r} (models[].dataset_model) is not in the dataset; it has: "
-            f"{', '.join(full.model_names)}",
-            file=path,
+        # The scenario is at fault (the dataset is what it is): name the model's entry, and the dataset.
+        missing = exc.args[0]
+        i = names.index(missing) if missing in names else 0
+        raise ScenarioError(
+            f"model {short(missing)} (its dataset_model, or its name when that is unset) is not in the "
+            f"dataset {path}; it has: {name_list(full.model_names)}",
+            where=f"models[{i}]",
         ) from None
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from sim import rng as rngs
-from sim.config.checks import name_list, resolve_path, short
+from sim.config.checks import resolve_path
 from sim.config.schema import (
     BatchArrivals,
     DatasetPool,
@@ -24,7 +24,7 @@ from sim.config.schema import (
     SyntheticPool,
     TraceArrivals,
 )
-from sim.errors import DataError, InputError, ScenarioError
+from sim.errors import DataError, ScenarioError
 from sim.workload import arrivals as arr_mod
 from sim.workload import synthetic
 from sim.workload.arrivals import Arrivals
@@ -143,42 +143,11 @@ def _geometric_lengths(sc: Scenario, pool: SyntheticPool, qs: QuerySet, rng: np.
 
 
 def _dataset(sc: Scenario, pool: DatasetPool, n: int) -> tuple[QuerySet, QuerySet]:
-    from sim.datasets import load_dataset, train_test_split
+    from sim.datasets.pool import load_pool
 
-    path = Path(pool.path)
-    names = [m.dataset_model or m.name for m in sc.models]
-    opts: dict[str, object] = dict(pool.options)
-    if pool.kind == "routerbench":
-        opts["trusted"] = pool.trusted
-    if pool.kind == "mmlu_pro":
-        opts.setdefault("models", names)
-    try:
-        full = load_dataset(pool.kind, path, **opts)
-    except ValueError as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise ScenarioError(str(exc), where="workload.pool") from None
-    except TypeError as exc:
-        raise ScenarioError(f"unsupported loader option: {exc}", where="workload.pool.options") from None
-    try:
-        full = full.select_models(names)
-    except KeyError as exc:
-        # The scenario is at fault (the dataset is what it is): name the model's field, and the dataset.
-        missing = exc.args[0]
-        i = names.index(missing) if missing in names else 0
-        field = "dataset_model" if sc.models[i].dataset_model is not None else "name"
-        raise ScenarioError(
-            f"model {short(missing)} is not in the dataset {path}; it has: {name_list(full.model_names)}",
-            where=f"models[{i}].{field}",
-        ) from None
-    train, test = train_test_split(full, pool.test_fraction, rngs.stream(sc.seed, "split"))
-    if train.prompts is not None and test.prompts is not None:
-        # Public routing sets repeat prompts (dcrouter: 119 of its 500 test prompts are in train.json);
-        # a predictor must not see the simulated queries' own labels, so repeats leave the train side.
-        seen = set(test.prompts)
-        keep = np.array([p not in seen for p in train.prompts], dtype=bool)
-        if not keep.all():
-            train = train.subset(np.flatnonzero(keep))
+    # Loading, model selection, the split (seeded or the dataset's own files), the test-part size checks
+    # and the row options (on_duplicate, on_missing_score) live in one place, shared with validate.
+    train, test = load_pool(pool, [m.dataset_model or m.name for m in sc.models], sc.seed, n)
     rng = rngs.stream(sc.seed, "sample")
     if pool.tasks:
         unknown = [t for t in pool.tasks if t not in test.task_names]

@@ -23,7 +23,7 @@ def test_csv_fixture(tmp_path):
     assert qs.output_tokens[1].tolist() == [21, 5]  # ceil(81/4), ceil(20/4)
     # the missing gpt-4 response on an mmlu prompt: gpt-4's median on mmlu (1 token)
     assert qs.output_tokens[2, 0] == 1
-    assert qs.prompts is not None and qs.prompts[0] == "['What is 2+2?']"
+    assert qs.prompts is not None and qs.prompts[0] == "What is 2+2?"  # list wrapper unwrapped
 
 
 def test_pickle_needs_trust(tmp_path):

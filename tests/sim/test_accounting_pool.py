@@ -1,0 +1,39 @@
+"""The pool fields reach the run (needs sim/workload/build.py to load through sim.datasets.pool.load_pool)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim.config.load import load_scenario
+from sim.errors import ScenarioError
+from sim.runner import prepare, run
+
+from .test_accounting import rb_frame, rb_scenario
+
+
+def test_split_files_and_row_fields_reach_the_run(tmp_path, write_scenario):
+    folder = tmp_path / "rb"
+    folder.mkdir()
+    df = rb_frame()
+    train, test = df.iloc[:160], pd.concat([df.iloc[160:], df.iloc[160:163]], ignore_index=True)
+    test.loc[4, "rb-small"] = np.nan
+    train.to_parquet(folder / "arc_train.parquet")
+    test.to_csv(folder / "arc_test.csv", index=False)
+    data = rb_scenario(tmp_path)
+    data["workload"]["pool"].update(path=str(folder), split="files", on_duplicate="first",
+                                    on_missing_score="drop")
+    sc = load_scenario(write_scenario(data))
+    wl = prepare(sc).workload
+    test_ids = set(df["sample_id"].iloc[160:])
+    assert set(wl.queries.query_ids) <= test_ids and wl.train is not None and wl.train.n == 160
+    res = run(sc)
+    assert res.summary["data"] == {"rows_dropped_duplicate": 3, "rows_dropped_missing_score": 1}
+
+
+def test_one_query_test_split_is_refused(tmp_path, write_scenario):
+    data = rb_scenario(tmp_path)
+    data["workload"]["pool"]["test_fraction"] = 1e-6
+    with pytest.raises(ScenarioError, match="workload.pool.test_fraction"):
+        prepare(load_scenario(write_scenario(data)))
