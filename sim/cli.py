@@ -10,26 +10,26 @@ Every user-supplied string (names, paths, messages) is printed as plain text, ne
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import re
 import sys
 import time
-import warnings
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from policies import PolicyError, available_policies, policy_class, policy_parameters
 from reports.table import summary_rows
 from sim import __version__
-from sim.errors import InputError, InputWarning
+from sim.console import err, out
+from sim.console import fail as _fail
+from sim.console import say as _say
+from sim.console import warnings_to_stderr as _warnings_to_stderr
+from sim.errors import InputError
 from sim.experiments.cli import register as register_experiments
 
 app = typer.Typer(
@@ -37,22 +37,10 @@ app = typer.Typer(
     no_args_is_help=True,
     help="llmsim: simulate multi-LLM serving clusters with cost-, capacity- and quality-aware routing.",
 )
-err = Console(stderr=True)
-out = Console()
 
 DEFAULT_SCENARIO = "quickstart.yaml"
 # The click that typer runs on (recent typer versions vendor their own copy as typer._click).
 _click_exc: Any = importlib.import_module(typer.BadParameter.__module__)
-
-
-def _say(label: str, style: str, message: str) -> None:
-    """One line on stderr: a styled label, then ``message`` as plain text (never parsed as markup)."""
-    err.print(Text.assemble((label, style), " ", message), soft_wrap=True)
-
-
-def _fail(exc: BaseException) -> NoReturn:
-    _say("error:", "bold red", str(exc))
-    raise typer.Exit(2)
 
 
 def _user_error(exc: Exception, scenario: Path | None) -> Exception:
@@ -72,25 +60,6 @@ def _named(exc: InputError, scenario: Path | None) -> InputError:
     if exc.file is not None:
         return exc
     return type(exc)(exc.detail, file=str(scenario or f"<embedded {DEFAULT_SCENARIO}>"), where=exc.where)
-
-
-@contextlib.contextmanager
-def _warnings_to_stderr() -> Iterator[None]:
-    """Print each distinct InputWarning once as a ``warning:`` line; silence every other warning (numpy,
-    pandas, ... must not leak raw Python warnings into a run's output)."""
-    seen: set[str] = set()
-
-    def show(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
-        text = str(message)
-        if issubclass(category, InputWarning) and text not in seen:
-            seen.add(text)
-            _say("warning:", "bold yellow", text)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        warnings.simplefilter("always", InputWarning)
-        warnings.showwarning = show
-        yield
 
 
 def _default_scenario_text() -> tuple[str, str]:
@@ -289,7 +258,7 @@ def schema() -> None:
     """Print the reference of every scenario field (Markdown)."""
     from sim.config.reference import reference_markdown
 
-    out.print(reference_markdown(), highlight=False, markup=False, soft_wrap=True)
+    out.print(reference_markdown(), highlight=False, markup=False, soft_wrap=True, end="")
 
 
 @app.command()

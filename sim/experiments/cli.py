@@ -14,15 +14,12 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from policies import PolicyError
+from sim.console import err, fail, out, warnings_to_stderr
 from sim.errors import InputError
-
-err = Console(stderr=True)
-out = Console()
 
 ScenarioArg = Annotated[Path | None, typer.Argument(help="Scenario YAML (default: the embedded quickstart).")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Experiment folder (default: runs/<name>-<kind>).")]
@@ -32,11 +29,6 @@ ExecOpt = Annotated[str, typer.Option("--executor", help="local (worker processe
 SchedOpt = Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler address tcp://HOST:PORT "
                                                                  "(implies --executor dask).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the experiment folder path.")]
-
-
-def _fail(exc: BaseException) -> None:
-    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 def _executor(kind: str, jobs: int | None, scheduler: str | None) -> Any:
@@ -184,10 +176,10 @@ def _reference_rows(grid: Table, results: Any) -> None:
 def _guarded(folder: Path | None, body: Any) -> None:
     """Run ``body``; bad input → one message, exit 2; Ctrl-C → exit 130, SIGTERM → 143, runs kept."""
     try:
-        with _interruptible():
+        with _interruptible(), warnings_to_stderr():
             body()
     except (InputError, PolicyError) as exc:
-        _fail(exc)
+        fail(exc)
     except KeyboardInterrupt:
         _interrupted(130, folder)
     except _SigTerm:
@@ -308,8 +300,7 @@ def report(folder: Annotated[Path, typer.Argument(help="A run, compare or sweep 
     try:
         written = write_report(folder)
     except ReportError as exc:
-        _fail(exc)
-        return
+        fail(exc)
     out.print(escape(", ".join(str(p) for p in written)), highlight=False)
 
 

@@ -147,8 +147,10 @@ def write_one(folder: Path, spec: RunSpec, result: RunResult, wall_s: float) -> 
     info = {"llmsim_version": __version__, "run_id": spec.run_id, "policy": spec.policy, "seed": spec.seed,
             "params": spec.params, "wall_time_s": wall_s, "python": sys.version.split()[0]}
     sc = spec.scenario
+    # overwrite: a folder of this name without this run id is a stale or broken run of this experiment
+    # (llmsim wrote it); only the run's own files are replaced.
     write_run(folder / spec.run_dir, result, sc.model_dump(mode="json"), info,
-              requests=sc.outputs.requests, batches=sc.outputs.batches)
+              requests=sc.outputs.requests, batches=sc.outputs.batches, overwrite=True)
 
 
 def execute(

@@ -31,10 +31,14 @@ class PolicySpec:
 
 
 def _scalar(raw: str, where: str) -> Any:
+    """A value as ``--set`` reads it (the scenario loader's YAML rules: 1e-4 is a number, depth and
+    alias limits)."""
+    from sim.config.load import compose_checked
+
     try:
-        return yaml.safe_load(raw)
+        return compose_checked(raw)[1]
     except yaml.YAMLError:
-        raise InputError(f"value {raw!r} is not a valid YAML scalar", where=where) from None
+        raise InputError(f"value {raw[:80]!r} is not a valid YAML value", where=where) from None
 
 
 def parse_policies(text: str) -> list[PolicySpec]:
