@@ -204,8 +204,15 @@ def check_scenario(
         for i, m in enumerate(sc.models):
             if m.strength is None:
                 fail(("models", i, "strength"), "required with a synthetic pool (ability on the difficulty scale)")
-    if isinstance(pool, DatasetPool) and not resolve_path(pool.path, base_dir).exists():
-        fail(("workload", "pool", "path"), f"dataset not found: {resolve_path(pool.path, base_dir)}")
+    if isinstance(pool, DatasetPool):
+        listed = not isinstance(pool.path, str)
+        if listed and pool.kind != "routerbench":
+            fail(("workload", "pool", "path"), f"a list of files is read by the routerbench loader only, "
+                 f"not {short(pool.kind)}: name one file or folder")
+        for i, item in enumerate(pool.paths):
+            if not resolve_path(item, base_dir).exists():
+                loc = ("workload", "pool", "path", i) if listed else ("workload", "pool", "path")
+                fail(loc, f"dataset not found: {resolve_path(item, base_dir)}")
     arr = sc.workload.arrivals
     if isinstance(arr, TraceArrivals) and not resolve_path(arr.path, base_dir).is_file():
         fail(("workload", "arrivals", "path"), f"trace file not found: {resolve_path(arr.path, base_dir)}")

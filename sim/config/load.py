@@ -24,7 +24,7 @@ from sim.config.checks import (
     short,
 )
 from sim.config.prices import resolve_prices
-from sim.config.schema import Scenario
+from sim.config.schema import DatasetPool, Scenario
 from sim.errors import InputError, format_path, warn_input
 
 MAX_LISTED_ERRORS = 5
@@ -334,8 +334,9 @@ def _absolute_paths(sc: Scenario, base_dir: Path | None) -> Scenario:
     arr, pool = wl.arrivals, wl.pool
     if hasattr(arr, "path"):
         arr = arr.model_copy(update={"path": str(resolve_path(arr.path, base_dir).resolve())})
-    if hasattr(pool, "path"):
-        pool = pool.model_copy(update={"path": str(resolve_path(pool.path, base_dir).resolve())})
+    if isinstance(pool, DatasetPool):
+        absolute = [str(resolve_path(item, base_dir).resolve()) for item in pool.paths]
+        pool = pool.model_copy(update={"path": absolute[0] if isinstance(pool.path, str) else absolute})
     update: dict[str, object] = {"workload": wl.model_copy(update={"arrivals": arr, "pool": pool})}
     if sc.prices_file is not None:
         update["prices_file"] = str(resolve_path(sc.prices_file, base_dir).resolve())

@@ -73,7 +73,7 @@ def records_costs(sc: Scenario, base_dir: Path | None) -> bool:
         return True
     if pool.kind != "long_table":
         return False
-    path = Path(pool.path)
+    path = Path(pool.paths[0])  # a list of files is routerbench's only (which records costs: above)
     path = path if path.is_absolute() or base_dir is None else base_dir / path
     try:
         if path.suffix.lower() in (".parquet", ".pq"):

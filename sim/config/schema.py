@@ -330,10 +330,16 @@ class DatasetPool(Strict):
 
     type: Literal["dataset"] = Field(description="Query pool kind: 'dataset'.")
     kind: str = Field(description="Loader: long_table, mmlu_pro, dcrouter or routerbench.")
-    path: PathText = Field(
+    path: PathText | Annotated[list[PathText], Field(min_length=1, max_length=1000)] = Field(
         description="File or folder (routerbench: every .csv/.parquet in it, in name order; dcrouter: "
-        "train.json and test.json); a relative path is resolved against the scenario file."
+        "train.json and test.json), or, for routerbench, a list of files (e.g. [train.csv, test.csv]); a "
+        "relative path is resolved against the scenario file."
     )
+
+    @property
+    def paths(self) -> list[str]:
+        """``path`` as a list (one item when it names one file or folder)."""
+        return [self.path] if isinstance(self.path, str) else list(self.path)
     trusted: bool = Field(False, description="Allow unpickling a .pkl RouterBench file (runs code from it).")
     split: Literal["seeded", "files"] = Field(
         "seeded",

@@ -64,7 +64,7 @@ def loader_options(pool: DatasetPool, names: list[str]) -> dict[str, Any]:
 
 def load_full(pool: DatasetPool, names: list[str]) -> QuerySet:
     """The whole dataset, restricted to the scenario's models (``dataset_model`` names) in their order."""
-    path = Path(pool.path)
+    path: Path | list[Path] = Path(pool.path) if isinstance(pool.path, str) else [Path(p) for p in pool.path]
     try:
         full = LOADERS[pool.kind](path, **loader_options(pool, names))
     except KeyError:
@@ -95,7 +95,7 @@ def load_pool(pool: DatasetPool, names: list[str], seed: int, n_arrivals: int) -
     """(train, test) of the pool (rules in the module docstring); ``test.data_report`` says what was dropped."""
     full = load_full(pool, names)
     if pool.split == "files":
-        train, test = _file_split(full, Path(pool.path))
+        train, test = _file_split(full, Path(pool.paths[0]))
     else:
         _check_test_size(_seeded_test_size(full.n, pool.test_fraction), full.n, pool, n_arrivals)
         train, test = train_test_split(full, pool.test_fraction, rngs.stream(seed, "split"))

@@ -180,7 +180,8 @@ def build_workload(sc: Scenario, base_dir: Path | None = None) -> Workload:
         train = _synthetic(sc, pool, max(2000, min(n, 20000)), "train_pool")
     else:
         if base_dir is not None:
-            pool = pool.model_copy(update={"path": str(resolve_path(pool.path, base_dir))})
+            resolved = [str(resolve_path(item, base_dir)) for item in pool.paths]
+            pool = pool.model_copy(update={"path": resolved[0] if isinstance(pool.path, str) else resolved})
         queries, train = _dataset(sc, pool, n)
 
     price_in = np.array([m.price_in_per_mtok for m in sc.models])

@@ -37,3 +37,30 @@ def test_one_query_test_split_is_refused(tmp_path, write_scenario):
     data["workload"]["pool"]["test_fraction"] = 1e-6
     with pytest.raises(ScenarioError, match="workload.pool.test_fraction"):
         prepare(load_scenario(write_scenario(data)))
+
+
+def test_a_list_of_files_is_a_routerbench_path(tmp_path, write_scenario):
+    """path: [train file, test file] (relative to the scenario) with split: files, as the data is published."""
+    df = rb_frame()
+    df.iloc[:160].to_csv(tmp_path / "mbpp_train.csv", index=False)
+    df.iloc[160:].to_parquet(tmp_path / "mbpp_test.parquet")
+    data = rb_scenario(tmp_path)
+    data["workload"]["pool"].update(path=["mbpp_train.csv", "mbpp_test.parquet"], split="files")
+    sc = load_scenario(write_scenario(data))
+    assert all(p.startswith(str(tmp_path)) for p in sc.workload.pool.path)  # resolved for the run folder
+    wl = prepare(sc).workload
+    assert set(wl.queries.query_ids) <= set(df["sample_id"].iloc[160:]) and wl.train.n == 160
+
+
+def test_a_listed_file_that_is_missing_is_named(tmp_path, write_scenario):
+    from sim.errors import InputError
+
+    df = rb_frame()
+    df.to_csv(tmp_path / "a_train.csv", index=False)
+    data = rb_scenario(tmp_path)
+    data["workload"]["pool"].update(path=["a_train.csv", "nope_test.csv"], split="files")
+    with pytest.raises(InputError, match=r"workload\.pool\.path\[1\].*nope_test\.csv"):
+        load_scenario(write_scenario(data))
+    data["workload"]["pool"].update(kind="long_table", path=["a_train.csv"])
+    with pytest.raises(InputError, match="routerbench loader only"):
+        load_scenario(write_scenario(data))
