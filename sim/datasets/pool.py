@@ -62,8 +62,9 @@ def loader_options(pool: DatasetPool, names: list[str]) -> dict[str, Any]:
     return opts
 
 
-def load_full(pool: DatasetPool, names: list[str]) -> QuerySet:
-    """The whole dataset, restricted to the scenario's models (``dataset_model`` names) in their order."""
+def load_full(pool: DatasetPool, names: list[str], fields: list[str] | None = None) -> QuerySet:
+    """The whole dataset, restricted to the scenario's models (``dataset_model`` names) in their order;
+    ``fields`` names the scenario field each name came from (``dataset_model`` or ``name``) for errors."""
     path: Path | list[Path] = Path(pool.path) if isinstance(pool.path, str) else [Path(p) for p in pool.path]
     try:
         full = LOADERS[pool.kind](path, **loader_options(pool, names))
@@ -84,16 +85,17 @@ def load_full(pool: DatasetPool, names: list[str]) -> QuerySet:
         # The scenario is at fault (the dataset is what it is): name the model's entry, and the dataset.
         missing = exc.args[0]
         i = names.index(missing) if missing in names else 0
+        field = f".{fields[i]}" if fields else ""
         raise ScenarioError(
-            f"model {short(missing)} (its dataset_model, or its name when that is unset) is not in the "
-            f"dataset {path}; it has: {name_list(full.model_names)}",
-            where=f"models[{i}]",
+            f"model {short(missing)} is not in the dataset {path}; it has: {name_list(full.model_names)}",
+            where=f"models[{i}]{field}",
         ) from None
 
 
-def load_pool(pool: DatasetPool, names: list[str], seed: int, n_arrivals: int) -> tuple[QuerySet, QuerySet]:
+def load_pool(pool: DatasetPool, names: list[str], seed: int, n_arrivals: int,
+              fields: list[str] | None = None) -> tuple[QuerySet, QuerySet]:
     """(train, test) of the pool (rules in the module docstring); ``test.data_report`` says what was dropped."""
-    full = load_full(pool, names)
+    full = load_full(pool, names, fields)
     if pool.split == "files":
         train, test = _file_split(full, Path(pool.paths[0]))
     else:

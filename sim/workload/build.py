@@ -147,7 +147,8 @@ def _dataset(sc: Scenario, pool: DatasetPool, n: int) -> tuple[QuerySet, QuerySe
 
     # Loading, model selection, the split (seeded or the dataset's own files), the test-part size checks
     # and the row options (on_duplicate, on_missing_score) live in one place, shared with validate.
-    train, test = load_pool(pool, [m.dataset_model or m.name for m in sc.models], sc.seed, n)
+    train, test = load_pool(pool, [m.dataset_model or m.name for m in sc.models], sc.seed, n,
+                            ["dataset_model" if m.dataset_model else "name" for m in sc.models])
     rng = rngs.stream(sc.seed, "sample")
     if pool.tasks:
         unknown = [t for t in pool.tasks if t not in test.task_names]
