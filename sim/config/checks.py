@@ -205,6 +205,7 @@ def check_scenario(
             if m.strength is None:
                 fail(("models", i, "strength"), "required with a synthetic pool (ability on the difficulty scale)")
     if isinstance(pool, DatasetPool):
+        _check_finite(pool.options, ("workload", "pool", "options"), fail)
         listed = not isinstance(pool.path, str)
         if listed and pool.kind != "routerbench":
             fail(("workload", "pool", "path"), f"a list of files is read by the routerbench loader only, "

@@ -363,7 +363,7 @@ class DatasetPool(Strict):
         description="An empty/NaN score (routerbench, long_table): 'error' stops, 'drop' drops the row "
         "(counted in the summary's data). Other loaders accept only 'error'.",
     )
-    tasks: dict[str, PosFloat] | None = Field(
+    tasks: dict[str, Weight] | None = Field(
         None, description="Task mix to sample arrivals from (task → weight); default: the dataset's own mix."
     )
     options: dict[str, Any] = Field(

@@ -64,3 +64,16 @@ def test_a_listed_file_that_is_missing_is_named(tmp_path, write_scenario):
     data["workload"]["pool"].update(kind="long_table", path=["a_train.csv"])
     with pytest.raises(InputError, match="routerbench loader only"):
         load_scenario(write_scenario(data))
+
+
+@pytest.mark.parametrize(("field", "value", "where"), [
+    ("options", {"tokens_per_char": float("inf")}, "workload.pool.options.tokens_per_char"),
+    ("tasks", {"arc": 1e12}, "workload.pool.tasks"),
+])
+def test_pool_numbers_are_finite_and_bounded(tmp_path, write_scenario, field, value, where):
+    from sim.errors import InputError
+
+    data = rb_scenario(tmp_path)
+    data["workload"]["pool"][field] = value
+    with pytest.raises(InputError, match=where.replace(".", r"\.")):
+        load_scenario(write_scenario(data))
