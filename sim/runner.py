@@ -25,6 +25,7 @@ import simpy
 
 from policies import make_policy, policy_class
 from sim import rng as rngs
+from sim.config.checks import MAX_HORIZON_S
 from sim.config.schema import Scenario
 from sim.dispatcher import Dispatcher, RoutingInputs
 from sim.engine.build import build_cluster
@@ -79,6 +80,7 @@ def prepare(sc: Scenario, base_dir: Path | None = None) -> Prepared:
             "the workload has no arrivals (is duration_s too short for the arrival rate or trace window?)",
             where="workload.arrivals",
         )
+    _check_span(sc, wl)
     _check_samples(sc, wl)
     pred = build_predictions(sc, wl)
     refs = references(wl.queries.quality, wl.cost, tuple(m.name for m in sc.models))
@@ -91,6 +93,18 @@ def _horizon(sc: Scenario, wl: Workload) -> float:
 
 def _sample_interval(sc: Scenario, wl: Workload) -> float:
     return sc.outputs.sample_interval_s or max(_horizon(sc, wl), 1e-3) / 2000.0
+
+
+def _check_span(sc: Scenario, wl: Workload) -> None:
+    """A replayed trace's span is known only once it is read (the load-time check covers generated
+    arrivals): refuse spans where float64 timestamps lose the engine's resolution."""
+    span = float(wl.times[-1])
+    if span > MAX_HORIZON_S:
+        raise ScenarioError(
+            f"the arrivals span {span:.3g} s of simulated time; at most {MAX_HORIZON_S:g} s (a trace's "
+            "time_scale below 1 stretches it; raise it or cut the trace with duration_s)",
+            where="workload.arrivals",
+        )
 
 
 def _check_samples(sc: Scenario, wl: Workload) -> None:

@@ -68,3 +68,22 @@ def test_requests_carry_a_policy_free_difficulty() -> None:
     b = simulate(scenario(policy="strongest")).requests
     assert a["difficulty"].between(0, 1).all()
     np.testing.assert_array_equal(a["difficulty"], b["difficulty"])
+
+
+def test_a_trace_stretched_beyond_the_float_horizon_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A replay's span is known once the trace is read: prepare (and so validate) refuses it there."""
+    from sim.errors import ScenarioError
+
+    trace = tmp_path / "t.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:00:00,10,5\n"
+                     "2023-11-16 18:10:00,12,6\n2023-11-16 18:40:00,9,4\n")
+    data = small_scenario(num_queries=None)
+    data["workload"] = {"arrivals": {"type": "trace", "path": str(trace), "time_scale": 1e-6},
+                        "pool": {"type": "synthetic"}}
+    data["router"] = {"policy": "cheapest", "params": {}}
+    sc = parse_scenario(yaml.safe_dump(data), file="test.yaml")
+    with pytest.raises(ScenarioError, match=r"span 2\.4e\+09 s"):
+        prepare(sc)
+    ok = sc.model_copy(update={"workload": sc.workload.model_copy(update={
+        "arrivals": sc.workload.arrivals.model_copy(update={"time_scale": 1e-3})})})
+    assert prepare(ok).workload.times[-1] == pytest.approx(2.4e6)
