@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import BaseModel
 
 from sim.workload.queryset import QuerySet
 
@@ -51,6 +53,9 @@ class Predictor(ABC):
     """Fit on a training QuerySet, then predict for any QuerySet over the same models."""
 
     name: str = "predictor"
+    #: A strict pydantic model of the constructor's parameters (names, types, ranges): scenarios are
+    #: checked against it at load time, so a bad ``k: .inf`` is an error naming the field, not a crash.
+    Params: ClassVar[type[BaseModel]]
 
     def __init__(self) -> None:
         self._models: tuple[str, ...] | None = None

@@ -48,8 +48,7 @@ def predictor_class(name: str) -> type[Predictor]:
 
 def predictor_params_model(name: str) -> type[BaseModel]:
     """The strict pydantic model of predictor ``name``'s parameters."""
-    # Predictor (base.py) does not declare Params; every registered predictor class defines it.
-    params: type[BaseModel] = getattr(predictor_class(name), "Params")  # noqa: B009
+    params: type[BaseModel] = predictor_class(name).Params
     return params
 
 
