@@ -48,6 +48,9 @@ Protection = tuple[FloatArray, float]  # (δ (n, m) deviations, Γ)
 
 LP_FIRST_VARS = 20_000  # x variables from which the LP-rounding shortcut is tried first
 INTEGRAL_TOL = 1e-7
+# Relative slack on "incumbent within mip_rel_gap of the LP bound": float error of summing the same
+# objective in another order (HiGHS vs numpy), far below HiGHS's own tolerances (~1e-7 absolute).
+ROUNDING_RTOL = 1e-12
 
 
 def _pad(form: LinearForm, a: FloatArray) -> FloatArray:
@@ -171,7 +174,10 @@ def _lp_round(model: MilpModel, time_limit: float, mip_rel_gap: float,
     fix = np.where(integral, np.argmax(lp.x, axis=1), -1)
     left = time_limit - (time.perf_counter() - t0)
     fixed = model.solve(time_limit=left, mip_rel_gap=mip_rel_gap, fix=fix)
-    return lp, fixed if fixed.cols is not None else None
+    if fixed.cols is None:
+        return lp, None
+    # HiGHS's bound and gap for the fixed model say nothing about the full one; the LP bound does.
+    return lp, dataclasses.replace(fixed, dual_bound=lp.objective, mip_gap=None)
 
 
 def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, *,
@@ -209,7 +215,7 @@ def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, 
             assert incumbent.objective is not None
             gap = (lp.objective - incumbent.objective) / max(abs(lp.objective), 1e-12)
             info.update(method="lp_rounding", mip_gap=max(gap, 0.0))
-            if gap <= mip_rel_gap:
+            if gap <= mip_rel_gap + ROUNDING_RTOL:
                 sol = dataclasses.replace(incumbent, status="optimal", dual_bound=lp.objective,
                                           mip_gap=max(gap, 0.0))
     if sol is None:
@@ -222,7 +228,7 @@ def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, 
         if incumbent is not None and (
             sol.cols is None or _or_minus_inf(sol.objective) < _or_minus_inf(incumbent.objective)
         ):
-            sol = dataclasses.replace(incumbent, status="limit")
+            sol = _keep_incumbent(incumbent, sol)
             info["method"] = "lp_rounding"
     info.update(highs_status=sol.status, highs_message=sol.message)
     if sol.dual_bound is not None:
@@ -252,6 +258,20 @@ def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, 
             info["improved"] = int(np.count_nonzero(better != fixed))
             fixed = better
     return RoutingResult.build(problem, form.to_assignment(fixed), status, info=info)
+
+
+def _keep_incumbent(incumbent: MilpSolution, bnb: MilpSolution) -> MilpSolution:
+    """The LP-rounding incumbent, which scores at least branch-and-bound's answer ``bnb``.
+
+    If HiGHS proved ``bnb`` optimal, its dual bound proves every assignment scoring as much optimal
+    too (the two often are the same assignment, summed in another order: 1 ulp apart). Otherwise the
+    incumbent is only ``limit``. The bound is the tighter of the LP bound and HiGHS's.
+    """
+    bounds = [b for b in (incumbent.dual_bound, bnb.dual_bound) if b is not None]
+    proven = bnb.status == "optimal"
+    return dataclasses.replace(incumbent, status="optimal" if proven else "limit",
+                               dual_bound=min(bounds) if bounds else None,
+                               mip_gap=bnb.mip_gap if proven else None)
 
 
 def _or_minus_inf(x: float | None) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from policies import InvalidParameterError, RoutingProblem, check_assignment, solve
@@ -26,8 +26,21 @@ def test_milp_matches_enumeration(problem: RoutingProblem) -> None:
         assert objective_close(res.objective, best), (res.objective, best)
 
 
+def _ulp_tie() -> RoutingProblem:
+    """Found by hypothesis: LP rounding and branch-and-bound reach the same assignment, whose
+    objective HiGHS sums to 0.5 and numpy to 0.5000000000000001; the "better" incumbent used to
+    replace HiGHS's proven optimum as ``feasible``. The grid floats matter (0.35 is
+    ``linspace(0, 1, 21)[7]`` = 0.35000000000000003; a literal 0.35 does not reproduce it)."""
+    grid = np.linspace(0.0, 1.0, 21)
+    quality, cost = np.zeros((6, 3)), np.zeros((6, 3))
+    quality[2, 2], quality[3, 0], quality[4, 2], quality[5, 0] = grid[2], grid[7], grid[1], grid[1]
+    cost[5, 0] = 1e-3
+    return RoutingProblem(quality=quality, cost=cost, capacity=np.full(3, np.inf), budget=0.5 * 1e-3)
+
+
 @settings(max_examples=60, deadline=None)
 @given(problems(max_n=6, max_m=3))
+@example(problem=_ulp_tie())
 def test_lp_first_matches_enumeration(problem: RoutingProblem) -> None:
     res = solve(problem, "milp", lp_first=True, **EXACT)
     assert_consistent(problem, res)
