@@ -31,6 +31,7 @@ from tests.sim.fuzz_data import (
     tables,
     valid_cases,
 )
+from tests.sim.fuzz_known import known_cases
 from tests.sim.fuzz_scenarios import LOCAL_SCENARIOS, SHARED, SHARED_SCENARIOS, load_base, scenario_cases
 
 MIN_TOTAL = 500
@@ -157,5 +158,12 @@ def test_total_case_count() -> None:
 @pytest.mark.parametrize("case", bad_data_cases(), ids=lambda c: c.label)
 def test_validate_refuses_bad_data(case: FuzzCase) -> None:
     """``llmsim validate`` refuses what ``run`` refuses: it loads the trace and dataset files too."""
+    problems = check_case(case)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("case", known_cases(), ids=lambda c: c.label)
+def test_known_failures_stay_fixed(case: FuzzCase) -> None:
+    """The distinct failures the fuzzing found, checked every run (hypothesis may not draw them)."""
     problems = check_case(case)
     assert not problems, "\n".join(problems)
