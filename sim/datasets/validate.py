@@ -10,6 +10,7 @@ RangeIndex from :func:`read_table` through their filtering, so ``index + 1`` is 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -61,6 +62,13 @@ def read_table(path: str | Path) -> pd.DataFrame:
     except UnicodeDecodeError as exc:
         raise DataError(f"not UTF-8 text ({exc.reason}); expected a {suffix[1:]} file", file=path,
                         where=f"line {utf8_error_line(path)}") from None
+    except pd.errors.EmptyDataError:
+        raise DataError("the file is empty; expected a header row of column names", file=path,
+                        where="line 1") from None
+    except pd.errors.ParserError as exc:  # e.g. "Expected 3 fields in line 7, saw 5"
+        line = re.search(r"line (\d+)", str(exc))
+        raise DataError(f"not a well-formed CSV table: {str(exc)[:200]}", file=path,
+                        where=f"line {line.group(1)}" if line else "line 1") from None
     except Exception as exc:  # pandas/pyarrow raise many types for a corrupt file
         raise DataError(f"cannot read file: {type(exc).__name__}: {exc}", file=path) from exc
     if len(df) == 0:

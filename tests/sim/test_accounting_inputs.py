@@ -84,3 +84,17 @@ def test_long_table_row_options(tmp_path: Path) -> None:
     qs = load_long_table(path, on_duplicate="first", on_missing_score="drop", missing="drop_query")
     assert list(qs.query_ids) == ["q1", "q3"] and qs.quality[0].tolist() == [1.0, 0.0]  # first q1/a kept
     assert qs.data_report == {"rows_dropped_duplicate": 1, "rows_dropped_missing_score": 1}
+
+
+def test_empty_and_ragged_csv_tables_name_a_line(tmp_path):
+    from pathlib import Path
+
+    from sim.datasets.validate import read_table
+
+    empty, ragged = tmp_path / "e.csv", tmp_path / "r.csv"
+    empty.write_text("")
+    ragged.write_text("a,b\n1,2\n1,2,3,4\n")
+    with pytest.raises(DataError, match=r"e\.csv: line 1: the file is empty"):
+        read_table(Path(empty))
+    with pytest.raises(DataError, match=r"r\.csv: line 3: not a well-formed CSV"):
+        read_table(Path(ragged))
