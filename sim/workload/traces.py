@@ -49,22 +49,28 @@ def _open_checked(path: Path, kind: str) -> None:
         raise DataError(f"is a directory; expected {kind} file", file=path)
 
 
+#: Largest token count a trace row may carry: ten times the longest context window of any public model
+#: (1M tokens). Larger counts are corrupt data, and would overflow the engine's int64 token arithmetic.
+MAX_TRACE_TOKENS = 10_000_000
+TOKENS_EXPECTED = f"expected a non-negative integer token count (at most {MAX_TRACE_TOKENS:,})"
+
+
 def _tokens(values: list[str], column: str, lines: list[int], path: Path) -> NDArray[np.int64]:
     """Parse non-negative integer token counts; on failure, find and name the first bad line."""
     try:
         out = np.array(values, dtype=np.str_).astype(np.int64)
     except (ValueError, OverflowError):
         out = None
-    if out is not None and (len(out) == 0 or out.min() >= 0):
+    if out is not None and (len(out) == 0 or (out.min() >= 0 and out.max() <= MAX_TRACE_TOKENS)):
         return out
     for value, line in zip(values, lines, strict=True):
         try:
-            ok = 0 <= int(value) < 2**63
+            ok = 0 <= int(value) <= MAX_TRACE_TOKENS
         except ValueError:
             ok = False
         if not ok:
             raise DataError(
-                f"{column} = {value!r}; expected a non-negative integer token count",
+                f"{column} = {repr(value)[:60]}; {TOKENS_EXPECTED}",
                 file=path,
                 where=f"line {line}",
             )
@@ -248,10 +254,10 @@ def _mooncake_number(obj: dict[str, object], key: str, path: Path, line: int, in
     value = obj[key]
     if isinstance(value, int | float) and not isinstance(value, bool):
         number = math.inf if isinstance(value, int) and abs(value) >= 2**53 else float(value)
-        if math.isfinite(number) and (not integer or (number.is_integer() and number >= 0)):
+        if math.isfinite(number) and (not integer or (number.is_integer() and 0 <= number <= MAX_TRACE_TOKENS)):
             return number
-    what = "a non-negative integer token count" if integer else "a finite number of milliseconds"
-    raise DataError(f"{key} = {value!r}; expected {what}", file=path, where=f"line {line}")
+    what = TOKENS_EXPECTED if integer else "expected a finite number of milliseconds"
+    raise DataError(f"{key} = {repr(value)[:60]}; {what}", file=path, where=f"line {line}")
 
 
 def _mooncake_row(text: str, path: Path, line: int) -> tuple[float, float, float]:

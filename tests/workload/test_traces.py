@@ -209,8 +209,11 @@ def test_mooncake_plain_and_gzip_agree(tmp_path: Path, gzipped: bool) -> None:
         ('{"timestamp": 1, "input_length": true, "output_length": 1}\n', "input_length = True"),
         ("[1, 2, 3]\n", "expected an object"),
         ('{"timestamp": -1, "input_length": 5, "output_length": 1}\n', "earlier than the previous"),
+        ('{"timestamp": 1, "input_length": 5, "output_length": 1e308}\n', "at most 10,000,000"),
+        ('{"timestamp": 1, "input_length": 10000001, "output_length": 1}\n', "input_length = 10000001"),
     ],
-    ids=["json", "missing-key", "string-time", "negative", "float-tokens", "bool", "array", "unsorted"],
+    ids=["json", "missing-key", "string-time", "negative", "float-tokens", "bool", "array", "unsorted", "huge-float",
+         "huge-int"],
 )
 def test_malformed_mooncake_names_file_and_line(tmp_path: Path, bad_line: str, expected: str) -> None:
     path = _write(tmp_path, "bad.jsonl", _mooncake_text(ROWS[:2]) + "\n" + bad_line)
