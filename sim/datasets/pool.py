@@ -151,6 +151,12 @@ def _file_split(full: QuerySet, path: Path) -> tuple[QuerySet, QuerySet]:
 
 def _check_test_size(n_test: int, n_full: int, pool: DatasetPool, n_arrivals: int) -> None:
     where = "workload.pool.split" if pool.split == "files" else "workload.pool.test_fraction"
+    if n_full < MIN_TEST_QUERIES + 1:  # no split can help: the dataset itself is too small
+        raise DataError(
+            f"the dataset holds {n_full} distinct {'query' if n_full == 1 else 'queries'} in all its rows; at "
+            f"least {MIN_TEST_QUERIES + 1} are needed (some to simulate, the rest to train the predictor on)",
+            file=", ".join(pool.paths),
+        )
     if n_test < MIN_TEST_QUERIES:
         raise ScenarioError(
             f"the test split would hold {n_test} of {n_full} queries: every arrival would replay the same "

@@ -93,6 +93,23 @@ def _order(keys: np.ndarray, shown: list[str], lines: list[int], path: Path, sor
     return np.argsort(keys, kind="stable")
 
 
+#: Longest trace span accepted (s, ~31.7 years; the simulator's float horizon, sim.config.checks).
+MAX_TRACE_SPAN_S = 1e9
+
+
+def _check_span(times_s: np.ndarray, lines: np.ndarray, path: Path, column: str) -> None:
+    """A request decades after the first one is a corrupt timestamp (e.g. -1 among 2023 dates): name the
+    first line that far from the first request, rather than failing later on the simulated horizon."""
+    far = np.flatnonzero(times_s - times_s[0] > MAX_TRACE_SPAN_S)
+    if far.size:
+        raise DataError(
+            f"{column} is {times_s[far[0]] - times_s[0]:.3g} s after the first request (line {lines[0]}); a "
+            f"trace may span at most {MAX_TRACE_SPAN_S:g} s (~31 years): is a timestamp corrupt?",
+            file=path,
+            where=f"line {lines[far[0]]}",
+        )
+
+
 def _arrivals(
     times_s: np.ndarray,
     group_keys: np.ndarray | None,
@@ -229,7 +246,9 @@ def load_azure_csv(path: str | Path, *, sort: bool = False) -> Arrivals:
     output = _tokens(generated, "GeneratedTokens", lines, path)
     order = _order(ns, stamps, lines, path, sort)
     ns, prompt, output = ns[order], prompt[order], output[order]
-    return _arrivals((ns - ns[0]) / 1e9, None, prompt, output)
+    times = (ns - ns[0]) / 1e9
+    _check_span(times, np.asarray(lines)[order], path, "TIMESTAMP")
+    return _arrivals(times, None, prompt, output)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -319,7 +338,9 @@ def load_mooncake_jsonl(
     order = _order(ms, [f"{t:g} ms" for t in ms], lines, path, sort)
     ms = ms[order]
     prompt, output = prompt_f[order].astype(np.int64), output_f[order].astype(np.int64)
-    return _arrivals((ms - ms[0]) / 1000.0, ms if group_same_timestamp else None, prompt, output)
+    times = (ms - ms[0]) / 1000.0
+    _check_span(times, np.asarray(lines)[order], path, "timestamp")
+    return _arrivals(times, ms if group_same_timestamp else None, prompt, output)
 
 
 # ---------------------------------------------------------------------------------------------------
