@@ -29,7 +29,7 @@ def timed_sweep(jobs: int, queries: int, folder: Path) -> tuple[float, int]:
         read_source(None),
         parse_policies("threshold_greedy,utility_greedy"),
         seeds=2,
-        grid=parse_grid(["router.window_s=0,0.5", "router.min_quality=0.6:0.9:0.1"]) if queries else {},
+        grid=parse_grid(["router.window_s=0,0.5", "router.min_quality=0.5:0.9:0.1"]) if queries else {},
         sets=[f"num_queries={queries}"],
     )
     executor = LocalExecutor(jobs)

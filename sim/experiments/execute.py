@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,13 +26,30 @@ from sim.runner import prepare, prepare_key, simulate
 Done = tuple[RunSpec, dict[str, Any]]  # a finished run and its summary
 
 
-def simulate_group(specs: list[RunSpec]) -> list[tuple[RunSpec, RunResult, float]]:
-    """Worker entry point: prepare once, simulate every run of the group (same prepare key)."""
-    prepared = prepare(specs[0].scenario)
-    out = []
-    for spec in specs:
+@dataclass(frozen=True)
+class GroupTask:
+    """Runs that share a prepare key, and where their folders go: ``folder`` set means the worker shares
+    this machine's file system and writes each run folder itself (the parent would otherwise write them
+    one after another, which caps the speed-up of a sweep of short runs)."""
+
+    specs: list[RunSpec]
+    folder: Path | None
+
+
+Finished = tuple[RunSpec, dict[str, Any], RunResult | None, float]  # spec, summary, result to write, wall s
+
+
+def simulate_group(task: GroupTask) -> list[Finished]:
+    """Worker entry point: prepare once, simulate every run of the group, write or return each."""
+    prepared = prepare(task.specs[0].scenario)
+    out: list[Finished] = []
+    for spec in task.specs:
         t0 = time.perf_counter()
-        out.append((spec, simulate(spec.scenario, prepared=prepared), time.perf_counter() - t0))
+        result = simulate(spec.scenario, prepared=prepared)
+        wall = time.perf_counter() - t0
+        if task.folder is not None:
+            write_one(task.folder, spec, result, wall)
+        out.append((spec, result.summary, None if task.folder is not None else result, wall))
     return out
 
 
@@ -49,6 +67,7 @@ def group_runs(runs: list[RunSpec], min_tasks: int = 1) -> list[list[RunSpec]]:
 
 class Executor(Protocol):
     jobs: int
+    shared_fs: bool  # workers see this machine's files (they write run folders themselves)
 
     def map_unordered(self, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]: ...
 
@@ -63,6 +82,7 @@ class LocalExecutor:
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
+        self.shared_fs = True
         self.pool: ProcessPoolExecutor | None = None
         if jobs > 1:
             ctx = multiprocessing.get_context("fork")
@@ -100,6 +120,7 @@ class DaskExecutor:
             raise InputError('--executor dask needs the dask extra: pip install "llmsim[dask]"',
                              where="--executor") from None
         self.cluster = None
+        self.shared_fs = scheduler is None  # a LocalCluster runs on this machine; a remote one may not
         if scheduler is None:
             self.cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
                                         dashboard_address=None, silence_logs=40)
@@ -166,10 +187,12 @@ def execute(
         else:
             yield spec, summary
     finished = 0
-    for batch in executor.map_unordered(simulate_group, group_runs(todo, 2 * executor.jobs)):
-        for spec, result, wall in batch:
-            write_one(folder, spec, result, wall)
+    tasks = [GroupTask(g, folder if executor.shared_fs else None) for g in group_runs(todo, 2 * executor.jobs)]
+    for batch in executor.map_unordered(simulate_group, tasks):
+        for spec, summary, result, wall in batch:
+            if result is not None:
+                write_one(folder, spec, result, wall)
             finished += 1
             if on_done:
                 on_done(finished)
-            yield spec, result.summary
+            yield spec, summary
