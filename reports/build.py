@@ -20,7 +20,7 @@ from reports.document import Document, FigureItem, Section, Table
 from reports.experiment import Experiment, load
 from reports.html import render_html
 from reports.markdown import render_markdown
-from reports.stats import accuracy_at_spend, aiq, compare_table
+from reports.stats import accuracy_at_spend, aiq, compare_table, mean_ci
 from reports.table import summary_rows
 
 METRICS = ["accuracy", "cost.total_usd", "cost.gpu_usd", "latency_s.ttft.p99", "latency_s.e2e.p99",
@@ -79,6 +79,37 @@ def comparison(exp: Experiment) -> tuple[pd.DataFrame, Section]:
         paragraphs.append("n = 1 (one seed): no interval can be estimated; shown as —.")
     headers = ["configuration", "metric", "n", "mean", "95 % CI", "diff vs baseline", "diff 95 % CI", "pairs"]
     return table, Section("Comparison", paragraphs, [Table(headers, rows)])
+
+
+REFERENCE_ROWS = (("oracle (best model per query)", "references.oracle_accuracy", None),
+                  ("best single model", "references.best_single_model_accuracy",
+                   "references.best_single_model_cost_usd"))
+
+
+def references_section(exp: Experiment) -> Section | None:
+    """What the policies are measured against, on the very queries each seed simulated: the oracle's
+    accuracy (an upper bound for any router) and the best single model's accuracy and token cost."""
+    res = exp.results.drop_duplicates("seed")
+    rows = []
+    for label, acc_col, cost_col in REFERENCE_ROWS:
+        if acc_col not in res.columns:
+            continue
+        names = res.get("references.best_single_model")
+        if cost_col and names is not None and names.nunique() == 1:
+            label = f"{label} ({names.iloc[0]})"
+        acc = mean_ci(pd.to_numeric(res[acc_col], errors="coerce").to_numpy(), LEVEL)
+        cells = [label, str(len(res)), fmt("accuracy", acc[0]), _interval("accuracy", acc[1], acc[2])]
+        if cost_col and cost_col in res.columns:
+            cost = mean_ci(pd.to_numeric(res[cost_col], errors="coerce").to_numpy(), LEVEL)
+            cells += [fmt("usd", cost[0]), _interval("usd", cost[1], cost[2])]
+        else:
+            cells += ["—", "—"]
+        rows.append(cells)
+    if not rows:
+        return None
+    return Section("References", ["Computed on the same queries as the policies, per seed (the oracle sends "
+                                  "each query to a model that answers it correctly when one does)."],
+                   [Table(["reference", "seeds", "accuracy", "95 % CI", "token cost", "95 % CI"], rows)])
 
 
 def aiq_table(exp: Experiment) -> tuple[pd.DataFrame, Section]:
@@ -171,7 +202,7 @@ def build_document(exp: Experiment) -> tuple[Document, dict[str, pd.DataFrame]]:
                                                       [[k.strip(), v] for k, v in summary_rows(exp.summary)])]))
     comp, comp_section = comparison(exp)
     aiq_df, aiq_section = aiq_table(exp)
-    sections += [comp_section, *filter(None, [matched_section(exp)]), aiq_section]
+    sections += [comp_section, *filter(None, [references_section(exp), matched_section(exp)]), aiq_section]
     sections.append(Section("Figures", [], [], figure_items(exp)))
     if exp.notes:
         sections.append(Section("Notes", list(dict.fromkeys(exp.notes))))

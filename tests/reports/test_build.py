@@ -157,3 +157,14 @@ def test_corrupt_summary_is_an_error_naming_it(tmp_path: Path) -> None:
     (tmp_path / "summary.json").write_text(json.dumps({"accuracy": 0.5}), encoding="utf-8")
     err = _expect_error(tmp_path, "summary.json: policy: missing field")
     assert err.where == "policy"
+
+
+def test_references_section_has_the_oracle_and_the_best_single_model(compare_folder: Path, tmp_path: Path) -> None:
+    folder = _copy(compare_folder, tmp_path)
+    write_report(folder)
+    md = (folder / "report.md").read_text(encoding="utf-8")
+    res = pd.read_parquet(folder / "results.parquet").drop_duplicates("seed")
+    oracle = 100 * res["references.oracle_accuracy"].mean()
+    assert "## References" in md
+    assert f"| oracle (best model per query) | 2 | {oracle:.2f} % |" in md
+    assert f"| best single model ({res['references.best_single_model'].iloc[0]}) | 2 |" in md
