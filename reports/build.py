@@ -149,9 +149,28 @@ def matched_section(exp: Experiment) -> Section | None:
                         "reached", "note") if c in m.columns]
     rows = [[fmt(c, r[c]) if c in ("spend_usd", "target_spend_usd", "accuracy") else
              ("—" if pd.isna(r[c]) else str(r[c])) for c in cols] for _, r in m.iterrows()]
-    text = [f"Each policy's knob was searched so its spend matches the target ({exp.manifest.get('match_spend')})"
-            "; rows with reached = False could not hit the target within tolerance and are not comparable."]
-    return Section("Matched spend", text, [Table(cols, rows)])
+    ref = exp.manifest.get("match_spend")
+    text = [f"Each policy's knob was searched so its mean spend over the seeds matches {ref}'s (within 1 %); "
+            "the first table is the mean accuracy there with its 95 % interval and the seed-paired difference "
+            f"to {ref}; rows with reached = False could not hit the target and are not comparable."]
+    return Section("Matched spend", text, [_matched_summary(m, ref), Table(cols, rows)])
+
+
+def _matched_summary(m: pd.DataFrame, ref: Any) -> Table:
+    table = compare_table(m, ["spend_usd", "accuracy"], ref if ref in set(m["policy"]) else None, level=LEVEL)
+    rows = []
+    for policy, g in m.groupby("policy", sort=False):
+        acc = table[(table["policy"] == policy) & (table["metric"] == "accuracy")].iloc[0]
+        spend = table[(table["policy"] == policy) & (table["metric"] == "spend_usd")].iloc[0]
+        knob = g["knob_value"].iloc[0]
+        rows.append([str(policy), "—" if pd.isna(knob) else f"{g['knob'].iloc[0]} = {knob:.4g}",
+                     fmt("usd", spend["mean"]), fmt("accuracy", acc["mean"]),
+                     _interval("accuracy", acc["ci_lo"], acc["ci_hi"]),
+                     fmt("accuracy", acc["diff_vs_baseline"], signed=True),
+                     _interval("accuracy", acc["diff_ci_lo"], acc["diff_ci_hi"], signed=True),
+                     "yes" if g["reached"].all() else "no"])
+    return Table(["policy", "knob", "mean spend", "accuracy", "95 % CI", f"diff vs {ref}", "diff 95 % CI",
+                  "reached"], rows)
 
 
 def _figure(name: str, title: str, make: Callable[[], F.Figure], suffix: str = "") -> FigureItem:

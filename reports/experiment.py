@@ -97,8 +97,9 @@ def load(folder: Path) -> Experiment:
     if (folder / MANIFEST_FILE).exists():
         manifest = read_manifest(folder)
         results = _labelled(read_experiment(folder), manifest["kind"])
-        exp = Experiment(manifest["kind"], folder, manifest, results,
-                         matched_spend=read_table(folder / MATCHED_SPEND_FILE))
+        # a matched-spend table left by an earlier command over this folder is not this experiment's
+        matched = read_table(folder / MATCHED_SPEND_FILE) if manifest.get("match_spend") else None
+        exp = Experiment(manifest["kind"], folder, manifest, results, matched_spend=matched)
         _check_unique(results, folder)
     elif (folder / SUMMARY_FILE).exists():
         summary = read_summary(folder)

@@ -254,7 +254,7 @@ def budget_spend(runs: Mapping[str, pd.DataFrame | None]) -> Figure:
                                      line={"color": color, "dash": "dash"}))
         drawn = True
     if not drawn:
-        raise FigureSkipped("no batches table with a budget (no run set router.budget)")
+        raise FigureSkipped("no batches table with a budget (no run set router.budget_per_query)")
     fig.update_xaxes(title_text="routing time of the batch (s)")
     fig.update_yaxes(title_text="batch spend (USD)")
     caption = ("Spend per routed batch: predicted cost (what the router enforces), realised cost when recorded "

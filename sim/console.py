@@ -27,6 +27,11 @@ def say(label: str, style: str, message: str) -> None:
     err.print(Text.assemble((label, style), " ", message), soft_wrap=True)
 
 
+def say_plain(message: str) -> None:
+    """One unstyled line on stderr (e.g. "interrupted: ..."), never wrapped or parsed as markup."""
+    err.print(Text(message), soft_wrap=True)
+
+
 def fail(exc: BaseException) -> NoReturn:
     """The one message of a user error, then exit code 2."""
     say("error:", "bold red", str(exc))

@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,9 +16,10 @@ import numpy as np
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from policies import PolicyError
-from sim.console import err, fail, out, warnings_to_stderr
+from sim.console import err, fail, out, say_plain, warnings_to_stderr
 from sim.errors import InputError
 
 ScenarioArg = Annotated[Path | None, typer.Argument(help="Scenario YAML (default: the embedded quickstart).")]
@@ -44,38 +45,38 @@ def _executor(kind: str, jobs: int | None, scheduler: str | None) -> Any:
     return LocalExecutor(n)
 
 
-class _SigTerm(Exception):
-    pass
+class _Progress:
+    """A bar with ETA on a terminal (nothing when piped or quiet). No refresh thread (auto_refresh=False):
+    worker processes are forked, and a fork must not happen while another thread holds a lock; the bar
+    is redrawn whenever a run finishes."""
 
+    def __init__(self, label: str, enabled: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-@contextmanager
-def _interruptible() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C: completed runs stay, the command exits 143 (130 for Ctrl-C)."""
-    def on_term(_signum: int, _frame: Any) -> None:
-        raise _SigTerm
+        self.bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            "eta", TimeRemainingColumn(), console=err, transient=True, auto_refresh=False,
+                            disable=not (enabled and err.is_terminal))
+        self.task = self.bar.add_task(escape(label), total=None)
 
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def start(self, total: int) -> None:
+        self.bar.update(self.task, total=total)
+        self.bar.start()
 
+    def done(self, finished: int) -> None:
+        from sim.output import GUARD
 
-def _progress(total: int, label: str, enabled: bool) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+        GUARD.check()  # a signal whose raise was lost inside a callback (see SignalGuard)
+        self.bar.update(self.task, completed=finished)
+        self.bar.refresh()
 
-    # No refresh thread (auto_refresh=False): worker processes are forked, and a fork must not happen
-    # while another thread holds a lock; the bar is redrawn on each finished run instead.
-    bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   "eta", TimeRemainingColumn(), console=err, transient=True, auto_refresh=False,
-                   disable=not enabled or total == 0)
-    task = bar.add_task(escape(label), total=total)
-
-    def update(done: int) -> None:
-        bar.update(task, completed=done)
-        bar.refresh()
-
-    return bar, update
+    def stop(self) -> None:
+        self.bar.stop()
 
 
 def _command(kind: str, scenario: Path | None, options: dict[str, Any]) -> str:
@@ -87,31 +88,64 @@ def _command(kind: str, scenario: Path | None, options: dict[str, Any]) -> str:
     return shlex.join(parts)
 
 
-def _run(kind: str, folder: Path | None, exp: Any, executor: Any, command: str, extra: dict[str, Any],
-         quiet: bool, after: Any = None) -> Path:
-    """Run or resume ``exp`` into its folder, call ``after(results)``, write the report; the folder."""
+@dataclass
+class _Job:
+    """One compare or sweep as the command line asked for it."""
+
+    exp: Any  # sim.experiments.plan.Experiment
+    executor: Any
+    command: str
+    out_dir: Path | None
+    quiet: bool
+    baseline: str | None = None
+    match_spend: str | None = None
+
+    @property
+    def folder(self) -> Path:
+        return self.out_dir or Path("runs") / f"{self.exp.scenario_name}-{self.exp.kind}"
+
+
+def _run_job(job: _Job) -> None:
+    """Run or resume the experiment, add matched spend, write the report, print the tables."""
     from reports.build import write_report
-    from sim.experiments.folder import pending_runs, run_experiment
+    from sim.experiments.folder import run_experiment
 
-    folder = folder or Path("runs") / f"{exp.scenario_name}-{kind}"
-    bar, update = _progress(pending_runs(folder, exp) if folder.exists() else len(exp.runs),
-                            f"{kind} {exp.scenario_name}", not quiet)
+    extra = {"baseline": job.baseline, "match_spend": job.match_spend}
+    progress = _Progress(f"{job.exp.kind} {job.exp.scenario_name}", not job.quiet)
     try:
-        with bar:
-            results = run_experiment(folder, exp, executor, command=command, extra=extra, on_done=update)
-        if after is not None:
-            after(folder, results)
+        try:
+            results = run_experiment(job.folder, job.exp, job.executor, command=job.command, extra=extra,
+                                     on_start=progress.start, on_done=progress.done)
+        finally:
+            progress.stop()
+        matched = _matched(job, results) if job.match_spend else None
     finally:
-        executor.close()
-    write_report(folder)
-    return folder
+        job.executor.close()
+    write_report(job.folder)
+    _print_results(job, results, matched)
 
 
-def _interrupted(code: int, folder: Path | None) -> None:
-    where = f" in {folder}" if folder else ""
-    err.print(f"interrupted: the runs that had finished are kept{where}; rerun the same command to "
-              "resume", highlight=False, markup=False)
-    raise typer.Exit(code)
+def _matched(job: _Job, results: Any) -> Any:
+    """Matched-spend rows (written to the folder): each policy's knob bisected to the reference's spend."""
+    import json
+
+    import pandas as pd
+
+    from reports.tables import MATCHED_SPEND_FILE
+    from sim.experiments.folder import write_atomic
+    from sim.experiments.matched import matched_spend
+
+    summaries = {r.run_id: json.loads((job.folder / r.run_dir / "summary.json").read_text(encoding="utf-8"))
+                 for r in job.exp.runs}
+    rows = pd.DataFrame(matched_spend(job.exp.runs, summaries, str(job.match_spend), job.executor))
+    write_atomic(job.folder / MATCHED_SPEND_FILE, lambda p: rows.to_parquet(p, index=False))
+    return rows
+
+
+def _interrupted(signum: int, folder: Path) -> None:
+    say_plain(f"interrupted: the runs that had finished are kept in {folder}; rerun the same command to "
+              "resume")
+    raise typer.Exit(128 + signum)
 
 
 CONSOLE_METRICS = {"accuracy": "accuracy", "cost.total_usd": "token cost", "latency_s.ttft.p99": "TTFT p99",
@@ -119,43 +153,76 @@ CONSOLE_METRICS = {"accuracy": "accuracy", "cost.total_usd": "token cost", "late
 
 
 def _pm(metric: str, mean: float, half: float, signed: bool = False) -> str:
-    """``mean ± half-width`` in the metric's unit (the half-width of the 95 % interval)."""
+    """``mean ± half-width`` of the 95 % interval, in the metric's unit (accuracy widths in points)."""
     from reports.build import fmt
 
     text = fmt(metric, mean, signed)
-    return text if not np.isfinite(half) else f"{text} ± {fmt(metric, half, signed).lstrip('+')}"
+    if not np.isfinite(half):
+        return text
+    return f"{text} ± {fmt(metric, half, signed=metric == 'accuracy').lstrip('+')}"
 
 
-def _print_results(folder: Path, results: Any, baseline: str | None, quiet: bool) -> None:
-    """Mean [95 % CI] per policy (and grid point) of the headline metrics, paired difference in accuracy."""
-    if quiet:
-        out.print(escape(str(folder)), highlight=False)
+def _configs(results: Any) -> Any:
+    """A ``config`` column: the policy label, plus the grid point in ``--grid`` order."""
+    params = [c for c in results.columns if c.startswith("param.")]
+    if not params:
+        return results.assign(config=results["policy"])
+    point = results[params].astype(str).apply(lambda r: "".join(f" {k[6:]}={v}" for k, v in r.items()), axis=1)
+    return results.assign(config=results["policy"].astype(str) + point)
+
+
+def _print_results(job: _Job, results: Any, matched: Any) -> None:
+    """Mean ± 95 % CI per configuration of the headline metrics, paired accuracy difference against the
+    baseline (compare), the oracle and best single model, and matched-spend rows when asked for."""
+    if job.quiet:
+        out.print(Text(str(job.folder)), soft_wrap=True)
         return
     from reports.stats import compare_table
 
-    params = [c for c in results.columns if c.startswith("param.")]
-    results = results.assign(config=results["policy"].astype(str) + results[params].astype(str).apply(
-        lambda r: "".join(f" {k[6:]}={v}" for k, v in r.items()), axis=1) if params else results["policy"])
-    table = compare_table(results, list(CONSOLE_METRICS), baseline if not params else None, group="config")
-    grid = Table("policy", *CONSOLE_METRICS.values(), "Δ accuracy vs " + (baseline or "—"),
-                 title=escape(f"llmsim — {folder} (mean ± 95 % CI half-width over seeds)"),
+    results = _configs(results)
+    table = compare_table(results, list(CONSOLE_METRICS), job.baseline, group="config")
+    heads = ["policy", *CONSOLE_METRICS.values()] + ([f"Δ accuracy vs {job.baseline}"] if job.baseline else [])
+    grid = Table(*heads, title=Text(f"llmsim {job.exp.kind} — {job.folder} (mean ± 95 % CI over seeds)"),
                  title_justify="left")
     for config, rows in table.groupby("config", sort=False):
         cells = {r.metric: _pm(r.metric, r.mean, r.ci_hi - r.mean) for r in rows.itertuples()}
         acc = rows[rows["metric"] == "accuracy"].iloc[0]
-        diff = _pm("accuracy", acc.diff_vs_baseline, acc.diff_ci_hi - acc.diff_vs_baseline, signed=True)
-        grid.add_row(escape(str(config)), *(escape(cells.get(m, "n/a")) for m in CONSOLE_METRICS), escape(diff))
-    _reference_rows(grid, results)
+        diff = [_pm("accuracy", acc.diff_vs_baseline, acc.diff_ci_hi - acc.diff_vs_baseline, True)]
+        grid.add_row(Text(str(config)), *(Text(cells.get(m, "n/a")) for m in CONSOLE_METRICS),
+                     *(map(Text, diff) if job.baseline else []))
+    _reference_rows(grid, results, len(heads))
     out.print(grid)
-    out.print(f"report: {escape(str(folder / 'report.html'))} (and report.md, results.csv)", highlight=False)
+    if matched is not None:
+        _print_matched(job, matched)
+    out.print(Text(f"report: {job.folder / 'report.html'} (and report.md, results.csv)"), soft_wrap=True)
+
+
+def _print_matched(job: _Job, matched: Any) -> None:
+    """Each policy at the reference's spend: its knob, mean spend, accuracy ± CI, paired Δ vs reference."""
+    from reports.build import fmt
+    from reports.stats import compare_table
+
+    table = compare_table(matched, ["spend_usd", "accuracy"], job.match_spend, group="policy")
+    grid = Table("policy", "knob", "spend", "accuracy", f"Δ accuracy vs {job.match_spend}", "reached",
+                 title=Text(f"at {job.match_spend}'s spend"), title_justify="left")
+    for policy, rows in matched.groupby("policy", sort=False):
+        stats = table[table["policy"] == policy].set_index("metric")
+        knob = rows["knob_value"].iloc[0]
+        knob_text = "—" if knob is None or not np.isfinite(knob) else f"{rows['knob'].iloc[0]}={knob:.4g}"
+        acc, spend = stats.loc["accuracy"], stats.loc["spend_usd"]
+        grid.add_row(Text(str(policy)), Text(knob_text), Text(fmt("cost.total_usd", spend["mean"])),
+                     Text(_pm("accuracy", acc["mean"], acc["ci_hi"] - acc["mean"])),
+                     Text(_pm("accuracy", acc["diff_vs_baseline"], acc["diff_ci_hi"] - acc["diff_vs_baseline"], True)),
+                     Text("yes" if rows["reached"].all() else str(rows["note"].iloc[0])))
+    out.print(grid)
 
 
 REFERENCES = {"oracle": ("references.oracle_accuracy", None),
               "best single model": ("references.best_single_model_accuracy",
-                                                "references.best_single_model_cost_usd")}
+                                    "references.best_single_model_cost_usd")}
 
 
-def _reference_rows(grid: Table, results: Any) -> None:
+def _reference_rows(grid: Table, results: Any, width: int) -> None:
     """The oracle's and the best single model's accuracy (and cost) on the same queries, per seed."""
     from reports.stats import mean_ci
 
@@ -168,22 +235,38 @@ def _reference_rows(grid: Table, results: Any) -> None:
         name = one_per_seed.get("references.best_single_model")
         if cost_col and name is not None and name.nunique() == 1:
             label = f"best single: {name.iloc[0]}"
-        grid.add_row(escape(label), _pm("accuracy", acc[0], acc[2] - acc[0]),
-                     _pm("cost.total_usd", cost[0], cost[2] - cost[0]) if cost else "—", "", "", "",
-                     style="dim")
+        cells = [label, _pm("accuracy", acc[0], acc[2] - acc[0]),
+                 _pm("cost.total_usd", cost[0], cost[2] - cost[0]) if cost else "—"]
+        grid.add_row(*map(Text, cells + [""] * (width - len(cells))), style="dim")
 
 
-def _guarded(folder: Path | None, body: Any) -> None:
-    """Run ``body``; bad input → one message, exit 2; Ctrl-C → exit 130, SIGTERM → 143, runs kept."""
+def _guarded(body: Callable[[], None], folder: Callable[[], Path | None]) -> None:
+    """Run ``body`` with input warnings as ``warning:`` lines; bad input → one message, exit 2; Ctrl-C →
+    exit 130, SIGTERM → 143, finished runs kept (the same signal guard as ``llmsim run``)."""
+    from sim.output import GUARD, Interrupted
+
+    GUARD.install()
     try:
-        with _interruptible(), warnings_to_stderr():
+        with warnings_to_stderr():
             body()
     except (InputError, PolicyError) as exc:
         fail(exc)
-    except KeyboardInterrupt:
-        _interrupted(130, folder)
-    except _SigTerm:
-        _interrupted(143, folder)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        where = folder()
+        if where is None:
+            raise
+        _interrupted(getattr(exc, "signum", signal.SIGINT), where)
+    finally:
+        GUARD.restore()
+
+
+def _check_names(labels: list[str], baseline: str | None, match_spend: str | None) -> None:
+    for flag, name in (("--baseline", baseline), ("--match-spend", match_spend)):
+        if name is not None and name not in labels:
+            raise InputError(f"{name!r} is not one of --policies ({', '.join(labels)})", where=flag)
+    if match_spend is not None and len(labels) < 2:
+        raise InputError("matching spend needs at least one other policy than the reference",
+                         where="--match-spend")
 
 
 def compare(
@@ -203,7 +286,10 @@ def compare(
     quiet: QuietOpt = False,
 ) -> None:
     """Run several policies on identical workloads per seed; report means, CIs and paired differences."""
+    job: _Job | None = None
+
     def body() -> None:
+        nonlocal job
         from sim.experiments.plan import plan_experiment, read_source
         from sim.experiments.specs import parse_policies
 
@@ -211,44 +297,15 @@ def compare(
             raise InputError("name the policies to compare, e.g. --policies threshold_greedy,lagrangian",
                              where="--policies")
         specs = parse_policies(policies)
-        labels = [p.label for p in specs]
-        base = baseline or labels[0]
-        for flag, name in (("--baseline", base), ("--match-spend", match_spend)):
-            if name is not None and name not in labels:
-                raise InputError(f"{name!r} is not one of --policies ({', '.join(labels)})", where=flag)
+        _check_names([p.label for p in specs], baseline, match_spend)
         exp = plan_experiment("compare", read_source(scenario), specs, seeds, sets=list(sets or []))
         command = _command("compare", scenario, {"--policies": policies, "--seeds": seeds, "--baseline": baseline,
                                                  "--match-spend": match_spend, "--set": list(sets or [])})
-        ex = _executor(executor, jobs, scheduler)
-        after = None if match_spend is None else _match_after(exp, match_spend, ex)
-        folder = _run("compare", out_dir, exp, ex, command, {"baseline": base, "match_spend": match_spend},
-                      quiet, after)
-        from reports.tables import read_experiment
+        job = _Job(exp, _executor(executor, jobs, scheduler), command, out_dir, quiet,
+                   baseline or specs[0].label, match_spend)
+        _run_job(job)
 
-        _print_results(folder, read_experiment(folder), base, quiet)
-
-    _guarded(out_dir, body)
-
-
-def _match_after(exp: Any, reference: str, executor: Any) -> Any:
-    def after(folder: Path, results: Any) -> None:
-        import pandas as pd
-
-        from sim.experiments.folder import MATCHED_FILE, write_atomic
-        from sim.experiments.matched import matched_spend
-
-        summaries = {r.run_id: _summary(folder, r) for r in exp.runs}
-        rows = matched_spend(exp.runs, summaries, reference, executor)
-        write_atomic(folder / MATCHED_FILE, lambda p: pd.DataFrame(rows).to_parquet(p, index=False))
-
-    return after
-
-
-def _summary(folder: Path, spec: Any) -> dict[str, Any]:
-    import json
-
-    data: dict[str, Any] = json.loads((folder / spec.run_dir / "summary.json").read_text(encoding="utf-8"))
-    return data
+    _guarded(body, lambda: job.folder if job else None)
 
 
 def sweep(
@@ -266,30 +323,24 @@ def sweep(
     quiet: QuietOpt = False,
 ) -> None:
     """Run a full grid over scenario fields × policies × seeds; resumable; one tidy results table."""
+    job: _Job | None = None
+
     def body() -> None:
+        nonlocal job
         from sim.experiments.plan import plan_experiment, read_source
-        from sim.experiments.specs import PolicySpec, parse_grid, parse_policies
+        from sim.experiments.specs import parse_grid, parse_policies, scenario_policy
 
         if not grid:
             raise InputError("give at least one --grid PATH=v1,v2,...", where="--grid")
         source = read_source(scenario)
-        if policies:
-            specs = parse_policies(policies)
-        else:
-            from sim.config.load import parse_scenario
-
-            sc = parse_scenario(source.text, file=source.file, base_dir=source.base_dir, overrides=list(sets or []))
-            specs = [PolicySpec(sc.router.policy, sc.router.policy, dict(sc.router.params))]
+        specs = parse_policies(policies) if policies else [scenario_policy(source, list(sets or []))]
         exp = plan_experiment("sweep", source, specs, seeds, parse_grid(list(grid)), sets=list(sets or []))
         command = _command("sweep", scenario, {"--grid": list(grid), "--policies": policies, "--seeds": seeds,
                                                "--set": list(sets or [])})
-        folder = _run("sweep", out_dir, exp, _executor(executor, jobs, scheduler), command,
-                      {"baseline": None, "match_spend": None}, quiet)
-        from reports.tables import read_experiment
+        job = _Job(exp, _executor(executor, jobs, scheduler), command, out_dir, quiet)
+        _run_job(job)
 
-        _print_results(folder, read_experiment(folder), None, quiet)
-
-    _guarded(out_dir, body)
+    _guarded(body, lambda: job.folder if job else None)
 
 
 def report(folder: Annotated[Path, typer.Argument(help="A run, compare or sweep folder.")]) -> None:
@@ -301,7 +352,7 @@ def report(folder: Annotated[Path, typer.Argument(help="A run, compare or sweep 
         written = write_report(folder)
     except ReportError as exc:
         fail(exc)
-    out.print(escape(", ".join(str(p) for p in written)), highlight=False)
+    out.print(Text(", ".join(str(p) for p in written)), soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,8 +8,10 @@ the common random numbers of a comparison are then the very same arrays, not jus
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -74,35 +76,66 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+def _worker_init() -> None:
+    """In a forked worker: SIGTERM exits through Python (a run folder being written removes its temporary
+    files), SIGINT is the usual KeyboardInterrupt, and on Linux the worker is sent SIGTERM when its parent
+    dies, so a killed ``llmsim sweep`` leaves no workers behind."""
+    def on_term(_signum: int, _frame: Any) -> None:
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class LocalExecutor:
-    """``jobs`` worker processes; jobs=1 runs in this process. Workers are forked, so they start with
-    everything the parent imported (a fresh interpreter spends ~2 s importing pandas, scipy and SimPy);
-    the pool forks all of them at the first submit, before any progress-bar thread could exist (the
-    CLI's progress bar does not run a refresh thread)."""
+    """Up to ``jobs`` worker processes (never more than there are tasks); jobs=1 runs in this process.
+    Workers are forked, so they start with everything the parent imported (a fresh interpreter spends
+    ~2 s importing pandas, scipy and SimPy); the pool forks all of them at the first submit, before any
+    progress-bar thread could exist (the CLI's progress bar does not run a refresh thread)."""
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
         self.shared_fs = True
         self.pool: ProcessPoolExecutor | None = None
-        if jobs > 1:
-            ctx = multiprocessing.get_context("fork")
-            self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
 
     def map_unordered(self, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
-        if self.pool is None:
+        if self.jobs == 1 or len(items) <= 1:
             yield from (fn(x) for x in items)
             return
+        self.close()
+        ctx = multiprocessing.get_context("fork")
+        self.pool = ProcessPoolExecutor(max_workers=min(self.jobs, len(items)), mp_context=ctx,
+                                        initializer=_worker_init)
         futures: list[Future[Any]] = [self.pool.submit(fn, x) for x in items]
         try:
             for fut in as_completed(futures):
                 yield fut.result()
+        except BaseException:
+            self.stop_workers()
+            raise
         finally:
             for fut in futures:
                 fut.cancel()
 
+    def stop_workers(self) -> None:
+        """On an interruption, end the workers now rather than after their current runs (each removes
+        the run folder it was writing)."""
+        if self.pool is not None:
+            for proc in list(getattr(self.pool, "_processes", {}).values()):  # no public API for this
+                with contextlib.suppress(OSError):
+                    proc.terminate()
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
 
 
 class DaskExecutor:
@@ -177,17 +210,10 @@ def write_one(folder: Path, spec: RunSpec, result: RunResult, wall_s: float) -> 
 def execute(
     folder: Path, runs: list[RunSpec], executor: Executor, on_done: Callable[[int], None] | None = None
 ) -> Iterator[Done]:
-    """Yield (spec, summary) for every run: first those already in ``folder``, then each new one as soon
-    as its folder is written. ``on_done`` gets the number of runs finished by this call so far."""
-    todo: list[RunSpec] = []
-    for spec in runs:
-        summary = completed_summary(folder, spec)
-        if summary is None:
-            todo.append(spec)
-        else:
-            yield spec, summary
+    """Simulate ``runs`` (none of them complete in ``folder`` yet) and yield (spec, summary) for each as
+    soon as its folder is written. ``on_done`` gets the number of runs finished so far."""
     finished = 0
-    tasks = [GroupTask(g, folder if executor.shared_fs else None) for g in group_runs(todo, 2 * executor.jobs)]
+    tasks = [GroupTask(g, folder if executor.shared_fs else None) for g in group_runs(runs, 2 * executor.jobs)]
     for batch in executor.map_unordered(simulate_group, tasks):
         for spec, summary, result, wall in batch:
             if result is not None:

@@ -15,26 +15,31 @@ from typing import Any
 
 import pandas as pd
 
-from reports.tables import MANIFEST_FILE, RESULTS_FILE, flatten_summary
+from reports.tables import MANIFEST_FILE, MATCHED_SPEND_FILE, RESULTS_FILE, flatten_summary
 from sim import __version__
 from sim.errors import InputError
-from sim.experiments.execute import Executor, execute
+from sim.experiments.execute import Executor, completed_summary, execute
 from sim.experiments.plan import Experiment, RunSpec
 
 RESULTS_CSV = "results.csv"
-MATCHED_FILE = "matched_spend.parquet"
 
 
-def check_folder(folder: Path) -> None:
-    """Refuse a folder that exists with other content: an experiment folder is created or resumed."""
+def check_folder(folder: Path, kind: str) -> None:
+    """Refuse a folder that exists with other content, or that holds another kind of experiment: an
+    experiment folder is created, or resumed by the same kind of command."""
     try:
         if folder.exists() and (not folder.is_dir() or (any(folder.iterdir())
                                                         and not (folder / MANIFEST_FILE).exists())):
             raise InputError("exists and is not an llmsim experiment folder (no manifest.json); choose "
                              "another --out", file=folder)
+        if (folder / MANIFEST_FILE).exists():
+            old = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8")).get("kind")
+            if old != kind:
+                raise InputError(f"holds a {old} experiment, not a {kind}; choose another --out", file=folder)
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the experiment folder: {exc.strerror or exc}", file=folder) from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot use the experiment folder: {getattr(exc, 'strerror', None) or exc}",
+                         file=folder) from None
 
 
 def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
@@ -73,14 +78,14 @@ def result_row(spec: RunSpec, summary: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def results_frame(rows: list[dict[str, Any]], order: list[str]) -> pd.DataFrame:
-    """Rows in the experiment's run order, columns in a fixed order (ids, grid, then metrics sorted), so a
-    resumed experiment gives the same table; a column parquet cannot hold as one type becomes text."""
+def results_frame(rows: list[dict[str, Any]], order: list[str], params: list[str]) -> pd.DataFrame:
+    """Rows in the experiment's run order, columns in a fixed order (ids, grid fields in ``--grid`` order,
+    then metrics sorted), so a resumed experiment gives the same table; a column parquet cannot hold as
+    one type becomes text."""
     rank = {rid: k for k, rid in enumerate(order)}
     df = pd.DataFrame(sorted(rows, key=lambda r: rank[r["run_id"]]))
-    head = ["run_id", "run_dir", "policy", "seed"]
-    params = sorted(c for c in df.columns if c.startswith("param."))
-    df = df[head + params + sorted(set(df.columns) - set(head) - set(params))]
+    head = ["run_id", "run_dir", "policy", "seed", *(f"param.{p}" for p in params)]
+    df = df[head + sorted(set(df.columns) - set(head))]
     for col in df.columns:
         kinds = {type(v) for v in df[col] if v is not None and not isinstance(v, float | int)}
         if kinds and len({type(v) for v in df[col] if v is not None}) > 1:
@@ -95,24 +100,34 @@ def write_results(folder: Path, df: pd.DataFrame) -> None:
 
 def run_experiment(
     folder: Path, exp: Experiment, executor: Executor, *, command: str, extra: dict[str, Any] | None = None,
-    on_done: Callable[[int], None] | None = None,
+    on_start: Callable[[int], None] | None = None, on_done: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     """Run (or resume) every run of ``exp`` into ``folder``; write manifest and results; return results.
-    On an interruption the results of the runs finished so far are still written."""
-    check_folder(folder)
+    ``on_start`` gets the number of runs still to simulate. On an interruption the results of every run
+    whose folder is complete (also those a worker wrote but had not reported yet) are still written."""
+    check_folder(folder, exp.kind)
+    if not (extra or {}).get("match_spend"):
+        (folder / MATCHED_SPEND_FILE).unlink(missing_ok=True)  # an earlier compare's; llmsim wrote it
     write_manifest(folder, exp, command, extra or {})
-    rows: list[dict[str, Any]] = []
+    done = scan_completed(folder, exp.runs)
+    if on_start:
+        on_start(len(exp.runs) - len(done))
+    rows = {rid: result_row(spec, done[rid]) for spec in exp.runs if (rid := spec.run_id) in done}
+    table = lambda: results_frame(list(rows.values()), [r.run_id for r in exp.runs], list(exp.grid))  # noqa: E731
     try:
-        for spec, summary in execute(folder, exp.runs, executor, on_done):
-            rows.append(result_row(spec, summary))
-    finally:
+        for spec, summary in execute(folder, [r for r in exp.runs if r.run_id not in done], executor, on_done):
+            rows[spec.run_id] = result_row(spec, summary)
+    except BaseException:
+        rows.update({rid: result_row(spec, s) for spec in exp.runs if (rid := spec.run_id) not in rows
+                     and (s := completed_summary(folder, spec)) is not None})
         if rows:
-            write_results(folder, results_frame(rows, [r.run_id for r in exp.runs]))
-    return results_frame(rows, [r.run_id for r in exp.runs])
+            write_results(folder, table())
+        raise
+    df = table()
+    write_results(folder, df)
+    return df
 
 
-def pending_runs(folder: Path, exp: Experiment) -> int:
-    """How many runs of ``exp`` are not yet in ``folder`` (the progress bar's total)."""
-    from sim.experiments.execute import completed_summary
-
-    return sum(completed_summary(folder, spec) is None for spec in exp.runs)
+def scan_completed(folder: Path, runs: list[RunSpec]) -> dict[str, dict[str, Any]]:
+    """Run id → summary of every run of the experiment already complete in ``folder`` (resume)."""
+    return {spec.run_id: s for spec in runs if (s := completed_summary(folder, spec)) is not None}

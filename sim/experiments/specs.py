@@ -97,3 +97,11 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
         if len(set(map(repr, grid[path]))) != len(grid[path]):
             raise InputError(f"{raw!r} repeats a value", where=f"--grid {path}")
     return grid
+
+
+def scenario_policy(source: Any, sets: list[str]) -> PolicySpec:
+    """The scenario's own policy with its own parameters (``sweep`` without ``--policies``)."""
+    from sim.config.load import parse_scenario
+
+    sc = parse_scenario(source.text, file=source.file, base_dir=source.base_dir, overrides=sets)
+    return PolicySpec(sc.router.policy, sc.router.policy, dict(sc.router.params))

@@ -95,9 +95,14 @@ def test_matched_spend_rows_are_reported(compare_folder: Path, tmp_path: Path) -
                   {"policy": "lagrangian", "seed": 1, "knob": "router.budget_per_query", "knob_value": 0.0,
                    "spend_usd": 0.2, "target_spend_usd": 0.01, "accuracy": 0.8, "reached": False,
                    "note": "target below the cheapest setting"}]).to_parquet(folder / "matched_spend.parquet")
+    write_report(folder)  # the manifest does not say match_spend: a stale table is not this experiment's
+    assert "## Matched spend" not in (folder / "report.md").read_text(encoding="utf-8")
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "match_spend": "threshold_greedy"}))
     write_report(folder)
     md = (folder / "report.md").read_text(encoding="utf-8")
     assert "## Matched spend" in md and "target below the cheapest setting" in md and "| 70.00 % |" in md
+    assert "| lagrangian | router.budget_per_query = 0 | 0.2000 $ | 80.00 % |" in md  # the summary table
 
 
 def _expect_error(folder: Path, match: str) -> ReportError:

@@ -226,3 +226,59 @@ def test_matched_spend_on_a_decreasing_log_knob(scenario_file: Path, tmp_path: P
     assert (ug["knob"] == "router.params.lam").all() and ug["reached"].all()
     assert ug["spend_usd"].mean() == pytest.approx(ug["target_spend_usd"].mean(), rel=0.01)
     assert 1e-2 <= ug["knob_value"].iloc[0] <= 1e7
+
+
+# --------------------------------------------------------------------------- review regressions
+def test_a_grid_over_policy_parameters_varies_what_the_policy_sees(scenario_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sw"
+    res = cli("sweep", str(scenario_file), "--grid", "router.params.alpha=0.3,0.95", "--out", str(out),
+              "--jobs", "1", "-q")
+    assert res.exit_code == 0, res.output
+    r = pd.read_parquet(out / "results.parquet")
+    assert r["run_id"].nunique() == 2 and list(r["param.router.params.alpha"]) == [0.3, 0.95]
+    assert r["cost.total_usd"].iloc[1] > r["cost.total_usd"].iloc[0]  # a higher α buys stronger models
+    for d, alpha in zip(r["run_dir"], (0.3, 0.95), strict=True):
+        assert yaml.safe_load((out / d / "scenario.yaml").read_text())["router"]["params"]["alpha"] == alpha
+
+
+@pytest.mark.parametrize(("grid", "flag"), [("seed=1,2", "--seeds"), ("router.policy=cheapest,milp", "--policies")])
+def test_fields_with_their_own_flag_are_not_swept(scenario_file: Path, tmp_path: Path, grid: str, flag: str) -> None:
+    res = cli("sweep", str(scenario_file), "--grid", grid, "--out", str(tmp_path / "x"))
+    assert res.exit_code == 2 and flag in res.output and not (tmp_path / "x").exists()
+
+
+def test_grid_points_that_change_nothing_are_refused(scenario_file: Path, tmp_path: Path) -> None:
+    """window_s 1 and 1.0 are one scenario: two runs with one id would overwrite each other's folder."""
+    res = cli("sweep", str(scenario_file), "--grid", "router.window_s=1,1.0", "--out", str(tmp_path / "x"))
+    assert res.exit_code == 2 and "same scenario" in res.output and not (tmp_path / "x").exists()
+
+
+def test_huge_seed_counts_are_refused_at_once(scenario_file: Path, tmp_path: Path) -> None:
+    res = cli("compare", str(scenario_file), "--policies", "cheapest", "--seeds", str(10**20),
+              "--out", str(tmp_path / "x"))
+    assert res.exit_code == 2 and "--seeds" in res.output and not (tmp_path / "x").exists()
+
+
+def test_a_rerun_without_match_spend_drops_the_old_table_and_kinds_do_not_mix(
+        scenario_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    base = ["compare", str(scenario_file), "--seeds", "1", "--out", str(out), "--jobs", "1", "-q"]
+    assert cli(*base, "--policies", "utility_greedy,lagrangian", "--match-spend", "lagrangian").exit_code == 0
+    assert (out / "matched_spend.parquet").exists()
+    assert cli(*base, "--policies", "utility_greedy,lagrangian").exit_code == 0
+    assert not (out / "matched_spend.parquet").exists()
+    assert "Matched spend" not in (out / "report.md").read_text()
+    res = cli("sweep", str(scenario_file), "--grid", "router.window_s=0,1", "--out", str(out))
+    assert res.exit_code == 2 and "holds a compare experiment" in res.output
+    res = cli(*base, "--policies", "lagrangian", "--match-spend", "lagrangian")
+    assert res.exit_code == 2 and "--match-spend" in res.output
+
+
+def test_quiet_prints_the_folder_on_one_line_and_errors_are_one_line(scenario_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / ("a-rather-long-folder-name-" * 4) / "cmp"
+    res = cli("compare", str(scenario_file), "--policies", "cheapest", "--seeds", "1", "--out", str(out), "-q")
+    assert res.exit_code == 0 and res.output == f"{out}\n"
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = runner.invoke(app, ["compare", str(scenario_file), "--policies", "cheapest", "--out", str(blocker)])
+    assert res.exit_code == 2 and res.output.startswith("error:") and res.output.count("\n") == 1
