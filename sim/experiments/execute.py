@@ -78,8 +78,10 @@ class Executor(Protocol):
 
 def _worker_init() -> None:
     """In a forked worker: SIGTERM exits through Python (a run folder being written removes its temporary
-    files), SIGINT is the usual KeyboardInterrupt, and on Linux the worker is sent SIGTERM when its parent
-    dies, so a killed ``llmsim sweep`` leaves no workers behind."""
+    files), SIGINT is the usual KeyboardInterrupt, and on Linux the worker is killed when its parent dies,
+    so a killed ``llmsim sweep`` leaves no workers behind (a SIGTERM would be caught by the pool's worker
+    loop, which then waits for a parent that is gone; a temporary folder it leaves carries an owner file
+    and is removed by the next run into that folder)."""
     def on_term(_signum: int, _frame: Any) -> None:
         raise SystemExit(143)
 
@@ -89,7 +91,7 @@ def _worker_init() -> None:
         import ctypes
 
         with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class LocalExecutor:

@@ -282,3 +282,35 @@ def test_quiet_prints_the_folder_on_one_line_and_errors_are_one_line(scenario_fi
     blocker.write_text("x")
     res = runner.invoke(app, ["compare", str(scenario_file), "--policies", "cheapest", "--out", str(blocker)])
     assert res.exit_code == 2 and res.output.startswith("error:") and res.output.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_parent_ends_its_workers_and_keeps_finished_runs(scenario_file: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "sw"
+    args = [sys.executable, "-m", "sim.cli", "sweep", str(scenario_file), "--grid", "router.window_s=0:3:0.25",
+            "--policies", "milp,lagrangian", "--set", "num_queries=600", "--out", str(out), "--jobs", "2", "-q"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while time.monotonic() < deadline and not (workers and list((out / "runs").glob("*/summary.json"))):
+        time.sleep(0.05)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        workers = [int(p) for p in children.read_text().split()] if children.exists() else []
+    proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "interrupted" in stderr and "Traceback" not in stderr
+    assert time.monotonic() - t0 < 10  # the workers are ended, not waited for
+    time.sleep(0.5)
+    for pid in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    kept = [d for d in (out / "runs").iterdir() if not d.name.startswith(".")]
+    assert kept and all((d / "summary.json").is_file() for d in kept)
+    assert len(pd.read_parquet(out / "results.parquet")) == len(kept)
