@@ -302,6 +302,7 @@ def test_sigterm_to_the_parent_ends_its_workers_and_keeps_finished_runs(scenario
         time.sleep(0.05)
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
         workers = [int(p) for p in children.read_text().split()] if children.exists() else []
+    assert workers, "the sweep never forked its workers"
     proc.send_signal(signal.SIGTERM)
     t0 = time.monotonic()
     _, stderr = proc.communicate(timeout=60)
