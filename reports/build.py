@@ -121,23 +121,28 @@ def aiq_table(exp: Experiment) -> tuple[pd.DataFrame, Section]:
     pts = exp.results.groupby(["family", "config"], sort=False)[[F.COST, F.ACCURACY]].mean().reset_index()
     common = (float(pts[F.COST].min()), float(pts[F.COST].max()))
     base = _baseline(exp)
-    spend = float(exp.results.loc[exp.results["config"] == base, F.COST].mean()) if base else float("nan")
+    given = exp.manifest.get("at_spend")  # sweep --at-spend / report --at-spend: the user's spend
+    spend = float(given) if given is not None else (
+        float(exp.results.loc[exp.results["config"] == base, F.COST].mean()) if base else float("nan"))
+    at = "the given spend" if given is not None else "the baseline's spend"
     rows = []
     for fam, g in pts.groupby("family", sort=False):
         rows.append({"policy": fam, "points": len(g), "aiq": aiq(g[F.COST], g[F.ACCURACY]),
                      "aiq_common_range": aiq(g[F.COST], g[F.ACCURACY], cost_range=common),
-                     "accuracy_at_baseline_spend": accuracy_at_spend(g[F.COST], g[F.ACCURACY], spend)})
+                     "spend_usd": spend,
+                     "accuracy_at_spend": accuracy_at_spend(g[F.COST], g[F.ACCURACY], spend)})
     df = pd.DataFrame(rows)
     text = [("AIQ (RouterBench): mean accuracy along the policy's non-decreasing convex hull of (mean cost, "
              "mean accuracy) points, over its own cost range and over the range common to all policies "
              f"({fmt('usd', common[0])} to {fmt('usd', common[1])}; zero below a policy's cheapest point). "
              "A policy with one configuration has one point.")]
-    if base:
-        text.append(f"Accuracy at the baseline's spend ({fmt('usd', spend)}) is interpolated between a policy's "
-                    "configurations; — when that spend is outside them.")
-    t = Table(["policy", "points", "AIQ", "AIQ (common range)", "accuracy at baseline spend"],
+    if math.isfinite(spend):
+        text.append(f"Accuracy at {at} ({fmt('usd', spend)}) is interpolated along a policy's cost–accuracy "
+                    "curve (its configurations' mean cost and accuracy); — when that spend is outside them. "
+                    "Give a spend with `llmsim sweep --at-spend USD` or `llmsim report DIR --at-spend USD`.")
+    t = Table(["policy", "points", "AIQ", "AIQ (common range)", f"accuracy at {at}"],
               [[str(r["policy"]), str(r["points"]), fmt("accuracy", r["aiq"]), fmt("accuracy", r["aiq_common_range"]),
-                fmt("accuracy", r["accuracy_at_baseline_spend"])] for r in rows])
+                fmt("accuracy", r["accuracy_at_spend"])] for r in rows])
     return df, Section("AIQ (area under the cost–accuracy frontier)", text, [t])
 
 
@@ -229,10 +234,15 @@ def build_document(exp: Experiment) -> tuple[Document, dict[str, pd.DataFrame]]:
     return Document(title, sections), {"comparison.csv": comp, "aiq.csv": aiq_df}
 
 
-def write_report(folder: Path) -> list[Path]:
-    """Write report.html, report.md, comparison.csv and aiq.csv into ``folder``; return their paths."""
+def write_report(folder: Path, at_spend: float | None = None) -> list[Path]:
+    """Write report.html, report.md, comparison.csv and aiq.csv into ``folder``; return their paths.
+    ``at_spend`` (USD) sets the spend at which each policy's accuracy is interpolated (default: the
+    manifest's, else the baseline's mean spend)."""
     folder = Path(folder)
-    doc, tables = build_document(load(folder))
+    exp = load(folder)
+    if at_spend is not None:
+        exp.manifest["at_spend"] = float(at_spend)
+    doc, tables = build_document(exp)
     contents = {"report.html": render_html(doc), "report.md": render_markdown(doc)}
     contents.update({name: df.to_csv(index=False) for name, df in tables.items()})
     written = []

@@ -29,6 +29,8 @@ JobsOpt = Annotated[int | None, typer.Option("--jobs", help="Worker processes (d
 ExecOpt = Annotated[str, typer.Option("--executor", help="local (worker processes) or dask.")]
 SchedOpt = Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler address tcp://HOST:PORT "
                                                                  "(implies --executor dask).")]
+AtSpendOpt = Annotated[float | None, typer.Option("--at-spend", help="Report each policy's accuracy at "
+                                                 "this total token spend (USD), interpolated along its cost–accuracy curve.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the experiment folder path.")]
 
 
@@ -99,6 +101,7 @@ class _Job:
     quiet: bool
     baseline: str | None = None
     match_spend: str | None = None
+    at_spend: float | None = None
 
     @property
     def folder(self) -> Path:
@@ -110,7 +113,7 @@ def _run_job(job: _Job) -> None:
     from reports.build import write_report
     from sim.experiments.folder import run_experiment
 
-    extra = {"baseline": job.baseline, "match_spend": job.match_spend}
+    extra = {"baseline": job.baseline, "match_spend": job.match_spend, "at_spend": job.at_spend}
     progress = _Progress(f"{job.exp.kind} {job.exp.scenario_name}", not job.quiet)
     try:
         try:
@@ -260,6 +263,12 @@ def _guarded(body: Callable[[], None], folder: Callable[[], Path | None]) -> Non
         GUARD.restore()
 
 
+def _spend(value: float | None) -> float | None:
+    if value is not None and not (np.isfinite(value) and 0 <= value <= 1e12):
+        raise InputError(f"expected a spend in USD between 0 and 1e12, got {value}", where="--at-spend")
+    return value
+
+
 def _check_names(labels: list[str], baseline: str | None, match_spend: str | None) -> None:
     for flag, name in (("--baseline", baseline), ("--match-spend", match_spend)):
         if name is not None and name not in labels:
@@ -315,6 +324,7 @@ def sweep(
     policies: Annotated[str | None, typer.Option(help="Policies to run at every grid point (default: the "
                                                        "scenario's own, with its parameters).")] = None,
     seeds: Annotated[int, typer.Option(help="Seeds per grid point and policy.")] = 1,
+    at_spend: AtSpendOpt = None,
     sets: SetsOpt = None,
     out_dir: OutOpt = None,
     jobs: JobsOpt = None,
@@ -336,21 +346,23 @@ def sweep(
         specs = parse_policies(policies) if policies else [scenario_policy(source, list(sets or []))]
         exp = plan_experiment("sweep", source, specs, seeds, parse_grid(list(grid)), sets=list(sets or []))
         command = _command("sweep", scenario, {"--grid": list(grid), "--policies": policies, "--seeds": seeds,
-                                               "--set": list(sets or [])})
-        job = _Job(exp, _executor(executor, jobs, scheduler), command, out_dir, quiet)
+                                               "--at-spend": at_spend, "--set": list(sets or [])})
+        job = _Job(exp, _executor(executor, jobs, scheduler), command, out_dir, quiet,
+                   at_spend=_spend(at_spend))
         _run_job(job)
 
     _guarded(body, lambda: job.folder if job else None)
 
 
-def report(folder: Annotated[Path, typer.Argument(help="A run, compare or sweep folder.")]) -> None:
+def report(folder: Annotated[Path, typer.Argument(help="A run, compare or sweep folder.")],
+           at_spend: AtSpendOpt = None) -> None:
     """Write report.html (self-contained), report.md and CSVs for a run, compare or sweep folder."""
     from reports.build import write_report
     from reports.errors import ReportError
 
     try:
-        written = write_report(folder)
-    except ReportError as exc:
+        written = write_report(folder, _spend(at_spend))
+    except (ReportError, InputError) as exc:
         fail(exc)
     out.print(Text(", ".join(str(p) for p in written)), soft_wrap=True)
 

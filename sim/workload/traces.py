@@ -86,7 +86,7 @@ def _order(keys: np.ndarray, shown: list[str], lines: list[int], path: Path, sor
         i = int(back[0]) + 1
         raise DataError(
             f"time {shown[i]} is earlier than the previous row's {shown[i - 1]}; expected rows in "
-            "non-decreasing time (pass sort=True to sort the trace stably)",
+            "non-decreasing time (sort the file by its time column; from Python, sort=True sorts it stably)",
             file=path,
             where=f"line {lines[i]}",
         )

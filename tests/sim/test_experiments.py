@@ -315,3 +315,20 @@ def test_sigterm_to_the_parent_ends_its_workers_and_keeps_finished_runs(scenario
     kept = [d for d in (out / "runs").iterdir() if not d.name.startswith(".")]
     assert kept and all((d / "summary.json").is_file() for d in kept)
     assert len(pd.read_parquet(out / "results.parquet")) == len(kept)
+
+
+def test_sweep_reports_accuracy_interpolated_at_a_given_spend(scenario_file: Path, tmp_path: Path) -> None:
+    from reports.stats import accuracy_at_spend
+
+    out = tmp_path / "sw"
+    res = cli("sweep", str(scenario_file), "--grid", "router.params.alpha=0.3,0.6,0.95", "--out", str(out),
+              "--jobs", "1", "-q")
+    assert res.exit_code == 0, res.output
+    r = pd.read_parquet(out / "results.parquet")
+    spend = float(r["cost.total_usd"].iloc[0] + r["cost.total_usd"].iloc[2]) / 2
+    assert cli("report", str(out), "--at-spend", str(spend)).exit_code == 0
+    aiq = pd.read_csv(out / "aiq.csv")
+    expected = accuracy_at_spend(r["cost.total_usd"], r["accuracy"], spend)
+    assert expected is not None and aiq["accuracy_at_spend"].iloc[0] == pytest.approx(expected)
+    assert f"{100 * expected:.2f} %" in (out / "report.md").read_text()
+    assert cli("report", str(out), "--at-spend", "nan").exit_code == 2
