@@ -114,6 +114,11 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         *_floor_rows(s),
         *_latency_rows(s),
     ]
+    data = _get(s, "data")
+    if isinstance(data, dict) and any(isinstance(v, int) and v > 0 for v in data.values()):
+        rows.append(("dataset rows dropped", f"{_fmt(_get(data, 'rows_dropped_duplicate'))} duplicate ids "
+                                             f"(on_duplicate), {_fmt(_get(data, 'rows_dropped_missing_score'))} "
+                                             "missing scores (on_missing_score)"))
     scores = _get(s, "predictor_scores")
     if isinstance(scores, dict) and scores:
         rows.append(("predictor", f"{_fmt(_get(s, 'predictor'))}: Brier {_fmt(_get(scores, 'brier'), '.3f')}, "

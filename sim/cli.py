@@ -189,12 +189,7 @@ def run(
     """Simulate a scenario, write its run folder and print a summary table."""
     from sim.output import GUARD, Interrupted
 
-    overrides = []
-    if policy is not None:
-        overrides += [f"router.policy={policy}", "router.params={}"]
-    overrides += list(sets or [])
-    if seed is not None:
-        overrides.append(f"seed={seed}")
+    overrides = _overrides(policy, seed, sets)
     try:
         _check_arguments(out_dir, policy)
     except InputError as exc:
@@ -220,17 +215,28 @@ def run(
     _print_summary(folder, summary, wall)
 
 
+def _overrides(policy: str | None, seed: int | None, sets: list[str] | None) -> list[str]:
+    """``--policy`` / ``--set`` / ``--seed`` as the loader's overrides (a new policy starts without the
+    scenario's parameters)."""
+    overrides = [f"router.policy={policy}", "router.params={}"] if policy is not None else []
+    return overrides + list(sets or []) + ([f"seed={seed}"] if seed is not None else [])
+
+
 @app.command()
 def validate(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML to check.")],
+    policy: Annotated[str | None, typer.Option(help="As for run: override router.policy.")] = None,
+    seed: Annotated[int | None, typer.Option(help="As for run: override the scenario seed.")] = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help="As for run: KEY.PATH=VALUE.")] = None,
 ) -> None:
     """Check a scenario file without running it: every check `run` makes before simulating (schema,
-    data files, trace window, workload, predictor)."""
+    data files, trace window, workload, predictor), with the same overrides."""
     from sim.runner import prepare
 
     try:
+        _check_arguments(None, policy)
         with _warnings_to_stderr():
-            sc = _load(scenario, [])
+            sc = _load(scenario, _overrides(policy, seed, sets))
             prepare(sc)
     except InputError as exc:
         _fail(_named(exc, scenario))

@@ -248,3 +248,18 @@ def test_input_error_escaping_a_command_is_still_exit_2(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(sim.config.reference, "reference_markdown", bad)
     assert_one_error_line(*cli(capsys, "schema"), "x.yaml: broken [bold]")
+
+
+def test_validate_takes_the_overrides_run_takes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from sim.cli import app
+
+    path = tmp_path / "q.yaml"
+    path.write_text((REPO / "sim" / "scenarios" / "quickstart.yaml").read_text())
+    r = CliRunner()
+    ok = r.invoke(app, ["validate", str(path), "--policy", "lagrangian", "--seed", "3", "--set", "router.window_s=2"])
+    assert ok.exit_code == 0 and "policy lagrangian" in ok.output
+    bad = r.invoke(app, ["validate", str(path), "--set", "router.window_s=-1"])
+    assert bad.exit_code == 2 and "router.window_s" in bad.output
+    assert r.invoke(app, ["validate", str(path), "--policy", ""]).exit_code == 2

@@ -93,3 +93,13 @@ def test_quality_floor_row_tolerates_absent_new_keys(real_summary: dict[str, Any
 def test_wrong_types_do_not_crash() -> None:
     assert dict(summary_rows({"queries": "oops", "models": {"m": None}, "latency_s": {"ttft": 3}}))
     assert summary_rows({})[0] == ("scenario / policy", "n/a / n/a (seed n/a)")
+
+
+def test_dropped_dataset_rows_get_a_row_only_when_rows_were_dropped() -> None:
+    from reports.table import summary_rows
+
+    base = {"scenario": "s", "policy": "p", "seed": 1}
+    assert not any(k == "dataset rows dropped" for k, _ in summary_rows(
+        {**base, "data": {"rows_dropped_duplicate": 0, "rows_dropped_missing_score": 0}}))
+    rows = dict(summary_rows({**base, "data": {"rows_dropped_duplicate": 3, "rows_dropped_missing_score": 1}}))
+    assert rows["dataset rows dropped"] == "3 duplicate ids (on_duplicate), 1 missing scores (on_missing_score)"
