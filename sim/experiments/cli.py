@@ -130,17 +130,13 @@ def _run_job(job: _Job) -> None:
 
 def _matched(job: _Job, results: Any) -> Any:
     """Matched-spend rows (written to the folder): each policy's knob bisected to the reference's spend."""
-    import json
-
     import pandas as pd
 
     from reports.tables import MATCHED_SPEND_FILE
     from sim.experiments.folder import write_atomic
     from sim.experiments.matched import matched_spend
 
-    summaries = {r.run_id: json.loads((job.folder / r.run_dir / "summary.json").read_text(encoding="utf-8"))
-                 for r in job.exp.runs}
-    rows = pd.DataFrame(matched_spend(job.exp.runs, summaries, str(job.match_spend), job.executor))
+    rows = pd.DataFrame(matched_spend(job.exp.runs, results, str(job.match_spend), job.executor))
     write_atomic(job.folder / MATCHED_SPEND_FILE, lambda p: rows.to_parquet(p, index=False))
     return rows
 

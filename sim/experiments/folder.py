@@ -118,8 +118,8 @@ def run_experiment(
         for spec, summary in execute(folder, [r for r in exp.runs if r.run_id not in done], executor, on_done):
             rows[spec.run_id] = result_row(spec, summary)
     except BaseException:
-        rows.update({rid: result_row(spec, s) for spec in exp.runs if (rid := spec.run_id) not in rows
-                     and (s := completed_summary(folder, spec)) is not None})
+        late = scan_completed(folder, [r for r in exp.runs if r.run_id not in rows])  # written, not reported
+        rows.update({spec.run_id: result_row(spec, late[spec.run_id]) for spec in exp.runs if spec.run_id in late})
         if rows:
             write_results(folder, table())
         raise

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from policies import SpendKnob, policy_class
 from reports.stats import bisect_knob
@@ -85,14 +86,17 @@ def match_policy(task: MatchTask) -> list[dict[str, Any]]:
     ]
 
 
-def matched_spend(runs: list[RunSpec], summaries: dict[str, dict[str, Any]], reference: str,
+def matched_spend(runs: list[RunSpec], results: pd.DataFrame, reference: str,
                   executor: Executor) -> list[dict[str, Any]]:
     """Rows (policy, seed, knob, knob_value, spend_usd, target_spend_usd, accuracy, reached, note) for
-    every policy of a compare, the reference's own rows included; ``summaries`` maps run id → summary."""
+    every policy of a compare, the reference's own rows included; ``results`` is the experiment's results
+    table (its ``cost.total_usd`` and ``accuracy`` per run id)."""
+    by_id = results.set_index("run_id")
+    spend, accuracy = by_id["cost.total_usd"].astype(float), by_id["accuracy"].astype(float)
     by_policy: dict[str, list[RunSpec]] = {}
     for r in runs:
         by_policy.setdefault(r.policy, []).append(r)
-    target = {r.seed: summaries[r.run_id]["cost"]["total_usd"] for r in by_policy[reference]}
+    target = {r.seed: float(spend[r.run_id]) for r in by_policy[reference]}
     rows: list[dict[str, Any]] = []
     tasks: list[MatchTask] = []
     for label, specs in by_policy.items():
@@ -100,8 +104,8 @@ def matched_spend(runs: list[RunSpec], summaries: dict[str, dict[str, Any]], ref
         if label == reference or knob is None:
             note = "reference" if label == reference else "no spend knob: shown at its own spend"
             rows += [{"policy": label, "seed": r.seed, "knob": knob.path if knob else None,
-                      "knob_value": None, "spend_usd": summaries[r.run_id]["cost"]["total_usd"],
-                      "target_spend_usd": target[r.seed], "accuracy": summaries[r.run_id]["accuracy"],
+                      "knob_value": None, "spend_usd": float(spend[r.run_id]),
+                      "target_spend_usd": target[r.seed], "accuracy": float(accuracy[r.run_id]),
                       "reached": label == reference, "note": note} for r in specs]
         else:
             tasks.append(MatchTask(label, knob, specs, [target[r.seed] for r in specs]))
