@@ -12,6 +12,12 @@ class Request:
     fixed at creation. The engine sets ``instance``, ``enqueue_time``, ``start_time`` (admission into the
     running batch, when prefill begins), ``first_token_time`` (end of prefill) and ``finish_time``.
     ``rid`` indexes the metrics' columnar arrays.
+
+    Paged scheduler only (zero / NaN under ``reserve``): ``prefix`` -- hashes of the prompt's leading
+    blocks of ``SchedulerConfig.prefix_block_tokens`` tokens (Mooncake ``hash_ids``), or ``None``;
+    ``preemptions`` and ``recomputed_tokens`` (prompt + generated tokens prefilled again after
+    preemptions); ``cached_tokens`` (prompt tokens served from the prefix cache, summed over
+    admissions); ``max_gap`` (longest time between two consecutive output tokens; NaN with one token).
     """
 
     __slots__ = (
@@ -24,9 +30,18 @@ class Request:
         "first_token_time",
         "finish_time",
         "_finish_at",
+        "_generated",
+        "_last_tok",
+        "prefix",
+        "preemptions",
+        "recomputed_tokens",
+        "cached_tokens",
+        "max_gap",
     )
 
-    def __init__(self, rid: int, prompt_tokens: int, output_tokens: int) -> None:
+    def __init__(
+        self, rid: int, prompt_tokens: int, output_tokens: int, prefix: tuple[int, ...] | None = None
+    ) -> None:
         self.rid = rid
         self.prompt_tokens = int(prompt_tokens)
         self.output_tokens = max(1, int(output_tokens))
@@ -36,6 +51,13 @@ class Request:
         self.first_token_time = math.nan
         self.finish_time = math.nan
         self._finish_at = 0  # engine-private bookkeeping
+        self._generated = 0  # paged: tokens generated before a preemption
+        self._last_tok = math.nan  # paged: time of the last token before a preemption
+        self.prefix: tuple[int, ...] | None = prefix
+        self.preemptions = 0
+        self.recomputed_tokens = 0
+        self.cached_tokens = 0
+        self.max_gap = math.nan
 
     @property
     def kv_tokens(self) -> int:
