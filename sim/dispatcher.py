@@ -32,6 +32,7 @@ from sim.metrics.recorder import (
     STATUS_REJECTED,
     RequestRecorder,
 )
+from sim.workload.prefix import PrefixHashes
 
 TOL = 1e-9
 
@@ -47,6 +48,12 @@ class RoutingInputs:
     cost: np.ndarray  # realised cost of serving query i on model j (USD)
     output_tokens: np.ndarray  # (N, m)
     prompt_tokens: np.ndarray  # (N,)
+    prefix: PrefixHashes | None = None  # prompt prefix-block hashes per query (Mooncake), or None
+
+    def request(self, rid: int, prompt: int, output: int) -> Request:
+        """The engine's view of query ``rid``: its tokens and, when known, its prompt's prefix hashes
+        (a tuple built only here, when the request is created, so the workload stays ragged arrays)."""
+        return Request(rid, prompt, output, prefix=None if self.prefix is None else self.prefix.row(rid))
 
 
 @dataclass
@@ -247,7 +254,7 @@ class Dispatcher:
                 rec.reason[rid] = REASON_POLICY
             return False
         out = max(int(inp.output_tokens[rid, j]), 1)
-        req = Request(rid, int(inp.prompt_tokens[rid]), out)
+        req = inp.request(rid, int(inp.prompt_tokens[rid]), out)
         group = self.models[j]
         rec.model[rid] = j
         rec.output_tokens[rid] = out
@@ -334,7 +341,7 @@ class Dispatcher:
         prompts = inp.prompt_tokens[rows].tolist()
         for pos, rid, j, p, o in zip(positions, rows.tolist(), cols.tolist(), prompts, out_tokens.tolist(),
                                      strict=True):
-            req = Request(rid, p, o)
+            req = inp.request(rid, p, o)
             group = models[j]
             if group.fits(req):
                 group.submit(req)

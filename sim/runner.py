@@ -182,6 +182,7 @@ def _make_dispatcher(
         cost=wl.cost,
         output_tokens=wl.output_tokens,
         prompt_tokens=wl.prompt_tokens,
+        prefix=wl.prefix,
     )
     r = sc.router
     return Dispatcher(

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from sim.workload.prefix import PrefixHashes
+
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
@@ -42,12 +44,15 @@ class Arrivals:
             batch (same time); processes without batches use ``arange(n)``.
         prompt_tokens, output_tokens: (n,) int64 token counts when the source fixes them (traces);
             None for synthetic processes, whose queries come from a query pool instead.
+        prefix: prefix-block hashes of each arrival's prompt (a Mooncake trace's ``hash_ids``), n rows;
+            None when the source has none.
     """
 
     times: FloatArray
     group: IntArray
     prompt_tokens: IntArray | None = None
     output_tokens: IntArray | None = None
+    prefix: PrefixHashes | None = None
 
     def __post_init__(self) -> None:
         n = len(self.times)
@@ -57,6 +62,8 @@ class Arrivals:
             tokens = getattr(self, name)
             if tokens is not None and tokens.shape != (n,):
                 raise ValueError(f"Arrivals: {name} has shape {tokens.shape}, expected ({n},)")
+        if self.prefix is not None and self.prefix.n != n:
+            raise ValueError(f"Arrivals: prefix has {self.prefix.n} rows, expected {n}")
         if n == 0:
             return
         if not np.all(np.isfinite(self.times)) or self.times[0] < 0:

@@ -29,6 +29,7 @@ from sim.workload import arrivals as arr_mod
 from sim.workload import synthetic
 from sim.workload.arrivals import Arrivals
 from sim.workload.ordering import order_queries
+from sim.workload.prefix import PrefixHashes
 from sim.workload.queryset import QuerySet
 from sim.workload.traces import load_azure_csv, load_mooncake_jsonl, replay
 
@@ -45,6 +46,10 @@ class Workload:
     cost: np.ndarray  # (N, m) realised USD cost of serving query i on model j
     train: QuerySet | None  # queries the predictor may learn from (disjoint from ``queries``)
     token_source: str  # "pool" or "trace"
+    # Prefix-block hashes of each arrival's prompt (N rows, arrival order), or None. Only a trace that
+    # carries them and whose token counts are served (use_trace_tokens) has them: hashes describe the
+    # trace's prompt, so with a pool's prompt lengths they would describe a prompt never sent.
+    prefix: PrefixHashes | None = None
 
 
 def price(prompt: np.ndarray, output: np.ndarray, price_in: np.ndarray, price_out: np.ndarray) -> np.ndarray:
@@ -99,6 +104,7 @@ def build_arrivals(sc: Scenario) -> Arrivals:
                 group=out.group[keep],
                 prompt_tokens=None if out.prompt_tokens is None else out.prompt_tokens[keep],
                 output_tokens=None if out.output_tokens is None else out.output_tokens[keep],
+                prefix=None if out.prefix is None else out.prefix.take(keep),
             )
     return out
 
@@ -213,9 +219,11 @@ def build_workload(sc: Scenario, base_dir: Path | None = None) -> Workload:
         output = np.maximum(1, np.rint(arrivals.output_tokens[:, None] * verbosity[None, :])).astype(np.int64)
         token_source = "trace"
         cost = price(prompt, output, price_in, price_out)
+        prefix = arrivals.prefix  # row i is arrival i's, as the prompt counts are (queries are reordered)
     else:
         prompt, output, token_source = queries.prompt_tokens, queries.output_tokens, "pool"
         cost = pool_cost[perm]
+        prefix = None
     starts = np.flatnonzero(np.r_[True, np.diff(arrivals.group) != 0]) if n else np.zeros(0, np.int64)
     return Workload(
         times=arrivals.times,
@@ -226,4 +234,5 @@ def build_workload(sc: Scenario, base_dir: Path | None = None) -> Workload:
         cost=np.asarray(cost, dtype=np.float64),
         train=train,
         token_source=token_source,
+        prefix=prefix,
     )

@@ -13,6 +13,7 @@ are then relative to the earliest row.
 
 from __future__ import annotations
 
+import array
 import csv
 import gzip
 import io
@@ -21,6 +22,7 @@ import math
 import re
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
@@ -30,6 +32,7 @@ from numpy.typing import NDArray
 from sim.datasets.validate import utf8_error_line
 from sim.errors import DataError
 from sim.workload.arrivals import Arrivals
+from sim.workload.prefix import MOONCAKE_BLOCK_TOKENS, PrefixHashes
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 MOONCAKE_KEYS = ("timestamp", "input_length", "output_length")
@@ -279,7 +282,43 @@ def _mooncake_number(obj: dict[str, object], key: str, path: Path, line: int, in
     raise DataError(f"{key} = {repr(value)[:60]}; {what}", file=path, where=f"line {line}")
 
 
-def _mooncake_row(text: str, path: Path, line: int) -> tuple[float, float, float]:
+#: Largest hash a trace may carry (numpy int64; Mooncake's ids are small sequence numbers).
+MAX_HASH = 2**63 - 1
+#: Extra hashes allowed beyond one per prompt block. Both published Mooncake traces have exactly
+#: ``ceil(input_length / 512)`` hashes per row (the conversation trace on all 12,031 rows; the last block
+#: is partial); one spare tolerates an exporter that also hashes an empty trailing block, whose hash
+#: covers no prompt token. Fewer hashes than blocks are fine: only the leading blocks are then known.
+SPARE_HASHES = 1
+HASHES_EXPECTED = "expected a list of non-negative integers (at most 2**63 - 1), one per prompt block"
+
+
+def _mooncake_hashes(value: object, path: Path, line: int) -> list[int]:
+    """Validate one row's ``hash_ids``: a list of int64-sized non-negative ints (their count is checked
+    against the prompt's blocks for the whole file at once, :func:`_check_hash_counts`)."""
+    if not (isinstance(value, list) and all(type(x) is int for x in value)  # bool and float excluded
+            and (not value or (min(value) >= 0 and max(value) <= MAX_HASH))):
+        raise DataError(f"hash_ids = {repr(value)[:60]}; {HASHES_EXPECTED}", file=path, where=f"line {line}")
+    return value
+
+
+def _check_hash_counts(counts: NDArray[np.int64], prompt: NDArray[np.int64], block_tokens: int,
+                       lines: list[int], path: Path) -> None:
+    """At most one hash per ``block_tokens``-token block of the prompt (+ :data:`SPARE_HASHES`); more
+    means hashes and lengths disagree (or the block size is wrong): name the first such line."""
+    blocks = -(-prompt // block_tokens)
+    bad = np.flatnonzero(counts > blocks + SPARE_HASHES)
+    if bad.size:
+        i = int(bad[0])
+        raise DataError(
+            f"hash_ids has {counts[i]} hashes but input_length = {prompt[i]} spans {blocks[i]} blocks of "
+            f"{block_tokens} tokens; expected at most {blocks[i] + SPARE_HASHES} (one hash per block; is "
+            "workload.arrivals.prefix_block_tokens right?)",
+            file=path, where=f"line {lines[i]}",
+        )
+
+
+def _mooncake_row(text: str, path: Path, line: int) -> tuple[tuple[float, float, float], list[int] | None]:
+    """One line → ``(timestamp ms, input_length, output_length)`` and its ``hash_ids`` (None if absent)."""
     keys = ", ".join(MOONCAKE_KEYS)
     try:
         obj = json.loads(text)
@@ -297,50 +336,98 @@ def _mooncake_row(text: str, path: Path, line: int) -> tuple[float, float, float
     for key in MOONCAKE_KEYS:
         if key not in obj:
             raise DataError(f"missing key {key!r}; expected keys {keys}", file=path, where=f"line {line}")
-    return (
+    row = (
         _mooncake_number(obj, "timestamp", path, line, integer=False),
         _mooncake_number(obj, "input_length", path, line, integer=True),
         _mooncake_number(obj, "output_length", path, line, integer=True),
     )
+    if "hash_ids" not in obj:
+        return row, None
+    return row, _mooncake_hashes(obj["hash_ids"], path, line)
 
 
-def _mooncake_rows(path: Path) -> tuple[list[tuple[float, float, float]], list[int]]:
-    rows, lines = [], []
+@dataclass
+class _MooncakeRows:
+    """What :func:`_mooncake_rows` collects: parsed rows, their line numbers, and the hashes (flat,
+    8 bytes each from the start: a large trace never holds a Python int object per hash)."""
+
+    rows: list[tuple[float, float, float]]
+    lines: list[int]
+    hashes: array.array[int] | None
+    hash_counts: list[int]
+
+
+def _add_hashes(out: _MooncakeRows, hashes: list[int] | None, path: Path, line: int) -> None:
+    """Append one row's hashes. ``hash_ids`` is all-or-nothing, set by the first row: a file mixing rows
+    with and without it is more likely mangled than meant (and a missing list would silently turn off
+    caching for that request), so the first row that breaks the pattern is named."""
+    if not out.lines:
+        out.hashes = None if hashes is None else array.array("q")
+    if (hashes is None) != (out.hashes is None):
+        this, first = ("has no", "has them") if hashes is None else ("has", "has none")
+        raise DataError(f"{this} 'hash_ids' but line {out.lines[0]} {first}; expected 'hash_ids' on every "
+                        "row or on none", file=path, where=f"line {line}")
+    if out.hashes is not None and hashes is not None:
+        out.hashes.extend(hashes)
+        out.hash_counts.append(len(hashes))
+
+
+def _mooncake_rows(path: Path) -> _MooncakeRows:
+    out = _MooncakeRows([], [], None, [])
     line = 0
     try:
         for line, text in enumerate(_text_lines(path), start=1):
             if text.strip():
-                rows.append(_mooncake_row(text, path, line))
-                lines.append(line)
+                row, hashes = _mooncake_row(text, path, line)
+                _add_hashes(out, hashes, path, line)
+                out.rows.append(row)
+                out.lines.append(line)
     except UnicodeDecodeError as e:
         raise DataError(f"not UTF-8 text ({e.reason})", file=path, where=f"line {line + 1}") from None
     except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; truncated gzip is EOFError
         raise DataError(f"unreadable gzip data ({e})", file=path, where=f"line {line + 1}") from None
-    if not rows:
+    if not out.rows:
         raise DataError("no requests; expected one JSON object per line", file=path, where="line 1")
-    return rows, lines
+    return out
 
 
 def load_mooncake_jsonl(
-    path: str | Path, *, group_same_timestamp: bool = False, sort: bool = False
+    path: str | Path, *, group_same_timestamp: bool = False, sort: bool = False,
+    block_tokens: int = MOONCAKE_BLOCK_TOKENS,
 ) -> Arrivals:
     """Load a Mooncake trace: one JSON object per line with ``timestamp`` (ms), ``input_length``,
-    ``output_length`` (other keys such as ``hash_ids`` are ignored). ``.jsonl`` or gzipped.
+    ``output_length`` and optionally ``hash_ids`` (other keys are ignored). ``.jsonl`` or gzipped.
+
+    ``hash_ids`` (one hash per ``block_tokens``-token prompt block, Mooncake's 512; see
+    :mod:`sim.workload.prefix`) become the arrivals' ``prefix``, each row's hashes kept with it through
+    sorting; a file without them gives ``prefix=None``.
 
     Mooncake requests arrive in ticks (many rows share a timestamp). By default each row is still its
     own arrival (group = arange): they reach the router at the same instant but are not a batch.
     ``group_same_timestamp=True`` makes each tick one group, for batch-level routing experiments.
     """
+    if isinstance(block_tokens, bool) or not (isinstance(block_tokens, int) and block_tokens >= 1):
+        raise ValueError(f"block_tokens must be an integer >= 1, got {block_tokens!r}")
     path = Path(path)
     _open_checked(path, "a Mooncake trace (.jsonl or .jsonl.gz)")
-    rows, lines = _mooncake_rows(path)
-    ms, prompt_f, output_f = (np.array(col, dtype=np.float64) for col in zip(*rows, strict=True))
+    parsed = _mooncake_rows(path)
+    lines = parsed.lines
+    ms, prompt_f, output_f = (np.array(col, dtype=np.float64) for col in zip(*parsed.rows, strict=True))
     order = _order(ms, [f"{t:g} ms" for t in ms], lines, path, sort)
     ms = ms[order]
     prompt, output = prompt_f[order].astype(np.int64), output_f[order].astype(np.int64)
     times = (ms - ms[0]) / 1000.0
     _check_span(times, np.asarray(lines)[order], path, "timestamp")
-    return _arrivals(times, ms if group_same_timestamp else None, prompt, output)
+    prefix = None
+    if parsed.hashes is not None:
+        counts = np.asarray(parsed.hash_counts, dtype=np.int64)
+        _check_hash_counts(counts, prompt_f.astype(np.int64), block_tokens, lines, path)
+        values = np.frombuffer(parsed.hashes, dtype=np.int64).copy() if parsed.hashes else np.zeros(0, np.int64)
+        prefix = PrefixHashes.from_lengths(values, counts, block_tokens)
+        if not np.array_equal(order, np.arange(len(order))):
+            prefix = prefix.take(order)
+    out = _arrivals(times, ms if group_same_timestamp else None, prompt, output)
+    return replace(out, prefix=prefix)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -389,4 +476,5 @@ def replay(
         group=group,
         prompt_tokens=None if arrivals.prompt_tokens is None else arrivals.prompt_tokens[window].copy(),
         output_tokens=None if arrivals.output_tokens is None else arrivals.output_tokens[window].copy(),
+        prefix=None if arrivals.prefix is None else arrivals.prefix.slice(lo, hi),
     )
