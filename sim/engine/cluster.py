@@ -15,7 +15,9 @@ import simpy
 
 from sim.engine.instance import Instance
 from sim.engine.latency import LatencyProfile
+from sim.engine.paged import PagedGroup, PagedInstance
 from sim.engine.request import Request
+from sim.engine.scheduler import RESERVE, SchedulerConfig
 
 
 class DeploymentRuntime:
@@ -38,8 +40,10 @@ class DeploymentRuntime:
         max_queue: int | None,
         first_iid: int,
         on_finish: Callable[[Request], None],
+        scheduler: SchedulerConfig = RESERVE,
     ) -> None:
         self.name = name
+        self.scheduler = scheduler
         self.model_index = model_index
         self.gpu = gpu
         self.tp = tp
@@ -48,18 +52,29 @@ class DeploymentRuntime:
         self.kv_capacity_tokens = kv_capacity_tokens
         self.max_queue = max_queue
         self.queue: deque[Request] | None = deque() if shared_queue else None
-        self.instances = [
-            Instance(
-                env,
-                first_iid + k,
-                profile,
-                max_seqs,
-                kv_capacity_tokens,
-                queue=self.queue,
-                on_finish=on_finish,
-            )
-            for k in range(n_instances)
-        ]
+        self.instances: list[Instance | PagedInstance]
+        if scheduler.kind == "paged":
+            group = PagedGroup(self.queue) if shared_queue else None
+            self.instances = [
+                PagedInstance(
+                    env, first_iid + k, profile, max_seqs, kv_capacity_tokens, scheduler,
+                    group=group if group is not None else PagedGroup(), on_finish=on_finish,
+                )
+                for k in range(n_instances)
+            ]
+        else:
+            self.instances = [
+                Instance(
+                    env,
+                    first_iid + k,
+                    profile,
+                    max_seqs,
+                    kv_capacity_tokens,
+                    queue=self.queue,
+                    on_finish=on_finish,
+                )
+                for k in range(n_instances)
+            ]
 
     # -- state -----------------------------------------------------------------
     @property
@@ -87,11 +102,14 @@ class DeploymentRuntime:
         return float(slots + max(0, self.max_queue * len(self.instances) - waiting_beyond_slots))
 
     def fits(self, req: Request) -> bool:
-        """Whether the request can ever be admitted here (its KV reservation fits an empty instance)."""
-        return req.kv_tokens <= self.kv_capacity_tokens
+        """Whether the request can ever complete here (see :meth:`SchedulerConfig.fits`)."""
+        return self.scheduler.fits(self.kv_capacity_tokens, req.prompt_tokens, req.output_tokens)
 
     # -- actions ----------------------------------------------------------------
     def submit(self, req: Request) -> None:
+        if self.queue is not None and self.scheduler.kind == "paged":
+            self.instances[0].submit(req)  # the group hands the head to whichever member takes it
+            return
         if self.queue is not None:
             # Hand it to the instance with most free slots; poke the others too, since with a shared
             # queue whichever instance reaches an iteration boundary first takes it.
