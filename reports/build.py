@@ -21,10 +21,17 @@ from reports.experiment import Experiment, load
 from reports.html import render_html
 from reports.markdown import render_markdown
 from reports.stats import accuracy_at_spend, aiq, compare_table, mean_ci
-from reports.table import summary_rows
+from reports.table import NA, summary_rows
 
 METRICS = ["accuracy", "cost.total_usd", "cost.gpu_usd", "latency_s.ttft.p99", "latency_s.e2e.p99",
-           "budget.batches_over_budget", "budget.batches_over_budget_realised", "throughput.queries_per_s"]
+           "budget.batches_over_budget", "budget.batches_over_budget_realised", "throughput.queries_per_s",
+           "latency_s.tpot.p50", "latency_s.tpot.p95", "latency_s.tpot.p99",
+           "latency_s.tbt.p50", "latency_s.tbt.p95", "latency_s.tbt.p99", "latency_s.tbt.max_step",
+           "scheduler.preemptions", "scheduler.recomputed_tokens",
+           "scheduler.prefix_cache_hit_rate_tokens", "scheduler.prefix_cache_hit_rate_requests"]
+#: Metrics that only some schedulers have (null in summary.json otherwise): left out of the comparison,
+#: with a note, when no run has them, rather than filling the table with n/a rows.
+SCHEDULER_METRICS = frozenset(m for m in METRICS if m.startswith(("latency_s.tbt", "scheduler.")))
 LEVEL = 0.95
 PAIRING_NOTE = (
     "Intervals are 95 % Student-t intervals over seeds. Paired differences pair each run with the "
@@ -40,7 +47,7 @@ def fmt(metric: str, x: Any, signed: bool = False) -> str:
     if not isinstance(x, int | float):
         return str(x)
     sign = "+" if signed else ""
-    if "accuracy" in metric or metric.endswith("share"):
+    if "accuracy" in metric or metric.endswith("share") or "hit_rate" in metric:
         return f"{100 * x:{sign}.2f}" + (" pp" if signed else " %")
     if "usd" in metric:
         return f"{x:{sign},.4f} $"
@@ -68,15 +75,29 @@ def _baseline(exp: Experiment) -> str | None:
     return None
 
 
+def _applicable(results: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(metrics to compare, scheduler metrics no run has): TBT needs a paged deployment, the hit rates
+    a prefix-caching one; a config that lacks a metric other configs have shows n/a in its row."""
+    absent = [m for m in METRICS if m in SCHEDULER_METRICS and m in results.columns
+              and not pd.to_numeric(results[m], errors="coerce").notna().any()]
+    return [m for m in METRICS if m not in absent], absent
+
+
 def comparison(exp: Experiment) -> tuple[pd.DataFrame, Section]:
     base = _baseline(exp)
-    table = compare_table(exp.results, METRICS, base, group="config", level=LEVEL)
-    rows = [[r.config, r.metric, str(r.n), fmt(r.metric, r.mean), _interval(r.metric, r.ci_lo, r.ci_hi),
+    metrics, absent = _applicable(exp.results)
+    table = compare_table(exp.results, metrics, base, group="config", level=LEVEL)
+    rows = [[r.config, r.metric, str(r.n), fmt(r.metric, r.mean) if r.n else NA, _interval(r.metric, r.ci_lo, r.ci_hi),
              fmt(r.metric, r.diff_vs_baseline, signed=True), _interval(r.metric, r.diff_ci_lo, r.diff_ci_hi, signed=True),
              str(r.pairs)] for r in table.itertuples()]
     paragraphs = [PAIRING_NOTE, f"Baseline: {base}." if base else "No baseline: no paired differences."]
     if (table["n"] == 1).any():
         paragraphs.append("n = 1 (one seed): no interval can be estimated; shown as —.")
+    if (table["n"] == 0).any():
+        paragraphs.append("n/a: the metric does not apply to that configuration (e.g. TBT and preemptions "
+                          "need the paged scheduler, hit rates a prefix cache).")
+    if absent:
+        paragraphs.append(f"Not applicable to any run, so not compared: {', '.join(absent)}.")
     headers = ["configuration", "metric", "n", "mean", "95 % CI", "diff vs baseline", "diff 95 % CI", "pairs"]
     return table, Section("Comparison", paragraphs, [Table(headers, rows)])
 

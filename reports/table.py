@@ -35,7 +35,9 @@ def _fmt(x: Any, unit: str = "") -> str:
         return f"{100 * x:.1f} %"
     if unit == "$":
         return f"${x:,.4f}" if abs(x) < 100 else f"${x:,.2f}"
-    if unit == "s":
+    if unit == "s":  # per-token gaps are often a few ms: keep a decimal there
+        if abs(x) < 0.01:
+            return f"{x * 1000:.1f} ms"
         return f"{x * 1000:.0f} ms" if abs(x) < 1 else f"{x:.2f} s"
     if unit:
         return format(x, unit)
@@ -76,8 +78,20 @@ def _latency_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("end-to-end p50 / p95 / p99", pcts("e2e")),
         ("batching wait mean / p99", mean_p99("batching_delay")),
         ("queue delay mean / p99", mean_p99("queue_delay")),
+        ("TPOT p50 / p95 / p99", pcts("tpot")),
+        ("TBT p50 / p95 / p99", f"{pcts('tbt')} (longest step {_fmt(_get(s, 'latency_s', 'tbt', 'max_step'), 's')})"),
         ("throughput", f"{_fmt(_get(s, 'throughput', 'queries_per_s'), '.2f')} queries/s, "
                        f"{_fmt(_get(s, 'throughput', 'output_tokens_per_s'), '.0f')} output tokens/s"),
+    ]
+
+
+def _scheduler_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """Preemptions and prefix-cache hits: n/a when no deployment is paged / caches prefixes."""
+    sc = _get(s, "scheduler")
+    return [
+        ("preemptions", f"{_fmt(_get(sc, 'preemptions'))} ({_fmt(_get(sc, 'recomputed_tokens'))} tokens recomputed)"),
+        ("prefix cache hits", f"{_fmt(_get(sc, 'prefix_cache_hit_rate_tokens'), '%')} of prompt tokens, "
+                              f"{_fmt(_get(sc, 'prefix_cache_hit_rate_requests'), '%')} of requests"),
     ]
 
 
@@ -113,6 +127,7 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("budget", _budget_row(s)),
         *_floor_rows(s),
         *_latency_rows(s),
+        *_scheduler_rows(s),
     ]
     data = _get(s, "data")
     if isinstance(data, dict) and any(isinstance(v, int) and v > 0 for v in data.values()):

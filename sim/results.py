@@ -111,6 +111,7 @@ def summarise(sc: Scenario, prepared: Any, trace: Trace) -> RunResult:
         batches=batch_budget_stats(sc, trace),
         references=prepared.references,
         data=wl.queries.data_report,
+        prompt_tokens=wl.prompt_tokens,
     )
     summary = finite({
         "scenario": sc.name,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -127,6 +128,12 @@ class StepLog:
         if total == 0 or q.size == 0:
             return [math.nan] * int(q.size)
         return _Sample(self).select(_ranks(total, q)).tolist()
+
+
+def step_log_of(instances: Iterable[Any]) -> StepLog | None:
+    """The merged ``step_log`` of a deployment's instances, or None when none keeps one (reserve)."""
+    logs = [log for log in (getattr(inst, "step_log", None) for inst in instances) if log is not None]
+    return StepLog.merged(logs) if logs else None
 
 
 def _ranks(total: int, q: np.ndarray) -> np.ndarray:

@@ -24,6 +24,16 @@ REASON_TOO_LONG = 3  # its KV reservation fits no instance of the chosen model
 REASON_NAMES = {0: "", 1: "policy", 2: "capacity", 3: "too_long"}
 
 
+def tpot(first_token: np.ndarray, finish: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
+    """Time per output token after the first, ``(finish - first_token) / (output - 1)``, per request.
+
+    NaN for a one-token output (no second token to time) and for unfinished requests (NaN times).
+    """
+    steps = np.asarray(output_tokens, dtype=np.float64) - 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(steps > 0, (finish - first_token) / np.where(steps > 0, steps, 1.0), np.nan)
+
+
 class RequestRecorder:
     """Columns indexed by request id (= arrival index)."""
 
@@ -45,6 +55,11 @@ class RequestRecorder:
         self.quality = np.zeros(n)
         self.status = np.zeros(n, dtype=np.int8)
         self.reason = np.zeros(n, dtype=np.int8)
+        # Paged-scheduler counters (zero / NaN under reserve), set at finish; 16 bytes a request.
+        self.preemptions = np.zeros(n, dtype=np.int32)
+        self.recomputed_tokens = np.zeros(n, dtype=np.int32)
+        self.cached_tokens = np.zeros(n, dtype=np.int32)
+        self.max_gap = np.full(n, np.nan, dtype=np.float32)
         self.completed = 0
 
     def on_finish(self, req: Request) -> None:
@@ -53,6 +68,10 @@ class RequestRecorder:
         self.first_token[rid] = req.first_token_time
         self.finish[rid] = req.finish_time
         self.instance[rid] = req.instance
+        self.preemptions[rid] = req.preemptions
+        self.recomputed_tokens[rid] = req.recomputed_tokens
+        self.cached_tokens[rid] = req.cached_tokens
+        self.max_gap[rid] = req.max_gap
         self.status[rid] = STATUS_DONE
         self.completed += 1
 
@@ -82,6 +101,11 @@ class RequestRecorder:
                 "instance": self.instance,
                 "prompt_tokens": np.asarray(prompt_tokens, dtype=np.int64),
                 "output_tokens": self.output_tokens,
+                "tpot_s": tpot(self.first_token, self.finish, self.output_tokens),
+                "max_tbt_s": self.max_gap,
+                "preemptions": self.preemptions,
+                "recomputed_tokens": self.recomputed_tokens,
+                "cached_tokens": self.cached_tokens,
                 "cost_usd": self.cost,
                 "predicted_cost_usd": self.predicted_cost,
                 "predicted_quality": self.predicted_quality,

@@ -12,7 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from sim.metrics.recorder import REASON_NAMES, STATUS_DONE, STATUS_IN_FLIGHT, STATUS_PENDING, STATUS_REJECTED
+from sim.engine.steplog import StepLog
+from sim.metrics.recorder import (
+    REASON_NAMES,
+    STATUS_DONE,
+    STATUS_IN_FLIGHT,
+    STATUS_PENDING,
+    STATUS_REJECTED,
+    tpot,
+)
+from sim.metrics.tokens import scheduler_stats, tbt_stats
 from sim.workload.queryset import DATA_REPORT_KEYS
 
 PERCENTILES = (50, 95, 99)
@@ -31,6 +40,10 @@ def dist(x: np.ndarray) -> dict[str, float | None]:
 
 @dataclass(frozen=True)
 class DeploymentStats:
+    """One deployment as the summary needs it. ``step_log``: its instances' merged
+    :class:`~sim.engine.steplog.StepLog` (paged scheduler), None when they keep none (reserve: TBT and
+    preemption counters are then not applicable); ``prefix_cache``: whether it caches prompt prefixes."""
+
     name: str
     model_index: int
     instances: int
@@ -38,6 +51,24 @@ class DeploymentStats:
     gpus: int
     gpu_cost_per_hour: float
     busy_time_s: float
+    step_log: StepLog | None = None
+    prefix_cache: bool = False
+
+
+def token_sections(
+    rec: Any, mine: np.ndarray, lat_mask: np.ndarray, deps: list[DeploymentStats], prompt_tokens: np.ndarray | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(``{"tpot": ..., "tbt": ...}``, scheduler counters) for the requests ``mine`` served by ``deps``.
+
+    TPOT over completed steady-state requests (``lat_mask``, like every request latency); TBT over every
+    token the deployments' step logs hold (warm-up included: a step log has no request identity).
+    """
+    per_token = tpot(rec.first_token, rec.finish, rec.output_tokens)
+    latency = {"tpot": dist(per_token[mine & lat_mask]), "tbt": tbt_stats([d.step_log for d in deps])}
+    caching = [d.model_index for d in deps if d.prefix_cache]
+    sched = scheduler_stats(rec, mine, prompt_tokens, paged=any(d.step_log is not None for d in deps),
+                            cache_scope=np.isin(rec.model, caching) if caching else None)
+    return latency, sched
 
 
 def summarize(
@@ -54,6 +85,7 @@ def summarize(
     batches: dict[str, Any],
     references: dict[str, float],
     data: dict[str, int] | None = None,
+    prompt_tokens: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The summary dict (summary.json).
 
@@ -62,6 +94,15 @@ def summarize(
     Budgets and the quality floor are reported twice: ``batches_over_budget`` / ``quality_floor_misses``
     on what the router predicted (what it could enforce), ``*_realised`` on the realised cost and quality
     of the served queries of each batch (a rejected query counts 0 towards the batch mean, as routed).
+
+    Per-token metrics (:mod:`sim.metrics.tokens`; ``prompt_tokens`` per request feeds the token hit
+    rate, which is None without it): ``latency_s.tpot`` (mean, p50/p95/p99 of each request's
+    ``(finish - first token) / (output - 1)``; one-token outputs excluded), ``latency_s.tbt`` (mean,
+    p50/p95/p99 of the time between consecutive tokens, token-weighted, from the deployments' step logs,
+    and ``max_step``, the longest step; None without step logs), and ``scheduler``: ``preemptions``,
+    ``recomputed_tokens`` (None when no deployment is paged), ``prefix_cache_hit_rate_tokens`` and
+    ``prefix_cache_hit_rate_requests`` (None when no deployment caches prefixes). Each model's section
+    repeats them (``models.<name>.latency_s`` / ``.scheduler``) over its own requests and deployments.
     """
     n = rec.n
     status = rec.status
@@ -104,6 +145,8 @@ def summarize(
             "mean_queue": float(sample_queued[:, cols].sum(axis=1).mean()) if sample_t.size else 0.0,
             "peak_queue": int(sample_queued[:, cols].sum(axis=1).max()) if sample_t.size else 0,
         }
+        latency, sched = token_sections(rec, mine, lat_mask, deps, prompt_tokens)
+        per_model[name].update(latency_s=latency, scheduler=sched)
 
     reasons = {
         name: int(((rec.reason == code) & rejected).sum()) for code, name in REASON_NAMES.items() if code
@@ -122,6 +165,7 @@ def summarize(
     floor = batches.get("quality_floor")
     floor_realised = _floor_misses_realised(rec, done | running, sizes, floor)
     occupancy = (sample_queued + sample_running).sum(axis=1)
+    token_latency, sched = token_sections(rec, np.ones(n, dtype=bool), lat_mask, deployments, prompt_tokens)
     summary: dict[str, Any] = {
         "queries": {
             "arrived": int(n),
@@ -158,7 +202,9 @@ def summarize(
             "e2e": dist(e2e[lat_mask]),
             "batching_delay": dist(bdelay[lat_mask]),
             "queue_delay": dist(qdelay[lat_mask]),
+            **token_latency,
         },
+        "scheduler": sched,
         "throughput": {
             "queries_per_s": float(done.sum() / span),
             "output_tokens_per_s": float(rec.output_tokens[done].sum() / span),
