@@ -31,6 +31,7 @@ from sim.dispatcher import Dispatcher, RoutingInputs
 from sim.engine.build import build_cluster
 from sim.engine.cluster import DeploymentRuntime
 from sim.engine.request import Request
+from sim.engine.steplog import step_log_of
 from sim.errors import InputError, ScenarioError
 from sim.metrics.recorder import RequestRecorder
 from sim.metrics.sampler import OccupancySampler
@@ -272,6 +273,8 @@ def _stats(d: DeploymentRuntime, end_time: float) -> DeploymentStats:
         gpus=d.tp * len(d.instances),
         gpu_cost_per_hour=d.gpu_cost_per_hour,
         busy_time_s=float(sum(min(i.busy_time, end_time) for i in d.instances)),
+        step_log=step_log_of(d.instances),
+        prefix_cache=d.scheduler.prefix_cache,
     )
 
 
