@@ -1,20 +1,61 @@
 """Latency profile of one model on one GPU type (at a given tensor-parallel degree).
 
-The engine needs two quantities:
+The engine needs three quantities:
 
 * prefill time of a group of newly admitted requests, growing with their prompt tokens:
   ``prefill_base_s + prefill_per_token_s * P + prefill_per_token2_s * P**2`` with P = Σ prompt tokens;
 * duration of one decode iteration with ``n`` running sequences holding ``ctx`` context tokens in all:
-  ``decode_base_s + decode_per_seq_s * n + decode_per_ctx_token_s * ctx``.
+  ``decode_base_s + decode_per_seq_s * n + decode_per_ctx_token_s * ctx``;
+* duration of one *mixed* step (chunked prefill: prompt chunks and decodes in one forward pass),
+  :meth:`LatencyProfile.step_time`, which reduces exactly to the two forms above for pure steps.
 
 The decode form is linear in ``n`` and ``ctx`` on purpose: the engine advances whole runs of iterations
 in closed form (sum of an arithmetic series), which is what keeps a run's cost proportional to the
 number of requests rather than tokens.
+
+Mixed steps (C prompt-chunk tokens with attention work A, n decodes holding X context tokens)::
+
+    mixed = max(mixed_base_s + mixed_per_seq_s·n,  mixed_compute_base_s + mixed_per_token_s·(C + n))
+            + mixed_attn_s·A + mixed_per_ctx_token_s·X
+    step  = max(mixed, iteration_time(n, X), prefill part(C, A) + decode_per_ctx_token_s·X)
+
+Why this form: the linear layers read every weight once per step whatever the batch (the memory-bound
+floor, which is what a decode step mostly is) and do 2·params FLOPs per row (the compute-bound cost, which
+is what a prefill chunk mostly is); a step takes the larger of the two — a roofline — so decodes "ride
+along" on a compute-bound chunk almost for free, while a small chunk added to many decodes costs little
+more than the decodes. Attention is per sequence and does not share weight reads, so it adds. The outer
+``max`` with the pure decode and pure prefill times makes a mixed step never cheaper than either of its
+parts alone, which keeps ``step_time`` monotone across the pure/mixed boundary whatever the mixed
+coefficients are (a measured mixed step can be marginally faster than its prefill alone — CUDA-graph
+noise — but a simulator must not reward adding work).
+
+Default mixed coefficients (each ``None`` field), derived from the pure ones so that every profile —
+built-in, scaled or user-given — gets a sensible mixed form without new input:
+``mixed_base_s = decode_base_s`` and ``mixed_per_seq_s = decode_per_seq_s`` (the decode step is the
+weight-read-bound branch), ``mixed_compute_base_s = prefill_base_s`` and ``mixed_per_token_s =
+prefill_per_token_s`` (a prefill chunk is the arithmetic branch, and a decode row costs the arithmetic of
+one more token), ``mixed_attn_s = 2·prefill_per_token2_s`` (since ``prefill_per_token2_s·P² =
+2·prefill_per_token2_s·(P²/2)``, the attention work of a whole prompt) and ``mixed_per_ctx_token_s =
+decode_per_ctx_token_s``. With these defaults the outer ``max`` never binds (the roofline already
+dominates both pure parts). On the H200 mixed-step table (``../shared/data/gpu``; prefill coefficients
+from its pure-chunk rows, decode coefficients from the H200 iteration table) the plain sum of a prefill and
+a decode step is off by 20-26 % on average (up to 74-91 %) on the mixed rows, these defaults by 7 % (up to
+15-23 %), and fitted mixed coefficients (``llmsim calibrate``, :func:`sim.profiles.fit.fit_mixed`) by 3-5 %.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+
+MIXED_TERMS = (
+    "mixed_base_s",
+    "mixed_per_seq_s",
+    "mixed_compute_base_s",
+    "mixed_per_token_s",
+    "mixed_attn_s",
+    "mixed_per_ctx_token_s",
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +66,44 @@ class LatencyProfile:
     decode_base_s: float = 0.0
     decode_per_seq_s: float = 0.0
     decode_per_ctx_token_s: float = 0.0
+    # Mixed-step (chunked prefill) coefficients; None = derived from the pure ones (module docstring).
+    mixed_base_s: float | None = None
+    mixed_per_seq_s: float | None = None
+    mixed_compute_base_s: float | None = None
+    mixed_per_token_s: float | None = None
+    mixed_attn_s: float | None = None
+    mixed_per_ctx_token_s: float | None = None
+    # The six mixed coefficients actually used, resolved once (step_time runs once per engine step).
+    _mixed: tuple[float, float, float, float, float, float] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        resolved = []
+        for name, default in zip(MIXED_TERMS, self.derived_mixed_coefficients(), strict=True):
+            value = getattr(self, name)
+            if value is None:
+                resolved.append(float(default))
+                continue
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            resolved.append(float(value))
+        object.__setattr__(self, "_mixed", tuple(resolved))
+
+    def derived_mixed_coefficients(self) -> tuple[float, float, float, float, float, float]:
+        """The mixed-step defaults derived from the pure coefficients, in :data:`MIXED_TERMS` order."""
+        return (
+            self.decode_base_s,
+            self.decode_per_seq_s,
+            self.prefill_base_s,
+            self.prefill_per_token_s,
+            2.0 * self.prefill_per_token2_s,
+            self.decode_per_ctx_token_s,
+        )
+
+    def mixed_coefficients(self) -> dict[str, float]:
+        """The mixed-step coefficients in use (given or derived), by field name."""
+        return dict(zip(MIXED_TERMS, self._mixed, strict=True))
 
     def prefill_time(self, prompt_tokens: int) -> float:
         p = float(prompt_tokens)
@@ -32,3 +111,28 @@ class LatencyProfile:
 
     def iteration_time(self, n: int, ctx: int) -> float:
         return self.decode_base_s + self.decode_per_seq_s * n + self.decode_per_ctx_token_s * ctx
+
+    def step_time(self, prefill_tokens: int, prefill_attn: float, n_decode: int, decode_ctx: int) -> float:
+        """Duration of one engine step: ``prefill_tokens`` prompt tokens in chunks with attention work
+        ``prefill_attn = Σ_chunks c·(q + c/2)`` (c chunk tokens, q tokens of that sequence already in KV),
+        plus ``n_decode`` decodes holding ``decode_ctx`` context tokens in all.
+
+        Exact for pure steps: ``step_time(0, 0, n, ctx) == iteration_time(n, ctx)`` and
+        ``step_time(P, P²/2, 0, 0) == prefill_time(P)`` (to rounding), which the engine's closed forms rely
+        on; non-decreasing in every argument over non-empty steps (``prefill_tokens + n_decode > 0``).
+        """
+        if prefill_tokens <= 0:
+            return self.iteration_time(n_decode, decode_ctx)
+        prefill = (
+            self.prefill_base_s
+            + self.prefill_per_token_s * prefill_tokens
+            + 2.0 * self.prefill_per_token2_s * prefill_attn
+            + self.decode_per_ctx_token_s * decode_ctx
+        )
+        if n_decode <= 0:
+            return prefill
+        w0, w1, b0, b1, q, c = self._mixed
+        mixed = (
+            max(w0 + w1 * n_decode, b0 + b1 * (prefill_tokens + n_decode)) + q * prefill_attn + c * decode_ctx
+        )
+        return max(mixed, self.iteration_time(n_decode, decode_ctx), prefill)

@@ -4,12 +4,13 @@
   fitted to the Splitwise and LLM-Inference-Bench tables (``sim/data/profiles.json``, rebuilt by
   ``python -m sim.profiles.build_builtin``), with a documented scaling rule for the rest;
 * :func:`calibrate_file` / :func:`format_report` — fit a user's (or a public) measurement CSV;
-* :mod:`sim.profiles.fit` — the non-negative least-squares fits themselves.
+* :mod:`sim.profiles.fit` — the non-negative least-squares fits themselves, and :func:`fit_mixed`, the
+  mixed-step (chunked prefill) fit of :meth:`~sim.engine.latency.LatencyProfile.step_time`.
 """
 
 from sim.profiles.builtin import BuiltinProfile, UnknownGPUError, builtin_profile, known_gpus, list_builtin
 from sim.profiles.calibrate import CalibrationReport, GroupCalibration, calibrate_file, format_report
-from sim.profiles.fit import FitReport, fit_decode, fit_end_to_end, fit_prefill
+from sim.profiles.fit import FitReport, fit_decode, fit_end_to_end, fit_mixed, fit_prefill
 
 __all__ = [
     "BuiltinProfile",
@@ -21,6 +22,7 @@ __all__ = [
     "calibrate_file",
     "fit_decode",
     "fit_end_to_end",
+    "fit_mixed",
     "fit_prefill",
     "format_report",
     "known_gpus",

@@ -35,8 +35,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sim.engine.latency import LatencyProfile
-from sim.profiles.builtin import BuiltinProfile, prefill_prior
+from sim.engine.latency import MIXED_TERMS, LatencyProfile
+from sim.profiles.builtin import COEFFICIENTS, BuiltinProfile, prefill_prior
 from sim.profiles.fit import FitReport, fit_decode, fit_end_to_end, fit_prefill, profile_from
 from sim.profiles.hardware import GPUS, SCALING_RULE, gpu_ratios, scale_profile
 from sim.profiles.tables import BENCH_HARDWARE, Group, bench_groups, read_table, splitwise_groups
@@ -63,7 +63,10 @@ def _sig(x: float, digits: int = 6) -> float:
 
 
 def _rounded(p: LatencyProfile) -> LatencyProfile:
-    return LatencyProfile(**{k: _sig(v) for k, v in vars(p).items()})
+    """The profile with every given coefficient rounded (mixed-step ones left None stay derived)."""
+    values = {k: getattr(p, k) for k in COEFFICIENTS + MIXED_TERMS}
+    rounded: dict[str, Any] = {k: None if v is None else _sig(v) for k, v in values.items()}
+    return LatencyProfile(**rounded)
 
 
 def _fit_summary(report: FitReport) -> dict[str, float]:

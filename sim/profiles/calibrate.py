@@ -8,12 +8,13 @@ tests share it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from sim.engine.latency import LatencyProfile
+from sim.engine.latency import MIXED_TERMS, LatencyProfile
 from sim.profiles.builtin import COEFFICIENTS, list_builtin, prefill_prior
-from sim.profiles.fit import FitReport, fit_decode, fit_end_to_end, fit_prefill, profile_from
+from sim.profiles.fit import FitReport, fit_decode, fit_end_to_end, fit_mixed, fit_prefill, profile_from
 from sim.profiles.hardware import model_size_from_name
 from sim.profiles.tables import Group, read_groups
 
@@ -46,7 +47,7 @@ def _calibrate_group(g: Group) -> GroupCalibration:
     prefill: FitReport | LatencyProfile | None = None
     decode: FitReport | None = None
     if g.prefill is not None:
-        prefill = fit_prefill(*g.prefill)
+        prefill = fit_prefill(*g.prefill, attn=g.prefill_attn)
         fits.append(prefill)
     if g.decode is not None:
         decode = fit_decode(*g.decode)
@@ -67,13 +68,25 @@ def _calibrate_group(g: Group) -> GroupCalibration:
             notes.append("no prefill rows: prefill coefficients left at 0")
         if g.decode is None and g.e2e is None:
             notes.append("no decode rows: decode coefficients left at 0")
+    profile = profile_from(prefill, decode) if fitted else None
+    if g.mixed is not None:
+        if g.prefill is None or g.decode is None or profile is None:
+            notes.append(
+                "mixed rows not fitted: they need pure prefill rows (decode_seqs = 0) and pure decode rows "
+                "(chunk_tokens = 0) in the same group, whose coefficients the mixed fit holds fixed"
+            )
+        else:
+            mixed = fit_mixed(*g.mixed, pure=profile)
+            fits.append(mixed)
+            given: dict[str, Any] = dict(mixed.coefficients)
+            profile = replace(profile, **given)
     return GroupCalibration(
         model=g.model,
         hardware=g.hardware,
         tp=g.tp,
         framework=g.framework,
         rows_total=g.rows_total,
-        profile=profile_from(prefill, decode) if fitted else None,
+        profile=profile,
         fits=tuple(fits),
         notes=tuple(notes),
     )
@@ -82,10 +95,11 @@ def _calibrate_group(g: Group) -> GroupCalibration:
 def calibrate_file(path: str | Path) -> CalibrationReport:
     """Fit latency profiles to every group of a measurement CSV.
 
-    Accepts the Splitwise perf-model table, the LLM-Inference-Bench results table, or the canonical
-    format (``kind, prompt_tokens | batch_size, context_tokens, time_s`` [, model, gpu, tp]); see
-    :mod:`sim.profiles.tables`. Raises :class:`~sim.errors.DataError` naming the file, line and column
-    for a missing file, a missing column or a bad value.
+    Accepts the Splitwise perf-model table, the LLM-Inference-Bench results table, the canonical
+    format (``kind, prompt_tokens | batch_size, context_tokens, time_s`` [, model, gpu, tp]), or the
+    mixed-step format (``chunk_tokens, chunk_prefix, decode_seqs, decode_ctx_per_seq, time_s | ms``
+    [, model, gpu, tp]); see :mod:`sim.profiles.tables`. Raises :class:`~sim.errors.DataError` naming
+    the file, line and column for a missing file, a missing column or a bad value.
     """
     table, groups = read_groups(path)
     return CalibrationReport(
@@ -100,25 +114,33 @@ def _fmt_r2(r2: float) -> str:
     return "n/a" if r2 != r2 else f"{r2:.3f}"
 
 
+def _fit_line(label: str, f: FitReport) -> str:
+    return (
+        f"{label:<16} rows {f.rows:>4}  R² {_fmt_r2(f.r2):>6}  MAPE {f.mape_pct:6.2f}%  "
+        f"p90 {f.p90_ape_pct:6.2f}%  max {f.max_ape_pct:6.2f}%"
+    )
+
+
 def format_report(report: CalibrationReport) -> str:
     """Human-readable report: per group, the fitted coefficients (in seconds, ready for a scenario's
-    ``latency:`` block) and each fit's R², MAPE, worst error and row count. Pure: no I/O."""
+    ``latency:`` block) and each fit's R², mean / p90 / max relative error and row count; a mixed-step
+    fit is followed by the plain sum (separate prefill and decode steps) on the same rows. Pure: no I/O."""
     lines = [
         f"Calibration of {report.path} (format: {report.format}, {report.rows} rows, {len(report.groups)} groups)",
     ]
-    width = max(len(c) for c in COEFFICIENTS)
+    width = max(len(c) for c in COEFFICIENTS + MIXED_TERMS)
     for g in report.groups:
         head = f"{g.model} on {g.hardware}, tp={g.tp}"
         if g.framework:
             head += f", {g.framework}"
         lines += ["", f"{head} ({g.rows_total} rows)"]
         for f in g.fits:
-            lines.append(
-                f"  fit {f.kind:<10} rows {f.rows:>4}  R² {_fmt_r2(f.r2):>6}  MAPE {f.mape_pct:6.2f}%  "
-                f"max {f.max_ape_pct:6.2f}%"
-            )
+            lines.append(_fit_line(f"  fit {f.kind}", f))
+            if f.reference is not None:
+                lines.append(_fit_line(f"    vs {f.reference.kind}", f.reference))
         if g.profile is not None:
-            for c in COEFFICIENTS:
+            mixed = any(f.kind == "mixed" for f in g.fits)
+            for c in COEFFICIENTS + (MIXED_TERMS if mixed else ()):
                 lines.append(f"    {c:<{width}}: {getattr(g.profile, c):.6g}")
         for note in (*g.notes, *(n for f in g.fits for n in f.notes)):
             lines.append(f"  note: {note}")

@@ -1,11 +1,13 @@
 """Fit :class:`~sim.engine.latency.LatencyProfile` coefficients to measurements.
 
-Three kinds of measurement rows, each a linear function of (some of) the six coefficients:
+Four kinds of measurement rows; the first three are linear in (some of) the six pure coefficients:
 
 * **prefill** rows — P prompt tokens prefilled together take ``t = a + b·P + c·P²``
   (:func:`fit_prefill`);
 * **decode** rows — one iteration with n sequences holding ctx context tokens in all takes
   ``t = d0 + ds·n + dc·ctx`` (:func:`fit_decode`);
+* **mixed** rows — one chunked-prefill step of C prompt-chunk tokens (attention work A) and n decodes
+  holding X context tokens, :meth:`LatencyProfile.step_time` (:func:`fit_mixed`; not linear, see below);
 * **end-to-end** rows — n requests of L_in prompt and L_out output tokens, admitted together and run to
   completion, take ``prefill(n·L_in) + Σ_{k=1}^{L_out-1} iteration(n, n·(L_in + k))``
   (:func:`fit_end_to_end`).
@@ -32,18 +34,27 @@ the tables span three orders of magnitude (tens of ms to minutes) and an absolut
 short row; relative residuals also make the reported MAPE the quantity actually minimised (in the
 least-squares sense). Columns are rescaled to unit maximum before solving so P² (≈1e9) and the constant
 column (1) are equally well conditioned.
+
+Mixed steps (:func:`fit_mixed`): the step time is a max of two linear branches plus attention terms, then
+a max with the pure decode and prefill times (see :mod:`sim.engine.latency`), so it is fitted by bounded
+nonlinear least squares (``scipy.optimize.least_squares``, relative residuals, coefficients ≥ 0) with the
+pure coefficients held fixed: they come from the pure rows, where they are identifiable and exact, and the
+mixed coefficients are what is left to explain. A max of linear branches has local minima (which rows
+fall on which branch), so the fit starts from the derived defaults and from piecewise-linear starts
+(rows assigned to a branch, each branch fitted by NNLS, repeated) and keeps the best.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import nnls
+from scipy.optimize import least_squares, nnls
 
-from sim.engine.latency import LatencyProfile
+from sim.engine.latency import MIXED_TERMS, LatencyProfile
 
 PREFILL_TERMS = ("prefill_base_s", "prefill_per_token_s", "prefill_per_token2_s")
 DECODE_TERMS = ("decode_base_s", "decode_per_seq_s", "decode_per_ctx_token_s")
@@ -68,6 +79,8 @@ class FitReport:
     max_ape_pct: float
     rows: int
     notes: tuple[str, ...] = field(default=())
+    p90_ape_pct: float = float("nan")
+    reference: FitReport | None = None  # the same rows predicted by a simpler model, for comparison
 
     def with_notes(self, *notes: str) -> FitReport:
         return replace(self, notes=self.notes + tuple(notes))
@@ -123,19 +136,24 @@ def _report(
         mape_pct=float(ape.mean()),
         max_ape_pct=float(ape.max()),
         rows=int(measured.size),
+        p90_ape_pct=float(np.percentile(ape, 90)),
     )
 
 
-def fit_prefill(prompt_tokens: ArrayLike, time_s: ArrayLike) -> FitReport:
+def fit_prefill(prompt_tokens: ArrayLike, time_s: ArrayLike, attn: ArrayLike | None = None) -> FitReport:
     """Fit ``prefill_base_s + prefill_per_token_s·P + prefill_per_token2_s·P²`` to (P, seconds) rows.
 
     P is the total prompt tokens prefilled together (batch size × prompt length for a batch of equal
-    prompts), which is how the engine calls :meth:`LatencyProfile.prefill_time`.
+    prompts), which is how the engine calls :meth:`LatencyProfile.prefill_time`. For chunks that attend to
+    already-cached tokens give ``attn`` (Σ c·(q + c/2) per row, see :func:`chunk_attention`): the quadratic
+    column is then 2·attn, which equals P² for whole prompts — the form of
+    :meth:`LatencyProfile.step_time` for a pure prefill step.
     """
     p = _vector(prompt_tokens, "prompt_tokens")
     t = _times(time_s, "time_s")
-    _same_length(p, t)
-    design = np.column_stack([np.ones_like(p), p, p * p])
+    a = p * p / 2.0 if attn is None else _vector(attn, "attn")
+    _same_length(p, t, a)
+    design = np.column_stack([np.ones_like(p), p, 2.0 * a])
     coef = nnls_relative(design, t, t)
     return _report("prefill", PREFILL_TERMS, coef, design @ coef, t)
 
@@ -226,3 +244,167 @@ def profile_from(
                 part.coefficients[name] if isinstance(part, FitReport) else getattr(part, name)
             )
     return LatencyProfile(**values)
+
+
+def chunk_attention(chunk_tokens: ArrayLike, chunk_prefix: ArrayLike) -> FloatArray:
+    """Attention work ``c·(q + c/2)`` of a prompt chunk of c tokens after q cached tokens of its sequence.
+
+    Each of the c new tokens attends to the q cached ones and, causally, to ≈ c/2 of the chunk; for a
+    whole prompt (q = 0) this is P²/2, so ``2·prefill_per_token2_s`` per unit reproduces the P² term.
+    """
+    c = _vector(chunk_tokens, "chunk_tokens")
+    q = _vector(chunk_prefix, "chunk_prefix")
+    _same_length(c, q)
+    return np.asarray(c * (q + c / 2.0), dtype=np.float64)
+
+
+def _mixed_parts(
+    pure: LatencyProfile, c: FloatArray, a: FloatArray, n: FloatArray, x: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """(pure decode time, pure prefill time) of each row: the lower bounds of a mixed step."""
+    decode = pure.decode_base_s + pure.decode_per_seq_s * n + pure.decode_per_ctx_token_s * x
+    prefill = (
+        pure.prefill_base_s
+        + pure.prefill_per_token_s * c
+        + 2.0 * pure.prefill_per_token2_s * a
+        + pure.decode_per_ctx_token_s * x
+    )
+    return decode, prefill
+
+
+def _mixed_form(
+    coef: FloatArray, c: FloatArray, a: FloatArray, n: FloatArray, x: FloatArray, low: FloatArray
+) -> FloatArray:
+    w0, w1, b0, b1, q, cc = coef
+    mixed = np.maximum(w0 + w1 * n, b0 + b1 * (c + n)) + q * a + cc * x
+    return np.asarray(np.maximum(mixed, low), dtype=np.float64)
+
+
+def mixed_step_times(
+    profile: LatencyProfile,
+    prefill_tokens: ArrayLike,
+    prefill_attn: ArrayLike,
+    n_decode: ArrayLike,
+    decode_ctx: ArrayLike,
+) -> FloatArray:
+    """:meth:`LatencyProfile.step_time` over arrays of steps (same branches, same arithmetic)."""
+    c = _vector(prefill_tokens, "prefill_tokens")
+    a = _vector(prefill_attn, "prefill_attn")
+    n = _vector(n_decode, "n_decode")
+    x = _vector(decode_ctx, "decode_ctx")
+    _same_length(c, a, n, x)
+    decode, prefill = _mixed_parts(profile, c, a, n, x)
+    coef = np.array([profile.mixed_coefficients()[k] for k in MIXED_TERMS])
+    mixed = _mixed_form(coef, c, a, n, x, np.maximum(decode, prefill))
+    return np.asarray(np.where(c <= 0, decode, np.where(n <= 0, prefill, mixed)), dtype=np.float64)
+
+
+def _branch_starts(
+    default: FloatArray,
+    c: FloatArray,
+    a: FloatArray,
+    n: FloatArray,
+    x: FloatArray,
+    t: FloatArray,
+    low: FloatArray,
+) -> list[FloatArray]:
+    """Starting points for the mixed fit: the derived defaults, and NNLS fits of the two linear branches
+    for several row-to-branch assignments, each refined by reassigning rows to the branch their fit makes
+    larger until the assignment settles.
+
+    Only rows the pure parts do not already explain (measured above the lower bound) take part: the others
+    say nothing about the mixed coefficients. Initial assignments: all rows weight-read-bound, all
+    arithmetic-bound, the defaults' own, and thresholds on chunk tokens per decode (a step with a long
+    chunk and few decodes is arithmetic-bound).
+    """
+    starts = [default]
+    above = t > low * (1.0 + 1e-9)
+    if not above.any():
+        return starts
+    c, a, n, x, t = c[above], a[above], n[above], x[above], t[above]
+    one, zero = np.ones_like(c), np.zeros_like(c)
+    ratio = c / n
+    initial = [
+        np.ones_like(c, bool),
+        np.zeros_like(c, bool),
+        default[0] + default[1] * n >= default[2] + default[3] * (c + n),
+        *(ratio <= np.quantile(ratio, q) for q in (0.25, 0.5, 0.75)),
+    ]
+    for memory_bound in initial:
+        for _ in range(20):
+            m = memory_bound
+            design = np.column_stack(
+                [
+                    np.where(m, one, zero),
+                    np.where(m, n, zero),
+                    np.where(m, zero, one),
+                    np.where(m, zero, c + n),
+                    a,
+                    x,
+                ]
+            )
+            coef = nnls_relative(design, t, t)
+            again = coef[0] + coef[1] * n >= coef[2] + coef[3] * (c + n)
+            if np.array_equal(again, memory_bound):
+                break
+            memory_bound = again
+        starts.append(coef)
+    return starts
+
+
+def fit_mixed(
+    prefill_tokens: ArrayLike,
+    prefill_attn: ArrayLike,
+    n_decode: ArrayLike,
+    decode_ctx: ArrayLike,
+    time_s: ArrayLike,
+    pure: LatencyProfile,
+) -> FitReport:
+    """Fit the six mixed-step coefficients of :meth:`LatencyProfile.step_time` to measured mixed steps.
+
+    Every row must hold both a prompt chunk (``prefill_tokens`` > 0, attention work ``prefill_attn``, see
+    :func:`chunk_attention`) and decodes (``n_decode`` > 0 holding ``decode_ctx`` tokens in all); pure rows
+    belong to :func:`fit_prefill` / :func:`fit_decode`, whose result is ``pure`` (held fixed here). The
+    report's ``reference`` is the plain sum ``prefill part + iteration_time`` on the same rows — what a
+    mixed step would cost if prefill and decode ran as separate steps — for comparison.
+    """
+    c = _vector(prefill_tokens, "prefill_tokens")
+    a = _vector(prefill_attn, "prefill_attn")
+    n = _vector(n_decode, "n_decode")
+    x = _vector(decode_ctx, "decode_ctx")
+    t = _times(time_s, "time_s")
+    _same_length(c, a, n, x, t)
+    if np.any(c <= 0) or np.any(n <= 0):
+        raise ValueError("mixed rows need prefill_tokens > 0 and n_decode > 0 (pure rows fit separately)")
+    if np.any(a < 0) or np.any(x < 0):
+        raise ValueError("prefill_attn and decode_ctx must be >= 0")
+    decode, prefill = _mixed_parts(pure, c, a, n, x)
+    low = np.maximum(decode, prefill)
+    default = np.array(pure.derived_mixed_coefficients())
+    # Unit-effect scaling: coefficient j times its largest relative contribution over the rows.
+    features = np.column_stack([np.ones_like(c), n, np.ones_like(c), c + n, a, x]) / t[:, None]
+    scale = np.max(features, axis=0)
+    scale[scale == 0] = 1.0
+
+    def residuals(z: FloatArray) -> FloatArray:
+        return (_mixed_form(z / scale, c, a, n, x, low) - t) / t
+
+    best: FloatArray | None = None
+    best_cost = math.inf
+    for start in _branch_starts(default, c, a, n, x, t, low):
+        sol = least_squares(residuals, start * scale, bounds=(0.0, np.inf), method="trf", x_scale=1.0)
+        if sol.cost < best_cost:
+            best, best_cost = np.asarray(sol.x / scale, dtype=np.float64), float(sol.cost)
+    assert best is not None
+    report = _report("mixed", MIXED_TERMS, best, _mixed_form(best, c, a, n, x, low), t)
+    plain_sum = decode + (prefill - pure.decode_per_ctx_token_s * x)  # separate decode and prefill steps
+    plain = _report("plain_sum", (), np.zeros(0), plain_sum, t)
+    notes = [
+        "mixed: steps with both a prompt chunk and decodes, pure coefficients held fixed; plain_sum: the "
+        "same steps run as a separate prefill step plus a decode step"
+    ]
+    if t.size < len(MIXED_TERMS):
+        notes.append(
+            f"only {t.size} mixed rows for {len(MIXED_TERMS)} coefficients: not all are identifiable"
+        )
+    return replace(report, reference=plain).with_notes(*notes)

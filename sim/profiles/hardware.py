@@ -27,6 +27,9 @@ from sim.engine.latency import LatencyProfile
 
 COMPUTE_TERMS = ("prefill_per_token_s", "prefill_per_token2_s", "decode_per_seq_s")
 MEMORY_TERMS = ("prefill_base_s", "decode_base_s", "decode_per_ctx_token_s")
+# Mixed-step coefficients scale like the pure coefficient each one defaults to (sim.engine.latency).
+MIXED_COMPUTE_TERMS = ("mixed_per_seq_s", "mixed_per_token_s", "mixed_attn_s")
+MIXED_MEMORY_TERMS = ("mixed_base_s", "mixed_compute_base_s", "mixed_per_ctx_token_s")
 
 SCALING_RULE = (
     "compute-bound terms (prefill_per_token_s, prefill_per_token2_s, decode_per_seq_s) scale with "
@@ -138,13 +141,19 @@ def scale_profile(
 
     Ratios are target/reference for ``size_ratio`` (params) and reference/target for the others
     (``tp_ratio = tp_ref / tp``, ``compute_ratio = peak_ref / peak``, ``bandwidth_ratio = bw_ref / bw``), so
-    every ratio multiplies a time.
+    every ratio multiplies a time. Mixed-step coefficients that are given scale like the pure coefficient
+    they default to; those left None stay None and so follow the scaled pure ones.
     """
     if min(size_ratio, tp_ratio, compute_ratio, bandwidth_ratio) <= 0:
         raise ValueError("scaling ratios must be positive")
     base = size_ratio * tp_ratio
     changes = {name: getattr(profile, name) * base * compute_ratio for name in COMPUTE_TERMS}
     changes.update({name: getattr(profile, name) * base * bandwidth_ratio for name in MEMORY_TERMS})
+    for names, ratio in ((MIXED_COMPUTE_TERMS, compute_ratio), (MIXED_MEMORY_TERMS, bandwidth_ratio)):
+        for name in names:
+            value = getattr(profile, name)
+            if value is not None:
+                changes[name] = value * base * ratio
     return replace(profile, **changes)
 
 

@@ -1,6 +1,6 @@
 """Read latency-measurement CSVs into fit-ready groups of rows.
 
-Three formats are recognised from the header:
+Four formats are recognised from the header:
 
 ``splitwise``
     Mutinifni/splitwise-sim ``perf_model.csv``: ``model, hardware, prompt_size, batch_size, token_size,
@@ -16,6 +16,17 @@ Three formats are recognised from the header:
     This project's own format for user measurements: ``kind`` ∈ {prefill, decode}, ``time_s``, and
     ``prompt_tokens`` (prefill rows: total prompt tokens prefilled together) or ``batch_size`` and
     ``context_tokens`` (decode rows: one iteration). Optional ``model``, ``gpu``, ``tp`` columns group rows.
+``mixed_step``
+    One engine step per row, as chunked prefill runs them (e.g. ``h200_torch_mixed_step_times.csv``):
+    ``chunk_tokens`` (prompt tokens prefilled in the step), ``chunk_prefix`` (tokens of that prompt already
+    in the KV cache, which the chunk attends to), ``decode_seqs`` (decodes in the same step),
+    ``decode_ctx_per_seq`` (context tokens each decode attends to), and the step time as ``time_s``
+    (seconds) or ``ms`` (milliseconds) — exactly one of the two. Optional ``model``, ``gpu`` (or
+    ``hardware``), ``tp`` columns group rows. Rows with ``decode_seqs = 0`` are pure prefill chunks and fit
+    the prefill coefficients (attention work ``chunk·(prefix + chunk/2)``), rows with ``chunk_tokens = 0``
+    pure decode steps and fit the decode coefficients, the rest the mixed-step coefficients of
+    :meth:`~sim.engine.latency.LatencyProfile.step_time` (with the pure ones held fixed; the report compares
+    the fit with the plain sum of a separate prefill and decode step). A row with neither is an error.
 
 Every problem with the file raises :class:`~sim.errors.DataError` naming the file, the line and the column.
 """
@@ -30,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.errors import DataError
-from sim.profiles.fit import FloatArray
+from sim.profiles.fit import FloatArray, chunk_attention
 from sim.profiles.hardware import GPUS, MODELS, canonical_gpu
 
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -55,7 +66,9 @@ FORMATS: dict[str, tuple[str, ...]] = {
         "Latency",
     ),
     "canonical": ("kind", "time_s"),
+    "mixed_step": ("chunk_tokens", "chunk_prefix", "decode_seqs", "decode_ctx_per_seq"),
 }
+MIXED_TIME_COLUMNS = {"time_s": 1.0, "ms": 1e-3}  # mixed_step time column → factor to seconds
 
 # LLM-Inference-Bench names its hardware generically. Its A100 runs were on ALCF Polaris nodes
 # (4 × A100-SXM4-40GB); the data agree: Llama-2-7B (512 KiB of KV per token) slows 3× at batch 16 ×
@@ -133,8 +146,10 @@ class Group:
     framework: str = ""
     rows_total: int = 0
     prefill: tuple[FloatArray, FloatArray] | None = None  # (total prompt tokens, s)
+    prefill_attn: FloatArray | None = None  # attention work per prefill row when not P²/2 (chunks)
     decode: tuple[FloatArray, FloatArray, FloatArray] | None = None  # (n, ctx, s)
     e2e: tuple[FloatArray, FloatArray, FloatArray, FloatArray] | None = None  # (n, L_in, L_out, s)
+    mixed: tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray] | None = None  # (C, A, n, X, s)
     notes: list[str] = field(default_factory=list)
 
 
@@ -354,6 +369,58 @@ def canonical_groups(table: RawTable) -> list[Group]:
     return out
 
 
+def _mixed_time_column(table: RawTable) -> str:
+    present = [c for c in MIXED_TIME_COLUMNS if c in table.header]
+    if len(present) != 1:
+        problem = "has both" if present else "lacks"
+        raise DataError(
+            f"a mixed_step table needs exactly one time column, 'time_s' (seconds) or 'ms'; the header {problem}",
+            file=table.path,
+            where="line 1",
+        )
+    return present[0]
+
+
+def mixed_step_groups(table: RawTable) -> list[Group]:
+    """Pure prefill, pure decode and mixed rows per (model, gpu, tp) of a mixed_step table (module docstring)."""
+    time_col = _mixed_time_column(table)
+    gpu_col = "gpu" if "gpu" in table.header else "hardware"
+    out = []
+    for (model, gpu, tp_raw), idx in sorted(_group_indices(table, ("model", gpu_col, "tp")).items()):
+        tp = _tp_value(table, "tp", idx) if tp_raw else 1
+        chunk = table.numbers("chunk_tokens", idx, minimum=0)
+        prefix = table.numbers("chunk_prefix", idx, minimum=0)
+        seqs = table.numbers("decode_seqs", idx, minimum=0)
+        ctx = seqs * table.numbers("decode_ctx_per_seq", idx, minimum=0)
+        t = table.positive(time_col, idx) * MIXED_TIME_COLUMNS[time_col]
+        empty = np.flatnonzero((chunk == 0) & (seqs == 0))
+        if empty.size:
+            raise DataError(
+                "an empty step: chunk_tokens and decode_seqs are both 0",
+                file=table.path,
+                where=f"line {table.lines[idx[empty[0]]]}, column 'chunk_tokens'",
+            )
+        attn = chunk_attention(chunk, prefix)
+        g = Group(model or "-", _gpu_name(gpu) if gpu else "-", tp, rows_total=len(idx))
+        pre, dec, mix = (seqs == 0), (chunk == 0), (chunk > 0) & (seqs > 0)
+        if pre.any():
+            g.prefill, g.prefill_attn = (chunk[pre], t[pre]), attn[pre]
+        if dec.any():
+            g.decode = (seqs[dec], ctx[dec], t[dec])
+            design = np.column_stack([np.ones(int(dec.sum())), seqs[dec], ctx[dec]])
+            scale = np.max(design, axis=0)
+            scale[scale == 0] = 1.0
+            if np.linalg.matrix_rank(design / scale) < 3:
+                g.notes.append(
+                    "decode rows do not vary batch size and context independently: decode_per_seq_s and "
+                    "decode_per_ctx_token_s are not separately identifiable (their split is arbitrary)"
+                )
+        if mix.any():
+            g.mixed = (chunk[mix], attn[mix], seqs[mix], ctx[mix], t[mix])
+        out.append(g)
+    return out
+
+
 def read_groups(path: str | Path) -> tuple[RawTable, list[Group]]:
     """Read ``path``, recognise its format and split it into fit-ready groups."""
     table = read_table(path)
@@ -361,5 +428,6 @@ def read_groups(path: str | Path) -> tuple[RawTable, list[Group]]:
         "splitwise": splitwise_groups,
         "llm_inference_bench": bench_groups,
         "canonical": canonical_groups,
+        "mixed_step": mixed_step_groups,
     }
     return table, reader[table.format](table)
