@@ -40,7 +40,7 @@ decode_per_ctx_token_s``. With these defaults the outer ``max`` never binds (the
 dominates both pure parts). On the H200 mixed-step table (``../shared/data/gpu``; prefill coefficients
 from its pure-chunk rows, decode coefficients from the H200 iteration table) the plain sum of a prefill and
 a decode step is off by 20-26 % on average (up to 74-91 %) on the mixed rows, these defaults by 7 % (up to
-15-23 %), and fitted mixed coefficients (``llmsim calibrate``, :func:`sim.profiles.fit.fit_mixed`) by 3-5 %.
+15-23 %), and fitted mixed coefficients (``llmsim calibrate``, :func:`sim.profiles.fit.fit_mixed`) by 2.5-5 %.
 """
 
 from __future__ import annotations
