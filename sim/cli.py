@@ -269,7 +269,7 @@ def schema() -> None:
 
 @app.command()
 def calibrate(
-    csv: Annotated[Path, typer.Argument(help="GPU measurement table (Splitwise, LLM-Inference-Bench or canonical).")],
+    csv: Annotated[Path, typer.Argument(help="GPU measurement table (Splitwise, LLM-Inference-Bench, canonical or mixed_step; see sim/profiles/tables.py).")],
 ) -> None:
     """Fit latency-profile coefficients from a measurement table and print the fit error."""
     try:
