@@ -46,6 +46,7 @@ import simpy
 
 from sim.engine.latency import LatencyProfile
 from sim.engine.request import Request
+from sim.engine.steplog import StepLog
 
 __all__ = ["Instance"]
 
@@ -250,6 +251,10 @@ class Instance:
         self.max_running_seen = 0
         self.max_kv_used_seen = 0
         self._busy = 0.0
+        # time between tokens: every step, and for decodes paused by prefill steps the longer gap of
+        # their next token -- (time of their last token, how many) since the last decode iteration
+        self.step_log = StepLog()
+        self._cohorts: list[tuple[float, int]] = []
 
         self._phase = _IDLE
         self._dirty = False
@@ -434,8 +439,10 @@ class Instance:
         self._dirty = True
         if self._phase == _PREFILL:
             self._busy += now - self._pf_start
+            self.step_log.add_steps(now - self._pf_start, 0.0, 1, 0)
             group, self._pf_group = self._pf_group, []
             heap = self._heap
+            before = len(heap)
             for r in group:
                 r.first_token_time = now
                 if r.output_tokens == 1:
@@ -445,6 +452,8 @@ class Instance:
                     heapq.heappush(heap, (fa, self._seq, r))
                     self._seq += 1
                     self._ctx += r.prompt_tokens + 1
+            if len(heap) > before:
+                self._cohorts.append((now, len(heap) - before))
             self._phase = _DECODE
             self._t0 = now
             self._nb_t = -_INF
@@ -453,6 +462,8 @@ class Instance:
 
     def _advance(self, j: int, now: float) -> None:
         """Account ``j`` decode iterations ending at ``now``; finish the requests whose last token it was."""
+        if j:
+            self._log_run(j, now)
         self._tok += j
         self._ctx += len(self._heap) * j
         self._busy += now - self._t0
@@ -464,6 +475,23 @@ class Instance:
             r = heapq.heappop(heap)[2]
             self._ctx -= r.prompt_tokens + r.output_tokens  # its final context
             self._finish(r, now)
+        if j:  # every sequence still decoding got its last token now
+            self._cohorts = [(now, len(heap))] if heap else []
+
+    def _log_run(self, j: int, now: float) -> None:
+        """Record ``j`` decode iterations of the current run in the step log. Sequences whose last token
+        came before the run began (paused by prefill steps) get ``alpha`` plus the pause as their gap."""
+        n = len(self._heap)
+        alpha, cn, t0 = self._alpha, self._cn, self._t0
+        log = self.step_log
+        paused = 0
+        for t_last, c in self._cohorts:
+            if t_last < t0:
+                log.add_gap(alpha + (t0 - t_last), c)
+                paused += c
+        log.add_steps(alpha, cn, 1, n - paused)
+        if j > 1:
+            log.add_steps(alpha + cn, cn, j - 1, n)
 
     def _finish(self, r: Request, now: float) -> None:
         r.finish_time = now

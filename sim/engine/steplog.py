@@ -34,7 +34,7 @@ class StepLog:
     arrays; all the work happens in :meth:`quantiles`.
     """
 
-    __slots__ = ("_alpha", "_slope", "_k", "_n", "_gaps")
+    __slots__ = ("_alpha", "_slope", "_k", "_n", "_gaps", "_gapn")
 
     def __init__(self) -> None:
         self._alpha = array("d")
@@ -42,6 +42,7 @@ class StepLog:
         self._k = array("q")
         self._n = array("q")
         self._gaps = array("d")
+        self._gapn = array("q")  # tokens per gap entry
 
     def add_steps(self, alpha: float, slope: float, k: int, n: int) -> None:
         """``k`` consecutive steps lasting ``alpha + slope·j`` (j = 0..k-1), each giving ``n`` tokens.
@@ -58,11 +59,14 @@ class StepLog:
             self._k.append(k)
             self._n.append(n)
 
-    def add_gap(self, gap: float) -> None:
-        """One token whose gap from its request's previous token is ``gap`` (e.g. across a preemption)."""
-        if not 0.0 <= gap < math.inf:
-            raise ValueError(f"invalid gap: {gap!r}")
-        self._gaps.append(gap)
+    def add_gap(self, gap: float, count: int = 1) -> None:
+        """``count`` tokens whose gap from their request's previous token is ``gap`` (e.g. across a
+        preemption, or decodes paused by a prefill step)."""
+        if not 0.0 <= gap < math.inf or count < 0:
+            raise ValueError(f"invalid gap: {gap!r} x {count!r}")
+        if count:
+            self._gaps.append(gap)
+            self._gapn.append(count)
 
     def merge(self, other: StepLog) -> None:
         """Append ``other``'s runs and gaps to this log (the distribution of the union)."""
@@ -71,6 +75,7 @@ class StepLog:
         self._k.extend(other._k)
         self._n.extend(other._n)
         self._gaps.extend(other._gaps)
+        self._gapn.extend(other._gapn)
 
     @classmethod
     def merged(cls, logs: Iterable[StepLog]) -> StepLog:
@@ -95,7 +100,7 @@ class StepLog:
     def tokens(self) -> int:
         """Total weight of the distribution: tokens of the runs plus one per gap."""
         _, _, k, n = self._arrays()
-        return int(np.dot(k, n)) + len(self._gaps)
+        return int(np.dot(k, n)) + int(np.frombuffer(self._gapn, dtype=np.int64).sum())
 
     @property
     def max_step(self) -> float:
@@ -113,7 +118,8 @@ class StepLog:
         a, s, k, n = self._arrays()
         kf = k.astype(np.float64)
         run_sums = n * (kf * a + s * kf * (kf - 1) / 2)
-        return float((run_sums.sum() + np.frombuffer(self._gaps, dtype=np.float64).sum()) / total)
+        gaps = np.frombuffer(self._gaps, dtype=np.float64) @ np.frombuffer(self._gapn, dtype=np.int64)
+        return float((run_sums.sum() + gaps) / total)
 
     def quantiles(self, qs: Sequence[float]) -> list[float]:
         """``numpy.quantile(sample, qs, method="inverted_cdf")`` of the expanded sample, exactly.
@@ -154,7 +160,7 @@ class _Sample:
         flat = (s == 0) | (k == 1)
         gaps = np.frombuffer(log._gaps, dtype=np.float64)
         values = np.concatenate([a[flat], gaps])
-        weights = np.concatenate([k[flat] * n[flat], np.ones(gaps.size, dtype=np.int64)])
+        weights = np.concatenate([k[flat] * n[flat], np.frombuffer(log._gapn, dtype=np.int64)])
         order = np.argsort(values, kind="stable")
         self.values = values[order]
         self.cum = np.concatenate([[0], np.cumsum(weights[order])])

@@ -42,6 +42,8 @@ class RefResult:
     start: float = float("nan")
     first_token: float = float("nan")
     finish: float = float("nan")
+    last_token: float = float("nan")
+    gaps: list[float] = field(default_factory=list)  # time between consecutive tokens
 
 
 @dataclass
@@ -74,6 +76,7 @@ class _Inst:
         self.max_kv = 0
         self.busy = 0.0  # total duration of completed steps
         self.boundaries: list[float] = []  # end times of all completed steps
+        self.steps: list[float] = []  # durations of all completed steps
 
     def at_boundary(self, t: float) -> bool:
         return self.step is None or self.step.start == t
@@ -110,9 +113,11 @@ class _Inst:
         self.step = None
         self.busy += step.end - step.start
         self.boundaries.append(t)
+        self.steps.append(step.end - step.start)
         if step.kind == "prefill":
             for s in step.group:
                 self.results[s.idx].first_token = t
+                self.results[s.idx].last_token = t
                 if s.output == 1:
                     self.finish(s, t)
                 else:
@@ -122,6 +127,9 @@ class _Inst:
         else:
             still = []
             for s in self.decoding:
+                res = self.results[s.idx]
+                res.gaps.append(t - res.last_token)
+                res.last_token = t
                 s.ctx += 1
                 s.left -= 1
                 if s.left == 0:
