@@ -48,7 +48,10 @@ class Workload:
     token_source: str  # "pool" or "trace"
     # Prefix-block hashes of each arrival's prompt (N rows, arrival order), or None. Only a trace that
     # carries them and whose token counts are served (use_trace_tokens) has them: hashes describe the
-    # trace's prompt, so with a pool's prompt lengths they would describe a prompt never sent.
+    # trace's prompt, so with a pool's prompt lengths they would describe a prompt never sent. The same
+    # rule holds for any future option that rescales prompt tokens: it must drop the hashes (a scaled
+    # prompt's blocks are not the trace's blocks). Scaling outputs (verbosity) keeps them: they cover
+    # the prompt only.
     prefix: PrefixHashes | None = None
 
 
@@ -86,7 +89,8 @@ def build_arrivals(sc: Scenario) -> Arrivals:
         fmt = a.format
         if fmt == "auto":
             fmt = "mooncake" if ".jsonl" in path.name else "azure"
-        trace = load_mooncake_jsonl(path) if fmt == "mooncake" else load_azure_csv(path)
+        trace = (load_mooncake_jsonl(path, block_tokens=a.prefix_block_tokens) if fmt == "mooncake"
+                 else load_azure_csv(path))
         out = replay(
             trace,
             time_scale=a.time_scale,

@@ -354,7 +354,7 @@ class _MooncakeRows:
     rows: list[tuple[float, float, float]]
     lines: list[int]
     hashes: array.array[int] | None
-    hash_counts: list[int]
+    hash_counts: array.array[int]
 
 
 def _add_hashes(out: _MooncakeRows, hashes: list[int] | None, path: Path, line: int) -> None:
@@ -373,7 +373,7 @@ def _add_hashes(out: _MooncakeRows, hashes: list[int] | None, path: Path, line: 
 
 
 def _mooncake_rows(path: Path) -> _MooncakeRows:
-    out = _MooncakeRows([], [], None, [])
+    out = _MooncakeRows([], [], None, array.array("q"))
     line = 0
     try:
         for line, text in enumerate(_text_lines(path), start=1):
@@ -420,7 +420,7 @@ def load_mooncake_jsonl(
     _check_span(times, np.asarray(lines)[order], path, "timestamp")
     prefix = None
     if parsed.hashes is not None:
-        counts = np.asarray(parsed.hash_counts, dtype=np.int64)
+        counts = np.array(parsed.hash_counts, dtype=np.int64)
         _check_hash_counts(counts, prompt_f.astype(np.int64), block_tokens, lines, path)
         values = np.frombuffer(parsed.hashes, dtype=np.int64).copy() if parsed.hashes else np.zeros(0, np.int64)
         prefix = PrefixHashes.from_lengths(values, counts, block_tokens)

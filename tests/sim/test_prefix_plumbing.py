@@ -4,6 +4,7 @@ without hashes, and a bad value is one error line naming file and line, exit cod
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import pickle
@@ -18,8 +19,11 @@ import sim.dispatcher
 from sim.cli import app
 from sim.config import load_scenario
 from sim.engine.request import Request
+from sim.errors import DataError
 from sim.runner import prepare, simulate
-from tests.sim.conftest import small_scenario
+from tests.sim.conftest import SCENARIOS, small_scenario
+
+MOONCAKE = SCENARIOS.parents[1] / "shared" / "data" / "traces" / "mooncake_conversation_trace.jsonl.gz"
 
 
 def _trace_rows(n: int, seed: int) -> list[dict[str, Any]]:
@@ -138,6 +142,19 @@ def test_prefixes_are_deterministic_and_survive_pickling(write_scenario: Any, tm
     assert first.summary == second.summary
 
 
+def test_the_scenarios_block_size_bounds_the_hashes(write_scenario: Any, tmp_path: Path,
+                                                   captured: list[Request]) -> None:
+    rows = [{"timestamp": 0, "input_length": 1000, "output_length": 5, "hash_ids": [4, 5, 6, 7]}]
+    trace = _write_trace(tmp_path / "t.jsonl", rows)  # 4 blocks of 256 tokens, 2 of 512
+    prepared = prepare(_scenario(write_scenario, trace, prefix_block_tokens=256))
+    assert prepared.workload.prefix is not None and prepared.workload.prefix.block_tokens == 256
+    simulate(_scenario(write_scenario, trace, prefix_block_tokens=256), prepared=prepared)
+    assert [r.prefix for r in captured] == [(4, 5, 6, 7)]
+    with pytest.raises(DataError, match="spans 2 blocks of 512 tokens") as info:
+        prepare(_scenario(write_scenario, trace))
+    assert info.value.where == "line 1" and info.value.file == str(trace)
+
+
 @pytest.mark.parametrize("command", ["validate", "run"])
 def test_bad_hash_ids_exit_2_naming_file_and_line(write_scenario: Any, tmp_path: Path, command: str) -> None:
     rows = _trace_rows(10, seed=4)
@@ -154,3 +171,19 @@ def test_bad_hash_ids_exit_2_naming_file_and_line(write_scenario: Any, tmp_path:
     assert "Traceback" not in result.output
     assert f"{trace}: line 7: hash_ids = [1, -2]; expected a list of non-negative integers" in result.output
     assert not out.exists()
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not MOONCAKE.exists(), reason="shared Mooncake trace not present")
+def test_shipped_mooncake_scenario_validates_and_carries_every_hash() -> None:
+    path = SCENARIOS / "mooncake_prefix.yaml"
+    result = CliRunner().invoke(app, ["validate", str(path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    sc = load_scenario(path)
+    assert all(d.prefix_cache and d.scheduler == "paged" for d in sc.deployments)
+    prefix = prepare(sc).workload.prefix
+    with gzip.open(MOONCAKE, "rt") as f:
+        rows = [json.loads(line)["hash_ids"] for line in f]
+    assert prefix is not None and prefix.n == len(rows) == 12_031
+    assert np.array_equal(prefix.values, [h for r in rows for h in r])
+    assert np.array_equal(prefix.lengths, [len(r) for r in rows])
