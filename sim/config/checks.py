@@ -22,6 +22,7 @@ from policies import PolicyError, available_policies, make_policy, policy_class,
 from sim.config.schema import (
     COEFFICIENTS,
     MAX_SECONDS,
+    PAGED_ONLY,
     BatchArrivals,
     DatasetPool,
     Deployment,
@@ -36,8 +37,10 @@ from sim.config.schema import (
     Scenario,
     SyntheticPool,
     TraceArrivals,
+    default_activation_reserve_gib,
 )
 from sim.engine.latency import LatencyProfile
+from sim.engine.scheduler import SchedulerConfig
 from sim.errors import ScenarioError, format_path, warn_input
 from sim.predictors.registry import (
     PREDICTORS,
@@ -49,6 +52,7 @@ from sim.predictors.registry import (
 from sim.profiles import builtin_profile
 from sim.rng import stream
 from sim.workload import arrivals as arr_mod
+from sim.workload.prefix import MOONCAKE_BLOCK_TOKENS
 
 GIB = 2**30
 
@@ -104,9 +108,49 @@ def usable_bytes(gpu: GPUType, dep: Deployment) -> float:
     return dep.tp * gpu.memory_gib * GIB * dep.gpu_memory_utilization
 
 
+def activation_reserve_gib(model: ModelSpec, dep: Deployment) -> float:
+    """Per-GPU memory kept from the KV cache: the deployment's ``activation_reserve_gib``, else the
+    default by model size and tp (:func:`sim.config.schema.default_activation_reserve_gib`)."""
+    if dep.activation_reserve_gib is not None:
+        return dep.activation_reserve_gib
+    return default_activation_reserve_gib(model.params_b, dep.tp)
+
+
+def reserve_bytes(model: ModelSpec, dep: Deployment) -> float:
+    """Activation reserve of a whole instance (every one of its ``tp`` GPUs keeps its own)."""
+    return dep.tp * activation_reserve_gib(model, dep) * GIB
+
+
 def kv_capacity_tokens(model: ModelSpec, gpu: GPUType, dep: Deployment) -> int:
-    """KV-cache tokens one instance can hold after loading its weights (<= 0: does not fit)."""
-    return int((usable_bytes(gpu, dep) - weights_bytes(model)) // model.kv_bytes_per_token)
+    """KV-cache tokens one instance can hold, as a vLLM instance would size it: usable memory minus
+    weights minus the activation reserve, in whole tokens (<= 0: does not fit). Both schedulers use it:
+    the reserve is a memory fact, not a scheduling policy."""
+    free = usable_bytes(gpu, dep) - weights_bytes(model) - reserve_bytes(model, dep)
+    return int(free // model.kv_bytes_per_token)
+
+
+def is_mooncake_trace(arr: object) -> bool:
+    """Whether the arrivals replay a Mooncake trace, the one source of prefix hashes (``format: auto``
+    picks it for a ``.jsonl`` name, as :mod:`sim.workload.build` does)."""
+    if not isinstance(arr, TraceArrivals):
+        return False
+    return arr.format == "mooncake" or (arr.format == "auto" and ".jsonl" in Path(arr.path).name)
+
+
+def scheduler_for(dep: Deployment, sc: Scenario) -> SchedulerConfig:
+    """The engine's scheduler configuration of one deployment. Prefix hashes cover the trace's
+    ``prefix_block_tokens`` each (Mooncake's 512 when the workload is not a trace)."""
+    arr = sc.workload.arrivals
+    block_tokens = arr.prefix_block_tokens if isinstance(arr, TraceArrivals) else MOONCAKE_BLOCK_TOKENS
+    return SchedulerConfig(
+        kind=dep.scheduler,
+        block_size=dep.block_size,
+        max_num_batched_tokens=dep.max_num_batched_tokens,
+        chunked_prefill=dep.chunked_prefill,
+        prefix_cache=dep.prefix_cache,
+        watermark=dep.watermark,
+        prefix_block_tokens=block_tokens,
+    )
 
 
 def latency_for(model: ModelSpec, dep: Deployment) -> LatencySpec | None:
@@ -164,15 +208,8 @@ def _check_cluster(sc: Scenario, fail: Fail) -> dict[str, ModelSpec]:
                 builtin_profile(model.params_b, d.gpu, d.tp)
             except (KeyError, ValueError) as exc:
                 fail(("deployments", i, "gpu"), f"builtin latency profile: {exc.args[0] if exc.args else exc}")
-        need = weights_bytes(model)
-        have = usable_bytes(gpu, d)
         if kv_capacity_tokens(model, gpu, d) < 1:
-            fail(
-                ("deployments", i),
-                f"{model.name} does not fit: its weights need {need / GIB:.1f} GiB but {d.tp} × {gpu.name} "
-                f"at {d.gpu_memory_utilization:g} utilisation gives {have / GIB:.1f} GiB with no room for "
-                "KV cache; raise tp or lower bytes_per_param",
-            )
+            fail(("deployments", i), _does_not_fit(model, gpu, d))
         used[d.gpu] += d.tp * d.instances
         deployed.add(d.model)
     for i, g in enumerate(sc.gpus):
@@ -187,6 +224,48 @@ def _check_cluster(sc: Scenario, fail: Fail) -> dict[str, ModelSpec]:
     return models
 
 
+def _does_not_fit(model: ModelSpec, gpu: GPUType, d: Deployment) -> str:
+    """Why a deployment has no KV room: weights plus activation reserve against usable memory."""
+    reserve = activation_reserve_gib(model, d)
+    how = "set" if d.activation_reserve_gib is not None else "default for its size"
+    return (
+        f"{model.name} does not fit: its weights need {weights_bytes(model) / GIB:.1f} GiB and the activation "
+        f"reserve {d.tp} × {reserve:g} GiB ({how}; activations, CUDA graphs, buffers) but {d.tp} × {gpu.name} at "
+        f"{d.gpu_memory_utilization:g} utilisation gives {usable_bytes(gpu, d) / GIB:.1f} GiB, leaving no "
+        "room for KV cache; raise tp, lower bytes_per_param or set activation_reserve_gib"
+    )
+
+
+def _check_scheduler(sc: Scenario, fail: Fail, file: str | Path) -> None:
+    """Scheduler fields of every deployment: paged-only knobs are errors under ``reserve`` (they would
+    be silently ignored), the step budget covers ``max_seqs`` decodes (vLLM refuses less), and a prefix
+    cache needs blocks that tile the trace's hashed blocks. A prefix cache with no hashes to match is
+    only a warning: the run is valid, the cache just never hits."""
+    arr = sc.workload.arrivals
+    block_tokens = arr.prefix_block_tokens if isinstance(arr, TraceArrivals) else MOONCAKE_BLOCK_TOKENS
+    for i, d in enumerate(sc.deployments):
+        if d.scheduler == "reserve":
+            for name in PAGED_ONLY:
+                if name in d.model_fields_set:
+                    fail(("deployments", i, name), f"{name} is a paged-scheduler setting, but this deployment "
+                         "has scheduler: reserve, which ignores it; remove it or use scheduler: paged")
+            continue
+        if d.max_num_batched_tokens < d.max_seqs:
+            fail(("deployments", i, "max_num_batched_tokens"),
+                 f"{d.max_num_batched_tokens} is below max_seqs ({d.max_seqs}): a step must have room for "
+                 "one decode token per running sequence (vLLM requires max_num_batched_tokens >= max_num_seqs)")
+        if not d.prefix_cache:
+            continue
+        if block_tokens % d.block_size:
+            fail(("deployments", i, "block_size"),
+                 f"prefix_cache needs a block_size that divides the {block_tokens} prompt tokens of one "
+                 f"prefix hash (workload.arrivals.prefix_block_tokens); {d.block_size} does not")
+        if not is_mooncake_trace(arr):
+            warn_input("set, but the workload has no prefix hashes (only a Mooncake trace's "
+                       "hash_ids give them), so nothing can hit the cache", file=file,
+                       where=format_path(("deployments", i, "prefix_cache")))
+
+
 def check_scenario(
     sc: Scenario, *, file: str | Path, base_dir: Path | None, locate: Locate | None = None
 ) -> None:
@@ -199,6 +278,7 @@ def check_scenario(
         raise ScenarioError(msg, file=file, where=where)
 
     models = _check_cluster(sc, fail)
+    _check_scheduler(sc, fail, file)
     pool = sc.workload.pool
     if isinstance(pool, SyntheticPool):
         for i, m in enumerate(sc.models):

@@ -15,7 +15,12 @@ from pydantic import AfterValidator, BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from sim.config.schema import AtLeast, Scenario
+from sim.config.schema import (
+    ACTIVATION_RESERVE_BANDS_GIB,
+    ACTIVATION_RESERVE_TP_EXTRA_GIB,
+    AtLeast,
+    Scenario,
+)
 
 
 def _bounds(metadata: list[Any]) -> str | None:
@@ -122,4 +127,43 @@ def reference_markdown() -> str:
             for sub in _models_in(field.annotation):
                 queue.append((f"{title.split(' ')[0]}.{name}" if title != "scenario (top level)" else name, sub))
         out.append("")
+    out += _kv_capacity_notes()
     return "\n".join(out).replace("|  |", "| |") + "\n"
+
+
+def _kv_capacity_notes() -> list[str]:
+    """How a deployment's KV capacity is computed, with the default activation reserve table (built
+    from the constants the code uses, so the page cannot drift from them)."""
+    rows, lo = [], 0.0
+    for below, gib in ACTIVATION_RESERVE_BANDS_GIB:
+        band = f"< {below:g}" if lo == 0 else (f"{lo:g} – {below:g}" if below != float("inf") else f"≥ {lo:g}")
+        rows.append(f"| {band} | {gib:g} | {gib + ACTIVATION_RESERVE_TP_EXTRA_GIB:g} |")
+        lo = below
+    return [
+        "## KV capacity of a deployment",
+        "",
+        "Both schedulers size an instance's KV cache as a vLLM instance would:",
+        "",
+        "    KV tokens = floor((tp × memory_gib × gpu_memory_utilization − weights − tp × activation_reserve_gib)"
+        " / kv_bytes_per_token)",
+        "",
+        "with weights = params_b × 1e9 × bytes_per_param and GiB = 2³⁰ bytes; the paged scheduler has "
+        "floor(KV tokens / block_size) blocks. A deployment left with no KV room does not fit (an error). "
+        "The activation reserve is the memory the engine keeps for activations, CUDA graphs, the sampler and "
+        "communication buffers. Unless `activation_reserve_gib` is set, it is per GPU:",
+        "",
+        "| params_b | tp = 1 (GiB per GPU) | tp > 1 (GiB per GPU) |",
+        "|---|---|---|",
+        *rows,
+        "",
+        "Basis: vLLM logs its startup memory profile (\"model weights take X GiB; non_torch_memory takes Y GiB; "
+        "PyTorch activation peak memory takes Z GiB; the rest of the memory reserved for KV Cache is W GiB\"). "
+        "For Llama-3-8B on one H100 it reports non-torch 1.79 GiB and activation peak 1.26 GiB (3.05 GiB); at "
+        "tp 2 non-torch grows to 3.58 GiB per GPU (NCCL and custom all-reduce buffers), hence the tp > 1 "
+        f"column (+{ACTIVATION_RESERVE_TP_EXTRA_GIB:g} GiB; vllm-project/vllm pull request 10511). Larger models "
+        "get more for their wider residual stream and larger logits, which tensor parallelism does not "
+        "shard. Since vLLM 0.21 the captured CUDA graphs (a few hundred MiB) are counted too. Set "
+        "`activation_reserve_gib` from your own engine's log for exact block counts, or 0 for the "
+        "weights-only upper bound.",
+        "",
+    ]

@@ -10,7 +10,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 # Every number has a physically sensible range: a value far outside it is a typo (or a fuzzer), and
 # finite-but-huge values used to overflow deep inside (NaN memory, a deadlocked engine, null costs).
@@ -185,6 +193,43 @@ class ModelSpec(Strict):
     )
 
 
+# ----------------------------------------------------------------------------- memory not left to KV
+#: Default activation reserve per GPU (GiB) by model size: (params_b below, GiB), first match wins.
+#: Basis: vLLM's startup profile ("model weights take X GiB; non_torch_memory takes Y GiB; PyTorch
+#: activation peak memory takes Z GiB; the rest of the memory reserved for KV Cache ..."). For
+#: Llama-3-8B on one H100 it reports non-torch 1.79 GiB + activation peak 1.26 GiB = 3.05 GiB
+#: (vllm-project/vllm#10511); larger models carry a wider residual stream and bigger logits that tensor
+#: parallelism does not shard, hence the higher bands. Since vLLM 0.21 captured CUDA graphs are
+#: counted too (a few hundred MiB), within these figures' rounding.
+ACTIVATION_RESERVE_BANDS_GIB: tuple[tuple[float, float], ...] = ((15.0, 3.0), (50.0, 3.5), (float("inf"), 4.0))
+#: Extra reserve per GPU when tp > 1: NCCL and custom all-reduce buffers (non-torch memory). The same
+#: Llama-3-8B at tp 2 reports non-torch 3.58 GiB per GPU instead of 1.79 GiB.
+ACTIVATION_RESERVE_TP_EXTRA_GIB = 1.8
+
+
+def default_activation_reserve_gib(params_b: float, tp: int) -> float:
+    """Per-GPU memory a vLLM-like engine keeps for activations, CUDA graphs, the sampler and
+    communication buffers, by model size and tensor-parallel degree (see the bands above)."""
+    base = next(gib for below, gib in ACTIVATION_RESERVE_BANDS_GIB if params_b < below)
+    return base + (ACTIVATION_RESERVE_TP_EXTRA_GIB if tp > 1 else 0.0)
+
+
+def _reserve_table_text() -> str:
+    """The default rule in words, for the field's description (built from the constants above so the
+    docs cannot drift from the code)."""
+    parts, lo = [], 0.0
+    for below, gib in ACTIVATION_RESERVE_BANDS_GIB:
+        span = f"params_b < {below:g}" if lo == 0 else (f"{lo:g} <= params_b < {below:g}" if below != float("inf")
+                                                        else f"params_b >= {lo:g}")
+        parts.append(f"{span}: {gib:g} GiB")
+        lo = below
+    return "; ".join(parts)
+
+
+#: Deployment fields that only the paged scheduler reads (an error to set with ``scheduler: reserve``).
+PAGED_ONLY = ("block_size", "max_num_batched_tokens", "chunked_prefill", "prefix_cache", "watermark")
+
+
 class Deployment(Strict):
     """Instances of one model on one GPU type."""
 
@@ -206,6 +251,61 @@ class Deployment(Strict):
         description="Queued requests per instance the router may count as capacity (None = unlimited); "
         "see router.capacity.",
     )
+    scheduler: Literal["paged", "reserve"] = Field(
+        "paged",
+        description="Instance scheduler. 'paged' follows vLLM v1: KV in blocks of block_size tokens held "
+        "for the tokens a request has, a token budget per step (max_num_batched_tokens) shared by decodes "
+        "and prefill chunks, preemption by recompute when blocks run out, optional prefix caching. "
+        "'reserve' reserves a request's full prompt + output KV at admission, prefills whole prompts in "
+        "steps of their own and never preempts (the M/M/c validation and concurrency-cap studies use it). "
+        "The paged-only fields below are errors with 'reserve'.",
+    )
+    block_size: Annotated[int, Field(ge=1, le=1024)] = Field(
+        16, description="paged: KV tokens per block (vLLM's default 16); a request holds ceil(context / "
+        "block_size) blocks."
+    )
+    max_num_batched_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = Field(
+        8192,
+        description="paged: token budget of one step: running decodes (one token each) first, then prefill "
+        "chunks in FIFO order. Must be >= max_seqs (as vLLM requires), so every running sequence can decode.",
+    )
+    chunked_prefill: bool = Field(
+        True,
+        description="paged: split prompts into chunks that fill a step's leftover token budget; false "
+        "admits a waiting prompt only when all of it fits the leftover budget.",
+    )
+    prefix_cache: bool = Field(
+        False,
+        description="paged: share the KV of a request's cached leading prompt blocks (they skip prefill); "
+        "cached blocks of finished requests stay until evicted LRU. Needs prefix hashes (a Mooncake trace's "
+        "hash_ids) and a block_size dividing workload.arrivals.prefix_block_tokens.",
+    )
+    watermark: Annotated[float, Field(ge=0, le=0.5)] = Field(
+        0.01,
+        description="paged: fraction of an instance's KV blocks a new admission must leave free (vLLM's "
+        "0.01), so running requests can grow before anything is preempted.",
+    )
+    activation_reserve_gib: Annotated[float, Field(ge=0, le=16384)] | None = Field(
+        None,
+        description="GPU memory per GPU that the engine keeps for activations, CUDA graphs, the sampler and "
+        "communication buffers, unavailable to the KV cache (both schedulers): KV tokens = (tp × "
+        "memory_gib × gpu_memory_utilization − weights − tp × activation_reserve_gib) / kv_bytes_per_token. "
+        "Unset: by model size, per GPU, from vLLM's startup memory profile (non-torch memory + activation "
+        f"peak; Llama-3-8B on an H100 reports 3.05 GiB): {_reserve_table_text()}; plus "
+        f"{ACTIVATION_RESERVE_TP_EXTRA_GIB:g} GiB per GPU when tp > 1 (all-reduce buffers). 0 gives the "
+        "old weights-only upper bound.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _drop_paged_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A reserve deployment's dump omits the paged-only fields: they do not apply, and a resolved
+        scenario.yaml that listed them would be refused when loaded again (setting them with
+        ``scheduler: reserve`` is an error)."""
+        data: dict[str, Any] = handler(self)
+        if self.scheduler == "reserve":
+            for name in PAGED_ONLY:
+                data.pop(name, None)
+        return data
 
 
 # ----------------------------------------------------------------------------- workload
@@ -273,6 +373,11 @@ class TraceArrivals(Strict):
     start_s: Seconds = Field(0.0, description="Skip the trace's first start_s seconds.")
     use_trace_tokens: bool = Field(
         True, description="Use the trace's prompt/output token counts instead of the query pool's."
+    )
+    prefix_block_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = Field(
+        512,
+        description="Prompt tokens covered by one prefix hash of the trace (Mooncake hash_ids: 512). A "
+        "deployment with prefix_cache: true needs a block_size that divides it.",
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import simpy
 
-from sim.config.checks import kv_capacity_tokens, profile_for
+from sim.config.checks import kv_capacity_tokens, profile_for, scheduler_for
 from sim.config.schema import Scenario
 from sim.engine.cluster import DeploymentRuntime, ModelGroup
 from sim.engine.request import Request
@@ -36,6 +36,7 @@ def build_cluster(
             kv_capacity_tokens=kv_capacity_tokens(model, gpu, d),
             shared_queue=d.queue == "shared",
             max_queue=d.max_queue,
+            scheduler=scheduler_for(d, sc),
             first_iid=next_iid,
             on_finish=on_finish,
         )
