@@ -5,7 +5,9 @@ tested so, because the rule only looks at each query's own row and capacity neve
 second row shows the same run calling the policy once per query, which is what policies that depend on
 the live cluster (least_loaded, batch-level solvers with binding capacity) pay. Both are timed in the
 same process, one after the other, on the same number of requests, so the ratio
-is meaningful on any machine. Target (issue 3): llmsim ≥ 30 % of the bare loop's rate. For scale, the
+is meaningful on any machine. Target (issue 3): llmsim ≥ 30 % of the bare loop's rate. The same
+workload on the ``paged`` scheduler (KV blocks, chunked prefill, preemption) is timed too; target (issue
+10): paged ≥ 50 % of reserve's simulated requests/s. For scale, the
 best-known Python LLM-serving simulator does about 1,000 simulated requests/s on a 2-core machine.
 
     python benchmarks/engine_speed.py            # 100,000 requests
@@ -34,7 +36,7 @@ MODELS = [  # name, params_b, strength, price in/out per Mtok, instances, tp, pe
 ]
 
 
-def cluster_scenario(n: int, rate: float) -> dict:  # type: ignore[type-arg]
+def cluster_scenario(n: int, rate: float, scheduler: str = "reserve") -> dict:  # type: ignore[type-arg]
     """A 10-instance, 4-model cluster routed by threshold_greedy, one query at a time."""
     models, deps = [], []
     for name, size, strength, pin, pout, inst, tp, pre, dec in MODELS:
@@ -45,7 +47,8 @@ def cluster_scenario(n: int, rate: float) -> dict:  # type: ignore[type-arg]
             "latency": {"H100": {"prefill_base_s": 0.01, "prefill_per_token_s": pre, "decode_base_s": dec,
                                  "decode_per_seq_s": 2e-4, "decode_per_ctx_token_s": 5e-8}},
         })
-        deps.append({"model": name, "gpu": "H100", "tp": tp, "instances": inst, "max_seqs": 128})
+        deps.append({"model": name, "gpu": "H100", "tp": tp, "instances": inst, "max_seqs": 128,
+                     "scheduler": scheduler})
     return {
         "name": "engine_speed", "seed": 1, "num_queries": n,
         "gpus": [{"name": "H100", "memory_gib": 80, "cost_per_hour": 3.5, "count": 64}],
@@ -90,6 +93,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=20.0, help="llmsim arrival rate (queries/s)")
     args = ap.parse_args()
     sc = parse_scenario(yaml.safe_dump(cluster_scenario(args.n, args.rate)), file="<engine_speed>")
+    paged = parse_scenario(yaml.safe_dump(cluster_scenario(args.n, args.rate, "paged")), file="<engine_speed>")
 
     t0 = time.perf_counter()
     res = run(copy.deepcopy(sc))
@@ -97,6 +101,9 @@ def main() -> None:
     t0 = time.perf_counter()
     run(copy.deepcopy(sc), _no_precompute=True)
     per_call_wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    paged_res = run(copy.deepcopy(paged))
+    paged_wall = time.perf_counter() - t0
     bare_wall = bare_mmc(args.n, lam=8.0, mu=1.0, c=10)
 
     llmsim_rate = args.n / llmsim_wall
@@ -104,6 +111,7 @@ def main() -> None:
     rows = [
         ("llmsim full run (10 instances, 4 models, threshold_greedy)", llmsim_wall, llmsim_rate),
         ("  same, one policy call per query (no up-front decisions)", per_call_wall, args.n / per_call_wall),
+        ("  same, paged scheduler (blocks, chunked prefill, preemption)", paged_wall, args.n / paged_wall),
         ("bare SimPy M/M/c loop (c = 10)", bare_wall, bare_rate),
     ]
     print(f"requests per run: {args.n:,}")
@@ -112,6 +120,10 @@ def main() -> None:
         print(f"{name:<62} {wall:>8.2f} {rate:>12,.0f}")
     ratio = llmsim_rate / bare_rate
     print(f"ratio llmsim / bare: {ratio:.2f}  (target >= 0.30: {'met' if ratio >= 0.30 else 'NOT met'})")
+    pr = llmsim_wall / paged_wall
+    print(f"ratio paged / reserve: {pr:.2f}  (target >= 0.50: {'met' if pr >= 0.50 else 'NOT met'})")
+    pq = paged_res.summary["queries"]
+    print(f"paged check: {pq['completed']:,} completed; preemptions {paged_res.summary.get('preemptions', 'n/a')}")
     q = res.summary["queries"]
     print(f"check: {q['completed']:,} completed, {q['rejected']} rejected; "
           f"accuracy {res.summary['accuracy']:.3f}; sim time {res.summary['sim_time_s']:.0f} s")
