@@ -222,7 +222,9 @@ class Dispatcher:
             ev = check_assignment(problem, assignment)
             if ev.loads.size and np.any(ev.loads > capacity):
                 assignment = self._refuse_surplus(assignment, capacity, ids)
-            status, solve_time, policy_violations = result.status, result.solve_time_s, ev.violations
+            status, solve_time = result.status, result.solve_time_s
+            # budget and quality floor are judged on what is served (after refusals), in _account
+            policy_violations = [v for v in ev.violations if not v.startswith(("budget", "min_quality"))]
         served = self._enqueue(ids, assignment)
         rows, cols = ids[served >= 0], served[served >= 0]
         cost = float(self.inputs.predicted_cost[rows, cols].sum())
