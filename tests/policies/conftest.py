@@ -67,7 +67,7 @@ def problems(draw: st.DrawFn, max_n: int = 7, max_m: int = 3, sides: tuple[str, 
     elif cap_kind == "random":
         capacity = np.array(draw(st.lists(st.sampled_from([0.0, 1.0, 2.0, 2.5, float(n), np.inf]),
                                           min_size=m, max_size=m)))
-        if not infeasible and np.sum(np.minimum(capacity, n)) < n:
+        if not infeasible and np.sum(np.minimum(np.floor(capacity), n)) < n:  # 2.5 slots hold 2
             capacity[-1] = np.inf
     else:  # capacity summing to exactly n (or n - 1: short)
         total = n if cap_kind == "exact" else max(n - 1, 0)
