@@ -123,7 +123,7 @@ def main() -> None:
     pr = llmsim_wall / paged_wall
     print(f"ratio paged / reserve: {pr:.2f}  (target >= 0.50: {'met' if pr >= 0.50 else 'NOT met'})")
     pq = paged_res.summary["queries"]
-    print(f"paged check: {pq['completed']:,} completed; preemptions {paged_res.summary.get('preemptions', 'n/a')}")
+    print(f"paged check: {pq['completed']:,} completed; preemptions {paged_res.summary['scheduler']['preemptions']}")
     q = res.summary["queries"]
     print(f"check: {q['completed']:,} completed, {q['rejected']} rejected; "
           f"accuracy {res.summary['accuracy']:.3f}; sim time {res.summary['sim_time_s']:.0f} s")

@@ -67,8 +67,9 @@ MIN_STEP_PER_HORIZON = 1e-12
 #: Occupancy samples a run may record (the runner enforces the same limit on the built workload).
 MAX_SAMPLES = 1_000_000
 #: Rough memory per simulated query: arrival, token and cost arrays, the query set, predictions and
-#: the recorder's row (measured peak RSS growth, run and run folder included: ~1.1 kB per query with 2 models).
-BYTES_PER_QUERY = 1000
+#: the recorder's row (measured peak RSS growth, run and run folder included: ~1.1 kB per query with 2 models),
+#: plus the paged scheduler's step log (~4 entries of 40 bytes per request) and per-token counters.
+BYTES_PER_QUERY = 1200
 BYTES_PER_QUERY_MODEL = 100
 #: Hard cap of the estimated footprint, whatever the machine (bytes).
 MAX_FOOTPRINT_BYTES = 256 * GIB
