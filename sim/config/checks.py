@@ -39,7 +39,7 @@ from sim.config.schema import (
     TraceArrivals,
     default_activation_reserve_gib,
 )
-from sim.engine.latency import LatencyProfile
+from sim.engine.latency import MIXED_TERMS, LatencyProfile
 from sim.engine.scheduler import SchedulerConfig
 from sim.errors import ScenarioError, format_path, warn_input
 from sim.predictors.registry import (
@@ -165,7 +165,8 @@ def profile_for(model: ModelSpec, dep: Deployment) -> LatencyProfile:
     assert spec is not None  # checked at load time
     if spec.builtin:
         return builtin_profile(model.params_b, dep.gpu, dep.tp)
-    return LatencyProfile(**{f: getattr(spec, f) for f in COEFFICIENTS})
+    mixed = {f: getattr(spec, f) for f in MIXED_TERMS}
+    return LatencyProfile(**{f: getattr(spec, f) for f in COEFFICIENTS}, **mixed)
 
 
 def resolve_path(path: str, base_dir: Path | None) -> Path:

@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from sim.engine.latency import MIXED_TERMS
+
 # Every number has a physically sensible range: a value far outside it is a typo (or a fuzzer), and
 # finite-but-huge values used to overflow deep inside (NaN memory, a deadlocked engine, null costs).
 # ``llmsim schema`` prints each range next to the field's description.
@@ -133,6 +135,27 @@ class LatencySpec(Strict):
     decode_per_ctx_token_s: PerTokenSeconds = Field(
         0.0, description="Decode-iteration seconds per context token held by the batch (KV reads)."
     )
+    # Mixed (chunked-prefill) steps of the paged scheduler; unset = derived from the pure coefficients
+    # (sim/engine/latency.py explains the roofline form); `llmsim calibrate` fits them from a mixed-step table.
+    mixed_base_s: StepSeconds | None = Field(
+        None, description="Mixed step: weight-read-bound base (s); default decode_base_s."
+    )
+    mixed_per_seq_s: PerTokenSeconds | None = Field(
+        None, description="Mixed step: weight-read-bound seconds per decode sequence; default decode_per_seq_s."
+    )
+    mixed_compute_base_s: StepSeconds | None = Field(
+        None, description="Mixed step: arithmetic-bound base (s); default prefill_base_s."
+    )
+    mixed_per_token_s: PerTokenSeconds | None = Field(
+        None, description="Mixed step: arithmetic seconds per token (chunk + decodes); default prefill_per_token_s."
+    )
+    mixed_attn_s: PerToken2Seconds | None = Field(
+        None, description="Mixed step: seconds per unit of chunk attention work Σ c·(q + c/2); default "
+        "2·prefill_per_token2_s."
+    )
+    mixed_per_ctx_token_s: PerTokenSeconds | None = Field(
+        None, description="Mixed step: seconds per decode context token; default decode_per_ctx_token_s."
+    )
     builtin: bool = Field(
         False,
         description="Use the built-in profile fitted from public GPU measurements (sim/data/profiles.json) "
@@ -141,7 +164,9 @@ class LatencySpec(Strict):
 
     @model_validator(mode="after")
     def _builtin_alone(self) -> LatencySpec:
-        if self.builtin and any(getattr(self, f) for f in COEFFICIENTS):
+        if self.builtin and (
+            any(getattr(self, f) for f in COEFFICIENTS) or any(getattr(self, f) is not None for f in MIXED_TERMS)
+        ):
             raise ValueError("builtin: true takes no coefficients (they come from the built-in table)")
         return self
 

@@ -247,3 +247,20 @@ def test_shipped_scenarios_choose_their_scheduler() -> None:
     assert set(_scheduler_of(SCENARIOS / "mmlu_pro.yaml")) == {"reserve"}
     assert set(_scheduler_of(SCENARIOS / "quickstart.yaml")) == {"paged"}
     assert set(_scheduler_of(REPO / "sim" / "scenarios" / "quickstart.yaml")) == {"paged"}
+
+
+def test_mixed_step_coefficients_reach_the_engine_profile() -> None:
+    """A calibrated mixed-step coefficient in YAML is used; the others stay derived from the pure ones."""
+    from sim.config.checks import profile_for
+
+    sc = small_scenario()
+    lat = sc["models"][0]["latency"]["A100"]
+    lat["mixed_attn_s"] = 3e-9
+    parsed = parse_scenario(yaml.safe_dump(sc), file="mixed.yaml")
+    prof = profile_for(parsed.models[0], parsed.deployments[0])
+    coef = prof.mixed_coefficients()
+    assert coef["mixed_attn_s"] == 3e-9
+    assert coef["mixed_base_s"] == lat["decode_base_s"] and coef["mixed_compute_base_s"] == lat["prefill_base_s"]
+    lat["mixed_attn_s"] = -1.0
+    with pytest.raises(Exception, match="mixed_attn_s"):
+        parse_scenario(yaml.safe_dump(sc), file="mixed.yaml")
