@@ -148,6 +148,7 @@ def _interrupted(signum: int, folder: Path) -> None:
 
 
 CONSOLE_METRICS = {"accuracy": "accuracy", "cost.total_usd": "token cost", "latency_s.ttft.p99": "TTFT p99",
+                   "latency_s.tbt.p99": "TBT p99",
                    "budget.batches_over_budget_realised": "batches over budget"}
 
 
