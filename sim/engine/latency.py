@@ -41,6 +41,15 @@ dominates both pure parts). On the H200 mixed-step table (``../shared/data/gpu``
 from its pure-chunk rows, decode coefficients from the H200 iteration table) the plain sum of a prefill and
 a decode step is off by 20-26 % on average (up to 74-91 %) on the mixed rows, these defaults by 7 % (up to
 15-23 %), and fitted mixed coefficients (``llmsim calibrate``, :func:`sim.profiles.fit.fit_mixed`) by 2.5-5 %.
+
+Per-step overhead: ``step_overhead_s`` is CPU time a serving engine spends once per step (scheduling,
+input preparation, sampling bookkeeping, kernel launches the GPU waits on) whatever the step holds. It is
+added exactly once to :meth:`~LatencyProfile.prefill_time`, :meth:`~LatencyProfile.iteration_time` and
+:meth:`~LatencyProfile.step_time` — never inside the ``max`` branches, so the pure-step identities hold with
+it. Why a separate term rather than part of the bases: it is not GPU work, so it must not be scaled with
+params, TP degree or GPU speed when a profile is derived from another (:mod:`sim.profiles.hardware`), and a
+pure-kernel measurement (CUDA-graph replays, as in the H200 table) has none of it — omitting it makes a
+simulator under-predict TTFT of short prompts (one serving-simulator study: by 17-56 %).
 """
 
 from __future__ import annotations
@@ -73,12 +82,16 @@ class LatencyProfile:
     mixed_per_token_s: float | None = None
     mixed_attn_s: float | None = None
     mixed_per_ctx_token_s: float | None = None
+    # CPU time per engine step, added once to every step (module docstring); not scaled with the GPU.
+    step_overhead_s: float = 0.0
     # The six mixed coefficients actually used, resolved once (step_time runs once per engine step).
     _mixed: tuple[float, float, float, float, float, float] = field(
         init=False, repr=False, compare=False, hash=False
     )
 
     def __post_init__(self) -> None:
+        if not math.isfinite(self.step_overhead_s) or self.step_overhead_s < 0:
+            raise ValueError(f"step_overhead_s must be a finite number >= 0, got {self.step_overhead_s!r}")
         resolved = []
         for name, default in zip(MIXED_TERMS, self.derived_mixed_coefficients(), strict=True):
             value = getattr(self, name)
@@ -107,10 +120,20 @@ class LatencyProfile:
 
     def prefill_time(self, prompt_tokens: int) -> float:
         p = float(prompt_tokens)
-        return self.prefill_base_s + self.prefill_per_token_s * p + self.prefill_per_token2_s * p * p
+        return (
+            self.prefill_base_s
+            + self.prefill_per_token_s * p
+            + self.prefill_per_token2_s * p * p
+            + self.step_overhead_s
+        )
 
     def iteration_time(self, n: int, ctx: int) -> float:
-        return self.decode_base_s + self.decode_per_seq_s * n + self.decode_per_ctx_token_s * ctx
+        return (
+            self.decode_base_s
+            + self.decode_per_seq_s * n
+            + self.decode_per_ctx_token_s * ctx
+            + self.step_overhead_s
+        )
 
     def step_time(self, prefill_tokens: int, prefill_attn: float, n_decode: int, decode_ctx: int) -> float:
         """Duration of one engine step: ``prefill_tokens`` prompt tokens in chunks with attention work
@@ -120,9 +143,14 @@ class LatencyProfile:
         Exact for pure steps: ``step_time(0, 0, n, ctx) == iteration_time(n, ctx)`` and
         ``step_time(P, P²/2, 0, 0) == prefill_time(P)`` (to rounding), which the engine's closed forms rely
         on; non-decreasing in every argument over non-empty steps (``prefill_tokens + n_decode > 0``).
+        ``step_overhead_s`` is in every step exactly once.
         """
         if prefill_tokens <= 0:
             return self.iteration_time(n_decode, decode_ctx)
+        return self._gpu_step_time(prefill_tokens, prefill_attn, n_decode, decode_ctx) + self.step_overhead_s
+
+    def _gpu_step_time(self, prefill_tokens: int, prefill_attn: float, n_decode: int, decode_ctx: int) -> float:
+        """:meth:`step_time` of a step with a prompt chunk, without the per-step overhead."""
         prefill = (
             self.prefill_base_s
             + self.prefill_per_token_s * prefill_tokens
@@ -135,4 +163,5 @@ class LatencyProfile:
         mixed = (
             max(w0 + w1 * n_decode, b0 + b1 * (prefill_tokens + n_decode)) + q * prefill_attn + c * decode_ctx
         )
-        return max(mixed, self.iteration_time(n_decode, decode_ctx), prefill)
+        decode = self.decode_base_s + self.decode_per_seq_s * n_decode + self.decode_per_ctx_token_s * decode_ctx
+        return max(mixed, decode, prefill)

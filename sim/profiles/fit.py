@@ -52,7 +52,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import least_squares, nnls
+from scipy.optimize import least_squares, lsq_linear, nnls
 
 from sim.engine.latency import MIXED_TERMS, LatencyProfile
 
@@ -120,6 +120,17 @@ def nnls_relative(design: FloatArray, target: FloatArray, measured: FloatArray) 
     scale[scale == 0] = 1.0
     solution, _ = nnls(weighted / scale, target / measured, maxiter=50 * design.shape[1])
     return np.asarray(solution / scale, dtype=np.float64)
+
+
+def bounded_relative(design: FloatArray, target: FloatArray, measured: FloatArray, upper: FloatArray) -> FloatArray:
+    """Like :func:`nnls_relative` with each coefficient also bounded above by ``upper`` (``inf`` = free)."""
+    if upper.size != design.shape[1] or np.any(upper < 0):
+        raise ValueError("upper bounds must be one non-negative value per column")
+    weighted = design / measured[:, None]
+    scale = np.max(np.abs(weighted), axis=0)
+    scale[scale == 0] = 1.0
+    res = lsq_linear(weighted / scale, target / measured, bounds=(0.0, upper * scale), method="bvls")
+    return np.asarray(res.x / scale, dtype=np.float64)
 
 
 def _report(
@@ -194,6 +205,7 @@ def fit_end_to_end(
     output_tokens: ArrayLike,
     latency_s: ArrayLike,
     prefill: LatencyProfile | None = None,
+    per_seq_max: float = math.inf,
 ) -> FitReport:
     """Fit the decode coefficients to end-to-end latencies of batches run to completion.
 
@@ -203,7 +215,10 @@ def fit_end_to_end(
 
     ``prefill`` supplies the prefill part, which end-to-end rows cannot identify; None means zero, i.e. the
     prefill work is folded into the decode coefficients (noted in the report). R² and MAPE are on the
-    end-to-end latency, the measured quantity.
+    end-to-end latency, the measured quantity. ``per_seq_max`` bounds ``decode_per_seq_s`` from above (the
+    rule that keeps its extrapolation beyond the measured batch sizes physical; see
+    :mod:`sim.profiles.build_builtin`). The prefill part's ``step_overhead_s`` counts once per step: once
+    for the prefill and once per decode iteration.
     """
     n = _vector(batch_size, "batch_size")
     lin = _vector(input_tokens, "input_tokens")
@@ -214,14 +229,18 @@ def fit_end_to_end(
         raise ValueError("output_tokens must be >= 1")
     pre = prefill if prefill is not None else LatencyProfile()
     total_prompt = n * lin
+    iters = lout - 1.0
     fixed = (
         pre.prefill_base_s
         + pre.prefill_per_token_s * total_prompt
         + pre.prefill_per_token2_s * total_prompt**2
+        + pre.step_overhead_s * (1.0 + iters)
     )
-    iters = lout - 1.0
     design = np.column_stack([iters, iters * n, iters * n * (lin + lout / 2.0)])
-    coef = nnls_relative(design, y - fixed, y)
+    if math.isinf(per_seq_max):
+        coef = nnls_relative(design, y - fixed, y)
+    else:
+        coef = bounded_relative(design, y - fixed, y, np.array([math.inf, per_seq_max, math.inf]))
     report = _report("end_to_end", DECODE_TERMS, coef, fixed + design @ coef, y)
     if prefill is None:
         report = report.with_notes(
@@ -296,7 +315,8 @@ def mixed_step_times(
     decode, prefill = _mixed_parts(profile, c, a, n, x)
     coef = np.array([profile.mixed_coefficients()[k] for k in MIXED_TERMS])
     mixed = _mixed_form(coef, c, a, n, x, np.maximum(decode, prefill))
-    return np.asarray(np.where(c <= 0, decode, np.where(n <= 0, prefill, mixed)), dtype=np.float64)
+    gpu = np.where(c <= 0, decode, np.where(n <= 0, prefill, mixed))
+    return np.asarray(gpu + profile.step_overhead_s, dtype=np.float64)
 
 
 def _branch_starts(
@@ -378,6 +398,10 @@ def fit_mixed(
         raise ValueError("mixed rows need prefill_tokens > 0 and n_decode > 0 (pure rows fit separately)")
     if np.any(a < 0) or np.any(x < 0):
         raise ValueError("prefill_attn and decode_ctx must be >= 0")
+    if pure.step_overhead_s > 0:  # the mixed coefficients describe the GPU part of a step
+        t = t - pure.step_overhead_s
+        if np.any(t <= 0):
+            raise ValueError("a measured mixed step is shorter than the profile's step_overhead_s")
     decode, prefill = _mixed_parts(pure, c, a, n, x)
     low = np.maximum(decode, prefill)
     default = np.array(pure.derived_mixed_coefficients())

@@ -28,6 +28,16 @@ Four formats are recognised from the header:
     :meth:`~sim.engine.latency.LatencyProfile.step_time` (with the pure ones held fixed; the report compares
     the fit with the plain sum of a separate prefill and decode step). A row with neither is an error.
 
+``iteration``
+    One measured step per row, pure decode or pure prefill (e.g. ``h200_torch_iteration_times.csv``):
+    ``phase`` ∈ {decode, prefill}, ``batch`` (sequences in the decode step, or prompts prefilled together),
+    ``ctx_per_seq`` (context tokens per sequence, or prompt length), ``total_ctx``, ``tokens`` and the step
+    time ``ms``. Optional ``model``, ``gpu`` (or ``hardware``), ``tp`` columns group rows. Decode rows fit
+    the decode coefficients against (batch, total_ctx); prefill rows the prefill coefficients against the
+    prompt tokens with attention work ``batch·ctx_per_seq²/2`` (each prompt attends only to itself). Prefill
+    rows under :data:`ITERATION_MIN_PREFILL_TOKENS` tokens are left out with a note: in an eagerly run
+    prefill they measure kernel-launch overhead, not the prompt (the H200 table's README).
+
 Every problem with the file raises :class:`~sim.errors.DataError` naming the file, the line and the column.
 """
 
@@ -67,7 +77,10 @@ FORMATS: dict[str, tuple[str, ...]] = {
     ),
     "canonical": ("kind", "time_s"),
     "mixed_step": ("chunk_tokens", "chunk_prefix", "decode_seqs", "decode_ctx_per_seq"),
+    "iteration": ("phase", "batch", "ctx_per_seq", "total_ctx", "tokens", "ms"),
 }
+#: Shortest prefill (tokens in the step) an ``iteration`` table's prefill fit uses (module docstring).
+ITERATION_MIN_PREFILL_TOKENS = 512
 MIXED_TIME_COLUMNS = {"time_s": 1.0, "ms": 1e-3}  # mixed_step time column → factor to seconds
 
 # LLM-Inference-Bench names its hardware generically. Its A100 runs were on ALCF Polaris nodes
@@ -85,6 +98,12 @@ SPLITWISE_E2E_SLACK = 1.05
 # A row generating tokens this many times faster than its group's median (same batch size) did not run:
 # per-token time at a fixed batch only grows with length (longer context), never drops 4x.
 FAILED_RUN_FACTOR = 4.0
+# Preemption onset in an end-to-end table: at a fixed batch size, the time per output token may grow with
+# the sequence length only through KV reads; among the vLLM runs that fit in memory it grows at most 1.42x
+# when L doubles (Llama-2-7B, A100-40GB, 4 GPUs, batch 32), while a run that starts preempting jumps
+# (Llama-2-70B on 4 x A100-40GB, batch 16: 1.73x from L 256 to 512, 16·1024 tokens = 5.4 GB of KV beside
+# 138 GB of weights). A jump above this factor drops that row and every longer one at that batch size.
+PREEMPTION_JUMP = 1.5
 # Memory share vLLM may use (its default gpu_memory_utilization).
 GPU_MEMORY_UTILIZATION = 0.9
 
@@ -321,9 +340,30 @@ def bench_groups(table: RawTable) -> list[Group]:
             keep &= fits
         else:
             g.notes.append("model or GPU memory unknown: no KV-cache-fit filter applied")
+        jumped = _preemption_onset(batch, length, rate, keep)
+        if jumped.any():
+            g.notes.append(
+                f"dropped {int(jumped.sum())} row(s) from the length where the time per output token jumps "
+                f"over {PREEMPTION_JUMP:g}x that of the next shorter length at the same batch size (preemption)"
+            )
+            keep &= ~jumped
         if keep.any():
             g.e2e = (batch[keep], length[keep], length[keep], latency[keep])
         out.append(g)
+    return out
+
+
+def _preemption_onset(batch: FloatArray, length: FloatArray, rate: FloatArray, keep: np.ndarray) -> np.ndarray:
+    """Rows (among ``keep``) at or beyond a jump of the per-output-token time over :data:`PREEMPTION_JUMP`
+    between consecutive lengths at the same batch size."""
+    out = np.zeros(batch.size, dtype=bool)
+    for n in np.unique(batch):
+        rows = np.flatnonzero((batch == n) & keep)
+        rows = rows[np.argsort(length[rows], kind="stable")]
+        for prev, row in zip(rows[:-1], rows[1:], strict=True):
+            if length[row] > length[prev] and rate[row] > PREEMPTION_JUMP * rate[prev]:
+                out[rows[rows.tolist().index(row):]] = True
+                break
     return out
 
 
@@ -421,6 +461,47 @@ def mixed_step_groups(table: RawTable) -> list[Group]:
     return out
 
 
+def iteration_groups(table: RawTable) -> list[Group]:
+    """Pure decode and prefill rows per (model, gpu, tp) of an ``iteration`` table (module docstring)."""
+    gpu_col = "gpu" if "gpu" in table.header else "hardware"
+    out = []
+    for (model, gpu, tp_raw), idx in sorted(_group_indices(table, ("model", gpu_col, "tp")).items()):
+        tp = _tp_value(table, "tp", idx) if tp_raw else 1
+        phases = [table.text("phase", i).lower() for i in idx]
+        for i, phase in zip(idx, phases, strict=True):
+            if phase not in ("decode", "prefill"):
+                raise DataError(
+                    f"expected 'decode' or 'prefill', got {table.text('phase', i)!r}",
+                    file=table.path,
+                    where=f"line {table.lines[i]}, column 'phase'",
+                )
+        g = Group(model or "-", _gpu_name(gpu) if gpu else "-", tp, rows_total=len(idx))
+        dec = [i for i, ph in zip(idx, phases, strict=True) if ph == "decode"]
+        pre = [i for i, ph in zip(idx, phases, strict=True) if ph == "prefill"]
+        if dec:
+            g.decode = (
+                table.numbers("batch", dec, minimum=1),
+                table.numbers("total_ctx", dec, minimum=0),
+                table.positive("ms", dec) / 1000.0,
+            )
+        if pre:
+            batch = table.numbers("batch", pre, minimum=1)
+            length = table.numbers("ctx_per_seq", pre, minimum=1)
+            tokens = table.numbers("tokens", pre, minimum=1)
+            t = table.positive("ms", pre) / 1000.0
+            keep = tokens >= ITERATION_MIN_PREFILL_TOKENS
+            if (~keep).any():
+                g.notes.append(
+                    f"left out {int((~keep).sum())} prefill row(s) under {ITERATION_MIN_PREFILL_TOKENS} tokens "
+                    "(kernel-launch overhead of an eager prefill, not prompt work)"
+                )
+            if keep.any():
+                g.prefill = (tokens[keep], t[keep])
+                g.prefill_attn = batch[keep] * length[keep] ** 2 / 2.0
+        out.append(g)
+    return out
+
+
 def read_groups(path: str | Path) -> tuple[RawTable, list[Group]]:
     """Read ``path``, recognise its format and split it into fit-ready groups."""
     table = read_table(path)
@@ -429,5 +510,6 @@ def read_groups(path: str | Path) -> tuple[RawTable, list[Group]]:
         "llm_inference_bench": bench_groups,
         "canonical": canonical_groups,
         "mixed_step": mixed_step_groups,
+        "iteration": iteration_groups,
     }
     return table, reader[table.format](table)

@@ -36,6 +36,7 @@ from sim.profiles import (
     list_builtin,
 )
 from sim.profiles.build_builtin import build
+from sim.profiles.builtin import SOURCES, default_entries
 from sim.profiles.build_builtin import main as build_main
 from sim.profiles.fit import DECODE_TERMS, PREFILL_TERMS, mean_decode_context, profile_from
 from sim.profiles.hardware import model_size_from_name, scale_profile
@@ -352,30 +353,36 @@ def test_builtin_measured_entries_fit_well():
 
 def test_builtin_json_content():
     doc = json.loads(PACKAGED.read_text())
-    assert {s["license"] for s in doc["sources"]} == {"MIT", "BSD-3-Clause"}
+    assert {s["license"] for s in doc["sources"]} == {"MIT", "BSD-3-Clause", "-"}
+    files = {s["file"] for s in doc["sources"]}
     entries = doc["profiles"]
     have = {(e["model_size_b"], e["gpu"]) for e in entries}
     for size in (7.0, 8.0, 13.0, 70.0):
-        for gpu in ("A100-80GB", "H100-80GB"):
+        for gpu in ("A100-80GB", "H100-80GB", "H200-141GB"):
             assert (size, gpu) in have, (size, gpu)
     for e in entries:
-        assert e["tp"] >= 1 and all(e[c] >= 0 for c in PREFILL_TERMS + DECODE_TERMS)
-        assert e["source"]["file"] in {"splitwise_perf_model.csv", "llm_inference_bench_all_results.csv"}
+        assert e["tp"] >= 1 and all(e[c] >= 0 for c in PREFILL_TERMS + DECODE_TERMS + ("step_overhead_s",))
+        assert e["source"] in SOURCES and e["engine"]
+        assert e["data"]["file"] in files
         if e["derived"]:
-            assert e["rule"] and e["derived_from"] and e["fit"] == {}
+            assert e["source"] == "derived" and e["rule"] and e["derived_from"] and e["fit"] == {}
         else:
-            assert e["fit"] and e["source"]["rows"] > 0 and e["source"]["filters"]
-    assert len({(e["model_size_b"], e["gpu"], e["tp"]) for e in entries}) == len(entries)
+            assert e["fit"] and e["data"]["rows"] > 0 and e["data"]["filters"]
+    # one entry per (size, GPU, TP) and source; names unique
+    assert len({(e["model_size_b"], e["gpu"], e["tp"], e["source"]) for e in entries}) == len(entries)
+    assert len({e["name"] for e in entries}) == len(entries)
 
 
 def test_builtin_profile_exact_entries_and_aliases():
-    entries = {(e.model_size_b, e.gpu, e.tp): e for e in list_builtin()}
+    entries = {(e.model_size_b, e.gpu, e.tp): e for e in default_entries(list_builtin())}
     e = entries[(70.0, "A100-80GB", 4)]
+    assert e.source == "splitwise"  # no vLLM run on A100-80GB: the measured Splitwise entry wins over derived
     assert builtin_profile(70, "A100-80GB", tp=4) == e.profile
     assert builtin_profile(70, "a100", 4) == e.profile
     assert builtin_profile(70, "NVIDIA A100-SXM4-80GB", 4) == e.profile
     assert builtin_profile(8, "H100 SXM", 1) == entries[(8.0, "H100-80GB", 1)].profile
     assert entries[(13.0, "H100-80GB", 1)].derived
+    assert builtin_profile(8, "NVIDIA H200", 1) == entries[(8.0, "H200-141GB", 1)].profile
 
 
 def test_builtin_profile_scales_the_nearest_entry():
