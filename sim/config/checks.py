@@ -12,6 +12,7 @@ import os
 import reprlib
 import typing
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -49,7 +50,7 @@ from sim.predictors.registry import (
     predictor_parameters,
     validate_predictor_params,
 )
-from sim.profiles import builtin_profile
+from sim.profiles import UnknownGPUError, builtin_profile
 from sim.rng import stream
 from sim.workload import arrivals as arr_mod
 from sim.workload.prefix import MOONCAKE_BLOCK_TOKENS
@@ -154,19 +155,34 @@ def scheduler_for(dep: Deployment, sc: Scenario) -> SchedulerConfig:
     )
 
 
+def latency_key(model: ModelSpec, dep: Deployment) -> str:
+    """The key of ``model.latency`` that :func:`latency_for` uses (``'GPU@tpN'`` when present, else ``'GPU'``)."""
+    exact = f"{dep.gpu}@tp{dep.tp}"
+    return exact if exact in model.latency else dep.gpu
+
+
 def latency_for(model: ModelSpec, dep: Deployment) -> LatencySpec | None:
     """The model's profile for the deployment's GPU, preferring one measured at the same tp."""
-    return model.latency.get(f"{dep.gpu}@tp{dep.tp}") or model.latency.get(dep.gpu)
+    return model.latency.get(latency_key(model, dep))
 
 
 def profile_for(model: ModelSpec, dep: Deployment) -> LatencyProfile:
-    """The engine's latency profile of a deployment (explicit coefficients, or the built-in table)."""
+    """The engine's latency profile of a deployment (explicit coefficients, or the built-in table by the
+    default source policy or a named source), with the scenario's ``step_overhead_s`` when set.
+
+    Raises the built-in lookup's KeyError/ValueError (e.g. a named source with no entry); load-time checks
+    turn it into a message naming the field."""
     spec = latency_for(model, dep)
     assert spec is not None  # checked at load time
-    if spec.builtin:
-        return builtin_profile(model.params_b, dep.gpu, dep.tp)
-    mixed = {f: getattr(spec, f) for f in MIXED_TERMS}
-    return LatencyProfile(**{f: getattr(spec, f) for f in COEFFICIENTS}, **mixed)
+    if spec.builtin is not False:
+        source = None if spec.builtin is True else spec.builtin
+        profile = builtin_profile(model.params_b, dep.gpu, dep.tp, source=source)
+    else:
+        mixed = {f: getattr(spec, f) for f in MIXED_TERMS}
+        profile = LatencyProfile(**{f: getattr(spec, f) for f in COEFFICIENTS}, **mixed)
+    if spec.step_overhead_s is not None:
+        profile = replace(profile, step_overhead_s=spec.step_overhead_s)
+    return profile
 
 
 def resolve_path(path: str, base_dir: Path | None) -> Path:
@@ -205,11 +221,15 @@ def _check_cluster(sc: Scenario, fail: Fail) -> dict[str, ModelSpec]:
                 f"model {model.name!r} has no latency profile for {d.gpu!r} (add models[].latency.{d.gpu})",
             )
         spec = latency_for(model, d)
-        if spec is not None and spec.builtin:
+        if spec is not None and spec.builtin is not False:
             try:
-                builtin_profile(model.params_b, d.gpu, d.tp)
+                profile_for(model, d)
+            except UnknownGPUError as exc:
+                fail(("deployments", i, "gpu"), f"builtin latency profile: {exc}")
             except (KeyError, ValueError) as exc:
-                fail(("deployments", i, "gpu"), f"builtin latency profile: {exc.args[0] if exc.args else exc}")
+                mi = next(j for j, m in enumerate(sc.models) if m.name == model.name)
+                fail(("models", mi, "latency", latency_key(model, d), "builtin"),
+                     f"builtin latency profile for deployments[{i}] (tp {d.tp}): {exc.args[0] if exc.args else exc}")
         if kv_capacity_tokens(model, gpu, d) < 1:
             fail(("deployments", i), _does_not_fit(model, gpu, d))
         used[d.gpu] += d.tp * d.instances

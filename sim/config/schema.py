@@ -62,6 +62,8 @@ IntervalSeconds = Annotated[
     float, Field(gt=0, le=DAY_S), AfterValidator(AtLeast(1e-6, "a microsecond: the clock's resolution"))
 ]
 """A repeating period (batch interval, sampling): 1 µs to a day."""
+#: Built-in profile sources a scenario may name (sim.profiles.builtin.SOURCES; a test keeps them equal).
+BuiltinSource = Literal["vllm-bench", "splitwise", "h200-torch", "derived"]
 StepSeconds = Annotated[float, Field(ge=0, le=60)]
 """Fixed cost of one engine step: a minute is already absurd for one prefill or decode iteration."""
 PerTokenSeconds = Annotated[float, Field(ge=0, le=1)]
@@ -156,18 +158,34 @@ class LatencySpec(Strict):
     mixed_per_ctx_token_s: PerTokenSeconds | None = Field(
         None, description="Mixed step: seconds per decode context token; default decode_per_ctx_token_s."
     )
-    builtin: bool = Field(
+    builtin: bool | BuiltinSource = Field(
         False,
         description="Use the built-in profile fitted from public GPU measurements (sim/data/profiles.json) "
-        "for the model's params_b on this GPU at the deployment's tp; the coefficients above must then be unset.",
+        "for the model's params_b on this GPU at the deployment's tp; the coefficients above must then be unset. "
+        "true: the default source policy (vLLM measurements where they cover the size/GPU/tp, else Splitwise, "
+        "else derived by the scaling rule; the nearest entry is scaled when none matches exactly). A source name "
+        "(vllm-bench, splitwise, h200-torch, derived) uses that source only and needs an entry with this GPU and "
+        "tp and a size within x1.15 (else a load-time error listing what the source has); h200-torch is a "
+        "plain-PyTorch kernel measurement (no serving engine) and only used when named.",
+    )
+    step_overhead_s: Annotated[float, Field(ge=0, le=0.1)] | None = Field(
+        None,
+        description="CPU time per engine step (scheduling, input preparation, sampling), added once to every "
+        "prefill, decode and mixed step and never scaled with the GPU; 0 to 0.1 s. Unset: with builtin, the "
+        "entry's own value (0.58 ms for vllm-bench entries and those derived from them, identified as vLLM's "
+        "decode intercept minus the H200 kernel intercept on Llama-3-8B at tp 1; 0 for splitwise and h200-torch "
+        "entries, whose overhead is inside their bases or absent); with coefficients, 0 (a fit of measured step "
+        "times already holds it in the bases). Set it to add serving-engine overhead to kernel-only coefficients "
+        "(e.g. builtin: h200-torch): omitting it under-predicts TTFT of short prompts. Caveat: identified on one "
+        "model at tp 1 only; a real engine's overhead grows with batch size and tp.",
     )
 
     @model_validator(mode="after")
     def _builtin_alone(self) -> LatencySpec:
-        if self.builtin and (
+        if self.builtin is not False and (
             any(getattr(self, f) for f in COEFFICIENTS) or any(getattr(self, f) is not None for f in MIXED_TERMS)
         ):
-            raise ValueError("builtin: true takes no coefficients (they come from the built-in table)")
+            raise ValueError("builtin takes no coefficients (they come from the built-in table)")
         return self
 
 
