@@ -36,8 +36,8 @@ from sim.profiles import (
     list_builtin,
 )
 from sim.profiles.build_builtin import build
-from sim.profiles.builtin import SOURCES, default_entries
 from sim.profiles.build_builtin import main as build_main
+from sim.profiles.builtin import SOURCES, default_entries
 from sim.profiles.fit import DECODE_TERMS, PREFILL_TERMS, mean_decode_context, profile_from
 from sim.profiles.hardware import model_size_from_name, scale_profile
 
