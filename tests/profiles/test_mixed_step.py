@@ -64,7 +64,8 @@ def profiles(draw: Any) -> LatencyProfile:
     given_mixed = {
         name: draw(st.none() | (coef if name.endswith("base_s") else tiny)) for name in MIXED_TERMS
     }
-    return replace(pure, **given_mixed)
+    overhead = draw(st.just(0.0) | coef)  # the identities below must hold with a per-step overhead too
+    return replace(pure, **given_mixed, step_overhead_s=overhead)
 
 
 tokens = st.integers(min_value=0, max_value=100_000)
@@ -117,6 +118,54 @@ def test_mixed_step_costs_at_least_each_of_its_parts(prof: LatencyProfile, c: in
     mixed = prof.step_time(c, a, n, ctx)
     assert mixed >= prof.step_time(0, 0.0, n, ctx)
     assert mixed >= prof.step_time(c, a, 0, 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(profiles(), steps(), st.floats(min_value=0.0, max_value=0.05, allow_nan=False))
+def test_step_overhead_is_added_exactly_once_to_every_step(
+    prof: LatencyProfile, step: tuple[int, float, int, int], overhead: float
+) -> None:
+    """prefill_time, iteration_time and step_time (pure or mixed) each carry step_overhead_s once."""
+    bare, with_o = replace(prof, step_overhead_s=0.0), replace(prof, step_overhead_s=overhead)
+    c, a, n, ctx = step
+    assert with_o.step_time(c, a, n, ctx) - bare.step_time(c, a, n, ctx) == pytest.approx(overhead, abs=1e-12)
+    assert with_o.iteration_time(n, ctx) - bare.iteration_time(n, ctx) == pytest.approx(overhead, abs=1e-12)
+    assert with_o.prefill_time(c) - bare.prefill_time(c) == pytest.approx(overhead, abs=1e-12)
+
+
+def test_step_overhead_by_hand_and_refused_when_negative() -> None:
+    prof = replace(PURE, step_overhead_s=0.004)
+    assert prof.iteration_time(10, 1000) == pytest.approx(0.017 + 6.0e-5 * 10 + 5.0e-8 * 1000 + 0.004)
+    assert prof.prefill_time(100) == pytest.approx(0.012 + 9.0e-5 * 100 + 2.5e-9 * 100**2 + 0.004)
+    # mixed (default coefficients): roofline max of the two branches, attention, KV reads, overhead once
+    c, n, ctx = 512, 8, 8000
+    mixed = max(0.017 + 6.0e-5 * n, 0.012 + 9.0e-5 * (c + n)) + 5.0e-9 * c * c / 2 + 5.0e-8 * ctx
+    assert prof.step_time(c, c * c / 2, n, ctx) == pytest.approx(mixed + 0.004)
+    for bad in (-1e-3, math.inf, math.nan):
+        with pytest.raises(ValueError, match="step_overhead_s"):
+            replace(PURE, step_overhead_s=bad)
+
+
+def test_scaling_leaves_the_step_overhead_alone() -> None:
+    """CPU time per step does not change with params, TP or GPU speed."""
+    scaled = scale_profile(replace(PURE, step_overhead_s=0.002), size_ratio=3.0, tp_ratio=0.5,
+                           compute_ratio=0.3, bandwidth_ratio=0.7)
+    assert scaled.step_overhead_s == 0.002
+    assert scaled.decode_base_s == pytest.approx(PURE.decode_base_s * 3.0 * 0.5 * 0.7)
+
+
+def test_fit_mixed_with_an_overhead_recovers_the_same_coefficients() -> None:
+    """Mixed coefficients describe the GPU part: fitting times that include an overhead, with a pure profile
+    that carries it, gives the coefficients fitted without it."""
+    c, a, n, x = _grid()
+    truth = replace(PURE, **MIXED)
+    t = mixed_step_times(truth, c, a, n, x)
+    plain = fit_mixed(c, a, n, x, t, pure=PURE)
+    shifted = fit_mixed(c, a, n, x, t + 0.003, pure=replace(PURE, step_overhead_s=0.003))
+    for name in MIXED_TERMS:
+        assert shifted.coefficients[name] == pytest.approx(plain.coefficients[name], rel=1e-6, abs=1e-12), name
+    prof = replace(PURE, **dict(shifted.coefficients), step_overhead_s=0.003)  # type: ignore[arg-type]
+    np.testing.assert_allclose(mixed_step_times(prof, c, a, n, x), t + 0.003, rtol=1e-3)
 
 
 def test_defaults_are_derived_from_the_pure_coefficients() -> None:
@@ -177,7 +226,12 @@ def test_vectorised_step_times_match_the_scalar_method() -> None:
     n[(c == 0) & (n == 0)] = 1
     a = chunk_attention(c, rng.integers(0, 8000, 400))
     x = n * rng.integers(1, 9000, 400)
-    for prof in (PURE, replace(PURE, **MIXED), replace(PURE, **dict.fromkeys(MIXED_TERMS, 0.0))):
+    for prof in (
+        PURE,
+        replace(PURE, **MIXED),
+        replace(PURE, **dict.fromkeys(MIXED_TERMS, 0.0)),
+        replace(PURE, **MIXED, step_overhead_s=0.0025),
+    ):
         got = mixed_step_times(prof, c, a, n, x)
         want = [prof.step_time(int(ci), float(ai), int(ni), int(xi)) for ci, ai, ni, xi in zip(c, a, n, x, strict=True)]
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=0.0)
