@@ -45,10 +45,20 @@ bases (the pure step times are unchanged, but derived entries no longer scale CP
 Splitwise entries keep 0 (their engine's overhead, if any, is inside their bases and cannot be separated).
 
 **H200 check** (:func:`h200_scaling_check`, printed and stored under ``h200_scaling_check``): the H100 vLLM
-entry of the same shape family scaled to the H200 by the rule, against the H200 kernel fit — per
-memory-bound coefficient and over the table's decode steps. The default H200 entries are the scaled vLLM
-ones: they carry the serving engine's costs, which a kernel measurement cannot; ``builtin: h200-torch``
-selects the measured ones.
+Llama-3-8B entry scaled to each H200 shape by the rule (size by params, GPU by the bandwidth ratio), against
+the H200 kernel fit — per memory-bound coefficient and over the table's decode steps. Result: on the 8B
+shape ``decode_per_ctx_token_s`` +11.7 % (the intercept agrees by construction: it identifies the step
+overhead); on the 32B shape ``decode_base_s`` +17.0 % and ``decode_per_ctx_token_s`` +17.5 % — which was
++138 % while the rule scaled KV reads with params (GQA models' KV grows with depth), so the rule now scales
+that term with params^0.5 (:data:`sim.profiles.hardware.KV_SIZE_EXPONENT`). The remaining ~17 % is
+weight-read efficiency growing with model size (66 % of HBM bandwidth at 8B, 77 % at 32B in the kernel
+table), not the GPU ratio. ``prefill_base_s`` is not comparable (Splitwise batched prefill vs eager PyTorch).
+
+**Default H200 entries** are the H100 defaults scaled by the checked rule (``derived``), not the kernel
+fits: a serving engine's costs are in the vLLM fits and absent from the kernel table — per sequence the
+vLLM Llama-3-8B entry costs 42 µs where the kernels need 11.7 µs (the rest is vLLM's CPU work per
+sequence), and the kernel table has no per-step overhead — so the kernel fits would make an H200 look
+faster than it serves. ``builtin: h200-torch`` selects them (e.g. with ``step_overhead_s`` set).
 
 Numbers are rounded to 6 significant digits so rebuilding on another machine gives the same file.
 """

@@ -372,3 +372,12 @@ def test_step_overhead_split_keeps_the_fitted_step_times() -> None:
         with_overhead_inside = replace(p, decode_base_s=p.decode_base_s + p.step_overhead_s,
                                        prefill_base_s=p.prefill_base_s + p.step_overhead_s, step_overhead_s=0.0)
         assert with_overhead_inside.iteration_time(8, 999) == pytest.approx(p.iteration_time(8, 999))
+
+
+@needs_data
+def test_build_script_reproduces_profiles_json_byte_for_byte(tmp_path: Path) -> None:
+    from sim.profiles.build_builtin import main as build_main
+
+    out = tmp_path / "profiles.json"
+    assert build_main([str(GPU_DIR), "--out", str(out)]) == 0
+    assert out.read_bytes() == PACKAGED.read_bytes()
