@@ -1,0 +1,855 @@
+"""Fidelity of latency profiles: measured configurations run through the engine, errors against the measurements.
+
+A fit's own error (``llmsim calibrate``'s MAPE) says how well a formula matches the rows it was fitted to;
+what a capacity plan inherits is what the *simulator* predicts for a deployment a user writes. So this module
+checks a profile the way it is used: every measured configuration (a batch of ``n`` requests of ``prompt``
+prompt and ``output`` output tokens, run together) becomes a one-deployment scenario — the model, the GPU,
+the tensor-parallel degree, one instance with ``max_seqs = n``, a tiny Azure-format trace holding the ``n``
+requests at time 0 (``use_trace_tokens: true``, so the synthetic pool's per-model length noise never
+applies) — which :func:`sim.runner.simulate` runs; TTFT, the decode step (TPOT) and the end-to-end time
+are read from its requests table and compared with what the table measured. ``benchmarks/fidelity.py``
+does this for every built-in entry against every public table covering it; :func:`calibration_fidelity`
+does it for a profile ``llmsim calibrate`` has just fitted, on the user's own rows.
+
+What each table measures, and the batch it becomes (:func:`read_measurements`):
+
+* **Splitwise** (``prompt_time``, ``token_time``, ``e2e_time``): a static batch; TTFT = the batch's prefill,
+  step = the mean decode iteration, e2e = the batch's completion. The output length is the number of tokens
+  actually generated, ``min(token_size, 1 + (e2e − prompt_time)/token_time)`` — long requested outputs stop
+  early, and the measured e2e reflects what ran. Rows that stalled (e2e above prefill + decodes by > 5 %)
+  are dropped, as the fit drops them.
+* **LLM-Inference-Bench** (``Latency``): a batch of ``Batch Size`` requests of input = output = L tokens,
+  end to end only. Failed runs and batches whose KV cache cannot fit (the preemption regime) are dropped by
+  :func:`sim.profiles.tables.bench_groups`, exactly as for fitting.
+* **Iteration tables** (``phase, batch, ctx_per_seq, ms``, e.g. the H200 one): a decode row is one step of
+  ``batch`` sequences each holding ``ctx_per_seq`` tokens — run as ``batch`` requests of ``ctx_per_seq − 1``
+  prompt tokens and 2 output tokens, whose single decode step sees exactly that context (at the k-th
+  decode a sequence holds prompt + k tokens); a prefill row is ``batch`` prompts of ``ctx_per_seq`` tokens
+  with one output token (TTFT only).
+* **canonical** and **mixed_step** tables: prefill rows as one prompt of the row's tokens (TTFT), decode
+  rows as above (the per-sequence context rounded to whole tokens). Mixed chunked-prefill rows and chunks
+  with a cached prefix are single steps inside a longer request, which a request-level run cannot isolate;
+  they are counted and skipped (their fit error is in calibrate's fit report).
+
+Scheduler (why ``reserve`` by default): every table measures a batch admitted at once whose prompts are
+prefilled together in one step before decoding starts, and whose requests never wait for memory; the
+``reserve`` scheduler does exactly that (whole-prompt prefill, full KV reserved at admission). ``paged``
+runs the same batch with ``chunked_prefill: false`` and a token budget ≥ the batch's prompt tokens (and ≥ one
+request's prompt + output, which the paged engine requires without chunking), so the
+prompts are again one prefill step; the difference is then the paged step model (per-sequence attention
+in ``step_time``) and paged memory (preemption instead of waiting). A batch the engine could not start at
+once (KV capacity with the default activation reserve) is counted in the ``waves`` column: its error is
+then the engine's memory model as much as the profile.
+
+Errors are relative, ``(simulated − measured) / measured``; a table reports the median, p90 and max of their
+absolute values per metric and the median signed error (bias) of the end-to-end time.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import yaml
+
+from sim.config.checks import profile_for
+from sim.config.load import parse_scenario
+from sim.config.schema import LatencySpec
+from sim.engine.latency import LatencyProfile
+from sim.errors import DataError, InputError
+from sim.profiles import builtin as _builtin
+from sim.profiles.builtin import BuiltinProfile, builtin_profile
+from sim.profiles.hardware import GPUS, MODELS, canonical_gpu, model_size_from_name
+from sim.profiles.tables import (
+    BENCH_HARDWARE,
+    SPLITWISE_E2E_SLACK,
+    Group,
+    RawTable,
+    bench_groups,
+    canonical_groups,
+    mixed_step_groups,
+    read_table,
+)
+from sim.runner import simulate
+
+if TYPE_CHECKING:  # calibrate imports the engine-free profile modules only; no import cycle at run time
+    from sim.profiles.calibrate import CalibrationReport
+
+METRICS = ("ttft", "step", "e2e")
+METRIC_TITLES = {"ttft": "TTFT", "step": "decode step", "e2e": "end to end"}
+THRESHOLD_PCT = 15.0
+SCHEDULERS = ("reserve", "paged")
+ITERATION_COLUMNS = ("phase", "batch", "ctx_per_seq", "ms")
+# Memory given to a GPU the datasheet table does not know (a user's own hardware): ample, so the run
+# checks the latency profile and not a guessed memory size.
+UNKNOWN_GPU_MEMORY_GIB = 4096.0
+DEFAULT_KV_BYTES = 131072  # the scenario schema's default (Llama-3-8B)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A measured configuration: ``n`` requests of ``prompt`` prompt and ``output`` output tokens, arriving together."""
+
+    n: int
+    prompt: int
+    output: int
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What a table measured for one batch (None where it does not measure that metric), in seconds."""
+
+    batch: Batch
+    ttft_s: float | None = None
+    step_s: float | None = None
+    e2e_s: float | None = None
+
+    def value(self, metric: str) -> float | None:
+        return {"ttft": self.ttft_s, "step": self.step_s, "e2e": self.e2e_s}[metric]
+
+
+@dataclass
+class MeasuredSet:
+    """The rows of one (model, GPU, TP, framework) of one table file."""
+
+    file: str  # file name (no directory)
+    table: str  # short label of the table kind, e.g. 'splitwise', 'bench vLLM'
+    model: str  # as the table spells it
+    gpu: str  # canonical GPU name when known, else as spelled
+    tp: int
+    framework: str = ""
+    rows: list[Measurement] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.table
+
+
+# ----------------------------------------------------------------------------------------- reading tables
+def _gpu_name(raw: str) -> str:
+    return BENCH_HARDWARE.get(raw) or canonical_gpu(raw) or raw
+
+
+def _read_plain(path: Path) -> RawTable:
+    """A CSV as a RawTable without format detection (for the iteration format, which the fit tables
+    may not recognise); the same checks on empty files and ragged rows as :func:`read_table`."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = tuple(cell.strip() for cell in next(reader, []))
+            rows, lines = [], []
+            for row in reader:
+                if row and any(cell.strip() for cell in row):
+                    if len(row) > len(header):
+                        raise DataError(
+                            f"{len(row)} fields but the header has {len(header)} columns",
+                            file=path,
+                            where=f"line {reader.line_num}",
+                        )
+                    rows.append(tuple(row))
+                    lines.append(reader.line_num)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not a UTF-8 text CSV ({exc.reason})", file=path) from None
+    except csv.Error as exc:
+        raise DataError(f"malformed CSV: {exc}", file=path) from None
+    if not rows:
+        raise DataError("no data rows after the header", file=path, where="line 2")
+    return RawTable(path, "iteration", header, tuple(rows), tuple(lines))
+
+
+def _header(path: Path) -> tuple[str, ...]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            return tuple(cell.strip() for cell in next(csv.reader(fh), []))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return ()
+
+
+def _decode_batch(n: float, ctx_total: float) -> Batch | None:
+    """``n`` sequences holding ``ctx_total`` context tokens in all, as requests whose one decode step sees
+    that context: prompt = per-sequence context − 1 (rounded), 2 output tokens. None below 2 tokens each."""
+    per_seq = int(round(ctx_total / n))
+    return Batch(int(n), per_seq - 1, 2) if per_seq >= 2 else None
+
+
+def _splitwise_sets(table: RawTable) -> list[MeasuredSet]:
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for i in range(len(table.rows)):
+        key = (table.text("model", i), table.text("hardware", i), table.text("tensor_parallel", i))
+        groups.setdefault(key, []).append(i)
+    out = []
+    for (model, hardware, _), idx in sorted(groups.items()):
+        tp = table.numbers("tensor_parallel", idx[:1], minimum=1)[0]
+        prompt = table.numbers("prompt_size", idx, minimum=1)
+        batch = table.numbers("batch_size", idx, minimum=1)
+        tokens = table.numbers("token_size", idx, minimum=1)
+        pt, tt, e2e = (table.positive(c, idx) / 1000.0 for c in ("prompt_time", "token_time", "e2e_time"))
+        s = MeasuredSet(table.path.name, "splitwise", model, _gpu_name(hardware), int(tp))
+        stalled = e2e > SPLITWISE_E2E_SLACK * (pt + (tokens - 1) * tt)
+        if stalled.any():
+            s.notes.append(f"{int(stalled.sum())} stalled row(s) dropped (e2e > prefill + decodes by > 5 %)")
+        for k in np.flatnonzero(~stalled):
+            generated = int(min(tokens[k], max(1, round(1 + (e2e[k] - pt[k]) / tt[k]))))
+            b = Batch(int(batch[k]), int(prompt[k]), generated)
+            step = float(tt[k]) if generated > 1 else None
+            s.rows.append(Measurement(b, ttft_s=float(pt[k]), step_s=step, e2e_s=float(e2e[k])))
+        out.append(s)
+    return out
+
+
+def _bench_sets(table: RawTable) -> list[MeasuredSet]:
+    out = []
+    for g in bench_groups(table):
+        s = MeasuredSet(table.path.name, f"bench {g.framework}", g.model, g.hardware, g.tp, g.framework)
+        s.notes.extend(g.notes)
+        if g.e2e is not None:
+            for n, lin, lout, t in zip(*g.e2e, strict=True):
+                s.rows.append(Measurement(Batch(int(n), int(lin), int(lout)), e2e_s=float(t)))
+        out.append(s)
+    return out
+
+
+def _iteration_sets(table: RawTable) -> list[MeasuredSet]:
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    gpu_col = "gpu" if "gpu" in table.header else "hardware"
+    for i in range(len(table.rows)):
+        key = tuple(table.text(c, i) if c in table.header else "" for c in ("model", gpu_col, "tp"))
+        groups.setdefault((key[0], key[1], key[2]), []).append(i)
+    out = []
+    for (model, gpu, tp_raw), idx in sorted(groups.items()):
+        tp = int(table.numbers("tp", idx[:1], minimum=1)[0]) if tp_raw else 1
+        s = MeasuredSet(table.path.name, "iteration", model or "-", _gpu_name(gpu) if gpu else "-", tp)
+        batch = table.numbers("batch", idx, minimum=1)
+        ctx = table.numbers("ctx_per_seq", idx, minimum=1)
+        ms = table.positive("ms", idx) / 1000.0
+        for k, i in enumerate(idx):
+            phase = table.text("phase", i).lower()
+            if phase == "decode" and ctx[k] >= 2:
+                s.rows.append(Measurement(Batch(int(batch[k]), int(ctx[k]) - 1, 2), step_s=float(ms[k])))
+            elif phase == "prefill":
+                s.rows.append(Measurement(Batch(int(batch[k]), int(ctx[k]), 1), ttft_s=float(ms[k])))
+            else:
+                raise DataError(
+                    f"expected phase 'decode' (with ctx_per_seq >= 2) or 'prefill', got {table.text('phase', i)!r}",
+                    file=table.path,
+                    where=f"line {table.lines[i]}, column 'phase'",
+                )
+        out.append(s)
+    return out
+
+
+def _step_sets(table: RawTable, groups: list[Group], label: str) -> list[MeasuredSet]:
+    """canonical / mixed_step groups: prefill rows as one prompt (chunks with a cached prefix skipped),
+    decode rows as one decode step, mixed rows skipped (module docstring)."""
+    out = []
+    for g in groups:
+        s = MeasuredSet(table.path.name, label, g.model, g.hardware, g.tp)
+        skipped = 0
+        if g.prefill is not None:
+            tokens, times = g.prefill
+            whole = np.ones(len(tokens), dtype=bool)
+            if g.prefill_attn is not None:  # chunk rows: a whole prompt has attention work P²/2
+                whole = np.isclose(g.prefill_attn, tokens * tokens / 2.0)
+            skipped += int((~whole).sum())
+            for p, t in zip(tokens[whole], times[whole], strict=True):
+                if p >= 1:
+                    s.rows.append(Measurement(Batch(1, int(p), 1), ttft_s=float(t)))
+        if g.decode is not None:
+            for n, ctx, t in zip(*g.decode, strict=True):
+                b = _decode_batch(float(n), float(ctx))
+                if b is None:
+                    skipped += 1
+                else:
+                    s.rows.append(Measurement(b, step_s=float(t)))
+        if g.mixed is not None:
+            skipped += len(g.mixed[0])
+        if skipped:
+            s.notes.append(
+                f"{skipped} row(s) not run: mixed chunked-prefill steps, chunks after a cached prefix or "
+                "decodes under 2 context tokens per sequence are single steps a request-level run cannot isolate"
+            )
+        out.append(s)
+    return out
+
+
+def read_measurements(path: str | Path) -> list[MeasuredSet]:
+    """Every measured batch of a latency table, per (model, GPU, TP, framework); see the module docstring.
+
+    Accepts the formats of :mod:`sim.profiles.tables` and the iteration format (``phase, batch,
+    ctx_per_seq, ms`` [, model, gpu, tp]); raises :class:`~sim.errors.DataError` naming file, line and column.
+    """
+    p = Path(path)
+    if p.is_file() and set(ITERATION_COLUMNS) <= set(_header(p)):
+        return _iteration_sets(_read_plain(p))
+    table = read_table(p)
+    if table.format == "splitwise":
+        return _splitwise_sets(table)
+    if table.format == "llm_inference_bench":
+        return _bench_sets(table)
+    if table.format == "canonical":
+        return _step_sets(table, canonical_groups(table), "canonical")
+    if table.format == "mixed_step":
+        return _step_sets(table, mixed_step_groups(table), "mixed_step")
+    if set(ITERATION_COLUMNS) <= set(table.header):  # a format name the fit tables gave it
+        return _iteration_sets(table)
+    raise DataError(f"no fidelity reader for the {table.format} format", file=p)
+
+
+# ----------------------------------------------------------------------------------------- running the engine
+@dataclass(frozen=True)
+class Target:
+    """The deployment a batch runs on, as a user writes it: GPU (scenario name and memory), TP, model size
+    and KV bytes, and the ``models[].latency.<gpu>`` blocks to try in order (the first whose resolved
+    profile equals ``profile`` is used — ``builtin: true`` when the lookup lands on the entry, else the
+    coefficients written out)."""
+
+    gpu: str
+    memory_gib: float
+    tp: int
+    params_b: float
+    kv_bytes_per_token: int
+    profile: LatencyProfile
+    latency_blocks: tuple[tuple[tuple[str, Any], ...], ...]
+
+
+@dataclass(frozen=True)
+class Simulated:
+    """What the engine gave for one batch: TTFT and end to end of the batch (its last request) and the
+    mean decode step (None with one output token); ``waves`` when it could not run the batch at once
+    (KV memory: later requests waited or were preempted); ``served`` false when some request never ran
+    (larger than the KV cache), and then every time is None."""
+
+    ttft_s: float | None
+    step_s: float | None
+    e2e_s: float | None
+    waves: bool
+    served: bool = True
+
+    def value(self, metric: str) -> float | None:
+        return {"ttft": self.ttft_s, "step": self.step_s, "e2e": self.e2e_s}[metric]
+
+
+def coefficient_block(profile: LatencyProfile) -> tuple[tuple[str, Any], ...]:
+    """A scenario latency block giving ``profile``'s coefficients explicitly (every field the scenario
+    schema accepts that the profile sets)."""
+    names = [f.name for f in fields(LatencyProfile) if f.init and f.name in LatencySpec.model_fields]
+    return tuple((n, float(getattr(profile, n))) for n in names if getattr(profile, n) is not None)
+
+
+def _scenario(
+    target: Target, block: Mapping[str, Any], batch: Batch, trace: Path, scheduler: str
+) -> dict[str, Any]:
+    dep: dict[str, Any] = {
+        "model": "m",
+        "gpu": target.gpu,
+        "tp": target.tp,
+        "instances": 1,
+        "max_seqs": batch.n,
+        "scheduler": scheduler,
+    }
+    if scheduler == "paged":  # one prefill step for the whole batch, as measured (module docstring); without
+        # chunked prefill the paged engine also wants a request's whole context (a restart after preemption) in one step
+        budget = max(batch.n, batch.n * batch.prompt, batch.prompt + batch.output)
+        dep.update(chunked_prefill=False, max_num_batched_tokens=budget)
+    return {
+        "name": "fidelity",
+        "seed": 1,
+        "gpus": [{"name": target.gpu, "memory_gib": target.memory_gib, "count": target.tp}],
+        "models": [
+            {
+                "name": "m",
+                "params_b": target.params_b,
+                "kv_bytes_per_token": target.kv_bytes_per_token,
+                "price_in_per_mtok": 0.0,
+                "price_out_per_mtok": 0.0,
+                "strength": 1.0,
+                "latency": {target.gpu: dict(block)},
+            }
+        ],
+        "deployments": [dep],
+        "workload": {
+            "arrivals": {"type": "trace", "path": str(trace), "format": "azure", "use_trace_tokens": True},
+            "pool": {"type": "synthetic"},
+        },
+        "router": {"policy": "cheapest", "capacity": "unlimited"},
+    }
+
+
+class NotExpressible(Exception):
+    """A profile no scenario can give (e.g. a coefficient the scenario schema does not accept yet)."""
+
+
+class Harness:
+    """Runs measured batches through :func:`sim.runner.simulate`; results are cached per (target, batch),
+    so repeated measurements of one configuration cost one run. Use :func:`harness` for a temp folder."""
+
+    def __init__(self, workdir: Path, scheduler: str = "reserve") -> None:
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+        self.workdir = workdir
+        self.scheduler = scheduler
+        self._cache: dict[tuple[Target, Batch], Simulated] = {}
+        self._block: dict[Target, int] = {}
+        self.runs = 0
+
+    def _trace(self, batch: Batch) -> Path:
+        path = self.workdir / f"batch-{batch.n}-{batch.prompt}-{batch.output}.csv"
+        if not path.exists():
+            row = f"2024-01-01 00:00:00.0000000,{batch.prompt},{batch.output}\n"
+            path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + row * batch.n, encoding="utf-8")
+        return path
+
+    def _parse(self, target: Target, block: Mapping[str, Any], batch: Batch) -> Any:
+        text = yaml.safe_dump(_scenario(target, block, batch, self._trace(batch), self.scheduler))
+        return parse_scenario(text, file="<fidelity scenario>", base_dir=self.workdir)
+
+    def _scenario_for(self, target: Target, batch: Batch) -> Any:
+        """The parsed scenario, with the first latency block that resolves to the target's profile."""
+        if target in self._block:
+            return self._parse(target, dict(target.latency_blocks[self._block[target]]), batch)
+        for i, block in enumerate(target.latency_blocks):
+            try:
+                sc = self._parse(target, dict(block), batch)
+            except InputError:
+                if i == len(target.latency_blocks) - 1:
+                    raise
+                continue
+            if profile_for(sc.models[0], sc.deployments[0]) == target.profile:
+                self._block[target] = i
+                return sc
+        missing = [
+            f.name
+            for f in fields(LatencyProfile)
+            if f.init and f.name not in LatencySpec.model_fields and getattr(target.profile, f.name)
+        ]
+        raise NotExpressible(
+            "no scenario latency block gives this profile"
+            + (f" (models[].latency does not accept {', '.join(missing)})" if missing else "")
+        )
+
+    def run(self, target: Target, batch: Batch) -> Simulated:
+        """Simulate ``batch`` on ``target``; InputError if the scenario is refused (e.g. weights do not fit)."""
+        key = (target, batch)
+        if key not in self._cache:
+            req = simulate(self._scenario_for(target, batch)).requests
+            self.runs += 1
+            self._cache[key] = _simulated(req, batch)
+        return self._cache[key]
+
+
+def _simulated(req: Any, batch: Batch) -> Simulated:
+    """Batch TTFT / mean step / batch e2e from a run's requests table (see :class:`Simulated`)."""
+    arrival = req["arrival_s"].to_numpy(dtype=float)
+    started = req["start_s"].to_numpy(dtype=float)
+    waves = bool(np.any(started > arrival) or np.any(req["preemptions"].to_numpy() > 0))
+    if len(req) != batch.n or not (req["status"] == "completed").all():
+        return Simulated(None, None, None, waves=True, served=False)
+    return Simulated(
+        ttft_s=float(np.max(req["first_token_s"].to_numpy(dtype=float) - arrival)),
+        step_s=float(np.mean(req["tpot_s"].to_numpy(dtype=float))) if batch.output > 1 else None,
+        e2e_s=float(np.max(req["finish_s"].to_numpy(dtype=float) - arrival)),
+        waves=waves,
+    )
+
+
+@contextmanager
+def harness(scheduler: str = "reserve") -> Iterator[Harness]:
+    """A :class:`Harness` writing its trace files to a temporary folder, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="llmsim-fidelity-") as tmp:
+        yield Harness(Path(tmp), scheduler)
+
+
+# ----------------------------------------------------------------------------------------- errors
+@dataclass(frozen=True)
+class ErrorStats:
+    """Relative errors of one metric over a set's rows, in percent: median / p90 / max / mean of |error|,
+    and the median signed error (bias: + means the simulator is slower than measured)."""
+
+    rows: int
+    median_pct: float
+    p90_pct: float
+    max_pct: float
+    bias_pct: float
+    mean_pct: float  # comparable with a fit's MAPE
+
+
+def error_stats(simulated: Sequence[float], measured: Sequence[float]) -> ErrorStats | None:
+    if not measured:
+        return None
+    rel = (np.asarray(simulated, dtype=float) - np.asarray(measured, dtype=float)) / np.asarray(
+        measured, dtype=float
+    )
+    err = np.abs(rel) * 100.0
+    return ErrorStats(
+        rows=len(err),
+        median_pct=float(np.median(err)),
+        p90_pct=float(np.quantile(err, 0.9)),
+        max_pct=float(np.max(err)),
+        bias_pct=float(np.median(rel) * 100.0),
+        mean_pct=float(np.mean(err)),
+    )
+
+
+@dataclass(frozen=True)
+class FidelityRow:
+    """One profile against one measured set."""
+
+    entry: str
+    source: str
+    table: str
+    file: str
+    training: bool  # the profile was fitted on these rows
+    rows: int
+    errors: Mapping[str, ErrorStats]  # per metric the table measures
+    waves: int = 0  # rows the engine could not run as one batch (KV memory); their errors are included
+    unserved: int = 0  # rows with a request the engine can never admit (larger than the KV cache); excluded
+    notes: tuple[str, ...] = ()
+    default: bool = (
+        True  # a scenario's `builtin: true` gives this profile (else only by source name / coefficients)
+    )
+
+    def over(self, threshold_pct: float = THRESHOLD_PCT) -> list[str]:
+        """Metrics whose median error exceeds the threshold."""
+        return [m for m in METRICS if m in self.errors and self.errors[m].median_pct > threshold_pct]
+
+
+def evaluate(
+    h: Harness,
+    target: Target,
+    mset: MeasuredSet,
+    *,
+    entry: str,
+    source: str,
+    training: bool,
+    limit: int | None = None,
+    table: str | None = None,
+    default: bool = True,
+) -> FidelityRow:
+    """Run every row of ``mset`` (the first ``limit`` distinct batches if given) on ``target``; errors per
+    metric. ``table`` overrides the set's label, ``default`` is copied to the row."""
+    rows = mset.rows
+    if limit is not None:
+        keep = list(dict.fromkeys(r.batch for r in rows))[:limit]
+        rows = [r for r in rows if r.batch in set(keep)]
+    notes = list(mset.notes)
+    sims: dict[Batch, Simulated] = {}
+    for r in rows:
+        if r.batch in sims:
+            continue
+        try:
+            sims[r.batch] = h.run(target, r.batch)
+        except (InputError, NotExpressible) as exc:  # refused, e.g. the weights do not fit the GPUs
+            sims[r.batch] = Simulated(None, None, None, waves=True, served=False)
+            detail = exc.detail if isinstance(exc, InputError) else str(exc)
+            if not any(n.startswith("not runnable") for n in notes):
+                notes.append(f"not runnable: {detail}")
+    errors = {}
+    for metric in METRICS:
+        pairs = [(sims[r.batch].value(metric), r.value(metric)) for r in rows]
+        kept = [(s, m) for s, m in pairs if s is not None and m is not None]
+        stats = error_stats([s for s, _ in kept], [m for _, m in kept])
+        if stats is not None:
+            errors[metric] = stats
+    waves = sum(sims[r.batch].waves and sims[r.batch].served for r in rows)
+    unserved = sum(not sims[r.batch].served for r in rows)
+    return FidelityRow(
+        entry,
+        source,
+        table or mset.table,
+        mset.file,
+        training,
+        len(rows),
+        errors,
+        waves,
+        unserved,
+        tuple(notes),
+        default,
+    )
+
+
+# ----------------------------------------------------------------------------------------- built-in entries
+SOURCE_LABELS = {  # fallback labels by training file, when an entry names no source itself
+    "splitwise_perf_model.csv": "splitwise",
+    "llm_inference_bench_all_results.csv": "vllm-bench",
+    "h200_torch_iteration_times.csv": "h200-torch",
+}
+
+
+def model_key(name: str) -> str:
+    """A spelling-insensitive model key: 'meta-llama/Meta-Llama-3-70B', 'Llama-3-70B' → 'llama370b';
+    'llama2-70b', 'Llama-2-70B' → 'llama270b'."""
+    s = name.rsplit("/", 1)[-1].lower()
+    s = re.sub(r"^meta-(?=llama)", "", s)
+    s = re.sub(r"-hf$", "", s)
+    return re.sub(r"[^a-z0-9]", "", s)
+
+
+def _provenance(entry: BuiltinProfile) -> Mapping[str, Any]:
+    """The entry's data provenance (file, rows, filters): ``entry.data``, or a mapping ``source`` (older JSON)."""
+    data = getattr(entry, "data", None)
+    if isinstance(data, Mapping):
+        return data
+    return entry.source if isinstance(entry.source, Mapping) else {}
+
+
+def source_files(entry: BuiltinProfile) -> set[str]:
+    """Names of the table files the entry was fitted on (empty for a derived entry's own rows)."""
+    data = _provenance(entry)
+    files = list(data.get("files") or [])
+    if data.get("file"):
+        files.append(data["file"])
+    return {Path(str(f)).name for f in files}
+
+
+def source_label(entry: BuiltinProfile) -> str:
+    """The entry's source name (``vllm-bench``, ``splitwise``, ``h200-torch``, ``derived``)."""
+    if isinstance(entry.source, str) and entry.source:
+        return entry.source
+    if entry.derived:
+        return "derived"
+    files = sorted(source_files(entry))
+    return SOURCE_LABELS.get(files[0], Path(files[0]).stem) if files else "?"
+
+
+def entry_model_keys(name: str) -> set[str]:
+    """Model keys an entry's model name stands for: 'Llama-2/3-70B' (one fit over both models' rows) →
+    {'llama270b', 'llama370b'}; 'Llama-3-8B shape' (random weights of that shape) → {'llama38b'};
+    parenthesised remarks dropped."""
+    name = re.sub(r"\s*\(.*?\)", "", name)
+    name = re.sub(r"\s+shape$", "", name.strip(), flags=re.IGNORECASE)
+    options = [part.split("/") for part in name.split("-")]
+    return {model_key("-".join(choice)) for choice in itertools.product(*options)}
+
+
+def covers(entry: BuiltinProfile, mset: MeasuredSet) -> bool:
+    """The set measures (one of) the entry's model(s) on its GPU at its TP degree."""
+    return (
+        model_key(mset.model) in entry_model_keys(entry.model)
+        and entry.gpu == mset.gpu
+        and entry.tp == mset.tp
+    )
+
+
+def is_training(entry: BuiltinProfile, mset: MeasuredSet) -> bool:
+    """The entry was fitted on these rows: a measured entry whose source is this file (and, for a file
+    with several frameworks, names this framework)."""
+    if entry.derived or mset.file not in source_files(entry):
+        return False
+    return not mset.framework or mset.framework.lower() in str(dict(_provenance(entry))).lower()
+
+
+def _latency_blocks(
+    profile: LatencyProfile, names: Iterable[bool | str]
+) -> tuple[tuple[tuple[str, Any], ...], ...]:
+    return (*((("builtin", n),) for n in names), coefficient_block(profile))
+
+
+def entry_target(entry: BuiltinProfile, table_model: str) -> Target:
+    """The scenario a user would write for this entry: ``params_b`` = its size (so the built-in lookup
+    lands on it), KV bytes of the measured model, the GPU's datasheet memory, ``builtin: true`` (or its
+    source name, or its coefficients when the lookup would pick another entry of the same size)."""
+    names: list[bool | str] = []
+    if builtin_profile(entry.model_size_b, entry.gpu, entry.tp) == entry.profile:
+        names.append(True)
+    label = source_label(entry)
+    try:
+        LatencySpec.model_validate({"builtin": label})
+        names.append(label)
+    except ValueError:  # the schema takes builtin: true/false only
+        pass
+    info = MODELS.get(table_model)
+    spec = GPUS.get(entry.gpu)
+    return Target(
+        gpu=entry.gpu,
+        memory_gib=spec.memory_gb if spec is not None else UNKNOWN_GPU_MEMORY_GIB,
+        tp=entry.tp,
+        params_b=entry.model_size_b,
+        kv_bytes_per_token=info.kv_bytes_per_token if info is not None else DEFAULT_KV_BYTES,
+        profile=entry.profile,
+        latency_blocks=_latency_blocks(entry.profile, names),
+    )
+
+
+def entry_fidelity(
+    entries: Sequence[BuiltinProfile], sets: Sequence[MeasuredSet], h: Harness, *, limit: int | None = None
+) -> tuple[list[FidelityRow], list[BuiltinProfile]]:
+    """Every entry against every set covering it (training sets included, marked); and the entries no set covers."""
+    rows, uncovered = [], []
+    for entry in entries:
+        matched = [s for s in sets if covers(entry, s) and s.rows]
+        if not matched:
+            uncovered.append(entry)
+        several = len(entry_model_keys(entry.model)) > 1
+        default = builtin_profile(entry.model_size_b, entry.gpu, entry.tp) == entry.profile
+        for s in matched:
+            label = f"{s.table} [{s.model.rsplit('/', 1)[-1]}]" if several else s.table
+            target = entry_target(entry, s.model)
+            rows.append(
+                evaluate(
+                    h,
+                    target,
+                    s,
+                    entry=entry.name,
+                    source=source_label(entry),
+                    training=is_training(entry, s),
+                    limit=limit,
+                    table=label,
+                    default=default,
+                )
+            )
+    return rows, uncovered
+
+
+def lookup_fidelity(
+    entries: Sequence[BuiltinProfile],
+    sets: Sequence[MeasuredSet],
+    h: Harness,
+    *,
+    limit: int | None = None,
+) -> list[FidelityRow]:
+    """Measured sets no entry covers, run as a user would write them — ``params_b`` of the measured model
+    and ``builtin: true`` — so the lookup scales the nearest entry: what a scenario with, say, Llama-3-70B
+    or Llama-2-70B on A100-40GB actually gets. Dense models of :data:`~sim.profiles.hardware.MODELS` only
+    (a mixture of experts needs its active size, which a scenario's ``params_b`` does not carry)."""
+    rows = []
+    for s in sets:
+        info = MODELS.get(s.model)
+        if info is None or info.size_b != info.weights_b or not s.rows or s.framework not in ("", "vLLM"):
+            continue
+        if any(covers(e, s) for e in entries):
+            continue
+        try:
+            profile = builtin_profile(info.size_b, s.gpu, s.tp)
+        except (KeyError, ValueError):  # no built-in entry on this GPU
+            continue
+        start = getattr(_builtin, "builtin_entry", None)
+        origin = f"scaled {start(info.size_b, s.gpu, s.tp).name}" if start is not None else "scaled"
+        target = Target(
+            gpu=s.gpu,
+            memory_gib=GPUS[s.gpu].memory_gb if s.gpu in GPUS else UNKNOWN_GPU_MEMORY_GIB,
+            tp=s.tp,
+            params_b=info.size_b,
+            kv_bytes_per_token=info.kv_bytes_per_token,
+            profile=profile,
+            latency_blocks=_latency_blocks(profile, [True]),
+        )
+        name = f"{s.model.rsplit('/', 1)[-1]}@{s.gpu}/tp{s.tp} (lookup)"
+        rows.append(evaluate(h, target, s, entry=name, source=origin, training=False, limit=limit))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------- a calibrated profile
+def profile_target(profile: LatencyProfile, model: str, gpu: str, tp: int) -> Target:
+    """The scenario for a profile fitted on a user's table: the GPU's datasheet memory when the GPU is
+    known (else ample memory), the model's size and KV bytes when known (else 1 B parameters, 128 KiB)."""
+    spec = GPUS.get(canonical_gpu(gpu) or gpu)
+    info = MODELS.get(model)
+    size = info.size_b if info is not None else model_size_from_name(model)
+    return Target(
+        gpu=spec.name if spec is not None else "GPU",
+        memory_gib=spec.memory_gb if spec is not None else UNKNOWN_GPU_MEMORY_GIB,
+        tp=tp,
+        params_b=info.weights_b if info is not None else (size or 1.0),
+        kv_bytes_per_token=info.kv_bytes_per_token if info is not None else DEFAULT_KV_BYTES,
+        profile=profile,
+        latency_blocks=(coefficient_block(profile),),
+    )
+
+
+def calibration_fidelity(report: CalibrationReport, scheduler: str = "reserve") -> list[FidelityRow]:
+    """Each fitted group of a calibration report, run through the engine on its own rows of the table.
+
+    The fit's MAPE measures the formula; this measures what a scenario using the fitted coefficients
+    predicts for the measured batches (TTFT / decode step / end to end, whichever the table measures).
+    """
+    sets = read_measurements(report.path)
+    out = []
+    with harness(scheduler) as h:
+        for g in report.groups:
+            if g.profile is None:
+                continue
+            for s in sets:
+                if (s.model, s.gpu, s.tp) != (g.model, g.hardware, g.tp) or (s.framework or "") != (
+                    g.framework or ""
+                ):
+                    continue
+                if not s.rows:
+                    continue
+                name = f"{g.model} on {g.hardware}, tp={g.tp}" + (f", {g.framework}" if g.framework else "")
+                target = profile_target(g.profile, g.model, g.hardware, g.tp)
+                out.append(evaluate(h, target, s, entry=name, source="fitted", training=True))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- printing
+def _pct(stats: ErrorStats | None, attr: str) -> str:
+    if stats is None:
+        return "-"
+    value = getattr(stats, attr)
+    return f"{value:+.1f}" if attr == "bias_pct" else f"{value:.1f}"
+
+
+def format_fidelity(rows: Sequence[FidelityRow], threshold_pct: float = THRESHOLD_PCT) -> str:
+    """One table: per (profile, measured set) the rows run, the batches the engine split into waves,
+    median / p90 / max |relative error| in % of TTFT, decode step and end to end, the e2e bias, and the
+    metrics whose median exceeds ``threshold_pct`` (flagged ``*``). Training sets are marked ``(fit)``;
+    a profile that ``builtin: true`` does not select (another source is the default) is marked ``(by name)``."""
+    head = ["profile", "source", "table", "rows", "waves", "unserved"]
+    for m in METRICS:
+        head += [f"{m} med", "p90", "max"]
+    head += ["e2e bias", f"> {threshold_pct:g} %"]
+    body = []
+    for r in rows:
+        line = [
+            r.entry,
+            r.source + ("" if r.default else " (by name)"),
+            r.table + (" (fit)" if r.training else ""),
+            str(r.rows),
+            str(r.waves),
+            str(r.unserved),
+        ]
+        for m in METRICS:
+            line += [_pct(r.errors.get(m), a) for a in ("median_pct", "p90_pct", "max_pct")]
+        over = r.over(threshold_pct)
+        line += [_pct(r.errors.get("e2e"), "bias_pct"), ("* " + ",".join(over)) if over else ""]
+        if not r.errors:
+            line[-1] = "not run"
+        body.append(line)
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
+    left = {0, 1, 2, len(head) - 1}
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    lines = [fmt(head), fmt(["-" * w for w in widths])]
+    lines += [fmt(b) for b in body]
+    return "\n".join(lines)
+
+
+def format_calibration_fidelity(rows: Sequence[FidelityRow]) -> str:
+    """The calibrate report's closing section: the fitted profiles run through the engine on the table's rows."""
+    if not rows:
+        return "Engine check: no table rows can be run as request batches (see the notes above)."
+    lines = [
+        "",
+        "Engine check: each fitted profile in a one-deployment scenario, run on the table's measured batches",
+        "(|relative error| in %: median, p90, max; bias = median signed e2e error, + = simulated slower)",
+        format_fidelity(rows),
+    ]
+    for r in rows:
+        lines += [
+            f"  note ({r.entry}): {n}" for n in r.notes if n.startswith("not runnable") or "not run:" in n
+        ]
+    return "\n".join(lines)
