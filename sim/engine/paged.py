@@ -585,7 +585,8 @@ class PagedInstance:
             cache[h] += 1
         s.units = hits
         s.computed = len(hits) * self.sched.prefix_block_tokens
-        r.cached_tokens += s.computed
+        if first:  # hits of a request re-admitted after preemption are not counted (as vLLM's stats)
+            r.cached_tokens = s.computed
         chunk = min(s.prompt - s.computed, self._budget)
         need = -(-(s.computed + chunk) // self._bs) - len(hits) * self._unit
         self._take(need)

@@ -16,8 +16,8 @@ class Request:
     Paged scheduler only (zero / NaN under ``reserve``): ``prefix`` -- hashes of the prompt's leading
     blocks of ``SchedulerConfig.prefix_block_tokens`` tokens (Mooncake ``hash_ids``), or ``None``;
     ``preemptions`` and ``recomputed_tokens`` (prompt + generated tokens prefilled again after
-    preemptions); ``cached_tokens`` (prompt tokens served from the prefix cache, summed over
-    admissions); ``max_gap`` (longest time between two consecutive output tokens; NaN with one token).
+    preemptions); ``cached_tokens`` (prompt tokens served from the prefix cache at its first
+    admission); ``max_gap`` (longest time between two consecutive output tokens; NaN with one token).
     """
 
     __slots__ = (

@@ -41,10 +41,10 @@ def scheduler_stats(
     ``cache_scope`` (the requests of models with a prefix-caching deployment; None: no cache anywhere).
 
     The counters are recorded when a request finishes, so they cover admitted (``start`` recorded)
-    requests; a request still running at a cut-off is not in them. Token hit rate: cached prompt
-    tokens over the prompt tokens those admissions had to serve, ``prompt + recomputed`` (a preempted
-    request is admitted again with its grown prompt, and may hit the cache again), so it stays in
-    [0, 1]; None without ``prompt_tokens``. Request hit rate: the share of admitted requests that had
+    requests; a request still running at a cut-off is not in them. Token hit rate: prompt tokens
+    served from the cache at first admission over the prompt tokens (re-admissions after preemption
+    also hit their own blocks, but are not counted, as in vLLM's prefix-cache stats); None without
+    ``prompt_tokens``. Request hit rate: the share of admitted requests that had
     any cached token.
     """
     admitted = mine & np.isfinite(rec.start)
@@ -55,7 +55,6 @@ def scheduler_stats(
         hit_requests = float((cached > 0).mean())
         if prompt_tokens is not None:
             served = int(np.asarray(prompt_tokens, dtype=np.int64)[cached_in].sum())
-            served += int(rec.recomputed_tokens[cached_in].sum(dtype=np.int64))
             hit_tokens = float(cached.sum() / served) if served else None
     return {
         "preemptions": int(rec.preemptions[admitted].sum(dtype=np.int64)) if paged else None,

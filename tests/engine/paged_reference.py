@@ -38,8 +38,9 @@ Prefix cache (``prefix_cache``): ``prefix`` hashes cover units of ``prefix_block
 (``prefix_block_tokens / block_size`` blocks each); only units wholly inside the original prompt count.
 A cached unit is shared by every sequence using it; with no user it is *evictable*: its blocks still
 count as free, and allocation takes plain free blocks first, then evicts evictable units in least
-recently released order (a sequence releases its units last-first). ``cached_tokens`` counts hit tokens
-at every admission; ``recomputed_tokens`` the KV tokens discarded at each preemption.
+recently released order (a sequence releases its units last-first). ``cached_tokens`` counts the hit
+tokens of a request's first admission (a re-admission after preemption hits too, but is not counted, as
+in vLLM's prefix-cache stats); ``recomputed_tokens`` the KV tokens discarded at each preemption.
 """
 
 from __future__ import annotations
@@ -231,7 +232,8 @@ class _Inst:
         step = self.step
         assert step is not None
         res = self.results[s.idx]
-        if res.instance < 0:
+        first = res.instance < 0
+        if first:
             res.instance = self.iid
             res.start = t
         hits = self.hits(s)
@@ -241,7 +243,8 @@ class _Inst:
             self.cache[h] += 1
         s.units = hits
         s.computed = len(hits) * self.cfg.sched.prefix_block_tokens
-        res.cached_tokens += s.computed
+        if first:
+            res.cached_tokens = s.computed
         chunk = min(s.prompt - s.computed, step.budget)
         need = self.blocks_for(s, s.computed + chunk)
         self.take(need)
