@@ -277,6 +277,33 @@ def test_calibration_fidelity_of_an_exact_fit_is_near_zero(tmp_path: Path) -> No
     assert "Engine check" in text and "ttft med" in text
 
 
+def test_limit_checks_an_evenly_spread_sample(tmp_path: Path) -> None:
+    (mset,) = read_measurements(splitwise_table(tmp_path / "sw.csv", P))
+    distinct = list(dict.fromkeys(r.batch for r in mset.rows))
+    with harness() as h:
+        row = evaluate(
+            h,
+            profile_target(P, mset.model, mset.gpu, 4),
+            mset,
+            entry="t",
+            source="t",
+            training=False,
+            limit=3,
+        )
+        assert row.rows == 3 and h.runs == 3
+        assert {distinct[0], distinct[-1]} <= {b for _, b in h._cache}  # spread: first and last included
+    assert any(n.startswith(f"checked 3 of {len(distinct)}") for n in row.notes)
+
+
+def test_calibration_fidelity_bounds_the_runs(tmp_path: Path) -> None:
+    report = calibrate_file(splitwise_table(tmp_path / "sw.csv", P))
+    (row,) = calibration_fidelity(report, max_runs=4)
+    assert row.rows == 4 and row.errors["e2e"].rows == 4
+    assert "evenly spread sample" in format_calibration_fidelity([row])
+    (full,) = calibration_fidelity(report, max_runs=None)
+    assert full.rows == len(CONFIGS)
+
+
 def test_model_keys_and_coverage() -> None:
     assert model_key("meta-llama/Meta-Llama-3-70B") == model_key("Llama-3-70B") == "llama370b"
     assert model_key("llama2-70b") == model_key("meta-llama/Llama-2-70b-hf") == "llama270b"
