@@ -267,25 +267,33 @@ def _check_scheduler(sc: Scenario, fail: Fail, file: str | Path) -> None:
     block_tokens = arr.prefix_block_tokens if isinstance(arr, TraceArrivals) else MOONCAKE_BLOCK_TOKENS
     for i, d in enumerate(sc.deployments):
         if d.scheduler == "reserve":
-            for name in PAGED_ONLY:
-                if name in d.model_fields_set:
+            for name in PAGED_ONLY:  # a default value is harmless (a paged scenario switched to reserve)
+                if name in d.model_fields_set and getattr(d, name) != type(d).model_fields[name].default:
                     fail(("deployments", i, name), f"{name} is a paged-scheduler setting, but this deployment "
-                         "has scheduler: reserve, which ignores it; remove it or use scheduler: paged")
+                         "has scheduler: reserve, which ignores it; remove it (or set it to its default) or "
+                         "use scheduler: paged")
             continue
         if d.max_num_batched_tokens < d.max_seqs:
             fail(("deployments", i, "max_num_batched_tokens"),
                  f"{d.max_num_batched_tokens} is below max_seqs ({d.max_seqs}): a step must have room for "
                  "one decode token per running sequence (vLLM requires max_num_batched_tokens >= max_num_seqs)")
+        if not d.chunked_prefill:
+            warn_input(f"false: a request whose prompt + output exceeds max_num_batched_tokens "
+                       f"({d.max_num_batched_tokens}) can never be scheduled and is refused at routing (vLLM "
+                       "requires max_num_batched_tokens >= max_model_len without chunked prefill)", file=file,
+                       where=format_path(("deployments", i, "chunked_prefill")))
         if not d.prefix_cache:
+            continue
+        hashes = is_mooncake_trace(arr) and bool(getattr(arr, "use_trace_tokens", True))
+        if not hashes:
+            warn_input("set, but the workload has no prefix hashes (only a Mooncake trace's "
+                       "hash_ids, replayed with use_trace_tokens: true, give them), so nothing can hit the "
+                       "cache", file=file, where=format_path(("deployments", i, "prefix_cache")))
             continue
         if block_tokens % d.block_size:
             fail(("deployments", i, "block_size"),
                  f"prefix_cache needs a block_size that divides the {block_tokens} prompt tokens of one "
                  f"prefix hash (workload.arrivals.prefix_block_tokens); {d.block_size} does not")
-        if not is_mooncake_trace(arr):
-            warn_input("set, but the workload has no prefix hashes (only a Mooncake trace's "
-                       "hash_ids give them), so nothing can hit the cache", file=file,
-                       where=format_path(("deployments", i, "prefix_cache")))
 
 
 def check_scenario(

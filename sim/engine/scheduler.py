@@ -8,7 +8,6 @@ by decodes and prefill chunks, preemption by recompute when blocks run out, opti
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,23 +42,30 @@ class SchedulerConfig:
         return kv_capacity_tokens // self.block_size
 
     def watermark_blocks(self, kv_capacity_tokens: int) -> int:
-        return math.ceil(self.watermark * self.blocks(kv_capacity_tokens))
+        """Blocks a new admission must leave free (rounded down, as vLLM's block manager)."""
+        return int(self.watermark * self.blocks(kv_capacity_tokens))
 
     def fits(self, kv_capacity_tokens: int, prompt_tokens: int, output_tokens: int) -> bool:
         """Whether a request can ever complete on an instance of this size, alone.
 
-        ``reserve``: its full reservation ``prompt + output`` fits. ``paged``: the blocks of its full
-        context plus the admission watermark fit (so a request restarted after preemption, whose prompt
-        is then ``prompt + generated``, can always be admitted again once alone), and without chunked
-        prefill its whole context fits one step's budget.
+        ``reserve``: its full reservation ``prompt + output`` fits. ``paged``: its full KV (``prompt +
+        output - 1`` tokens: the last token's KV is never written) fits the blocks, and -- since a
+        request preempted before its last token restarts with ``prompt + generated`` tokens to prefill --
+        the first chunk of that longest restart leaves the admission watermark free; without chunked
+        prefill that whole restart prompt must also fit one step's budget (vLLM requires
+        ``max_num_batched_tokens >= max_model_len`` then).
         """
-        total = prompt_tokens + output_tokens
         if self.kind == "reserve":
-            return total <= kv_capacity_tokens
-        need = -(-total // self.block_size)
-        if need > self.blocks(kv_capacity_tokens) - self.watermark_blocks(kv_capacity_tokens):
+            return prompt_tokens + output_tokens <= kv_capacity_tokens
+        longest = prompt_tokens + output_tokens - 1
+        bs = self.block_size
+        blocks = self.blocks(kv_capacity_tokens)
+        if -(-longest // bs) > blocks:
             return False
-        return self.chunked_prefill or total <= self.max_num_batched_tokens
+        if not self.chunked_prefill and longest > self.max_num_batched_tokens:
+            return False
+        first = min(longest, self.max_num_batched_tokens)
+        return -(-first // bs) <= blocks - self.watermark_blocks(kv_capacity_tokens)
 
 
 RESERVE = SchedulerConfig(kind="reserve")

@@ -320,3 +320,28 @@ def test_chunks_respect_the_token_budget_and_tbt_below_longest_step() -> None:
     longest = inst.step_log.max_step
     assert inst.step_log.quantiles([0.99])[0] <= longest
     assert max(r.max_gap for r in reqs if r.output_tokens > 1) <= longest
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_the_largest_request_that_fits_completes_after_preemptions(chunked: bool) -> None:
+    """fits() is tight: the largest request it accepts completes (a companion forces preemptions), and
+    one output token more is refused at submission.
+
+    12 blocks of 4 tokens, watermark 1 block, budget 40 tokens. Chunked: KV of prompt + output - 1 must
+    fit 12 blocks (20 + 29 - 1 = 48); a restart's first chunk is at most 40 tokens = 10 blocks <= 11.
+    Not chunked: the longest restart prompt, 20 + 21 - 1 = 40 tokens, must fit the budget.
+    """
+    sched = SchedulerConfig(block_size=4, max_num_batched_tokens=40, chunked_prefill=chunked, watermark=0.1)
+    kv = 4 * 12
+    assert sched.watermark_blocks(kv) == 1
+    prompt, output = 20, (29 if chunked else 21)
+    assert sched.fits(kv, prompt, output) and not sched.fits(kv, prompt, output + 1)
+    prof = LatencyProfile(prefill_base_s=1.0, decode_base_s=1.0)
+    configs = [PagedRefConfig(prof, 4, kv, 0, sched)]
+    arrivals = [(0.0, 0, 8, 30), (0.0, 0, prompt, output)]
+    ref = check(configs, arrivals)
+    assert ref[1].finish == ref[1].finish and sum(x.preemptions for x in ref) > 0
+    env = simpy.Environment()
+    inst = PagedInstance(env, 0, prof, 4, kv, sched)
+    with pytest.raises(ValueError, match="can never fit"):
+        inst.submit(Request(0, prompt, output + 1))

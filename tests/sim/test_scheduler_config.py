@@ -69,7 +69,8 @@ def test_reserve_and_explicit_paged_fields_reach_the_scheduler_config(write_scen
     sc["deployments"][0].update(scheduler="reserve")
     sc["deployments"][1].update(block_size=32, max_num_batched_tokens=2048, chunked_prefill=False,
                                 prefix_cache=True, watermark=0.05)
-    loaded = load_scenario(write_scenario(sc))
+    with pytest.warns(UserWarning, match="chunked_prefill: false: a request whose prompt"):
+        loaded = load_scenario(write_scenario(sc))
     assert scheduler_for(loaded.deployments[0], loaded) == SchedulerConfig(kind="reserve", prefix_block_tokens=256)
     assert scheduler_for(loaded.deployments[0], loaded).kind == RESERVE.kind
     assert scheduler_for(loaded.deployments[1], loaded) == SchedulerConfig(
@@ -97,11 +98,22 @@ def _run_fails(write_scenario, tmp_path: Path, sc: dict[str, Any], *needles: str
     assert not out.exists()
 
 
+NON_DEFAULT = {"block_size": 32, "max_num_batched_tokens": 4096, "chunked_prefill": False, "prefix_cache": True,
+               "watermark": 0.05}
+
+
 @pytest.mark.parametrize("field", schema.PAGED_ONLY)
 def test_paged_only_field_with_reserve_is_an_error(write_scenario, tmp_path: Path, field: str) -> None:  # type: ignore[no-untyped-def]
-    value = schema.Deployment.model_fields[field].default  # even the default value, written out, is refused
-    sc = with_deployment(1, scheduler="reserve", **{field: value})
+    sc = with_deployment(1, scheduler="reserve", **{field: NON_DEFAULT[field]})
     _run_fails(write_scenario, tmp_path, sc, f"deployments[1].{field}", "paged-scheduler setting", "reserve", "line ")
+
+
+def test_paged_scenario_switches_to_reserve(write_scenario) -> None:  # type: ignore[no-untyped-def]
+    """A resolved paged scenario writes every paged field at its default: --set scheduler=reserve on it
+    (or a sweep over the scheduler) must load, the defaults being harmless."""
+    defaults = {f: schema.Deployment.model_fields[f].default for f in schema.PAGED_ONLY}
+    sc = load_scenario(write_scenario(with_deployment(1, scheduler="reserve", **defaults)))
+    assert scheduler_for(sc.deployments[1], sc).kind == "reserve"
 
 
 ERRORS = [
@@ -115,7 +127,6 @@ ERRORS = [
     ({"max_num_batched_tokens": 31}, ["deployments[0].max_num_batched_tokens", "below max_seqs (32)"]),
     ({"max_seqs": 9000}, ["deployments[0].max_num_batched_tokens", "8192 is below max_seqs (9000)"]),
     ({"activation_reserve_gib": -1.0}, ["deployments[0].activation_reserve_gib", "greater than or equal to 0"]),
-    ({"prefix_cache": True, "block_size": 24}, ["deployments[0].block_size", "divides the 512"]),
     ({"activation_reserve_gib": 60.0}, ["deployments[0]", "does not fit", "1 × 60 GiB", "activation_reserve_gib"]),
 ]
 
@@ -123,6 +134,22 @@ ERRORS = [
 @pytest.mark.parametrize(("fields", "needles"), ERRORS, ids=[str(e[0]) for e in ERRORS])
 def test_bad_scheduler_field_fails_cleanly(write_scenario, tmp_path: Path, fields, needles) -> None:  # type: ignore[no-untyped-def]
     _run_fails(write_scenario, tmp_path, with_deployment(0, **fields), *needles)
+
+
+def test_prefix_block_size_must_tile_the_trace_hash_blocks(write_scenario, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sc = trace_scenario(tmp_path)
+    sc["deployments"][0].update(prefix_cache=True, block_size=24)
+    _run_fails(write_scenario, tmp_path, sc, "deployments[0].block_size", "divides the 512")
+
+
+def test_prefix_cache_without_hashes_is_only_a_warning(write_scenario, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """No trace (or a trace replayed with pool token counts): nothing can hit; block_size is not checked."""
+    with pytest.warns(UserWarning, match="no prefix hashes"):
+        load_scenario(write_scenario(with_deployment(0, prefix_cache=True, block_size=24)))
+    sc = trace_scenario(tmp_path, use_trace_tokens=False)
+    sc["deployments"][0].update(prefix_cache=True)
+    with pytest.warns(UserWarning, match="no prefix hashes"):
+        load_scenario(write_scenario(sc))
 
 
 def test_max_num_batched_tokens_equal_to_max_seqs_is_fine(write_scenario) -> None:  # type: ignore[no-untyped-def]
