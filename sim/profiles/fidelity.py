@@ -54,7 +54,7 @@ import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -322,6 +322,7 @@ class Target:
     kv_bytes_per_token: int
     profile: LatencyProfile
     latency_blocks: tuple[tuple[tuple[str, Any], ...], ...]
+    activation_reserve_gib: float | None = None  # None: the scenario default
 
 
 @dataclass(frozen=True)
@@ -359,6 +360,8 @@ def _scenario(
         "max_seqs": batch.n,
         "scheduler": scheduler,
     }
+    if target.activation_reserve_gib is not None:
+        dep["activation_reserve_gib"] = target.activation_reserve_gib
     if scheduler == "paged":  # one prefill step for the whole batch, as measured (module docstring); without
         # chunked prefill the paged engine also wants a request's whole context (a restart after preemption) in one step
         budget = max(batch.n, batch.n * batch.prompt, batch.prompt + batch.output)
@@ -529,6 +532,23 @@ class FidelityRow:
         return [m for m in METRICS if m in self.errors and self.errors[m].median_pct > threshold_pct]
 
 
+def _run_batches(
+    h: Harness, target: Target, batches: Sequence[Batch]
+) -> tuple[dict[Batch, Simulated], str | None]:
+    """Each batch through the engine; a refused scenario (InputError, e.g. the weights do not fit, or a
+    profile no scenario can give) counts as unserved, and the first refusal's message is returned."""
+    sims: dict[Batch, Simulated] = {}
+    refused = None
+    for b in batches:
+        try:
+            sims[b] = h.run(target, b)
+        except (InputError, NotExpressible) as exc:
+            sims[b] = Simulated(None, None, None, waves=True, served=False)
+            if refused is None:
+                refused = exc.detail if isinstance(exc, InputError) else str(exc)
+    return sims, refused
+
+
 def evaluate(
     h: Harness,
     target: Target,
@@ -552,17 +572,18 @@ def evaluate(
         keep = {distinct[i] for i in picks}
         rows = [r for r in rows if r.batch in keep]
         notes.append(f"checked {len(keep)} of {len(distinct)} distinct batches (evenly spread)")
-    sims: dict[Batch, Simulated] = {}
-    for r in rows:
-        if r.batch in sims:
-            continue
-        try:
-            sims[r.batch] = h.run(target, r.batch)
-        except (InputError, NotExpressible) as exc:  # refused, e.g. the weights do not fit the GPUs
-            sims[r.batch] = Simulated(None, None, None, waves=True, served=False)
-            detail = exc.detail if isinstance(exc, InputError) else str(exc)
-            if not any(n.startswith("not runnable") for n in notes):
-                notes.append(f"not runnable: {detail}")
+    batches = list(dict.fromkeys(r.batch for r in rows))
+    sims, refused = _run_batches(h, target, batches)
+    if refused is not None:
+        notes.append(f"not runnable: {refused}")
+        if target.activation_reserve_gib is None and not any(x.served for x in sims.values()):
+            # what the error message tells a user to do: run without the default activation reserve
+            retry, again = _run_batches(h, replace(target, activation_reserve_gib=0.0), batches)
+            if any(x.served for x in retry.values()):
+                sims = retry
+                notes[-1] += " -- ran with activation_reserve_gib: 0 instead"
+                if again is not None:
+                    notes.append(f"not runnable even then: {again}")
     errors = {}
     for metric in METRICS:
         pairs = [(sims[r.batch].value(metric), r.value(metric)) for r in rows]
