@@ -263,6 +263,24 @@ def test_waves_and_unserved_are_counted(tmp_path: Path) -> None:
     assert (row.waves, row.unserved, row.errors["e2e"].rows) == (1, 1, 2)
 
 
+def test_refused_for_memory_reruns_without_the_activation_reserve() -> None:
+    """Weights filling all but ~0.1 GiB of the usable memory: any default activation reserve leaves no KV
+    cache and the scenario is refused; the harness reruns with activation_reserve_gib: 0 and says so."""
+    weights_gib = 9.0 - 0.1  # of 10 GiB x 0.9
+    target = replace(
+        profile_target(P, "tiny", "GPU", 1),
+        memory_gib=10.0,
+        params_b=weights_gib * 2**30 / 2e9,
+        kv_bytes_per_token=1024,
+    )
+    mset = MeasuredSet("x.csv", "t", "tiny", "GPU", 1)
+    mset.rows = [Measurement(Batch(2, 100, 10), e2e_s=e2e(P, 2, 100, 10))]
+    with harness() as h:
+        row = evaluate(h, target, mset, entry="t", source="t", training=False)
+    assert row.unserved == 0 and row.errors["e2e"].max_pct < 1e-6
+    assert any("does not fit" in n and "activation_reserve_gib: 0" in n for n in row.notes)
+
+
 def test_calibration_fidelity_of_an_exact_fit_is_near_zero(tmp_path: Path) -> None:
     rows: list[list[Any]] = [["prefill", p, "", "", P.prefill_time(p)] for p in (64, 512, 2048, 8192)]
     rows += [["decode", "", n, n * c, P.iteration_time(n, n * c)] for n in (1, 8, 32) for c in (100, 1000)]
