@@ -16,7 +16,7 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.table import Table
@@ -31,6 +31,9 @@ from sim.console import say as _say
 from sim.console import warnings_to_stderr as _warnings_to_stderr
 from sim.errors import InputError
 from sim.experiments.cli import register as register_experiments
+
+if TYPE_CHECKING:
+    from sim.config.schema import Scenario
 
 app = typer.Typer(
     add_completion=False,
@@ -126,6 +129,7 @@ def _check_arguments(out_dir: str | None, policy: str | None) -> None:
 def _simulate_and_write(scenario: Path | None, out_dir: str | None, overrides: list[str], *,
                         overwrite: bool, quiet: bool) -> tuple[Path, dict[str, Any], float]:
     """Load, simulate and write the run folder, holding the folder's lock throughout."""
+    from sim.config.checks import resolved_config
     from sim.output import GUARD, reserve_out_dir, write_run
     from sim.runner import simulate
 
@@ -145,7 +149,7 @@ def _simulate_and_write(scenario: Path | None, out_dir: str | None, overrides: l
         wall = time.perf_counter() - t0
         info = {"llmsim_version": __version__, "wall_time_s": wall, "python": sys.version.split()[0],
                 "requests_per_wall_s": result.summary["queries"]["arrived"] / max(wall, 1e-9)}
-        write_run(folder, result, sc.model_dump(mode="json"), info, requests=sc.outputs.requests,
+        write_run(folder, result, resolved_config(sc), info, requests=sc.outputs.requests,
                   batches=sc.outputs.batches, overwrite=overwrite)
     return folder, result.summary, wall
 
@@ -244,6 +248,25 @@ def validate(
         _fail(exc)
     out.print(f"{scenario}: ok ({sc.name}: {len(sc.models)} models, {len(sc.deployments)} deployments, "
               f"policy {sc.router.policy})", markup=False, highlight=False, emoji=False, soft_wrap=True)
+    for line in _kv_lines(sc):
+        out.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
+
+
+def _kv_lines(sc: Scenario) -> list[str]:
+    """Each deployment's KV cache per instance, as an engine would report it (vLLM's '# GPU blocks')."""
+    from sim.config.checks import activation_reserve_gib, kv_capacity_tokens, scheduler_for
+
+    gpus = {g.name: g for g in sc.gpus}
+    models = {m.name: m for m in sc.models}
+    lines = []
+    for k, d in enumerate(sc.deployments):
+        model = models[d.model]
+        kv = kv_capacity_tokens(model, gpus[d.gpu], d)
+        sched = scheduler_for(d, sc)
+        blocks = f" = {sched.blocks(kv):,} blocks of {sched.block_size}" if sched.kind == "paged" else ""
+        lines.append(f"  deployments[{k}] {d.model} on {d.tp}x {d.gpu}: {d.scheduler}, {kv:,} KV tokens{blocks} "
+                     f"per instance (activation reserve {activation_reserve_gib(model, d):g} GiB per GPU)")
+    return lines
 
 
 @app.command()

@@ -123,6 +123,17 @@ def reserve_bytes(model: ModelSpec, dep: Deployment) -> float:
     return dep.tp * activation_reserve_gib(model, dep) * GIB
 
 
+def resolved_config(sc: Scenario) -> dict[str, Any]:
+    """The scenario as a run folder records it: every default filled in, including the activation
+    reserve each deployment's KV capacity was computed with, so a rerun does not depend on the default
+    table of a later version."""
+    data = sc.model_dump(mode="json")
+    models = {m.name: m for m in sc.models}
+    for d, out in zip(sc.deployments, data["deployments"], strict=True):
+        out["activation_reserve_gib"] = activation_reserve_gib(models[d.model], d)
+    return data
+
+
 def kv_capacity_tokens(model: ModelSpec, gpu: GPUType, dep: Deployment) -> int:
     """KV-cache tokens one instance can hold, as a vLLM instance would size it: usable memory minus
     weights minus the activation reserve, in whole tokens (<= 0: does not fit). Both schedulers use it:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sim import __version__
+from sim.config.checks import resolved_config
 from sim.experiments.plan import RunSpec
 from sim.results import RunResult
 from sim.runner import prepare, prepare_key, simulate
@@ -205,7 +206,7 @@ def write_one(folder: Path, spec: RunSpec, result: RunResult, wall_s: float) -> 
     sc = spec.scenario
     # overwrite: a folder of this name without this run id is a stale or broken run of this experiment
     # (llmsim wrote it); only the run's own files are replaced.
-    write_run(folder / spec.run_dir, result, sc.model_dump(mode="json"), info,
+    write_run(folder / spec.run_dir, result, resolved_config(sc), info,
               requests=sc.outputs.requests, batches=sc.outputs.batches, overwrite=True)
 
 
