@@ -21,11 +21,12 @@ What each table measures, and the batch it becomes (:func:`read_measurements`):
 * **LLM-Inference-Bench** (``Latency``): a batch of ``Batch Size`` requests of input = output = L tokens,
   end to end only. Failed runs and batches whose KV cache cannot fit (the preemption regime) are dropped by
   :func:`sim.profiles.tables.bench_groups`, exactly as for fitting.
-* **Iteration tables** (``phase, batch, ctx_per_seq, ms``, e.g. the H200 one): a decode row is one step of
+* **Iteration tables** (``phase, batch, ctx_per_seq, total_ctx, tokens, ms``, e.g. the H200 one): a decode row is one step of
   ``batch`` sequences each holding ``ctx_per_seq`` tokens — run as ``batch`` requests of ``ctx_per_seq − 1``
   prompt tokens and 2 output tokens, whose single decode step sees exactly that context (at the k-th
   decode a sequence holds prompt + k tokens); a prefill row is ``batch`` prompts of ``ctx_per_seq`` tokens
-  with one output token (TTFT only).
+  with one output token (TTFT only); prefills under 512 tokens are left out, as for fitting (eager-mode
+  kernel-launch overhead, :data:`~sim.profiles.tables.ITERATION_MIN_PREFILL_TOKENS`).
 * **canonical** and **mixed_step** tables: prefill rows as one prompt of the row's tokens (TTFT), decode
   rows as above (the per-sequence context rounded to whole tokens). Mixed chunked-prefill rows and chunks
   with a cached prefix are single steps inside a longer request, which a request-level run cannot isolate;
@@ -47,7 +48,6 @@ absolute values per metric and the median signed error (bias) of the end-to-end 
 
 from __future__ import annotations
 
-import csv
 import itertools
 import re
 import tempfile
@@ -76,6 +76,7 @@ from sim.profiles.tables import (
     RawTable,
     bench_groups,
     canonical_groups,
+    iteration_groups,
     mixed_step_groups,
     read_table,
 )
@@ -88,7 +89,6 @@ METRICS = ("ttft", "step", "e2e")
 METRIC_TITLES = {"ttft": "TTFT", "step": "decode step", "e2e": "end to end"}
 THRESHOLD_PCT = 15.0
 SCHEDULERS = ("reserve", "paged")
-ITERATION_COLUMNS = ("phase", "batch", "ctx_per_seq", "ms")
 # Memory given to a GPU the datasheet table does not know (a user's own hardware): ample, so the run
 # checks the latency profile and not a guessed memory size.
 UNKNOWN_GPU_MEMORY_GIB = 4096.0
@@ -142,41 +142,6 @@ def _gpu_name(raw: str) -> str:
     return BENCH_HARDWARE.get(raw) or canonical_gpu(raw) or raw
 
 
-def _read_plain(path: Path) -> RawTable:
-    """A CSV as a RawTable without format detection (for the iteration format, which the fit tables
-    may not recognise); the same checks on empty files and ragged rows as :func:`read_table`."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            header = tuple(cell.strip() for cell in next(reader, []))
-            rows, lines = [], []
-            for row in reader:
-                if row and any(cell.strip() for cell in row):
-                    if len(row) > len(header):
-                        raise DataError(
-                            f"{len(row)} fields but the header has {len(header)} columns",
-                            file=path,
-                            where=f"line {reader.line_num}",
-                        )
-                    rows.append(tuple(row))
-                    lines.append(reader.line_num)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not a UTF-8 text CSV ({exc.reason})", file=path) from None
-    except csv.Error as exc:
-        raise DataError(f"malformed CSV: {exc}", file=path) from None
-    if not rows:
-        raise DataError("no data rows after the header", file=path, where="line 2")
-    return RawTable(path, "iteration", header, tuple(rows), tuple(lines))
-
-
-def _header(path: Path) -> tuple[str, ...]:
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            return tuple(cell.strip() for cell in next(csv.reader(fh), []))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return ()
-
-
 def _decode_batch(n: float, ctx_total: float) -> Batch | None:
     """``n`` sequences holding ``ctx_total`` context tokens in all, as requests whose one decode step sees
     that context: prompt = per-sequence context − 1 (rounded), 2 output tokens. None below 2 tokens each."""
@@ -221,58 +186,42 @@ def _bench_sets(table: RawTable) -> list[MeasuredSet]:
     return out
 
 
-def _iteration_sets(table: RawTable) -> list[MeasuredSet]:
-    groups: dict[tuple[str, str, str], list[int]] = {}
-    gpu_col = "gpu" if "gpu" in table.header else "hardware"
-    for i in range(len(table.rows)):
-        key = tuple(table.text(c, i) if c in table.header else "" for c in ("model", gpu_col, "tp"))
-        groups.setdefault((key[0], key[1], key[2]), []).append(i)
-    out = []
-    for (model, gpu, tp_raw), idx in sorted(groups.items()):
-        tp = int(table.numbers("tp", idx[:1], minimum=1)[0]) if tp_raw else 1
-        s = MeasuredSet(table.path.name, "iteration", model or "-", _gpu_name(gpu) if gpu else "-", tp)
-        batch = table.numbers("batch", idx, minimum=1)
-        ctx = table.numbers("ctx_per_seq", idx, minimum=1)
-        ms = table.positive("ms", idx) / 1000.0
-        for k, i in enumerate(idx):
-            phase = table.text("phase", i).lower()
-            if phase == "decode" and ctx[k] >= 2:
-                s.rows.append(Measurement(Batch(int(batch[k]), int(ctx[k]) - 1, 2), step_s=float(ms[k])))
-            elif phase == "prefill":
-                s.rows.append(Measurement(Batch(int(batch[k]), int(ctx[k]), 1), ttft_s=float(ms[k])))
-            else:
-                raise DataError(
-                    f"expected phase 'decode' (with ctx_per_seq >= 2) or 'prefill', got {table.text('phase', i)!r}",
-                    file=table.path,
-                    where=f"line {table.lines[i]}, column 'phase'",
-                )
-        out.append(s)
-    return out
+def _prefill_batch(tokens: float, attn: float) -> Batch | None:
+    """A prefill row of ``tokens`` prompt tokens with attention work ``attn`` as ``b`` whole prompts of
+    ``L`` tokens (attention b·L²/2, so L = 2·attn/tokens); None for a chunk after a cached prefix (its work
+    c·(q + c/2) is no whole number of whole prompts)."""
+    length = 2.0 * attn / tokens
+    n = tokens / length
+    if length < 1 or abs(n - round(n)) > 1e-6 * n or abs(length - round(length)) > 1e-6 * length:
+        return None
+    return Batch(int(round(n)), int(round(length)), 1)
 
 
 def _step_sets(table: RawTable, groups: list[Group], label: str) -> list[MeasuredSet]:
-    """canonical / mixed_step groups: prefill rows as one prompt (chunks with a cached prefix skipped),
-    decode rows as one decode step, mixed rows skipped (module docstring)."""
+    """canonical / mixed_step / iteration groups: prefill rows as whole prompts prefilled together (one
+    prompt of the row's tokens unless the group's attention work says several; chunks after a cached
+    prefix skipped), decode rows as one decode step, mixed rows skipped (module docstring)."""
     out = []
     for g in groups:
         s = MeasuredSet(table.path.name, label, g.model, g.hardware, g.tp)
+        s.notes.extend(g.notes)
         skipped = 0
         if g.prefill is not None:
             tokens, times = g.prefill
-            whole = np.ones(len(tokens), dtype=bool)
-            if g.prefill_attn is not None:  # chunk rows: a whole prompt has attention work P²/2
-                whole = np.isclose(g.prefill_attn, tokens * tokens / 2.0)
-            skipped += int((~whole).sum())
-            for p, t in zip(tokens[whole], times[whole], strict=True):
-                if p >= 1:
-                    s.rows.append(Measurement(Batch(1, int(p), 1), ttft_s=float(t)))
-        if g.decode is not None:
-            for n, ctx, t in zip(*g.decode, strict=True):
-                b = _decode_batch(float(n), float(ctx))
+            attn = g.prefill_attn if g.prefill_attn is not None else tokens * tokens / 2.0
+            for p, a, t in zip(tokens, attn, times, strict=True):
+                b = _prefill_batch(float(p), float(a)) if p >= 1 else None
                 if b is None:
                     skipped += 1
                 else:
-                    s.rows.append(Measurement(b, step_s=float(t)))
+                    s.rows.append(Measurement(b, ttft_s=float(t)))
+        if g.decode is not None:
+            for n, ctx, t in zip(*g.decode, strict=True):
+                d = _decode_batch(float(n), float(ctx))
+                if d is None:
+                    skipped += 1
+                else:
+                    s.rows.append(Measurement(d, step_s=float(t)))
         if g.mixed is not None:
             skipped += len(g.mixed[0])
         if skipped:
@@ -287,24 +236,18 @@ def _step_sets(table: RawTable, groups: list[Group], label: str) -> list[Measure
 def read_measurements(path: str | Path) -> list[MeasuredSet]:
     """Every measured batch of a latency table, per (model, GPU, TP, framework); see the module docstring.
 
-    Accepts the formats of :mod:`sim.profiles.tables` and the iteration format (``phase, batch,
-    ctx_per_seq, ms`` [, model, gpu, tp]); raises :class:`~sim.errors.DataError` naming file, line and column.
+    Accepts the formats of :mod:`sim.profiles.tables` (rows those readers filter out for fitting are left
+    out here too, with their notes); raises :class:`~sim.errors.DataError` naming file, line and column.
     """
-    p = Path(path)
-    if p.is_file() and set(ITERATION_COLUMNS) <= set(_header(p)):
-        return _iteration_sets(_read_plain(p))
-    table = read_table(p)
+    table = read_table(Path(path))
     if table.format == "splitwise":
         return _splitwise_sets(table)
     if table.format == "llm_inference_bench":
         return _bench_sets(table)
-    if table.format == "canonical":
-        return _step_sets(table, canonical_groups(table), "canonical")
-    if table.format == "mixed_step":
-        return _step_sets(table, mixed_step_groups(table), "mixed_step")
-    if set(ITERATION_COLUMNS) <= set(table.header):  # a format name the fit tables gave it
-        return _iteration_sets(table)
-    raise DataError(f"no fidelity reader for the {table.format} format", file=p)
+    readers = {"canonical": canonical_groups, "mixed_step": mixed_step_groups, "iteration": iteration_groups}
+    if table.format in readers:
+        return _step_sets(table, readers[table.format](table), table.format)
+    raise DataError(f"no fidelity reader for the {table.format} format", file=table.path)
 
 
 # ----------------------------------------------------------------------------------------- running the engine

@@ -184,7 +184,11 @@ def test_iteration_table_decode_and_prefill_rows(tmp_path: Path) -> None:
             rows.append(
                 ["llama-3-8b", "NVIDIA H100", "decode", n, c, n * c, n, 1e3 * P.iteration_time(n, n * c)]
             )
-    for b, length in ((1, 512), (4, 1024)):
+    for b, length in (
+        (1, 512),
+        (4, 1024),
+        (1, 128),
+    ):  # the last is under 512 tokens: left out, as when fitting
         rows.append(
             [
                 "llama-3-8b",
@@ -199,16 +203,35 @@ def test_iteration_table_decode_and_prefill_rows(tmp_path: Path) -> None:
         )
     header = ["model", "gpu", "phase", "batch", "ctx_per_seq", "total_ctx", "tokens", "ms"]
     path = write_csv(tmp_path / "it.csv", header, rows)
+    (mset,) = read_measurements(path)
+    assert Batch(4, 1024, 1) in {r.batch for r in mset.rows}  # 4 prompts of 1024, not one of 4096
+    assert Batch(8, 255, 2) in {r.batch for r in mset.rows}  # one decode step at 256 tokens per sequence
+    assert any("left out 1 prefill" in n for n in mset.notes)
     row = run_table(path, P)
     assert row.errors["step"].rows == 6 and row.errors["ttft"].rows == 2 and "e2e" not in row.errors
+    assert max(s.max_pct for s in row.errors.values()) < 1e-6
+
+
+def test_mixed_step_table_runs_its_pure_rows_only(tmp_path: Path) -> None:
+    rows = [
+        [2048, 0, 0, 0, 1e3 * P.prefill_time(2048)],  # a whole prompt: TTFT
+        [1024, 1024, 0, 0, 50.0],  # a chunk after a cached prefix: not a request-level quantity
+        [0, 0, 16, 2048, 1e3 * P.iteration_time(16, 16 * 2048)],  # a decode step
+        [512, 0, 16, 2048, 60.0],  # mixed
+    ]
+    header = ["chunk_tokens", "chunk_prefix", "decode_seqs", "decode_ctx_per_seq", "ms"]
+    (mset,) = read_measurements(write_csv(tmp_path / "mixed.csv", header, rows))
+    assert [r.batch for r in mset.rows] == [Batch(1, 2048, 1), Batch(16, 2047, 2)]
+    assert any(n.startswith("2 row(s) not run") for n in mset.notes)
+    row = run_table(tmp_path / "mixed.csv", P)
     assert max(s.max_pct for s in row.errors.values()) < 1e-6
 
 
 def test_iteration_table_bad_phase_names_the_line(tmp_path: Path) -> None:
     path = write_csv(
         tmp_path / "it.csv",
-        ["model", "gpu", "phase", "batch", "ctx_per_seq", "ms"],
-        [["m", "H100", "decode", 1, 100, 5.0], ["m", "H100", "warmup", 1, 100, 5.0]],
+        ["model", "gpu", "phase", "batch", "ctx_per_seq", "total_ctx", "tokens", "ms"],
+        [["m", "H100", "decode", 1, 100, 100, 1, 5.0], ["m", "H100", "warmup", 1, 100, 100, 1, 5.0]],
     )
     with pytest.raises(DataError, match=r"line 3, column 'phase'"):
         read_measurements(path)
