@@ -21,12 +21,12 @@ What each table measures, and the batch it becomes (:func:`read_measurements`):
 * **LLM-Inference-Bench** (``Latency``): a batch of ``Batch Size`` requests of input = output = L tokens,
   end to end only. Failed runs and batches whose KV cache cannot fit (the preemption regime) are dropped by
   :func:`sim.profiles.tables.bench_groups`, exactly as for fitting.
-* **Iteration tables** (``phase, batch, ctx_per_seq, total_ctx, tokens, ms``, e.g. the H200 one): a decode row is one step of
-  ``batch`` sequences each holding ``ctx_per_seq`` tokens — run as ``batch`` requests of ``ctx_per_seq − 1``
-  prompt tokens and 2 output tokens, whose single decode step sees exactly that context (at the k-th
-  decode a sequence holds prompt + k tokens); a prefill row is ``batch`` prompts of ``ctx_per_seq`` tokens
-  with one output token (TTFT only); prefills under 512 tokens are left out, as for fitting (eager-mode
-  kernel-launch overhead, :data:`~sim.profiles.tables.ITERATION_MIN_PREFILL_TOKENS`).
+* **Iteration tables** (``phase, batch, ctx_per_seq, total_ctx, tokens, ms``, e.g. the H200 one): a decode
+  row is one step of ``batch`` sequences each holding ``ctx_per_seq`` tokens — run as ``batch`` requests of
+  ``ctx_per_seq − 1`` prompt tokens and 2 output tokens, whose single decode step sees exactly that context
+  (at the k-th decode a sequence holds prompt + k tokens); a prefill row is ``batch`` prompts of
+  ``ctx_per_seq`` tokens with one output token (TTFT only); prefills under 512 tokens are left out, as for
+  fitting (eager-mode kernel-launch overhead, :data:`~sim.profiles.tables.ITERATION_MIN_PREFILL_TOKENS`).
 * **canonical** and **mixed_step** tables: prefill rows as one prompt of the row's tokens (TTFT), decode
   rows as above (the per-sequence context rounded to whole tokens). Mixed chunked-prefill rows and chunks
   with a cached prefix are single steps inside a longer request, which a request-level run cannot isolate;
@@ -35,12 +35,16 @@ What each table measures, and the batch it becomes (:func:`read_measurements`):
 Scheduler (why ``reserve`` by default): every table measures a batch admitted at once whose prompts are
 prefilled together in one step before decoding starts, and whose requests never wait for memory; the
 ``reserve`` scheduler does exactly that (whole-prompt prefill, full KV reserved at admission). ``paged``
-runs the same batch with ``chunked_prefill: false`` and a token budget ≥ the batch's prompt tokens (and ≥ one
-request's prompt + output, which the paged engine requires without chunking), so the
-prompts are again one prefill step; the difference is then the paged step model (per-sequence attention
-in ``step_time``) and paged memory (preemption instead of waiting). A batch the engine could not start at
-once (KV capacity with the default activation reserve) is counted in the ``waves`` column: its error is
-then the engine's memory model as much as the profile.
+runs the same batch with ``chunked_prefill: false`` and a token budget ≥ the batch's prompt tokens (and ≥
+one request's prompt + output, which the paged engine requires without chunking), so the prompts are again
+one prefill step; the difference is then the paged step model (per-sequence attention in ``step_time``)
+and paged memory (preemption instead of waiting).
+
+Memory is the engine's, as a user gets it (datasheet GPU memory, default activation reserve). A batch the
+engine could not start at once is counted in the ``waves`` column (its error is then the memory model as
+much as the profile); a request larger than the KV cache is never served and is counted as ``unserved``
+(left out of the errors); a scenario refused outright because the default activation reserve leaves no KV
+cache is rerun with ``activation_reserve_gib: 0`` — what the error message advises — and noted.
 
 Errors are relative, ``(simulated − measured) / measured``; a table reports the median, p90 and max of their
 absolute values per metric and the median signed error (bias) of the end-to-end time.
