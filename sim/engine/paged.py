@@ -46,7 +46,7 @@ class _Seq:
 
     __slots__ = (
         "req", "prompt", "computed", "out", "own", "units", "chunk", "in_decode", "c_off", "o_off",
-        "fin", "res", "seg0", "dead", "last_tok",
+        "fin", "res", "seg0", "dead", "last_tok", "order",
     )
 
     def __init__(self, req: Request, prompt: int, out: int, last_tok: float) -> None:
@@ -65,6 +65,7 @@ class _Seq:
         self.seg0 = 0  # first step segment it decodes in (for its longest gap)
         self.dead = False  # left the decode heap (lazy deletion)
         self.last_tok = last_tok  # time of its last token (NaN before the first)
+        self.order = 0  # admission counter (release order of simultaneous finishes)
 
 
 class PagedGroup:
@@ -134,19 +135,16 @@ class PagedGroup:
             m._arm()
 
     def _cover(self, head: Request, now: float) -> PagedInstance | None:
-        """Wake the member whose first boundary after ``now`` accepts ``head`` earliest (members whose next
-        boundary ends their step are woken there anyway). Acceptance only shrinks during a decode run,
-        so each member's first boundary is the only one to test."""
+        """Wake the member with the earliest boundary after ``now`` that accepts ``head`` (members whose
+        next boundary ends their step are woken there anyway)."""
         best: PagedInstance | None = None
         best_t = _INF
         best_j = 0
         for m in self.members:
-            jt = m._run_boundary_after(now)
-            if jt is None:
-                continue
-            j, t = jt
-            if t < best_t and m._accepts(head, ahead=j):
-                best, best_t, best_j = m, t, j
+            jt = m._first_accepting_boundary(head, now, best_t)
+            if jt is not None:
+                best_j, best_t = jt
+                best = m
         self._cover_head, self._cover_m, self._cover_t = head, best, best_t
         if best is not None and best._wake_t != best_t:
             best._wake_t = best_t
@@ -596,6 +594,8 @@ class PagedInstance:
         self._chunks.append(s)
         self._partial.append(s)
         self._run[s] = None
+        self._seqno += 1
+        s.order = self._seqno
         self._dirty = True
         if len(self._run) > self.max_running_seen:
             self.max_running_seen = len(self._run)
@@ -646,6 +646,16 @@ class PagedInstance:
         j = self._wake_j
         self._wake_t = _INF
         self._advance(j, now)
+        heap = self._heap
+        tok = self._tok
+        done: list[_Seq] = []
+        while heap and heap[0][0] <= tok:
+            s = heapq.heappop(heap)[2]
+            if not s.dead:
+                self._leave_decode(s)
+                done.append(s)
+        if len(done) > 1:  # freed in scheduling order, as the reference (LRU order of cached units)
+            done.sort(key=lambda x: x.order)
         chunks, self._chunks = self._chunks, []
         for s in chunks:
             s.computed += s.chunk
@@ -656,16 +666,11 @@ class PagedInstance:
                 self._partial.remove(s)
                 self._token(s, now)
                 if s.out == s.req.output_tokens:
-                    self._finish(s, now)
+                    done.append(s)
                 else:
                     self._join_decode(s)
-        heap = self._heap
-        tok = self._tok
-        while heap and heap[0][0] <= tok:
-            s = heapq.heappop(heap)[2]
-            if not s.dead:
-                self._leave_decode(s)
-                self._finish(s, now)
+        for s in done:
+            self._finish(s, now)
         self._fresh = True
 
     def _advance(self, j: int, now: float) -> None:
@@ -725,6 +730,38 @@ class PagedInstance:
         if j >= self._run_end_j:
             return None
         return j, t
+
+    def _first_accepting_boundary(self, head: Request, now: float, before: float) -> tuple[int, float] | None:
+        """The first boundary strictly after ``now`` (and before ``before``) inside the current decode run
+        at which ``head`` would be admitted, as ``(iterations from the run's start, time)``.
+
+        During a run free blocks only shrink, so acceptance only shrinks -- except when the run's own
+        allocations evict a cached unit the head would pin: then the head needs blocks only for its
+        chunk. So the candidates are the first boundary and the boundaries at which each of the head's
+        evictable cached units is evicted (found like the exhausting iteration)."""
+        jt = self._run_boundary_after(now)
+        if jt is None or jt[1] >= before:
+            return None
+        j0 = jt[0]
+        cands = [j0]
+        if self._prefix and head.prefix and self._evictable:
+            hits = set(self._hits(head, head.prompt_tokens + head._generated))
+            left = len(hits)
+            for p, h in enumerate(self._evictable):
+                if not left:
+                    break
+                if h in hits:
+                    left -= 1
+                    j = self._exhaustion(self._free + self._unit * p) - self._tok
+                    if j0 < j < self._run_end_j:
+                        cands.append(j)
+        for j in sorted(cands):
+            t = self._t0 + self._T(j)
+            if t >= before:
+                return None
+            if self._accepts(head, ahead=j):
+                return j, t
+        return None
 
     def _next_boundary(self, now: float) -> tuple[int, float]:
         """Smallest ``j >= 0`` with ``t0 + T(j) >= now`` in the current run (``j <= run end``), and that

@@ -353,13 +353,8 @@ RELEASE_ORDER = (
     "first, then decoders; the reference (and vLLM, which frees in scheduling order) releases decoders first, "
     "so prefix units enter the LRU list in a different order and a later eviction picks another unit"
 )
-# fuzz seeds below that hit one of the two bugs (found by /tmp exploration over 300 seeds per kind)
-KNOWN_BAD = {
-    ("prefix", 49): PINNED_EVICTION,
-    ("prefix", 132): RELEASE_ORDER,
-    ("bounds", 8): PINNED_EVICTION,
-    ("bounds", 276): PINNED_EVICTION,
-}
+# fuzz seeds that hit one of the two bugs above (fixed; kept as regression seeds)
+KNOWN_BAD: dict[tuple[str, int], str] = {}
 
 
 def seeds(kind: str, n: int, extra: Sequence[int] = ()) -> list:  # type: ignore[type-arg]
@@ -405,7 +400,6 @@ def test_extreme_arrivals_on_step_boundaries(seed: int) -> None:
 # --------------------------------------------------------------------------- minimal reproductions
 
 
-@pytest.mark.xfail(strict=True, reason=PINNED_EVICTION)
 def test_head_admitted_once_its_pinned_unit_is_evicted() -> None:
     """r1 (prompt 6, one cached 4-token unit) is preempted at 2.5 (r0's decode needs a block); its unit stays
     cached, evictable, so re-admitting r1 costs the unit's 4 pinned blocks plus its chunk's blocks: refused.
@@ -422,7 +416,6 @@ def test_head_admitted_once_its_pinned_unit_is_evicted() -> None:
     assert ref[1].preemptions == 2 and ref[1].first_token == 9.125
 
 
-@pytest.mark.xfail(strict=True, reason=RELEASE_ORDER)
 def test_simultaneous_finishes_release_decoders_first() -> None:
     """Steps of 1 s; 8 blocks of 4 tokens; one 4-token unit per hash. B (unit 10) decodes its last token and A
     (unit 20, output 1) finishes its prefill in the same step, ending at 2: the reference releases B then A,
