@@ -71,6 +71,15 @@ def _within(row: FidelityRow, threshold: float) -> bool:
     return bool(row.errors) and not row.over(threshold)
 
 
+def _why_not(row: FidelityRow) -> str:
+    """Why an entry over the threshold against vLLM is kept: it measures another engine, and builtin:
+    true picks the vLLM-fitted entry for the same configuration instead."""
+    if row.default:
+        return ""
+    return ("; cannot match: it is a fit of another engine's measurements (Splitwise), kept by name "
+            "(builtin: splitwise); builtin: true picks the vLLM-fitted entry for this configuration")
+
+
 def headline(rows: Sequence[FidelityRow], lookups: Sequence[FidelityRow], threshold: float) -> list[str]:
     """The summary lines: entries vs independent vLLM rows, all independent pairs, lookups, training sets."""
     lines = []
@@ -80,7 +89,7 @@ def headline(rows: Sequence[FidelityRow], lookups: Sequence[FidelityRow], thresh
             vllm.setdefault(r.entry, []).append(r)
     good = [e for e, rs in vllm.items() if all(_within(r, threshold) for r in rs)]
     bad = [
-        f"{e} ({rs[0].errors['e2e'].bias_pct:+.0f} %{'' if rs[0].default else '; not what builtin: true selects'})"
+        f"{e} ({rs[0].errors['e2e'].bias_pct:+.0f} %{_why_not(rs[0])})"
         for e, rs in vllm.items()
         if e not in good
     ]

@@ -294,11 +294,16 @@ def schema() -> None:
 def calibrate(
     csv: Annotated[Path, typer.Argument(help="GPU measurement table (Splitwise, LLM-Inference-Bench, canonical or mixed_step; see sim/profiles/tables.py).")],
 ) -> None:
-    """Fit latency-profile coefficients from a measurement table and print the fit error."""
+    """Fit latency-profile coefficients from a measurement table, print the fit error, then the error of
+    the fitted profiles run through the engine on the table's measured batches."""
     try:
         from sim.profiles import calibrate_file, format_report
+        from sim.profiles.fidelity import calibration_fidelity, format_calibration_fidelity
 
-        out.print(format_report(calibrate_file(csv)), highlight=False, markup=False, soft_wrap=True)
+        report = calibrate_file(csv)
+        out.print(format_report(report), highlight=False, markup=False, soft_wrap=True)
+        check = format_calibration_fidelity(calibration_fidelity(report))
+        out.print(check, highlight=False, markup=False, soft_wrap=True)
     except InputError as exc:
         _fail(exc)
 
