@@ -41,7 +41,7 @@ def _fmt(x: Any, unit: str = "") -> str:
         return f"{x * 1000:.0f} ms" if abs(x) < 1 else f"{x:.2f} s"
     if unit:
         return format(x, unit)
-    return f"{x:,.4g}" if isinstance(x, float) else str(x)
+    return f"{x:,.4g}" if isinstance(x, float) else f"{x:,}" if isinstance(x, int) else str(x)
 
 
 def _budget_row(s: dict[str, Any]) -> str:

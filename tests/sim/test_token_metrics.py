@@ -177,7 +177,7 @@ def test_console_rows_show_the_values(case: Any) -> None:
     rows = dict(summary_rows(finite(run_summary(rec, c["deps"], prompt))))
     assert rows["TPOT p50 / p95 / p99"].startswith("150 ms / ")
     assert rows["TBT p50 / p95 / p99"].endswith("(longest step 500 ms)")
-    assert rows["preemptions"] == "3 (1240 tokens recomputed)"
+    assert rows["preemptions"] == "3 (1,240 tokens recomputed)"
     assert rows["prefix cache hits"] == f"{100 * 768 / 1500:.1f} % of prompt tokens, 66.7 % of requests"
 
 
