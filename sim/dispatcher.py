@@ -22,6 +22,7 @@ import simpy
 
 from policies import STATUS_FEASIBLE, STATUS_INFEASIBLE, Policy, RoutingProblem, check_assignment
 from sim.engine.cluster import ModelGroup
+from sim.engine.estimate import LatencyEstimator, slo_capacity
 from sim.engine.request import Request
 from sim.metrics.recorder import (
     REASON_CAPACITY,
@@ -49,11 +50,23 @@ class RoutingInputs:
     output_tokens: np.ndarray  # (N, m)
     prompt_tokens: np.ndarray  # (N,)
     prefix: PrefixHashes | None = None  # prompt prefix-block hashes per query (Mooncake), or None
+    # (N, m) the predictor's output lengths, what the latency estimator decodes; None = output_tokens
+    predicted_output_tokens: np.ndarray | None = None
 
     def request(self, rid: int, prompt: int, output: int) -> Request:
         """The engine's view of query ``rid``: its tokens and, when known, its prompt's prefix hashes
         (a tuple built only here, when the request is created, so the workload stays ragged arrays)."""
         return Request(rid, prompt, output, prefix=None if self.prefix is None else self.prefix.row(rid))
+
+
+@dataclass(frozen=True)
+class SloRouting:
+    """The router's latency target (scenario ``router.slo``): which SLO it routes on, in which mode."""
+
+    slo_s: float  # seconds, of the route_on metric
+    route_on: str = "e2e"  # "e2e" | "ttft"
+    mode: str = "constraint"  # "constraint" | "penalty"
+    penalty: float = 0.0  # objective units per second over the SLO
 
 
 @dataclass
@@ -88,6 +101,8 @@ class Dispatcher:
         model_names: tuple[str, ...] | None = None,
         on_reject: Callable[[int], None] | None = None,
         capacity_never_binds: bool = False,
+        slo: SloRouting | None = None,
+        record_estimates: bool = True,
     ) -> None:
         self.env = env
         self.models = models
@@ -118,6 +133,13 @@ class Dispatcher:
         # When no model's capacity can ever bind (unlimited queues), capacity is a constant: skip the sums.
         self.capacity_never_binds = capacity_never_binds
         self._fixed_capacity = np.full(len(models), np.inf) if capacity_never_binds else None
+        # Latency estimates: routed on when an SLO is set; otherwise only recorded for the chosen model
+        # (``record_estimates``), so the summary always reports the estimator's accuracy.
+        self.slo = slo
+        self.record_estimates = record_estimates or slo is not None
+        self.estimator = LatencyEstimator(models)
+        out = inputs.predicted_output_tokens
+        self._est_output = inputs.output_tokens if out is None else out
 
     # -- deciding up front ------------------------------------------------------
     def precompute(self) -> bool:
@@ -128,8 +150,8 @@ class Dispatcher:
         these rules ignore it, and violations are still counted per batch. This turns N small policy calls
         into one vectorised call, which is most of a Δ = 0 run's cost.
         """
-        if not (self.capacity_never_binds and self.policy.row_independent):
-            return False
+        if self.slo is not None or not (self.capacity_never_binds and self.policy.row_independent):
+            return False  # with an SLO every decision depends on the queues at its time
         inp = self.inputs
         problem = RoutingProblem(
             quality=inp.predicted_quality,
@@ -202,10 +224,12 @@ class Dispatcher:
                 if self._fixed_capacity is not None
                 else np.array([g.capacity(self.capacity_mode) for g in self.models], dtype=np.float64)
             )
+            latency, route_capacity = self._slo_inputs(ids, capacity)
+            slo = self.slo
             problem = RoutingProblem(
                 quality=self._judged_quality[ids],
                 cost=inp.predicted_cost[ids],
-                capacity=capacity,
+                capacity=route_capacity,
                 budget=budget,
                 min_quality=self.min_quality,
                 quality_std=inp.predicted_std[ids],
@@ -216,20 +240,69 @@ class Dispatcher:
                 else None,
                 model_names=self.model_names,
                 validate=False,
+                latency=latency,
+                slo=None if slo is None else slo.slo_s,
+                slo_mode="constraint" if slo is None else slo.mode,
+                slo_penalty=0.0 if slo is None else slo.penalty,
             )
             result = self.policy.route(problem)
             assignment = np.asarray(result.assignment, dtype=np.int64)
             ev = check_assignment(problem, assignment)
+            # Only today's capacity is enforced by refusing queries: beyond the SLO capacity a query is
+            # predicted to miss its SLO, not unable to run (check_assignment reports it as a violation).
             if ev.loads.size and np.any(ev.loads > capacity):
                 assignment = self._refuse_surplus(assignment, capacity, ids)
             status, solve_time = result.status, result.solve_time_s
             # budget and quality floor are judged on what is served (after refusals), in _account
             policy_violations = [v for v in ev.violations if not v.startswith(("budget", "min_quality"))]
+        if self.record_estimates and self._estimates is None:
+            self._estimates = self._predict(ids)
         served = self._enqueue(ids, assignment)
+        self._record_estimates(ids, served)
         rows, cols = ids[served >= 0], served[served >= 0]
         cost = float(self.inputs.predicted_cost[rows, cols].sum())
         quality = float(self._judged_quality[rows, cols].sum()) / n
         self._account(n, status, solve_time, cost, quality, budget, int(n - rows.size), policy_violations)
+
+    # -- latency estimates ----------------------------------------------------------
+    _estimates: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _predict(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted (ttft, e2e), (n, m), of the batch's queries on every model, before any is submitted."""
+        return self.estimator.predict(self.inputs.prompt_tokens[ids], self._est_output[ids])
+
+    def _slo_inputs(self, ids: np.ndarray, capacity: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """The batch's predicted latency of the routed-on metric (None without an SLO) and the capacity
+        the policy sees: in constraint mode min'd with the SLO capacity
+        (:func:`sim.engine.estimate.slo_capacity`: queries each model can finish within the SLO given its
+        queue) — unless the models together cannot take the whole batch within the SLO and the policy
+        may not reject: then some query misses it whatever the choice, so the capacity stays today's
+        and the latency matrix alone steers the policy."""
+        slo = self.slo
+        if slo is None:
+            return None, capacity
+        p = self.inputs.prompt_tokens[ids]
+        o = np.maximum(self._est_output[ids].astype(np.float64), 1.0)
+        states = self.estimator.states(p, o)
+        ttft, e2e = self.estimator.predict(p, o, states)
+        self._estimates = (ttft, e2e)
+        latency = e2e if slo.route_on == "e2e" else ttft
+        if slo.mode != "constraint":
+            return latency, capacity
+        within = np.minimum(capacity, slo_capacity(states, slo.slo_s, slo.route_on))
+        if not self.allow_reject and within.sum() < len(ids):
+            return latency, capacity
+        return latency, within
+
+    def _record_estimates(self, ids: np.ndarray, served: np.ndarray) -> None:
+        """Store the chosen model's predictions of every served query (then forget the batch's)."""
+        est, self._estimates = self._estimates, None
+        if est is None:
+            return
+        pos = np.flatnonzero(served >= 0)
+        cols = served[pos]
+        self.rec.pred_ttft[ids[pos]] = est[0][pos, cols]
+        self.rec.pred_e2e[ids[pos]] = est[1][pos, cols]
 
     def _route_single(self, rid: int) -> None:
         """One query, decided up front: the same bookkeeping as :meth:`route`, with Python scalars."""
@@ -269,6 +342,9 @@ class Dispatcher:
         rec.cost[rid] = inp.cost[rid, j]
         rec.quality[rid] = inp.true_quality[rid, j]
         rec.status[rid] = STATUS_IN_FLIGHT
+        if self.record_estimates and self._estimates is None:  # the precomputed path: chosen model only
+            rec.pred_ttft[rid], rec.pred_e2e[rid] = self.estimator.predict_one(
+                j, req.prompt_tokens, max(int(self._est_output[rid, j]), 1))
         group.submit(req)
         return True
 

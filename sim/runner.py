@@ -27,7 +27,7 @@ from policies import make_policy, policy_class
 from sim import rng as rngs
 from sim.config.checks import MAX_HORIZON_S
 from sim.config.schema import Scenario
-from sim.dispatcher import Dispatcher, RoutingInputs
+from sim.dispatcher import Dispatcher, RoutingInputs, SloRouting
 from sim.engine.build import build_cluster
 from sim.engine.cluster import DeploymentRuntime
 from sim.engine.request import Request
@@ -184,6 +184,7 @@ def _make_dispatcher(
         output_tokens=wl.output_tokens,
         prompt_tokens=wl.prompt_tokens,
         prefix=wl.prefix,
+        predicted_output_tokens=pred.output_tokens,
     )
     r = sc.router
     return Dispatcher(
@@ -201,7 +202,18 @@ def _make_dispatcher(
         on_reject=on_reject,
         capacity_never_binds=r.capacity == "unlimited"
         or (r.capacity == "slots_and_queue" and all(d.max_queue is None for d in sc.deployments)),
+        slo=_slo_routing(sc),
     )
+
+
+def _slo_routing(sc: Scenario) -> SloRouting | None:
+    """The dispatcher's view of ``router.slo`` (checked at load: the route_on SLO is set)."""
+    slo = sc.router.slo
+    if slo is None:
+        return None
+    target = slo.e2e_s if slo.route_on == "e2e" else slo.ttft_s
+    assert target is not None
+    return SloRouting(slo_s=target, route_on=slo.route_on, mode=slo.mode, penalty=slo.penalty)
 
 
 def _run_engine(sc: Scenario, prepared: Prepared, progress: ProgressFn | None, *, precompute: bool) -> Trace:

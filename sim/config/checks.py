@@ -350,6 +350,7 @@ def check_scenario(
 
     _check_predictor(sc.router.predictor, sc.workload.pool, fail)
     _check_policy(sc.router, fail)
+    _check_slo(sc.router, fail)
     _check_horizon(sc, fail, file)
     _check_footprint(sc, fail)
 
@@ -460,6 +461,17 @@ def _check_policy(r: Router, fail: Fail) -> None:
         make_policy(r.policy, **r.params)
     except PolicyError as exc:
         fail(("router", "params"), clip(str(exc)))
+
+
+def _check_slo(r: Router, fail: Fail) -> None:
+    """The SLO the router routes on must be set (the other may be set for reporting only)."""
+    slo = r.slo
+    if slo is None:
+        return
+    field = "e2e_s" if slo.route_on == "e2e" else "ttft_s"
+    if getattr(slo, field) is None:
+        fail(("router", "slo", field),
+             f"route_on is {slo.route_on!r}, so {field} must be set (seconds > 0)")
 
 
 def _arrival_span(sc: Scenario, fail: Fail) -> tuple[float, tuple[Any, ...]] | None:

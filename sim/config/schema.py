@@ -548,6 +548,46 @@ class PredictorSpec(Strict):
     )
 
 
+SloSeconds = Annotated[float, Field(gt=0, le=DAY_S)]
+"""A latency target: above zero, at most a day."""
+PenaltyPerSecond = Annotated[float, Field(ge=0, le=1e6)]
+
+
+def _slo_mode(value: str) -> str:
+    if value not in ("constraint", "penalty"):
+        raise ValueError(f"must be 'constraint' or 'penalty', not {value!r}")
+    return value
+
+
+# A str checked by a validator rather than a Literal: the schema tests read any annotation whose text holds
+# "int" (as "constraint" does) as a numeric field.
+SloMode = Annotated[str, AfterValidator(_slo_mode), Field(json_schema_extra={"enum": ["constraint", "penalty"]})]
+
+
+class SloSpec(Strict):
+    """Latency targets the router sees (issue 12): each query gets a predicted TTFT and end-to-end latency
+    per model from the live cluster state (sim/engine/estimate.py), and batch policies take the SLO of
+    ``route_on`` as a constraint or a penalty."""
+
+    ttft_s: SloSeconds | None = Field(None, description="Time-to-first-token SLO in seconds (0-86400), or None.")
+    e2e_s: SloSeconds | None = Field(None, description="End-to-end latency SLO in seconds (0-86400), or None.")
+    route_on: Literal["e2e", "ttft"] = Field(
+        "e2e", description="Which SLO the router routes on; that SLO must be set."
+    )
+    mode: SloMode = Field(
+        "constraint",
+        description="'constraint' or 'penalty'. constraint: a (query, model) pair predicted to miss the SLO is infeasible, and each "
+        "model's capacity in a batch is the number of queries it can finish within the SLO given its queue "
+        "(min'd with router.capacity's); penalty: such a pair pays penalty × (predicted − SLO) seconds in "
+        "the objective, capacity unchanged.",
+    )
+    penalty: PenaltyPerSecond = Field(
+        0.0,
+        description="Penalty μ (0-1e6) in objective units per second over the SLO (quality for max-quality "
+        "problems, USD for min-cost ones); 0 = the SLO changes nothing in penalty mode.",
+    )
+
+
 class Router(Strict):
     """What a batch is, and how it is routed."""
 
@@ -573,6 +613,9 @@ class Router(Strict):
         "(deployment max_queue); or unlimited.",
     )
     predictor: PredictorSpec = Field(default_factory=lambda: PredictorSpec(), description="Quality predictor.")
+    slo: SloSpec | None = Field(
+        None, description="Latency SLOs the router routes on (see router.slo); None = latency-blind routing."
+    )
 
 
 class Outputs(Strict):

@@ -52,6 +52,13 @@ class DeploymentRuntime:
         self.kv_capacity_tokens = kv_capacity_tokens
         self.max_queue = max_queue
         self.queue: deque[Request] | None = deque() if shared_queue else None
+        # Token totals of every request ever submitted here: an unbiased sample of this deployment's
+        # requests (the ones running now are length-biased), read by the latency estimator
+        # (sim/engine/estimate.py) for the mean service time. Bookkeeping only; no engine decision reads it.
+        self.submitted = 0
+        self.submitted_prompt = 0
+        self.submitted_prompt_sq = 0
+        self.submitted_output = 0
         self.instances: list[Instance | PagedInstance]
         if scheduler.kind == "paged":
             group = PagedGroup(self.queue) if shared_queue else None
@@ -107,6 +114,10 @@ class DeploymentRuntime:
 
     # -- actions ----------------------------------------------------------------
     def submit(self, req: Request) -> None:
+        self.submitted += 1
+        self.submitted_prompt += req.prompt_tokens
+        self.submitted_prompt_sq += req.prompt_tokens * req.prompt_tokens
+        self.submitted_output += req.output_tokens
         if self.queue is not None and self.scheduler.kind == "paged":
             self.instances[0].submit(req)  # the group hands the head to whichever member takes it
             return
@@ -119,8 +130,12 @@ class DeploymentRuntime:
                 if inst is not best and inst.free_slots > 0:
                     inst.poke()
             return
-        best = min(self.instances, key=lambda inst: (inst.running + inst.queue_len) / self.max_seqs)
-        best.submit(req)
+        self.next_instance().submit(req)
+
+    def next_instance(self) -> Instance | PagedInstance:
+        """With per-instance queues, the instance the next request joins (fewest running + queued per slot,
+        first on ties); read by the latency estimator, so it predicts the queue a query will really join."""
+        return min(self.instances, key=lambda inst: (inst.running + inst.queue_len) / self.max_seqs)
 
 
 class ModelGroup:
@@ -145,8 +160,12 @@ class ModelGroup:
         if len(candidates) == 1:
             candidates[0].submit(req)
             return
-        best = min(
-            candidates,
+        self.least_loaded(candidates).submit(req)
+
+    def least_loaded(self, candidates: list[DeploymentRuntime] | None = None) -> DeploymentRuntime:
+        """The deployment :meth:`submit` picks among ``candidates`` (default: all): fewest running + queued
+        per slot, first on ties. The latency estimator asks the same question."""
+        return min(
+            self.deployments if candidates is None else candidates,
             key=lambda d: (d.running + d.queued) / (d.max_seqs * len(d.instances)),
         )
-        best.submit(req)

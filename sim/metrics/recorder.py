@@ -60,6 +60,9 @@ class RequestRecorder:
         self.recomputed_tokens = np.zeros(n, dtype=np.int32)
         self.cached_tokens = np.zeros(n, dtype=np.int32)
         self.max_gap = np.full(n, np.nan, dtype=np.float32)
+        # The latency estimator's prediction for the chosen model at decision time (NaN: none made).
+        self.pred_ttft = np.full(n, np.nan, dtype=np.float32)
+        self.pred_e2e = np.full(n, np.nan, dtype=np.float32)
         self.completed = 0
 
     def on_finish(self, req: Request) -> None:
@@ -106,6 +109,8 @@ class RequestRecorder:
                 "preemptions": self.preemptions,
                 "recomputed_tokens": self.recomputed_tokens,
                 "cached_tokens": self.cached_tokens,
+                "predicted_ttft_s": self.pred_ttft,
+                "predicted_e2e_s": self.pred_e2e,
                 "cost_usd": self.cost,
                 "predicted_cost_usd": self.predicted_cost,
                 "predicted_quality": self.predicted_quality,
