@@ -28,10 +28,17 @@ METRICS = ["accuracy", "cost.total_usd", "cost.gpu_usd", "latency_s.ttft.p99", "
            "latency_s.tpot.p50", "latency_s.tpot.p95", "latency_s.tpot.p99",
            "latency_s.tbt.p50", "latency_s.tbt.p95", "latency_s.tbt.p99", "latency_s.tbt.max_step",
            "scheduler.preemptions", "scheduler.recomputed_tokens",
-           "scheduler.prefix_cache_hit_rate_tokens", "scheduler.prefix_cache_hit_rate_requests"]
+           "scheduler.prefix_cache_hit_rate_tokens", "scheduler.prefix_cache_hit_rate_requests",
+           "slo.attainment_e2e", "slo.attainment_ttft", "slo.attainment_e2e_of_completed",
+           "slo.attainment_ttft_of_completed", "estimator.e2e_mape", "estimator.e2e_bias_s",
+           "estimator.ttft_mape", "estimator.ttft_bias_s"]
 #: Metrics that only some schedulers have (null in summary.json otherwise): left out of the comparison,
 #: with a note, when no run has them, rather than filling the table with n/a rows.
 SCHEDULER_METRICS = frozenset(m for m in METRICS if m.startswith(("latency_s.tbt", "scheduler.")))
+#: Metrics that exist only when the scenario sets ``router.slo`` / the dispatcher records latency
+#: predictions: treated like the scheduler metrics.
+SLO_METRICS = frozenset(m for m in METRICS if m.startswith(("slo.", "estimator.")))
+OPTIONAL_METRICS = SCHEDULER_METRICS | SLO_METRICS
 LEVEL = 0.95
 PAIRING_NOTE = (
     "Intervals are 95 % Student-t intervals over seeds. Paired differences pair each run with the "
@@ -47,11 +54,12 @@ def fmt(metric: str, x: Any, signed: bool = False) -> str:
     if not isinstance(x, int | float):
         return str(x)
     sign = "+" if signed else ""
-    if "accuracy" in metric or metric.endswith("share") or "hit_rate" in metric:
+    if "accuracy" in metric or metric.endswith("share") or "hit_rate" in metric or "attainment" in metric \
+            or metric.endswith("mape"):
         return f"{100 * x:{sign}.2f}" + (" pp" if signed else " %")
     if "usd" in metric:
         return f"{x:{sign},.4f} $"
-    if metric.startswith("latency_s"):
+    if metric.startswith("latency_s") or metric.endswith("bias_s"):
         return f"{x:{sign}.3f} s"
     return f"{x:{sign},.4g}"
 
@@ -76,9 +84,11 @@ def _baseline(exp: Experiment) -> str | None:
 
 
 def _applicable(results: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """(metrics to compare, scheduler metrics no run has): TBT needs a paged deployment, the hit rates
-    a prefix-caching one; a config that lacks a metric other configs have shows n/a in its row."""
-    absent = [m for m in METRICS if m in SCHEDULER_METRICS and m in results.columns
+    """(metrics to compare, optional metrics no run has): TBT needs a paged deployment, the hit rates
+    a prefix-caching one, SLO attainment an SLO, estimator accuracy recorded predictions; a config that
+    lacks a metric other configs have shows n/a in its row. (A metric missing from the table, as in a
+    folder written before it existed, is skipped by :func:`~reports.stats.compare_table`.)"""
+    absent = [m for m in METRICS if m in OPTIONAL_METRICS and m in results.columns
               and not pd.to_numeric(results[m], errors="coerce").notna().any()]
     return [m for m in METRICS if m not in absent], absent
 
@@ -95,11 +105,64 @@ def comparison(exp: Experiment) -> tuple[pd.DataFrame, Section]:
         paragraphs.append("n = 1 (one seed): no interval can be estimated; shown as —.")
     if (table["n"] == 0).any():
         paragraphs.append("n/a: the metric does not apply to that configuration (e.g. TBT and preemptions "
-                          "need the paged scheduler, hit rates a prefix cache).")
-    if absent:
-        paragraphs.append(f"Not applicable to any run, so not compared: {', '.join(absent)}.")
+                          "need the paged scheduler, hit rates a prefix cache, SLO attainment a router.slo).")
+    listed = [m for m in absent if m not in SLO_METRICS]  # no SLO anywhere is the common case: no list
+    if listed:
+        paragraphs.append(f"Not applicable to any run, so not compared: {', '.join(listed)}.")
+    if any(m.startswith("slo.") for m in absent):
+        paragraphs.append("No run set an SLO (router.slo): attainment not compared.")
     headers = ["configuration", "metric", "n", "mean", "95 % CI", "diff vs baseline", "diff 95 % CI", "pairs"]
     return table, Section("Comparison", paragraphs, [Table(headers, rows)])
+
+
+SLO_COLUMNS = (("e2e", "end-to-end"), ("ttft", "TTFT"))
+
+
+def slo_attainment(exp: Experiment) -> Section | None:
+    """Per configuration, each SLO target and the mean share of queries meeting it (95 % interval over
+    seeds; rejected queries count as misses), the share among completed queries, and the estimator's
+    end-to-end MAPE: the table that shows a latency-aware policy's gain next to a queue-blind one's.
+    None when no run set an SLO (older folders, or scenarios without ``router.slo``)."""
+    res = exp.results
+    shown = [(m, label) for m, label in SLO_COLUMNS if f"slo.attainment_{m}" in res.columns
+             and pd.to_numeric(res[f"slo.attainment_{m}"], errors="coerce").notna().any()]
+    if not shown:
+        return None
+    headers = ["configuration", "seeds"]
+    for _, label in shown:
+        headers += [f"{label} SLO", "attained", "95 % CI", "of completed"]
+    headers.append("end-to-end estimate MAPE")
+    rows = []
+    for config, g in res.groupby("config", sort=False):
+        cells = [str(config), str(len(g))]
+        for m, _ in shown:
+            target = _mean(g, f"slo.{m}_s")
+            att = mean_ci(_numeric(g, f"slo.attainment_{m}"), LEVEL)
+            cells += [fmt("latency_s", target) if math.isfinite(target) else NA,
+                      fmt("attainment", att[0]) if math.isfinite(att[0]) else NA,
+                      _interval("attainment", att[1], att[2]),
+                      _fmt_or_na("attainment", _mean(g, f"slo.attainment_{m}_of_completed"))]
+        cells.append(_fmt_or_na("estimator.e2e_mape", _mean(g, "estimator.e2e_mape")))
+        rows.append(cells)
+    text = ["Attainment: share of the queries whose outcome is known that met the SLO (latency from arrival; "
+            "a rejected query, or one unfinished past its deadline at a cut-off, missed it), mean over seeds; "
+            "of completed: among completed queries only. n/a: the configuration set no such SLO. "
+            "Estimate MAPE: the dispatcher's predicted end-to-end latency against the realised one."]
+    return Section("SLO attainment", text, [Table(headers, rows)])
+
+
+def _numeric(g: pd.DataFrame, col: str) -> Any:
+    return pd.to_numeric(g[col], errors="coerce").to_numpy(dtype=float) if col in g.columns else []
+
+
+def _mean(g: pd.DataFrame, col: str) -> float:
+    """The column's mean over the finite values (nan when none or no column)."""
+    vals = [v for v in _numeric(g, col) if math.isfinite(v)]
+    return float(sum(vals) / len(vals)) if vals else float("nan")
+
+
+def _fmt_or_na(metric: str, x: float) -> str:
+    return fmt(metric, x) if math.isfinite(x) else NA
 
 
 REFERENCE_ROWS = (("oracle (best model per query)", "references.oracle_accuracy", None),
@@ -247,7 +310,8 @@ def build_document(exp: Experiment) -> tuple[Document, dict[str, pd.DataFrame]]:
                                                       [[k.strip(), v] for k, v in summary_rows(exp.summary)])]))
     comp, comp_section = comparison(exp)
     aiq_df, aiq_section = aiq_table(exp)
-    sections += [comp_section, *filter(None, [references_section(exp), matched_section(exp)]), aiq_section]
+    sections += [comp_section, *filter(None, [slo_attainment(exp), references_section(exp), matched_section(exp)]),
+                 aiq_section]
     sections.append(Section("Figures", [], [], figure_items(exp)))
     if exp.notes:
         sections.append(Section("Notes", list(dict.fromkeys(exp.notes))))

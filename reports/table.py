@@ -85,6 +85,31 @@ def _latency_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+SLO_LABELS = (("ttft", "TTFT"), ("e2e", "end-to-end"))
+
+
+def _slo_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """SLO attainment per set target (headline: of every query whose outcome is known, rejected ones
+    missing it; then of completed ones), and the latency estimator's accuracy; n/a when unset."""
+    slo = _get(s, "slo")
+    parts = [f"{label} ≤ {_fmt(_get(slo, f'{m}_s'), 's')}: {_fmt(_get(slo, f'attainment_{m}'), '%')} "
+             f"({_fmt(_get(slo, f'attainment_{m}_of_completed'), '%')} of completed)"
+             for m, label in SLO_LABELS if _get(slo, f"{m}_s") is not None]
+    est = _get(s, "estimator")
+    n = _get(est, "n")
+    estimate = NA + " (no predictions)"
+    if _is_num(n) and n > 0:
+        estimate = "; ".join(f"{label} MAPE {_fmt(_get(est, f'{m}_mape'), '%')}, "
+                             f"bias {_signed(_get(est, f'{m}_bias_s'))}"
+                             for m, label in reversed(SLO_LABELS)) + f" (over {_fmt(n)} requests)"
+    return [("SLO attainment", ", ".join(parts) if parts else NA + " (no SLO set)"), ("latency estimate", estimate)]
+
+
+def _signed(x: Any) -> str:
+    """Seconds with an explicit sign (+: the estimate was pessimistic)."""
+    return f"+{_fmt(x, 's')}" if _is_num(x) and x > 0 else _fmt(x, "s")
+
+
 def _scheduler_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     """Preemptions and prefix-cache hits: n/a when no deployment is paged / caches prefixes."""
     sc = _get(s, "scheduler")
@@ -103,9 +128,16 @@ def _model_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         (f"  {name}", f"share {_fmt(_get(m, 'share'), '%')}, acc {_fmt(_get(m, 'accuracy'), '%')}, "
                       f"busy {_fmt(_get(m, 'busy_fraction'), '%')}, "
                       f"slots used {_fmt(_get(m, 'slot_utilisation'), '%')}, "
-                      f"mean queue {_fmt(_get(m, 'mean_queue'), '.1f')}")
+                      f"mean queue {_fmt(_get(m, 'mean_queue'), '.1f')}{_model_slo(s, m)}")
         for name, m in models.items()
     ]
+
+
+def _model_slo(s: dict[str, Any], m: Any) -> str:
+    """``, SLO TTFT x %, e2e y %`` for the targets the run set (nothing without an SLO)."""
+    parts = [f"{short} {_fmt(_get(m, 'slo', f'attainment_{k}'), '%')}"
+             for k, short in (("ttft", "TTFT"), ("e2e", "e2e")) if _get(s, "slo", f"{k}_s") is not None]
+    return f", SLO {', '.join(parts)}" if parts else ""
 
 
 def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
@@ -127,6 +159,7 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("budget", _budget_row(s)),
         *_floor_rows(s),
         *_latency_rows(s),
+        *_slo_rows(s),
         *_scheduler_rows(s),
     ]
     data = _get(s, "data")

@@ -94,6 +94,16 @@ def batch_budget_stats(sc: Scenario, trace: Trace) -> dict[str, Any]:
     }
 
 
+def slo_targets(sc: Scenario) -> dict[str, float | None]:
+    """The scenario's SLO targets (``router.slo``) keyed ``"ttft"`` / ``"e2e"``; None when unset.
+
+    Read with ``getattr`` so a scenario object without the section (an older schema, or a stand-in in a
+    test) simply has no SLO.
+    """
+    slo = getattr(sc.router, "slo", None)
+    return {m: getattr(slo, f"{m}_s", None) for m in ("ttft", "e2e")}
+
+
 def summarise(sc: Scenario, prepared: Any, trace: Trace) -> RunResult:
     """The run's summary and tables from the engine's trace and the prepared inputs."""
     wl, pred = prepared.workload, prepared.predictions
@@ -112,6 +122,7 @@ def summarise(sc: Scenario, prepared: Any, trace: Trace) -> RunResult:
         references=prepared.references,
         data=wl.queries.data_report,
         prompt_tokens=wl.prompt_tokens,
+        slo=slo_targets(sc),
     )
     summary = finite({
         "scenario": sc.name,

@@ -149,7 +149,20 @@ def _interrupted(signum: int, folder: Path) -> None:
 
 CONSOLE_METRICS = {"accuracy": "accuracy", "cost.total_usd": "token cost", "latency_s.ttft.p99": "TTFT p99",
                    "latency_s.tbt.p99": "TBT p99",
-                   "budget.batches_over_budget_realised": "batches over budget"}
+                   "budget.batches_over_budget_realised": "batches over budget",
+                   "slo.attainment_e2e": "e2e SLO attained"}
+#: Columns shown only when some run has a value (an SLO is set): a column of n/a says nothing.
+OPTIONAL_CONSOLE_METRICS = frozenset({"slo.attainment_e2e"})
+
+
+def console_metrics(results: Any) -> dict[str, str]:
+    """:data:`CONSOLE_METRICS` without the optional ones no run has a value for."""
+    import pandas as pd
+
+    def present(m: str) -> bool:
+        return m in results.columns and bool(pd.to_numeric(results[m], errors="coerce").notna().any())
+
+    return {m: label for m, label in CONSOLE_METRICS.items() if m not in OPTIONAL_CONSOLE_METRICS or present(m)}
 
 
 def _pm(metric: str, mean: float, half: float, signed: bool = False) -> str:
@@ -180,15 +193,16 @@ def _print_results(job: _Job, results: Any, matched: Any) -> None:
     from reports.stats import compare_table
 
     results = _configs(results)
-    table = compare_table(results, list(CONSOLE_METRICS), job.baseline, group="config")
-    heads = ["policy", *CONSOLE_METRICS.values()] + ([f"Δ accuracy vs {job.baseline}"] if job.baseline else [])
+    metrics = console_metrics(results)
+    table = compare_table(results, list(metrics), job.baseline, group="config")
+    heads = ["policy", *metrics.values()] + ([f"Δ accuracy vs {job.baseline}"] if job.baseline else [])
     grid = Table(*heads, title=Text(f"llmsim {job.exp.kind} — {job.folder} (mean ± 95 % CI over seeds)"),
                  title_justify="left")
     for config, rows in table.groupby("config", sort=False):
         cells = {r.metric: _pm(r.metric, r.mean, r.ci_hi - r.mean) for r in rows.itertuples()}
         acc = rows[rows["metric"] == "accuracy"].iloc[0]
         diff = [_pm("accuracy", acc.diff_vs_baseline, acc.diff_ci_hi - acc.diff_vs_baseline, True)]
-        grid.add_row(Text(str(config)), *(Text(cells.get(m, "n/a")) for m in CONSOLE_METRICS),
+        grid.add_row(Text(str(config)), *(Text(cells.get(m, "n/a")) for m in metrics),
                      *(map(Text, diff) if job.baseline else []))
     _reference_rows(grid, results, len(heads))
     out.print(grid)

@@ -21,6 +21,7 @@ from sim.metrics.recorder import (
     STATUS_REJECTED,
     tpot,
 )
+from sim.metrics.slo import estimator_section, slo_section
 from sim.metrics.tokens import scheduler_stats, tbt_stats
 from sim.workload.queryset import DATA_REPORT_KEYS
 
@@ -86,6 +87,7 @@ def summarize(
     references: dict[str, float],
     data: dict[str, int] | None = None,
     prompt_tokens: np.ndarray | None = None,
+    slo: dict[str, float | None] | None = None,
 ) -> dict[str, Any]:
     """The summary dict (summary.json).
 
@@ -123,6 +125,10 @@ def summarize(
     qdelay = rec.start - rec.decision
     bdelay = rec.decision - rec.arrival
     span = max(end_time, 1e-12)
+    measured = {"ttft": ttft, "e2e": e2e}
+    # the estimator predicts, at the routing decision, the latency from then on (sim/engine/estimate.py)
+    since_decision = {"ttft": rec.first_token - rec.decision, "e2e": rec.finish - rec.decision}
+    targets = dict(slo or {})
 
     per_model: dict[str, Any] = {}
     for j, name in enumerate(model_names):
@@ -146,7 +152,9 @@ def summarize(
             "peak_queue": int(sample_queued[:, cols].sum(axis=1).max()) if sample_t.size else 0,
         }
         latency, sched = token_sections(rec, mine, lat_mask, deps, prompt_tokens)
-        per_model[name].update(latency_s=latency, scheduler=sched)
+        per_model[name].update(latency_s=latency, scheduler=sched,
+                               slo=slo_section(rec, mine & steady, measured, targets, end_time),
+                               estimator=estimator_section(rec, mine & steady, since_decision))
 
     reasons = {
         name: int(((rec.reason == code) & rejected).sum()) for code, name in REASON_NAMES.items() if code
@@ -205,6 +213,8 @@ def summarize(
             **token_latency,
         },
         "scheduler": sched,
+        "slo": slo_section(rec, steady, measured, targets, end_time),
+        "estimator": estimator_section(rec, steady, since_decision),
         "throughput": {
             "queries_per_s": float(done.sum() / span),
             "output_tokens_per_s": float(rec.output_tokens[done].sum() / span),
