@@ -83,9 +83,10 @@ def _groups(d: DeploymentRuntime, kv_mean: float, s: int) -> list[tuple[int, int
     return [(_free(d, [inst], kv_mean), inst.queue_len, s) for inst in d.instances]
 
 
-def model_state(group: ModelGroup, prompt: float, output: float) -> ModelState:
+def model_state(group: ModelGroup, prompt: float, output: float, *, groups: bool = True) -> ModelState:
     """Snapshot of ``group`` for a query; ``prompt`` / ``output`` (the batch's mean tokens on this model)
-    stand in for the deployment's means until it has served anything."""
+    stand in for the deployment's means until it has served anything. ``groups=False`` skips the
+    per-queue listing only :func:`slo_capacity` reads (the per-query recording path)."""
     d = group.least_loaded() if len(group.deployments) > 1 else group.deployments[0]
     prof = d.instances[0].profile
     p, p2, o = _means(d, prompt, output)
@@ -117,7 +118,10 @@ def model_state(group: ModelGroup, prompt: float, output: float) -> ModelState:
         step *= 1.0 + others * max(pause, 0.0) / base_service
     service = prefill + max(o - 1.0, 0.0) * step
     wait = 0.0 if not saturated else (q - free + 1) * service / k
-    all_groups = tuple(g for dep in group.deployments for g in _groups(dep, kv_mean, _slots(dep, kv_mean)))
+    all_groups = (
+        tuple(g for dep in group.deployments for g in _groups(dep, kv_mean, _slots(dep, kv_mean)))
+        if groups else ()
+    )
     return ModelState(wait, b, step, prof, service, prefill, all_groups)
 
 
@@ -154,7 +158,7 @@ class LatencyEstimator:
 
     def predict_one(self, j: int, prompt: int, output: int) -> tuple[float, float]:
         """(ttft, e2e) of one query on model ``j`` only: the cheap path for recording a decision."""
-        st = model_state(self.models[j], float(prompt), float(output))
+        st = model_state(self.models[j], float(prompt), float(output), groups=False)
         prof = st.profile
         ttft = st.wait_s + prof.prefill_time(prompt)
         return ttft, ttft + max(output - 1, 0) * st.decode_step_s
