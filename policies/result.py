@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from policies.problem import REJECT, IntArray, ProblemForm, RoutingProblem
+from policies.problem import REJECT, SLO_TOL, IntArray, ProblemForm, RoutingProblem
 
 # Absolute slack when comparing sums of floats against budget / alpha rows.
 TOL = 1e-9
@@ -32,6 +32,7 @@ class Evaluation:
     mean_quality: float
     loads: IntArray
     violations: list[str]
+    slo_misses: int = 0  # chosen pairs predicted over the SLO (counted in constraint mode only)
 
     @property
     def feasible(self) -> bool:
@@ -43,7 +44,9 @@ def check_assignment(problem: RoutingProblem, assignment: np.ndarray, tol: float
 
     Returns the objective terms and a list of human-readable violations (empty when feasible).
     Mean quality is over all n queries, rejected ones counting as 0 (the same convention as the
-    simulator's accuracy).
+    simulator's accuracy). In SLO constraint mode every chosen pair predicted over the SLO (beyond
+    ``SLO_TOL`` seconds) is a violation: they are counted in ``slo_misses`` and named (the first few)
+    in one ``slo:`` entry, so a batch with many misses still gives a readable message.
     """
     a = np.asarray(assignment)
     n, m = problem.n, problem.m
@@ -93,7 +96,34 @@ def check_assignment(problem: RoutingProblem, assignment: np.ndarray, tol: float
         violations.append(f"budget: cost {total_cost:.6g} > {problem.budget:.6g}")
     if problem.min_quality is not None and n and mean_quality < problem.min_quality - tol:
         violations.append(f"min_quality: mean {mean_quality:.6g} < {problem.min_quality:.6g}")
-    return Evaluation(total_cost, total_quality, mean_quality, loads, violations)
+    misses = _slo_misses(problem, a) if problem.slo_mode == "constraint" and problem.has_slo else 0
+    if misses:
+        violations.append(_slo_message(problem, a))
+    return Evaluation(total_cost, total_quality, mean_quality, loads, violations, misses)
+
+
+SLO_NAMED = 3  # pairs named in an SLO violation message
+
+
+def _missing_rows(problem: RoutingProblem, a: np.ndarray) -> np.ndarray:
+    """Queries whose chosen model is predicted over the SLO (constraint mode, SLO set)."""
+    assert problem.latency is not None and problem.slo is not None
+    routed = np.nonzero(a >= 0)[0]
+    lat = problem.latency[routed, a[routed]]
+    return routed[lat > float(problem.slo) + SLO_TOL]
+
+
+def _slo_misses(problem: RoutingProblem, a: np.ndarray) -> int:
+    return int(_missing_rows(problem, a).size)
+
+
+def _slo_message(problem: RoutingProblem, a: np.ndarray) -> str:
+    rows = _missing_rows(problem, a)
+    assert problem.latency is not None
+    named = ", ".join(f"query {i} on {problem.model_label(int(a[i]))} ({problem.latency[i, a[i]]:.4g} s)"
+                      for i in rows[:SLO_NAMED].tolist())
+    more = f" and {rows.size - SLO_NAMED} more" if rows.size > SLO_NAMED else ""
+    return f"slo: {rows.size} queries on models predicted over the SLO {problem.slo:g} s: {named}{more}"
 
 
 @dataclass

@@ -14,6 +14,21 @@ solvers' absolute tolerances would mean different things on the two rows.
 
 When both ``budget`` and ``min_quality`` are set, the side row is the α row; the budget is left to
 :func:`policies.check_assignment` (only ``milp`` models both rows; see :mod:`policies.batch.milp`).
+
+**Latency SLO** (issue 12), the same for every batch policy because they all solve this form:
+
+* penalty mode: ``μ·(latency − slo)+`` is taken off the score in the objective's units — quality
+  points per second over the SLO in the max-quality form (``score = quality − μ·excess``), USD per
+  second in the min-cost form (``score = −(cost + μ·excess) / scale``). The side rows keep the true
+  cost and quality: the penalty prices latency, it does not spend budget or earn quality.
+* constraint mode: a pair over the SLO is *forbidden* (``forbidden`` mask). Its score is lowered by
+  ``P`` so that every allowed column and the reject column beat it, and in the min-cost form its quality
+  counts for nothing (row 0). With rejection allowed, ``P = 3`` already makes the reject column
+  (score 0, row 0, unlimited) dominate it for every multiplier, so no optimum uses it, and ``milp``
+  fixes it to 0 outright; a query with no allowed model is rejected. Without rejection ``P = 2n + 3``
+  exceeds any score difference a whole batch can make, so an assignment with fewer forbidden pairs
+  always scores more: the solvers then use forbidden pairs only where capacity forces them, and the
+  result (checked by :func:`policies.check_assignment`) is ``infeasible`` naming the SLO.
 """
 
 from __future__ import annotations
@@ -40,6 +55,7 @@ class LinearForm:
     cost_scale: float
     row_name: str | None  # "budget" or "min_quality"
     row_tol: float  # slack the checker allows on the side row, in the row's (scaled) units
+    forbidden: np.ndarray | None = None  # (n, k) pairs over the SLO in constraint mode (None: none)
 
     @classmethod
     def from_problem(cls, problem: RoutingProblem, quality: FloatArray | None = None) -> LinearForm:
@@ -61,6 +77,7 @@ class LinearForm:
             tol = TOL * max(1.0, float(problem.budget)) / scale
         else:
             score, row, rhs, name, tol = q.copy(), None, None, None, 0.0
+        score, row, q, forbidden = _apply_slo(problem, score, row, q, scale)
         cap = problem.int_capacity()
         reject_col = None
         if problem.allow_reject:
@@ -68,9 +85,11 @@ class LinearForm:
             score = np.hstack([score, np.zeros((n, 1))])
             if row is not None:
                 row = np.hstack([row, np.zeros((n, 1))])
+            if forbidden is not None:
+                forbidden = np.hstack([forbidden, np.zeros((n, 1), dtype=bool)])
             cap = np.append(cap, n).astype(np.int64)
         # The checker's tolerance is generous next to float error, but rounding must not eat all of it.
-        return cls(problem, q, score, row, rhs, cap, reject_col, scale, name, 0.5 * tol)
+        return cls(problem, q, score, row, rhs, cap, reject_col, scale, name, 0.5 * tol, forbidden)
 
     # ------------------------------------------------------------------ shape and mapping
     @property
@@ -136,3 +155,27 @@ class LinearForm:
     def to_objective(self, value: float) -> float:
         """Convert a value of Σ score (e.g. a dual bound) into the problem's objective units."""
         return -value * self.cost_scale if self.problem.form is ProblemForm.MIN_COST else value
+
+
+def _apply_slo(problem: RoutingProblem, score: FloatArray, row: FloatArray | None, q: FloatArray,
+               scale: float) -> tuple[FloatArray, FloatArray | None, FloatArray, np.ndarray | None]:
+    """Score, side row, quality and forbidden mask with the SLO of the module docstring applied.
+
+    Untouched (the very same arrays) when the problem has no SLO, or a penalty that is zero everywhere:
+    that is what makes ``slo_penalty = 0`` reproduce the SLO-free answer exactly.
+    """
+    min_cost = problem.form is ProblemForm.MIN_COST
+    penalty = problem.slo_penalty_matrix()
+    if penalty is not None:
+        score = score - (penalty / scale if min_cost else penalty)
+    forbidden = problem.slo_forbidden()
+    if forbidden is None or not forbidden.any():
+        return score, row, q, None
+    n = problem.n
+    big = 3.0 if problem.allow_reject else 2.0 * n + 3.0
+    score = np.where(forbidden, score - big, score)
+    if min_cost:
+        assert row is not None
+        q = np.where(forbidden, 0.0, q)
+        row = np.where(forbidden, 0.0, row)
+    return score, row, q, forbidden

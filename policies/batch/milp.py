@@ -79,6 +79,9 @@ def build_model(form: LinearForm, *, protect: Protection | None = None, prune: b
     if delta is not None:
         better.append(-delta)
     fixed = dominated(form.cap, better) if prune else None
+    if form.forbidden is not None and form.reject_col is not None:
+        # SLO constraint with rejection allowed: a pair over the SLO is never used (see linear_form).
+        fixed = form.forbidden if fixed is None else fixed | form.forbidden
     model = MilpModel(objective, form.cap, fixed)
     quality_is_objective = maximise_quality or not min_cost
     prot_cols: slice | None = None
