@@ -39,6 +39,8 @@ class BatchPolicy(Policy):
         best_effort: when the problem is infeasible, return the best-effort assignment the solver
             found (``True``, default) or reject every query (``False``). Either way the status is
             ``infeasible`` and ``message`` names the constraint that cannot hold.
+
+    A latency SLO on the problem is honoured as :mod:`policies.batch` describes (constraint or penalty).
     """
 
     batch_level: ClassVar[bool] = True
