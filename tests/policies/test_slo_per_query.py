@@ -163,3 +163,14 @@ def test_budget_modes_and_slo_together(name: str, mode: str, problem: RoutingPro
     assert problem.budget is not None
     assert ev.total_cost <= problem.budget + 1e-9 * max(1.0, problem.budget)
     assert ev.slo_misses == 0 and np.all(ev.loads <= problem.capacity)
+
+
+def test_threshold_greedy_penalty_prices_seconds_in_usd_among_models_above_alpha() -> None:
+    """Penalty mode, cost-led rule: among models meeting α the least cost + μ·(latency − slo)+ wins; a
+    model below α stays out however fast it is."""
+    q = np.array([[0.9, 0.8, 0.3]])
+    c = np.array([[3e-3, 1e-3, 1e-4]])
+    lat = np.array([[1.0, 6.0, 0.1]])  # model 1 is 4 s over a 2 s SLO
+    for mu, want in ((1e-4, 1), (1e-3, 0)):  # 1e-3 + 4μ vs 3e-3: the switch is at μ = 5e-4 USD/s
+        p = RoutingProblem(quality=q, cost=c, latency=lat, slo=2.0, slo_mode="penalty", slo_penalty=mu)
+        assert solve(p, "threshold_greedy", alpha=0.7).assignment.tolist() == [want]
