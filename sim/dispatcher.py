@@ -272,7 +272,8 @@ class Dispatcher:
         return self.estimator.predict(self.inputs.prompt_tokens[ids], self._est_output[ids])
 
     def _slo_inputs(self, ids: np.ndarray, capacity: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-        """The batch's predicted latency of the routed-on metric (None without an SLO) and the capacity
+        """The batch's predicted latency of the routed-on metric from arrival (None without an SLO; the
+        window's wait so far plus the estimate from now) and the capacity
         the policy sees: in constraint mode min'd with the SLO capacity
         (:func:`sim.engine.estimate.slo_capacity`: queries each model can finish within the SLO given its
         queue) — unless the models together cannot take the whole batch within the SLO and the policy
@@ -286,10 +287,13 @@ class Dispatcher:
         states = self.estimator.states(p, o)
         ttft, e2e = self.estimator.predict(p, o, states)
         self._estimates = (ttft, e2e)
-        latency = e2e if slo.route_on == "e2e" else ttft
+        # The SLO counts from arrival (what the user waits): add the time already spent in the window.
+        elapsed = self.env.now - self.rec.arrival[ids]
+        latency = (e2e if slo.route_on == "e2e" else ttft) + elapsed[:, None]
         if slo.mode != "constraint":
             return latency, capacity
-        within = np.minimum(capacity, slo_capacity(states, slo.slo_s, slo.route_on))
+        left = slo.slo_s - float(elapsed.mean())
+        within = np.minimum(capacity, slo_capacity(states, left, slo.route_on))
         if not self.allow_reject and within.sum() < len(ids):
             return latency, capacity
         return latency, within

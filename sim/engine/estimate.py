@@ -10,27 +10,36 @@ Model (per model j, O(deployments + instances) Python work per call, then O(n·m
   once (mean KV per request = prompt + output under ``reserve``, which reserves it at admission; prompt +
   output / 2 under ``paged``, whose blocks grow with the output). The target queue is served by ``K``
   slots (``s`` for a private queue, ``N·s`` for a shared one); ``free`` of them are free now (KV-aware).
-* **Waiting.** With ``q`` requests queued ahead: none if ``q < free``; otherwise the query starts at the
-  ``(q − free + 1)``-th completion, and a full queue group completes requests at rate ``K / S̄``, so
-  ``wait = (q − free + 1) · S̄ / K`` — work ahead over the deployment's current service rate. ``S̄`` is the
-  mean residence time of a request in a slot at the current batch size, from the token totals of every
+* **Service rate.** Per instance, each admission costs ``pause`` of instance time (its prefill step under
+  ``reserve``, which pauses the decodes; what its prompt adds to a decode step under ``paged``), and the
+  rest of the time runs decode steps of ``iteration_time(b, b·ctx)`` with ``b`` sequences each holding
+  the mean context (prompt + output / 2). Saturated (``s`` sequences), ``s`` requests take
+  ``S̄ = (ō − 1)·step(s) + s·pause`` of instance time: ``S̄`` is a request's residence in its slot and
+  the queue group completes ``K / S̄`` requests a second. The means come from the token totals of every
   request ever submitted to the deployment (an unbiased sample; the requests running *now* are
-  length-biased). For M/M/c (exponential service, memoryless) this is exactly the conditional mean wait
+  length-biased).
+* **Waiting.** With ``q`` requests queued ahead and ``free`` free slots: if ``q ≥ free`` the query starts
+  at the ``(q − free + 1)``-th completion, ``wait = (q − free + 1)·S̄/K`` — work ahead over the current
+  service rate. For M/M/c (exponential service, memoryless) this is exactly the conditional mean wait
   ``(q + 1)/(cμ)``, so its average over arrivals is Erlang C's mean wait (PASTA): the test checks it.
-* **Own service.** TTFT = wait + prefill of its own prompt; end to end = TTFT + (output − 1) decode steps
-  at the batch size it will run in (``s`` when the group is saturated, else the running count + 1),
-  each sequence holding the mean context (prompt + output / 2). Decodes are paused (``reserve``) or slowed
-  (``paged``: the extra cost of a mixed step) by other requests' prefills; about ``(b − 1)·D / S̄`` of them
-  are admitted during a decode phase of length ``D``, so ``D`` is inflated by ``1 + (b − 1)·pause / S̄``.
+  Otherwise it is admitted at the end of the step in progress if the instance is busy (mean residual of
+  a length-biased step) and at once if idle.
+* **Own service.** TTFT = wait + prefill of its own prompt; end to end = TTFT + (output − 1) decode steps,
+  each stretched by the instance time others' admissions take. Saturated: ``b = s`` and the stretch is
+  ``1 / (1 − s·pause/S̄)``. With free slots: the admission rate is the deployment's recent arrival rate
+  ``λ`` (:meth:`LatencyEstimator.rate`, per instance), the stretch ``1 / (1 − λ·pause)`` and ``b`` by
+  Little's law ``λ × time in the batch``, at least the sequences running now plus this one.
 
 Deliberate simplifications: it does not see the queries of its own batch ahead of each other (the
-dispatcher's SLO capacity accounts for that, :meth:`LatencyEstimator.slo_capacity`), the residual of the
-step in progress, prompt chunking beyond the first step, preemptions, or prefix-cache hits.
+dispatcher's SLO capacity accounts for that, :func:`slo_capacity`; an expected-batch-mates term was
+tried and dropped: it removed the bias on slo_routing.yaml but doubled the TTFT MAPE, charging every
+model for bursts only some get), prompt chunking beyond the first step, preemptions, or prefix-cache hits.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,9 +58,11 @@ class ModelState:
     batch: int  # sequences per instance it will decode with
     decode_step_s: float  # one decode iteration at that batch, inflated for others' prefills
     profile: LatencyProfile
-    mean_service_s: float  # S̄: mean residence time of a request in a slot (for SLO capacity)
+    mean_service_s: float  # S̄: mean residence time of a request in a slot once the group is saturated
     mean_prefill_s: float  # mean prefill time of a request here
     groups: tuple[tuple[int, int, int], ...]  # per queue group of the model: (free slots, queued, slots K)
+    arrival_rate: float = 0.0  # recent arrivals per second at the model (all its deployments)
+    now_service_s: float = 0.0  # a mean request's end-to-end service if admitted now (no wait)
 
 
 def _means(d: DeploymentRuntime, prompt: float, output: float) -> tuple[float, float, float]:
@@ -83,59 +94,124 @@ def _groups(d: DeploymentRuntime, kv_mean: float, s: int) -> list[tuple[int, int
     return [(_free(d, [inst], kv_mean), inst.queue_len, s) for inst in d.instances]
 
 
-def model_state(group: ModelGroup, prompt: float, output: float, *, groups: bool = True) -> ModelState:
+def _pause(prof: LatencyProfile, paged: bool, p: float, prefill: float, n: int, ctx: float) -> float:
+    """Decode time lost to one other request's admission: its whole prefill step under ``reserve``
+    (decodes wait for it), what its prompt adds to a step of ``n`` decodes under ``paged``."""
+    if not paged:
+        return prefill
+    pm, n = int(round(p)), max(n, 1)
+    return max(0.0, prof.step_time(pm, pm * pm / 2, n, int(n * ctx)) - prof.iteration_time(n, int(n * ctx)))
+
+
+def model_state(
+    group: ModelGroup, prompt: float, output: float, *, groups: bool = True,
+    rate: Callable[[DeploymentRuntime], float] | None = None,
+) -> ModelState:
     """Snapshot of ``group`` for a query; ``prompt`` / ``output`` (the batch's mean tokens on this model)
-    stand in for the deployment's means until it has served anything. ``groups=False`` skips the
-    per-queue listing only :func:`slo_capacity` reads (the per-query recording path)."""
+    stand in for the deployment's means until it has served anything; ``rate`` gives a deployment's
+    recent arrival rate (none: 0). ``groups=False`` skips the per-queue listing only
+    :func:`slo_capacity` reads (the per-query recording path)."""
     d = group.least_loaded() if len(group.deployments) > 1 else group.deployments[0]
     prof = d.instances[0].profile
     p, p2, o = _means(d, prompt, output)
     paged = d.scheduler.kind == "paged"
-    s = _slots(d, p + (o / 2 if paged else o))
     kv_mean = p + (o / 2 if paged else o)
+    s = _slots(d, kv_mean)
     if d.queue is not None:
         free, q, k = _free(d, d.instances, kv_mean), len(d.queue), s * len(d.instances)
         running = d.running / len(d.instances)
+        idle = any(inst.running == 0 for inst in d.instances)
     else:
         inst = d.next_instance()
         free, q, k = _free(d, [inst], kv_mean), inst.queue_len, s
         running = float(inst.running)
-    saturated = q >= free
-    b = s if saturated else max(1, min(s, math.ceil(running + (q + 1) / max(k // s, 1))))
+        idle = inst.running == 0
     prefill = prof.prefill_base_s + prof.prefill_per_token_s * p + prof.prefill_per_token2_s * p2
     prefill += prof.step_overhead_s
-    ctx = p + o / 2
-    step = prof.iteration_time(b, int(b * ctx))
-    base_service = prefill + max(o - 1.0, 0.0) * step
-    others = b - 1
-    if others > 0 and base_service > 0:
-        if paged:
-            pm = int(round(p))
-            pause = prof.step_time(pm, pm * pm / 2, others, int(others * ctx)) - prof.iteration_time(
-                others, int(others * ctx))
-        else:
-            pause = prefill
-        step *= 1.0 + others * max(pause, 0.0) / base_service
-    service = prefill + max(o - 1.0, 0.0) * step
-    wait = 0.0 if not saturated else (q - free + 1) * service / k
+    ctx, dec = p + o / 2, max(o - 1.0, 0.0)
+    # Saturated: per instance, s admissions cost s pauses and the decodes of s requests take dec steps.
+    pause_s = _pause(prof, paged, p, prefill, s, ctx)
+    sat_step = prof.iteration_time(s, int(s * ctx))
+    service = dec * sat_step + s * pause_s  # S̄: slot residence time at saturation
+    if q >= free:
+        wait, b = (q - free + 1) * service / k, s
+        share = s * pause_s / service if service > 0 else 0.0  # instance time spent on admissions
+        step = sat_step / max(1.0 - share, 0.1)
+    else:
+        wait = 0.0
+        lam = (rate(d) if rate is not None else 0.0) / len(d.instances)
+        b, step = _unsaturated(prof, paged, p, prefill, ctx, dec, lam, math.ceil(running) + 1, s)
+        if not idle:  # admitted at the end of the step in progress (an idle instance takes it at once)
+            wait = _residual_step(prof.iteration_time(b, int(b * ctx)), _pause(prof, paged, p, prefill, b, ctx), lam)
+    if service <= 0:
+        service = prefill + dec * step
     all_groups = (
         tuple(g for dep in group.deployments for g in _groups(dep, kv_mean, _slots(dep, kv_mean)))
         if groups else ()
     )
-    return ModelState(wait, b, step, prof, service, prefill, all_groups)
+    total_rate = sum(rate(dep) for dep in group.deployments) if rate is not None else 0.0
+    return ModelState(wait, b, step, prof, service, prefill, all_groups, total_rate, prefill + dec * step)
+
+
+def _residual_step(step: float, pause: float, lam: float) -> float:
+    """Mean time to the end of the step in progress, seen by a random arrival (length-biased: E[T²]/2E[T]):
+    per second, ``lam`` steps carry an admission (``step + pause`` long), the rest of the time is decode
+    steps of ``step``."""
+    long = step + pause
+    share = min(lam * long, 1.0)  # fraction of time in admission steps
+    mean_sq_over_mean = share * long + (1.0 - share) * step
+    return mean_sq_over_mean / 2.0
+
+
+def _unsaturated(
+    prof: LatencyProfile, paged: bool, p: float, prefill: float, ctx: float, dec: float, lam: float,
+    b0: int, s: int,
+) -> tuple[int, float]:
+    """Batch size and effective decode step of an instance with free slots admitting ``lam`` requests a
+    second: Little's law, b = λ · (time in the batch), at least the sequences running now plus this one;
+    decode steps stretched by the instance time admissions take (λ · pause)."""
+    b = max(1, min(s, b0))
+    step = prof.iteration_time(b, int(b * ctx))
+    for _ in range(3):
+        share = min(lam * _pause(prof, paged, p, prefill, b, ctx), 0.9)
+        step = prof.iteration_time(b, int(b * ctx)) / (1.0 - share)
+        little = math.ceil(lam * (prefill + dec * step))
+        nb = max(1, min(s, max(b0, little)))
+        if nb == b:
+            break
+        b = nb
+    return b, step
 
 
 class LatencyEstimator:
     """Predicted TTFT and end-to-end seconds of queries on every model, from the live cluster state."""
 
+    RATE_TAU_S = 30.0
+    """Time constant of the arrival-rate estimate: long enough to average a few dozen arrivals, short
+    enough to follow load shifts within a minute."""
+
     def __init__(self, models: list[ModelGroup]) -> None:
         self.models = models
+        self._rates: dict[int, tuple[float, int, float]] = {}  # id(deployment) -> (time, submitted, rate)
+
+    def rate(self, d: DeploymentRuntime) -> float:
+        """Recent arrivals per second at ``d``: an exponentially decaying count of its submissions
+        (weight e^(−age/τ)/τ; submissions since the last look count as arriving now), corrected for the
+        start of the run as an EWMA's bias is."""
+        now = d.instances[0].env.now
+        t, sub, r = self._rates.get(id(d), (0.0, 0, 0.0))
+        tau = self.RATE_TAU_S
+        if now > t or d.submitted != sub:
+            r = r * math.exp(-(now - t) / tau) + (d.submitted - sub) / tau
+            self._rates[id(d)] = (now, d.submitted, r)
+        warm = -math.expm1(-now / tau)
+        return r / warm if warm > 0 else 0.0
 
     def states(self, prompt: np.ndarray, output: np.ndarray) -> list[ModelState]:
         """One :class:`ModelState` per model; ``prompt`` (n,) and ``output`` (n, m) give the fallback means."""
         mp = float(np.mean(prompt)) if len(prompt) else 0.0
         mo = np.mean(output, axis=0) if len(output) else np.zeros(len(self.models))
-        return [model_state(g, mp, float(mo[j])) for j, g in enumerate(self.models)]
+        return [model_state(g, mp, float(mo[j]), rate=self.rate) for j, g in enumerate(self.models)]
 
     def predict(
         self, prompt: np.ndarray, output: np.ndarray, states: list[ModelState] | None = None
@@ -158,7 +234,7 @@ class LatencyEstimator:
 
     def predict_one(self, j: int, prompt: int, output: int) -> tuple[float, float]:
         """(ttft, e2e) of one query on model ``j`` only: the cheap path for recording a decision."""
-        st = model_state(self.models[j], float(prompt), float(output), groups=False)
+        st = model_state(self.models[j], float(prompt), float(output), groups=False, rate=self.rate)
         prof = st.profile
         ttft = st.wait_s + prof.prefill_time(prompt)
         return ttft, ttft + max(output - 1, 0) * st.decode_step_s
@@ -167,21 +243,27 @@ class LatencyEstimator:
 def slo_capacity(states: list[ModelState], slo: float, route_on: str) -> np.ndarray:
     """Queries each model can take in this batch and still meet ``slo`` (the dispatcher's capacity rule).
 
-    Per queue group (free slots ``f``, ``q`` queued, ``K`` slots) the k-th extra query waits
-    ``max(0, q + k − f)·S̄/K`` and then needs its own service ``s`` (``S̄`` end to end, the mean prefill for
-    TTFT), so it meets the SLO iff ``s ≤ slo`` and ``k ≤ f − q + ⌊(slo − s)·K / S̄⌋``; the model's capacity
-    is the sum over its queue groups (a query goes to the least-loaded one, which keeps them balanced).
+    Per queue group (free slots ``f``, ``q`` queued, ``K`` slots): the first ``f − q`` extra queries start
+    at once and need the service of the current load ``s₀`` (end to end, or the mean prefill for TTFT);
+    the k-th one after them waits ``k·S̄/K`` (``S̄`` the slot residence at saturation) and needs ``S̄`` (or
+    the prefill), so ``⌊(slo − S̄)·K/S̄⌋`` more meet the SLO (with a queue already, ``q − f`` of those
+    places are taken). The model's capacity is the sum over its queue groups (a query goes to the
+    least-loaded one, which keeps them balanced). A model with no service time is unlimited.
     """
     caps = np.zeros(len(states))
     for j, st in enumerate(states):
-        own = st.mean_service_s if route_on == "e2e" else st.mean_prefill_s
-        if own > slo:
-            continue
-        if st.mean_service_s <= 0:
+        sat = st.mean_service_s
+        if sat <= 0:
             caps[j] = np.inf
             continue
+        own_now = st.now_service_s if route_on == "e2e" else st.mean_prefill_s
+        own_sat = sat if route_on == "e2e" else st.mean_prefill_s
         total = 0
         for free, queued, k in st.groups:
-            total += max(0, free - queued + math.floor((slo - own) * k / st.mean_service_s))
+            behind = math.floor((slo - own_sat) * k / sat) if own_sat <= slo else 0
+            if free >= queued:
+                total += (free - queued if own_now <= slo else 0) + behind
+            else:
+                total += max(0, free - queued + behind)
         caps[j] = total
     return caps

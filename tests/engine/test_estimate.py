@@ -63,13 +63,23 @@ def test_saturated_reserve_decodes_at_full_batch_paused_by_others_prefills() -> 
     for rid in range(3):
         d.submit(Request(rid, 100, 11))
     st = model_state(ModelGroup("m", [d]), 100.0, 11.0)
-    prefill, step = 0.11, 0.02 + 2e-3  # batch of max_seqs = 2
-    base = prefill + 10 * step
-    inflated = step * (1 + 1 * prefill / base)  # one other sequence, replaced once per service time
-    service = prefill + 10 * inflated
+    # Two slots: per two requests the instance spends 2 prefills (0.11 s, decodes paused) and the 10
+    # decode steps both need at batch 2 (0.022 s): S = 10·0.022 + 2·0.11 = 0.44 s in a slot; half the
+    # instance's time is prefill, so a decode step takes 0.022 / (1 − 0.5) of wall time.
     assert st.batch == 2
-    assert st.decode_step_s == pytest.approx(inflated, abs=1e-12)
-    assert st.wait_s == pytest.approx((1 - 0 + 1) * service / 2, abs=1e-12)
+    assert st.mean_service_s == pytest.approx(0.44, abs=1e-12)
+    assert st.decode_step_s == pytest.approx(0.044, abs=1e-12)
+    assert st.wait_s == pytest.approx((1 - 0 + 1) * 0.44 / 2, abs=1e-12)  # 1 queued, 0 free, 2 slots
+
+
+def test_a_busy_instance_with_free_slots_admits_at_the_end_of_its_step() -> None:
+    env = simpy.Environment()
+    d = deployment(env, instances=1, max_seqs=8)
+    d.submit(Request(0, 100, 11))
+    st = model_state(ModelGroup("m", [d]), 100.0, 11.0)
+    # No arrival rate seen yet (time 0): only decode steps of batch 2, mean residual half of one.
+    assert st.batch == 2
+    assert st.wait_s == pytest.approx(0.022 / 2, abs=1e-12)
 
 
 def test_kv_memory_caps_the_slots() -> None:
@@ -93,17 +103,24 @@ def test_query_goes_where_the_cluster_would_send_it() -> None:
 
 
 @pytest.mark.parametrize(("queued", "slo", "route_on"), [(0, 1.0, "e2e"), (5, 1.0, "e2e"), (30, 2.5, "ttft"),
-                                                         (3, 0.05, "e2e"), (0, 0.3, "e2e")])
+                                                         (3, 0.05, "e2e"), (0, 0.3, "e2e"), (1, 0.5, "ttft")])
 def test_slo_capacity_counts_the_queries_predicted_within_the_slo(queued: int, slo: float, route_on: str) -> None:
     env = simpy.Environment()
-    d = deployment(env, instances=2, max_seqs=2, shared=True)
-    for rid in range(4 + queued):
+    d = deployment(env, instances=2, max_seqs=3, shared=True)
+    for rid in range(4 + queued):  # 4 running, 2 free slots, then a queue
         d.submit(Request(rid, 100, 5))
     st = model_state(ModelGroup("m", [d]), 100.0, 5.0)
     (free, q, k), = st.groups
-    own = st.mean_service_s if route_on == "e2e" else st.mean_prefill_s
-    # brute force: the k-th extra query waits max(0, q + k - free)·S/K, then its own service
-    within = sum(1 for j in range(1, 10_000) if max(0, q + j - free) * st.mean_service_s / k + own <= slo + 1e-12)
+    sat = st.mean_service_s
+    now = st.now_service_s if route_on == "e2e" else st.mean_prefill_s
+    later = sat if route_on == "e2e" else st.mean_prefill_s
+
+    def latency(j: int) -> float:  # the j-th extra query: straight in while slots are free, else queued
+        if q + j <= free:
+            return now
+        return (q + j - free) * sat / k + later
+
+    within = sum(1 for j in range(1, 10_000) if latency(j) <= slo + 1e-12)
     assert slo_capacity([st], slo, route_on)[0] == within
 
 
