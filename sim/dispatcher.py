@@ -7,6 +7,16 @@ whose capacity was exceeded or that can never fit a model's KV cache, and counts
 budget and quality-floor violations of what is actually served, on predicted cost and quality (what the
 router knew; realised spend and quality per batch are in the summary too).
 
+**Latency (issue 12).** Every batch gets the latency estimator's predicted TTFT and end-to-end seconds
+per (query, model) from the live cluster state (:mod:`sim.engine.estimate`), before any of it is
+submitted; the chosen model's prediction is recorded per served request (``rec.pred_ttft`` /
+``rec.pred_e2e``) with or without an SLO, so the estimator's accuracy is always reported (about a fifth
+more time on the Δ = 0 hot path, where only the chosen model is estimated). With ``router.slo`` the
+problem carries the routed-on metric from arrival (the window's wait so far plus the prediction), the SLO,
+its mode and penalty; in constraint mode each model's capacity is also capped by the queries it can
+finish within the SLO (:func:`sim.engine.estimate.slo_capacity`), unless the models together cannot take
+the batch that way. Without ``router.slo`` nothing the policy sees changes.
+
 A policy that routes on the true quality (``needs_true_quality``: the oracle) is given it as its
 ``quality`` and is judged on it: its floor, status and batch mean are those of the quality it routes on
 (judged on predictions it never used, an oracle meeting the floor was flagged infeasible in every batch).
