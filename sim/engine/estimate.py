@@ -45,7 +45,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.engine.cluster import DeploymentRuntime, ModelGroup
+from sim.engine.instance import Instance
 from sim.engine.latency import LatencyProfile
+from sim.engine.paged import PagedInstance
 
 __all__ = ["LatencyEstimator", "ModelState", "model_state"]
 
@@ -61,7 +63,6 @@ class ModelState:
     mean_service_s: float  # S̄: mean residence time of a request in a slot once the group is saturated
     mean_prefill_s: float  # mean prefill time of a request here
     groups: tuple[tuple[int, int, int], ...]  # per queue group of the model: (free slots, queued, slots K)
-    arrival_rate: float = 0.0  # recent arrivals per second at the model (all its deployments)
     now_service_s: float = 0.0  # a mean request's end-to-end service if admitted now (no wait)
 
 
@@ -79,19 +80,26 @@ def _slots(d: DeploymentRuntime, kv_mean: float) -> int:
     return max(1, min(d.max_seqs, by_kv))
 
 
-def _free(d: DeploymentRuntime, insts: list, kv_mean: float) -> int:
-    free = 0
+def _free(d: DeploymentRuntime, insts: list[Instance | PagedInstance], kv_mean: float) -> tuple[int, bool]:
+    """Free slots over ``insts`` (a slot counts when the KV memory left holds a mean request too), and
+    whether one of them is idle."""
+    kv, max_seqs = max(kv_mean, 1.0), d.max_seqs
+    free, idle = 0, False
     for inst in insts:
-        by_kv = int(max(0, inst.kv_capacity_tokens - inst.kv_used_tokens) // max(kv_mean, 1.0))
-        free += max(0, min(d.max_seqs - inst.running, by_kv))
-    return free
+        running = inst.running
+        if running < max_seqs:
+            idle = idle or running == 0
+            by_kv = int((inst.kv_capacity_tokens - inst.kv_used_tokens) // kv)
+            if by_kv > 0:
+                free += min(max_seqs - running, by_kv)
+    return free, idle
 
 
 def _groups(d: DeploymentRuntime, kv_mean: float, s: int) -> list[tuple[int, int, int]]:
     """(free, queued, slots) of each queue of ``d``: one shared queue, or one per instance."""
     if d.queue is not None:
-        return [(_free(d, d.instances, kv_mean), len(d.queue), s * len(d.instances))]
-    return [(_free(d, [inst], kv_mean), inst.queue_len, s) for inst in d.instances]
+        return [(_free(d, d.instances, kv_mean)[0], len(d.queue), s * len(d.instances))]
+    return [(_free(d, [inst], kv_mean)[0], inst.queue_len, s) for inst in d.instances]
 
 
 def _pause(prof: LatencyProfile, paged: bool, p: float, prefill: float, n: int, ctx: float) -> float:
@@ -103,36 +111,56 @@ def _pause(prof: LatencyProfile, paged: bool, p: float, prefill: float, n: int, 
     return max(0.0, prof.step_time(pm, pm * pm / 2, n, int(n * ctx)) - prof.iteration_time(n, int(n * ctx)))
 
 
-def model_state(
-    group: ModelGroup, prompt: float, output: float, *, groups: bool = True,
-    rate: Callable[[DeploymentRuntime], float] | None = None,
-) -> ModelState:
-    """Snapshot of ``group`` for a query; ``prompt`` / ``output`` (the batch's mean tokens on this model)
-    stand in for the deployment's means until it has served anything; ``rate`` gives a deployment's
-    recent arrival rate (none: 0). ``groups=False`` skips the per-queue listing only
-    :func:`slo_capacity` reads (the per-query recording path)."""
-    d = group.least_loaded() if len(group.deployments) > 1 else group.deployments[0]
+_Static = tuple[float, float, float, float, int, float, float, float, float, float]
+
+
+def _static(d: DeploymentRuntime, prompt: float, output: float) -> _Static:
+    """The parts of a deployment's state that depend only on its mean request: mean prompt and output,
+    mean KV per request, slots, mean prefill, mean context, decode steps, pause per admission,
+    saturated decode step and slot residence S̄ (see the module docstring)."""
     prof = d.instances[0].profile
     p, p2, o = _means(d, prompt, output)
     paged = d.scheduler.kind == "paged"
     kv_mean = p + (o / 2 if paged else o)
     s = _slots(d, kv_mean)
-    if d.queue is not None:
-        free, q, k = _free(d, d.instances, kv_mean), len(d.queue), s * len(d.instances)
-        running = d.running / len(d.instances)
-        idle = any(inst.running == 0 for inst in d.instances)
-    else:
-        inst = d.next_instance()
-        free, q, k = _free(d, [inst], kv_mean), inst.queue_len, s
-        running = float(inst.running)
-        idle = inst.running == 0
     prefill = prof.prefill_base_s + prof.prefill_per_token_s * p + prof.prefill_per_token2_s * p2
     prefill += prof.step_overhead_s
     ctx, dec = p + o / 2, max(o - 1.0, 0.0)
     # Saturated: per instance, s admissions cost s pauses and the decodes of s requests take dec steps.
     pause_s = _pause(prof, paged, p, prefill, s, ctx)
     sat_step = prof.iteration_time(s, int(s * ctx))
-    service = dec * sat_step + s * pause_s  # S̄: slot residence time at saturation
+    return p, kv_mean, ctx, dec, s, prefill, pause_s, sat_step, dec * sat_step + s * pause_s, o
+
+
+def model_state(
+    group: ModelGroup, prompt: float, output: float, *, groups: bool = True,
+    rate: Callable[[DeploymentRuntime], float] | None = None,
+    cache: dict[int, tuple[int, _Static]] | None = None,
+) -> ModelState:
+    """Snapshot of ``group`` for a query; ``prompt`` / ``output`` (the batch's mean tokens on this model)
+    stand in for the deployment's means until it has served anything; ``rate`` gives a deployment's
+    recent arrival rate (none: 0). ``groups=False`` skips the per-queue listing only
+    :func:`slo_capacity` reads (the per-query recording path). ``cache`` keeps each deployment's
+    :func:`_static` part until its submissions grow by 1/256 (its means barely move in between): the
+    per-query recording path's main saving."""
+    d = group.least_loaded() if len(group.deployments) > 1 else group.deployments[0]
+    prof = d.instances[0].profile
+    hit = cache.get(id(d)) if cache is not None else None
+    if hit is not None and d.submitted - hit[0] <= d.submitted // 256:
+        st = hit[1]
+    else:
+        st = _static(d, prompt, output)
+        if cache is not None and d.submitted:
+            cache[id(d)] = (d.submitted, st)
+    p, kv_mean, ctx, dec, s, prefill, pause_s, sat_step, service, _o = st
+    paged = d.scheduler.kind == "paged"
+    if d.queue is not None:
+        (free, idle), q, k = _free(d, d.instances, kv_mean), len(d.queue), s * len(d.instances)
+        running = d.running / len(d.instances)
+    else:
+        inst = d.next_instance()
+        (free, idle), q, k = _free(d, [inst], kv_mean), inst.queue_len, s
+        running = float(inst.running)
     if q >= free:
         wait, b = (q - free + 1) * service / k, s
         share = s * pause_s / service if service > 0 else 0.0  # instance time spent on admissions
@@ -149,8 +177,7 @@ def model_state(
         tuple(g for dep in group.deployments for g in _groups(dep, kv_mean, _slots(dep, kv_mean)))
         if groups else ()
     )
-    total_rate = sum(rate(dep) for dep in group.deployments) if rate is not None else 0.0
-    return ModelState(wait, b, step, prof, service, prefill, all_groups, total_rate, prefill + dec * step)
+    return ModelState(wait, b, step, prof, service, prefill, all_groups, prefill + dec * step)
 
 
 def _residual_step(step: float, pause: float, lam: float) -> float:
@@ -193,6 +220,7 @@ class LatencyEstimator:
     def __init__(self, models: list[ModelGroup]) -> None:
         self.models = models
         self._rates: dict[int, tuple[float, int, float]] = {}  # id(deployment) -> (time, submitted, rate)
+        self._static: dict[int, tuple[int, _Static]] = {}  # id(deployment) -> (submitted, _static part)
 
     def rate(self, d: DeploymentRuntime) -> float:
         """Recent arrivals per second at ``d``: an exponentially decaying count of its submissions
@@ -211,7 +239,7 @@ class LatencyEstimator:
         """One :class:`ModelState` per model; ``prompt`` (n,) and ``output`` (n, m) give the fallback means."""
         mp = float(np.mean(prompt)) if len(prompt) else 0.0
         mo = np.mean(output, axis=0) if len(output) else np.zeros(len(self.models))
-        return [model_state(g, mp, float(mo[j]), rate=self.rate) for j, g in enumerate(self.models)]
+        return [model_state(g, mp, float(mo[j]), rate=self.rate, cache=self._static) for j, g in enumerate(self.models)]
 
     def predict(
         self, prompt: np.ndarray, output: np.ndarray, states: list[ModelState] | None = None
@@ -234,7 +262,7 @@ class LatencyEstimator:
 
     def predict_one(self, j: int, prompt: int, output: int) -> tuple[float, float]:
         """(ttft, e2e) of one query on model ``j`` only: the cheap path for recording a decision."""
-        st = model_state(self.models[j], float(prompt), float(output), groups=False, rate=self.rate)
+        st = model_state(self.models[j], float(prompt), float(output), groups=False, rate=self.rate, cache=self._static)
         prof = st.profile
         ttft = st.wait_s + prof.prefill_time(prompt)
         return ttft, ttft + max(output - 1, 0) * st.decode_step_s
