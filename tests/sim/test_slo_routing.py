@@ -127,6 +127,20 @@ def test_zero_penalty_routes_exactly_as_queue_blind() -> None:
     pd.testing.assert_series_equal(res.requests.finish_s, blind().requests.finish_s)
 
 
+@pytest.mark.parametrize("slo", [SloSpec(ttft_s=3.0, route_on="ttft"), SloSpec(e2e_s=SLO_S, mode="penalty", penalty=0.05)],
+                         ids=["ttft", "penalty"])
+def test_other_slo_settings_also_beat_queue_blind_on_their_metric(slo: SloSpec) -> None:
+    res = simulate(with_router(aware_scenario(), slo=slo), prepared=shared())
+    metric = "first_token_s" if slo.route_on == "ttft" else "finish_s"
+    target = slo.ttft_s if slo.route_on == "ttft" else slo.e2e_s
+    assert target is not None
+
+    def share(req: pd.DataFrame) -> float:
+        return float(((req.status == "completed") & (req[metric] - req.arrival_s <= target)).mean())
+
+    assert share(res.requests) >= share(blind().requests) + 0.1
+
+
 def test_deterministic() -> None:
     again = simulate(aware_scenario())
     assert again.summary == aware().summary
