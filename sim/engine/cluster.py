@@ -19,6 +19,10 @@ from sim.engine.paged import PagedGroup, PagedInstance
 from sim.engine.request import Request
 from sim.engine.scheduler import RESERVE, SchedulerConfig
 
+RATE_TAU_S = 30.0
+"""Time constant of :meth:`DeploymentRuntime.recent_rate`: long enough to average a few dozen arrivals,
+short enough to follow a load shift within a minute."""
+
 
 class DeploymentRuntime:
     """Runtime state of one scenario deployment."""
@@ -59,6 +63,10 @@ class DeploymentRuntime:
         self.submitted_prompt = 0
         self.submitted_prompt_sq = 0
         self.submitted_output = 0
+        # Recent arrival rate: a count of submissions decaying as e^(−age/τ), kept at each submission so
+        # it depends on the submission times only (not on when someone looks); see :meth:`recent_rate`.
+        self._rate_t = 0.0
+        self._rate_r = 0.0
         self.instances: list[Instance | PagedInstance]
         if scheduler.kind == "paged":
             group = PagedGroup(self.queue) if shared_queue else None
@@ -118,6 +126,9 @@ class DeploymentRuntime:
         self.submitted_prompt += req.prompt_tokens
         self.submitted_prompt_sq += req.prompt_tokens * req.prompt_tokens
         self.submitted_output += req.output_tokens
+        now = self.instances[0].env.now
+        self._rate_r = self._rate_r * math.exp((self._rate_t - now) / RATE_TAU_S) + 1.0 / RATE_TAU_S
+        self._rate_t = now
         if self.queue is not None and self.scheduler.kind == "paged":
             self.instances[0].submit(req)  # the group hands the head to whichever member takes it
             return
@@ -131,6 +142,15 @@ class DeploymentRuntime:
                     inst.poke()
             return
         self.next_instance().submit(req)
+
+    def recent_rate(self) -> float:
+        """Arrivals per second here lately: Σ e^(−age/τ)/τ over submissions (τ = :data:`RATE_TAU_S`),
+        divided by 1 − e^(−t/τ) so the run's start does not read as a lull. Read by the latency estimator."""
+        now = self.instances[0].env.now
+        warm = -math.expm1(-now / RATE_TAU_S)
+        if warm <= 0:
+            return 0.0
+        return self._rate_r * math.exp((self._rate_t - now) / RATE_TAU_S) / warm
 
     def next_instance(self) -> Instance | PagedInstance:
         """With per-instance queues, the instance the next request joins (fewest running + queued per slot,

@@ -27,7 +27,7 @@ Model (per model j, O(deployments + instances) Python work per call, then O(n·m
 * **Own service.** TTFT = wait + prefill of its own prompt; end to end = TTFT + (output − 1) decode steps,
   each stretched by the instance time others' admissions take. Saturated: ``b = s`` and the stretch is
   ``1 / (1 − s·pause/S̄)``. With free slots: the admission rate is the deployment's recent arrival rate
-  ``λ`` (:meth:`LatencyEstimator.rate`, per instance), the stretch ``1 / (1 − λ·pause)`` and ``b`` by
+  ``λ`` (:meth:`DeploymentRuntime.recent_rate`, per instance), the stretch ``1 / (1 − λ·pause)`` and ``b`` by
   Little's law ``λ × time in the batch``, at least the sequences running now plus this one.
 
 Deliberate simplifications: it does not see the queries of its own batch ahead of each other (the
@@ -39,7 +39,6 @@ model for bursts only some get), prompt chunking beyond the first step, preempti
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,26 +131,13 @@ def _static(d: DeploymentRuntime, prompt: float, output: float) -> _Static:
     return p, kv_mean, ctx, dec, s, prefill, pause_s, sat_step, dec * sat_step + s * pause_s, o
 
 
-def model_state(
-    group: ModelGroup, prompt: float, output: float, *, groups: bool = True,
-    rate: Callable[[DeploymentRuntime], float] | None = None,
-    cache: dict[int, tuple[int, _Static]] | None = None,
-) -> ModelState:
+def model_state(group: ModelGroup, prompt: float, output: float, *, groups: bool = True) -> ModelState:
     """Snapshot of ``group`` for a query; ``prompt`` / ``output`` (the batch's mean tokens on this model)
-    stand in for the deployment's means until it has served anything; ``rate`` gives a deployment's
-    recent arrival rate (none: 0). ``groups=False`` skips the per-queue listing only
-    :func:`slo_capacity` reads (the per-query recording path). ``cache`` keeps each deployment's
-    :func:`_static` part until its submissions grow by 1/256 (its means barely move in between): the
-    per-query recording path's main saving."""
+    stand in for the deployment's means until it has served anything. ``groups=False`` skips the
+    per-queue listing only :func:`slo_capacity` reads (the per-query recording path)."""
     d = group.least_loaded() if len(group.deployments) > 1 else group.deployments[0]
     prof = d.instances[0].profile
-    hit = cache.get(id(d)) if cache is not None else None
-    if hit is not None and d.submitted - hit[0] <= d.submitted // 256:
-        st = hit[1]
-    else:
-        st = _static(d, prompt, output)
-        if cache is not None and d.submitted:
-            cache[id(d)] = (d.submitted, st)
+    st = _static(d, prompt, output)
     p, kv_mean, ctx, dec, s, prefill, pause_s, sat_step, service, _o = st
     paged = d.scheduler.kind == "paged"
     if d.queue is not None:
@@ -167,7 +153,7 @@ def model_state(
         step = sat_step / max(1.0 - share, 0.1)
     else:
         wait = 0.0
-        lam = (rate(d) if rate is not None else 0.0) / len(d.instances)
+        lam = d.recent_rate() / len(d.instances)
         b, step = _unsaturated(prof, paged, p, prefill, ctx, dec, lam, math.ceil(running) + 1, s)
         if not idle:  # admitted at the end of the step in progress (an idle instance takes it at once)
             wait = _residual_step(prof.iteration_time(b, int(b * ctx)), _pause(prof, paged, p, prefill, b, ctx), lam)
@@ -213,33 +199,14 @@ def _unsaturated(
 class LatencyEstimator:
     """Predicted TTFT and end-to-end seconds of queries on every model, from the live cluster state."""
 
-    RATE_TAU_S = 30.0
-    """Time constant of the arrival-rate estimate: long enough to average a few dozen arrivals, short
-    enough to follow load shifts within a minute."""
-
     def __init__(self, models: list[ModelGroup]) -> None:
         self.models = models
-        self._rates: dict[int, tuple[float, int, float]] = {}  # id(deployment) -> (time, submitted, rate)
-        self._static: dict[int, tuple[int, _Static]] = {}  # id(deployment) -> (submitted, _static part)
-
-    def rate(self, d: DeploymentRuntime) -> float:
-        """Recent arrivals per second at ``d``: an exponentially decaying count of its submissions
-        (weight e^(−age/τ)/τ; submissions since the last look count as arriving now), corrected for the
-        start of the run as an EWMA's bias is."""
-        now = d.instances[0].env.now
-        t, sub, r = self._rates.get(id(d), (0.0, 0, 0.0))
-        tau = self.RATE_TAU_S
-        if now > t or d.submitted != sub:
-            r = r * math.exp(-(now - t) / tau) + (d.submitted - sub) / tau
-            self._rates[id(d)] = (now, d.submitted, r)
-        warm = -math.expm1(-now / tau)
-        return r / warm if warm > 0 else 0.0
 
     def states(self, prompt: np.ndarray, output: np.ndarray) -> list[ModelState]:
         """One :class:`ModelState` per model; ``prompt`` (n,) and ``output`` (n, m) give the fallback means."""
         mp = float(np.mean(prompt)) if len(prompt) else 0.0
         mo = np.mean(output, axis=0) if len(output) else np.zeros(len(self.models))
-        return [model_state(g, mp, float(mo[j]), rate=self.rate, cache=self._static) for j, g in enumerate(self.models)]
+        return [model_state(g, mp, float(mo[j]), ) for j, g in enumerate(self.models)]
 
     def predict(
         self, prompt: np.ndarray, output: np.ndarray, states: list[ModelState] | None = None
@@ -262,10 +229,13 @@ class LatencyEstimator:
 
     def predict_one(self, j: int, prompt: int, output: int) -> tuple[float, float]:
         """(ttft, e2e) of one query on model ``j`` only: the cheap path for recording a decision."""
-        st = model_state(self.models[j], float(prompt), float(output), groups=False, rate=self.rate, cache=self._static)
+        p, o = float(prompt), max(float(output), 1.0)
+        st = model_state(self.models[j], p, o, groups=False)
         prof = st.profile
-        ttft = st.wait_s + prof.prefill_time(prompt)
-        return ttft, ttft + max(output - 1, 0) * st.decode_step_s
+        # the same operations in the same order as predict(), so both paths record identical floats
+        ttft = st.wait_s + (prof.prefill_base_s + prof.step_overhead_s) + prof.prefill_per_token_s * p \
+            + prof.prefill_per_token2_s * p * p
+        return ttft, ttft + (o - 1.0) * st.decode_step_s
 
 
 def slo_capacity(states: list[ModelState], slo: float, route_on: str) -> np.ndarray:
