@@ -203,6 +203,7 @@ def _make_dispatcher(
         capacity_never_binds=r.capacity == "unlimited"
         or (r.capacity == "slots_and_queue" and all(d.max_queue is None for d in sc.deployments)),
         slo=_slo_routing(sc),
+        record_estimates=sc.outputs.latency_estimates,
     )
 
 

@@ -621,6 +621,13 @@ class Router(Strict):
 class Outputs(Strict):
     requests: bool = Field(True, description="Write requests.parquet (one row per query).")
     batches: bool = Field(True, description="Write batches.parquet (one row per routed batch).")
+    latency_estimates: bool = Field(
+        False,
+        description="Record the latency estimator's prediction of every served query (requests.parquet "
+        "predicted_ttft_s / predicted_e2e_s) and report its accuracy in the summary. Always on when "
+        "router.slo is set (routing uses the estimates); off by default otherwise because estimating on "
+        "the per-query routing path costs about a third more run time on light scenarios.",
+    )
     sample_interval_s: IntervalSeconds | None = Field(
         None, description="Queue/occupancy sampling period; default: duration / 2000."
     )

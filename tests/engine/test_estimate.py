@@ -139,7 +139,9 @@ def test_mean_predicted_wait_matches_erlang_c_on_mmc() -> None:
 
 
 def test_estimator_accuracy_on_quickstart_is_reported() -> None:
-    res = simulate(load_scenario(SCENARIOS / "quickstart.yaml"))
+    sc = load_scenario(SCENARIOS / "quickstart.yaml")
+    assert simulate(sc).requests.predicted_e2e_s.isna().all()  # off by default without an SLO
+    res = simulate(sc.model_copy(update={"outputs": sc.outputs.model_copy(update={"latency_estimates": True})}))
     r = res.requests
     done = r[r.status == "completed"]
     assert done.predicted_e2e_s.notna().all() and done.predicted_ttft_s.notna().all()  # every served query
