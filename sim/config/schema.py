@@ -553,15 +553,7 @@ SloSeconds = Annotated[float, Field(gt=0, le=DAY_S)]
 PenaltyPerSecond = Annotated[float, Field(ge=0, le=1e6)]
 
 
-def _slo_mode(value: str) -> str:
-    if value not in ("constraint", "penalty"):
-        raise ValueError(f"must be 'constraint' or 'penalty', not {value!r}")
-    return value
-
-
-# A str checked by a validator rather than a Literal: the schema tests read any annotation whose text holds
-# "int" (as "constraint" does) as a numeric field.
-SloMode = Annotated[str, AfterValidator(_slo_mode), Field(json_schema_extra={"enum": ["constraint", "penalty"]})]
+SloMode = Literal["constraint", "penalty"]
 
 
 class SloSpec(Strict):

@@ -3,6 +3,7 @@ line or field path, no traceback, nothing written), not an overflow, a deadlock 
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ def _numeric_fields() -> list[tuple[str, str, Any, list[Any]]]:
         if isinstance(model, type) and issubclass(model, BaseModel) and model is not schema.Strict:
             for name, field in model.model_fields.items():
                 text = str(field.annotation)
-                if ("float" in text or "int" in text) and field.annotation is not bool:
+                if re.search(r"\b(float|int)\b", text) and field.annotation is not bool:
                     out.append((model.__name__, name, field.annotation, list(field.metadata)))
     return out
 
