@@ -7,6 +7,17 @@
 [0]
 """
 
+from policies.allocation import (
+    AllocationProblem,
+    AllocationResult,
+    InfeasibleAllocationError,
+    InvalidAllocationError,
+    allocate_greedy,
+    allocate_milp,
+    allocate_proportional,
+    allocate_uniform,
+    evaluate_allocation,
+)
 from policies.errors import InvalidParameterError, InvalidProblemError, PolicyError, UnknownPolicyError
 from policies.problem import REJECT, ProblemForm, RoutingProblem
 from policies.registry import (
@@ -35,6 +46,15 @@ from policies import batch as _batch  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "REJECT",
+    "AllocationProblem",
+    "AllocationResult",
+    "InfeasibleAllocationError",
+    "InvalidAllocationError",
+    "allocate_greedy",
+    "allocate_milp",
+    "allocate_proportional",
+    "allocate_uniform",
+    "evaluate_allocation",
     "STATUS_FEASIBLE",
     "STATUS_INFEASIBLE",
     "STATUS_OPTIMAL",
