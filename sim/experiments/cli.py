@@ -1,4 +1,4 @@
-"""``llmsim compare``, ``llmsim sweep`` and ``llmsim report``: thin commands over :mod:`sim.experiments`
+"""``llmsim compare``, ``llmsim sweep``, ``llmsim whatif`` and ``llmsim report``: thin commands over :mod:`sim.experiments`
 and :mod:`reports` (load and validate everything, run, write the folder and its report, print a table).
 Registered on the main app by :func:`register`."""
 
@@ -365,6 +365,60 @@ def sweep(
     _guarded(body, lambda: job.folder if job else None)
 
 
+def whatif(
+    scenario: ScenarioArg = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help="A change to the scenario: KEY.PATH=VALUE; "
+                                                    "repeat to change several fields at once.")] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds: the scenario's seed and the next N-1; both scenarios "
+                                            "run on each.")] = 3,
+    out_dir: OutOpt = None,
+    jobs: JobsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """The scenario against itself with every --set applied, paired by seed: deltas with 95 % CIs."""
+    job: _Job | None = None
+
+    def body() -> None:
+        nonlocal job
+        from sim.experiments.plan import read_source
+        from sim.experiments.whatif import plan_whatif
+
+        plan = plan_whatif(read_source(scenario), list(sets or []), seeds)
+        command = _command("whatif", scenario, {"--set": list(sets or []), "--seeds": seeds})
+        job = _Job(plan.exp, _executor("local", jobs, None), command,
+                   out_dir or Path("runs") / f"{plan.exp.scenario_name}-whatif", quiet, baseline="baseline")
+        _run_whatif(job, plan)
+
+    _guarded(body, lambda: job.folder if job else None)
+
+
+def _run_whatif(job: _Job, plan: Any) -> None:
+    """Run or resume the what-if (its report written), then print the paired table."""
+    from reports.whatif import HEADERS, whatif_rows, whatif_table
+    from sim.experiments.whatif import run_whatif
+
+    progress = _Progress(f"whatif {job.exp.scenario_name}", not job.quiet)
+    try:
+        try:
+            results = run_whatif(job.folder, plan, job.executor, command=job.command,
+                                 on_start=progress.start, on_done=progress.done)
+        finally:
+            progress.stop()
+    finally:
+        job.executor.close()
+    if job.quiet:
+        out.print(Text(str(job.folder)), soft_wrap=True)
+        return
+    changes = ", ".join(plan.sets)
+    grid = Table(*HEADERS, title=Text(f"llmsim whatif — {changes} — {job.folder} "
+                                      f"({len(job.exp.seeds)} seeds, paired)"), title_justify="left")
+    for row in whatif_rows(whatif_table(results)):
+        grid.add_row(*map(Text, row))
+    out.print(grid)
+    out.print(Text(f"report: {job.folder / 'report.html'} (and report.md, whatif.csv, results.csv)"),
+              soft_wrap=True)
+
+
 def report(folder: Annotated[Path, typer.Argument(help="A run, compare or sweep folder.")],
            at_spend: AtSpendOpt = None) -> None:
     """Write report.html (self-contained), report.md and CSVs for a run, compare or sweep folder."""
@@ -382,4 +436,5 @@ def register(app: typer.Typer) -> None:
     """Add the experiment commands to the ``llmsim`` app."""
     app.command()(compare)
     app.command()(sweep)
+    app.command()(whatif)
     app.command()(report)
