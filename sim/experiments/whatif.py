@@ -70,9 +70,10 @@ def _changed(source: Source, overrides: list[str], sets: list[str]) -> Scenario:
     try:
         return parse_scenario(source.text, file=source.file, base_dir=source.base_dir, overrides=overrides)
     except InputError as exc:
-        item = _culprit(exc.detail, sets)
+        detail = f"{exc.where}: {exc.detail}" if exc.where else exc.detail
+        item = _culprit(detail, sets)
         where = f"--set {item}" if item else "--set " + " --set ".join(sets)
-        raise InputError(f"{exc.detail} (in the changed scenario)", file=exc.file, where=where) from None
+        raise InputError(f"{detail} (in the changed scenario)", file=exc.file, where=where) from None
 
 
 def _value(data: Any, path: str) -> Any:
