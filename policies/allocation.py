@@ -40,6 +40,7 @@ of any fixed allocation (the same model with x fixed: every method is scored by 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -390,18 +391,47 @@ def evaluate_allocation(p: AllocationProblem, counts: IntArray, *, integral_rout
                   method=method, status_if_optimal=status)
 
 
-def allocate_greedy(p: AllocationProblem, *, time_limit: float = 60.0) -> AllocationResult:
+def allocate_greedy(p: AllocationProblem, *, swap_rounds: int = 0,
+                    time_limit: float = 60.0) -> AllocationResult:
     """Marginal gain per GPU: add the instance whose routing LP gains most quality per GPU, until none fits
     or none gains. Each candidate step costs one LP, so a run costs O(D × instances) LPs — no integer
     search, hence its use on cases the MILP cannot close. Its gap to the MILP is reported on small cases.
+
+    ``swap_rounds`` > 0 then makes up to that many best-improving swaps (drop one instance, refill
+    greedily: O(D) add phases each): it repairs the myopia of per-GPU scoring (a cheap instance taken
+    early that blocks a better tp-2 one). Without rejection, steps are scored on the
+    problem where a query may be rejected at a price (quality (q + 1) / 2, rejected = 0), so that the
+    first instances, which cannot yet serve everything, still show progress.
     """
     t0 = time.perf_counter()
     check_hostable(p)
-    counts = np.zeros(p.d, dtype=np.int64)
+    scored = p if p.allow_reject else dataclasses.replace(
+        p, quality=tuple((q + 1.0) / 2.0 for q in p.quality), allow_reject=True)
+    deadline = t0 + time_limit
+    counts, best = _add_phase(scored, np.zeros(p.d, dtype=np.int64), deadline)
+    for _ in range(swap_rounds):
+        swap = _best_swap(scored, counts, best, deadline)
+        if swap is None:
+            break
+        counts, best = _add_phase(scored, swap[0], deadline)
+    res = evaluate_allocation(p, counts, method="greedy", status="heuristic")
+    res.solve_time_s = time.perf_counter() - t0
+    return res
+
+
+def _add_phase(p: AllocationProblem, counts: IntArray, deadline: float,
+               skip_first: int = -1) -> tuple[IntArray, float]:
+    """Add the best-gain-per-GPU instance while one fits and gains (see :func:`allocate_greedy`).
+
+    ``skip_first``: a deployment not to re-add as the first step (the one a swap just dropped).
+    """
+    counts = counts.copy()
     best = _value(p, counts)
-    while time.perf_counter() - t0 < time_limit:
+    while time.perf_counter() < deadline:
         step, step_value, step_score = -1, best, 0.0
         for d in range(p.d):
+            if d == skip_first:
+                continue
             trial = counts.copy()
             trial[d] += 1
             if not p.fits(trial):
@@ -414,9 +444,27 @@ def allocate_greedy(p: AllocationProblem, *, time_limit: float = 60.0) -> Alloca
             break
         counts[step] += 1
         best = step_value
-    res = evaluate_allocation(p, counts, method="greedy", status="heuristic")
-    res.solve_time_s = time.perf_counter() - t0
-    return res
+        skip_first = -1
+    return counts, best
+
+
+def _best_swap(p: AllocationProblem, counts: IntArray, best: float, deadline: float
+               ) -> tuple[IntArray, float] | None:
+    """The best "drop one instance, then greedily refill" neighbour of ``counts`` if it beats ``best``.
+
+    Refilling (rather than a one-for-one exchange) lets a freed GPU plus a spare one become a tp-2
+    instance, the move per-GPU scoring most often misses.
+    """
+    found: tuple[IntArray, float] | None = None
+    for a in np.nonzero(counts > 0)[0]:
+        if time.perf_counter() >= deadline:
+            break
+        trial = counts.copy()
+        trial[a] -= 1
+        trial, v = _add_phase(p, trial, deadline, skip_first=int(a))
+        if v > (best if found is None else found[1]) + GAIN_TOL:
+            found = (trial, v)
+    return found
 
 
 def _value(p: AllocationProblem, counts: IntArray) -> float:
