@@ -52,15 +52,15 @@ def whatif_table(results: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
 
 
 def pm(metric: str, mean: float, lo: float, hi: float, signed: bool = False) -> str:
-    """``mean ± half-width`` in the metric's unit (accuracy widths in points); the mean alone with one
-    seed (no interval)."""
+    """``mean ± half-width`` in the metric's unit (widths of percentages in points); the mean alone with
+    one seed (no interval)."""
     from reports.build import fmt
 
     text = fmt(metric, mean, signed)
     half = hi - mean
     if not math.isfinite(half) or not math.isfinite(mean):
         return text
-    return f"{text} ± {fmt(metric, half, signed=metric == 'accuracy' or signed).lstrip('+')}"
+    return f"{text} ± {fmt(metric, half, signed=True).lstrip('+')}"  # signed: percentages in points
 
 
 def whatif_rows(table: pd.DataFrame) -> list[list[str]]:

@@ -134,6 +134,16 @@ def test_the_folder_and_report(scenario_file: Path, tmp_path: Path) -> None:
     assert (out / "whatif.csv").read_text() == before
 
 
+def test_slo_attainment_appears_when_a_side_sets_an_slo(scenario_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "wi"
+    res = cli("whatif", str(scenario_file), "--set", "router.slo={e2e_s: 30}", "--seeds", "2", "--out", str(out),
+              "--jobs", "1")
+    assert res.exit_code == 0, res.output
+    row = pd.read_csv(out / "whatif.csv").set_index("label").loc["e2e SLO attained"]
+    assert math.isnan(row["baseline_mean"]) and math.isnan(row["delta"])  # the baseline has no SLO
+    assert 0 <= row["changed_mean"] <= 1
+
+
 @pytest.mark.parametrize(("sets", "named"), [
     ([], "nothing to compare"),
     (["router.foo=1"], "--set router.foo=1"),
