@@ -277,6 +277,17 @@ def _build(p: AllocationProblem, x_lb: IntArray, x_ub: IntArray, integral_routin
         hi.append(ub)
         r += 1
 
+    def add_assignment(idx: IntArray) -> None:
+        """Σ_j y_sij ≤ 1 (= 1 without rejection): one row per query of the batch, in one block."""
+        nonlocal r
+        n = idx.shape[0]
+        rows.append(r + np.repeat(np.arange(n, dtype=np.int64), m))
+        cols.append(idx.ravel())
+        vals.append(np.ones(idx.size))
+        lo.extend([-np.inf if p.allow_reject else 1.0] * n)
+        hi.extend([1.0] * n)
+        r += n
+
     for t in range(p.inventory.size):
         on_t = np.nonzero(p.gpu_type == t)[0]
         add(on_t, p.gpus[on_t].astype(np.float64), -np.inf, float(p.inventory[t]))
@@ -288,8 +299,7 @@ def _build(p: AllocationProblem, x_lb: IntArray, x_ub: IntArray, integral_routin
         n = q.shape[0]
         idx = offsets[s] + np.arange(n * m).reshape(n, m)
         obj[idx.ravel()] = q.ravel() / (n * s_count)
-        for i in range(n):
-            add(idx[i], np.ones(m), 1.0 if not p.allow_reject else -np.inf, 1.0)
+        add_assignment(idx)
         for j in range(m):
             dep = np.nonzero(p.model == j)[0]
             add(np.concatenate([idx[:, j], dep]), np.concatenate([np.ones(n), -p.slots[dep]]), -np.inf, 0.0)
