@@ -315,8 +315,16 @@ def build_document(exp: Experiment) -> tuple[Document, dict[str, pd.DataFrame]]:
     sections.append(Section("Figures", [], [], figure_items(exp)))
     if exp.notes:
         sections.append(Section("Notes", list(dict.fromkeys(exp.notes))))
-    title = f"llmsim {exp.kind} report — {exp.manifest.get('scenario') or exp.folder.name}"
-    return Document(title, sections), {"comparison.csv": comp, "aiq.csv": aiq_df}
+    tables = {"comparison.csv": comp, "aiq.csv": aiq_df}
+    kind = exp.kind
+    if exp.manifest.get("whatif"):  # a what-if is a two-config compare: its paired table comes first
+        from reports.whatif import whatif_section
+
+        section, tables["whatif.csv"] = whatif_section(exp.manifest, exp.results)
+        sections.insert(1, section)
+        kind = "whatif"
+    title = f"llmsim {kind} report — {exp.manifest.get('scenario') or exp.folder.name}"
+    return Document(title, sections), tables
 
 
 def write_report(folder: Path, at_spend: float | None = None) -> list[Path]:

@@ -8,13 +8,12 @@ manifest's ``whatif`` entry, as every report does; the statistics are :func:`rep
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from reports.document import Document, Section, Table
+from reports.document import Section, Table
 
 BASELINE, CHANGED = "baseline", "changed"
 #: Metric → label, in the table's order. Rows no run has a value for (TBT under ``reserve``, SLO
@@ -94,25 +93,8 @@ def whatif_section(manifest: dict[str, Any], results: pd.DataFrame) -> tuple[Sec
 
 
 def write_whatif_report(folder: Path) -> list[Path]:
-    """report.html, report.md and CSVs as ``llmsim report`` writes them for a compare, with the what-if
-    section first and ``whatif.csv`` (the paired table) added. ``llmsim report`` on the folder later
-    rewrites the compare report without the what-if section."""
-    from reports.build import build_document
-    from reports.experiment import load
-    from reports.html import render_html
-    from reports.markdown import render_markdown
+    """The report of a what-if folder: :func:`reports.build.write_report` adds the what-if section and
+    ``whatif.csv`` whenever the manifest has a ``whatif`` entry, so ``llmsim report`` keeps them too."""
+    from reports.build import write_report
 
-    exp = load(Path(folder))
-    doc, tables = build_document(exp)
-    section, table = whatif_section(exp.manifest, exp.results)
-    doc = Document(f"llmsim whatif report — {exp.manifest.get('scenario') or exp.folder.name}",
-                   [doc.sections[0], section, *doc.sections[1:]])
-    contents = {"report.html": render_html(doc), "report.md": render_markdown(doc)}
-    contents.update({name: df.to_csv(index=False) for name, df in {**tables, "whatif.csv": table}.items()})
-    written = []
-    for name, text in contents.items():
-        tmp = exp.folder / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, exp.folder / name)
-        written.append(exp.folder / name)
-    return written
+    return write_report(Path(folder))

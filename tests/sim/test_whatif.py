@@ -132,6 +132,13 @@ def test_the_folder_and_report(scenario_file: Path, tmp_path: Path) -> None:
               "--jobs", "1")
     assert res.exit_code == 0 and "delta" in res.output
     assert (out / "whatif.csv").read_text() == before
+    # `llmsim report` on the folder later keeps the what-if section and table
+    (out / "report.md").unlink()
+    (out / "whatif.csv").unlink()
+    res = cli("report", str(out))
+    assert res.exit_code == 0, res.output
+    assert "## What-if" in (out / "report.md").read_text()
+    assert (out / "whatif.csv").read_text() == before
 
 
 def test_slo_attainment_appears_when_a_side_sets_an_slo(scenario_file: Path, tmp_path: Path) -> None:
