@@ -256,6 +256,7 @@ class UtilityGreedy(_PerQuery):
             raise InvalidParameterError(f"latency_weight must be a finite number >= 0, got {latency_weight}")
         self.lam = float(lam)
         self.latency_weight = float(latency_weight)
+        self.needs_latency = self.latency_weight > 0  # type: ignore[misc]
 
     def scores(self, problem: RoutingProblem) -> FloatArray:
         utility = problem.quality - self.lam * problem.cost
@@ -280,6 +281,8 @@ class LatencyAware(_PerQuery):
             queries (the scenario's ``budget_per_query``), or no cap without a budget.
         on_budget: see the module docstring.
     """
+
+    needs_latency: ClassVar[bool] = True
 
     def __init__(self, alpha: float | None = None, max_cost: float | None = None,
                  on_budget: OnBudget = "ignore") -> None:

@@ -45,6 +45,9 @@ class Policy:
     batch_level: ClassVar[bool] = False
     #: True when the policy reads ``problem.load`` (work in flight); callers may skip computing it otherwise.
     needs_load: ClassVar[bool] = False
+    #: True when the policy reads ``problem.latency`` even without an SLO (latency-based routing):
+    #: callers must then estimate latencies for every batch and cannot decide queries up front.
+    needs_latency: ClassVar[bool] = False
     #: The parameter that trades spend for quality (None: the policy has no spend knob).
     spend_knob: ClassVar[SpendKnob | None] = None
 

@@ -160,8 +160,10 @@ class Dispatcher:
         these rules ignore it, and violations are still counted per batch. This turns N small policy calls
         into one vectorised call, which is most of a Δ = 0 run's cost.
         """
-        if self.slo is not None or not (self.capacity_never_binds and self.policy.row_independent):
-            return False  # with an SLO every decision depends on the queues at its time
+        if self.slo is not None or self.policy.needs_latency or not (
+            self.capacity_never_binds and self.policy.row_independent
+        ):
+            return False  # with an SLO, or latency-based routing, every decision depends on the queues
         inp = self.inputs
         problem = RoutingProblem(
             quality=inp.predicted_quality,
@@ -290,7 +292,7 @@ class Dispatcher:
         may not reject: then some query misses it whatever the choice, so the capacity stays today's
         and the latency matrix alone steers the policy."""
         slo = self.slo
-        if slo is None:
+        if slo is None and not self.policy.needs_latency:
             return None, capacity
         p = self.inputs.prompt_tokens[ids]
         o = np.maximum(self._est_output[ids].astype(np.float64), 1.0)
@@ -299,6 +301,8 @@ class Dispatcher:
         self._estimates = (ttft, e2e)
         # The SLO counts from arrival (what the user waits): add the time already spent in the window.
         elapsed = self.env.now - self.rec.arrival[ids]
+        if slo is None:  # latency-based routing without an SLO: end-to-end latency from arrival
+            return e2e + elapsed[:, None], capacity
         latency = (e2e if slo.route_on == "e2e" else ttft) + elapsed[:, None]
         if slo.mode != "constraint":
             return latency, capacity

@@ -182,3 +182,16 @@ def test_cli_refuses_an_unset_route_on_slo(write_scenario, tmp_path: Path) -> No
     out = tmp_path / "out"
     assert_clean_failure(run_cli(["run", str(path), "--out", str(out)]), str(path), "router.slo.e2e_s")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("window", [0.0, 2.0])
+def test_latency_based_rules_see_latency_without_an_slo(window: float) -> None:
+    """latency_aware and utility_greedy with a latency weight route on predicted latency even when no
+    SLO is set (and so are not decided up front at window 0): the weight changes the routing."""
+    base = with_router(aware_scenario(), slo=None, window_s=window, policy="utility_greedy")
+    plain = simulate(base, prepared=shared()).requests
+    weighted = simulate(with_router(base, params={"latency_weight": 0.05}), prepared=shared()).requests
+    assert not plain.model.equals(weighted.model)
+    assert weighted.predicted_e2e_s.notna().any()
+    aware_rule = simulate(with_router(base, policy="latency_aware", params={}), prepared=shared())
+    assert aware_rule.requests.predicted_e2e_s.notna().any()
