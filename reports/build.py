@@ -109,7 +109,8 @@ def comparison(exp: Experiment) -> tuple[pd.DataFrame, Section]:
     listed = [m for m in absent if m not in SLO_METRICS]  # no SLO anywhere is the common case: no list
     if listed:
         paragraphs.append(f"Not applicable to any run, so not compared: {', '.join(listed)}.")
-    if any(m.startswith("slo.") for m in absent):
+    attained = [m for m in SLO_METRICS if m.startswith("slo.attainment") and m in exp.results.columns]
+    if any(m.startswith("slo.") for m in absent) and all(m in absent for m in attained):
         paragraphs.append("No run set an SLO (router.slo): attainment not compared.")
     headers = ["configuration", "metric", "n", "mean", "95 % CI", "diff vs baseline", "diff 95 % CI", "pairs"]
     return table, Section("Comparison", paragraphs, [Table(headers, rows)])

@@ -472,6 +472,10 @@ def _check_slo(r: Router, fail: Fail) -> None:
     if getattr(slo, field) is None:
         fail(("router", "slo", field),
              f"route_on is {slo.route_on!r}, so {field} must be set (seconds > 0)")
+    if slo.mode == "constraint" and slo.penalty != 0:
+        fail(("router", "slo", "penalty"),
+             f"{slo.penalty:g} would be ignored: mode is 'constraint' (pairs over the SLO are infeasible); "
+             "use mode: penalty to charge it, or remove it")
 
 
 def _arrival_span(sc: Scenario, fail: Fail) -> tuple[float, tuple[Any, ...]] | None:

@@ -150,9 +150,9 @@ def _interrupted(signum: int, folder: Path) -> None:
 CONSOLE_METRICS = {"accuracy": "accuracy", "cost.total_usd": "token cost", "latency_s.ttft.p99": "TTFT p99",
                    "latency_s.tbt.p99": "TBT p99",
                    "budget.batches_over_budget_realised": "batches over budget",
-                   "slo.attainment_e2e": "e2e SLO attained"}
+                   "slo.attainment_e2e": "e2e SLO attained", "slo.attainment_ttft": "TTFT SLO attained"}
 #: Columns shown only when some run has a value (an SLO is set): a column of n/a says nothing.
-OPTIONAL_CONSOLE_METRICS = frozenset({"slo.attainment_e2e"})
+OPTIONAL_CONSOLE_METRICS = frozenset({"slo.attainment_e2e", "slo.attainment_ttft"})
 
 
 def console_metrics(results: Any) -> dict[str, str]:

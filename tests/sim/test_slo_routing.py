@@ -195,3 +195,13 @@ def test_latency_based_rules_see_latency_without_an_slo(window: float) -> None:
     assert weighted.predicted_e2e_s.notna().any()
     aware_rule = simulate(with_router(base, policy="latency_aware", params={}), prepared=shared())
     assert aware_rule.requests.predicted_e2e_s.notna().any()
+
+
+def test_a_penalty_with_constraint_mode_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from sim.cli import app
+
+    res = CliRunner().invoke(app, ["validate", str(SCENARIOS / "slo_routing.yaml"), "--set",
+                                   "router.slo={e2e_s: 30, route_on: e2e, penalty: 1}"])
+    assert res.exit_code == 2 and "router.slo.penalty" in res.output and "mode: penalty" in res.output
