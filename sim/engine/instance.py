@@ -44,6 +44,7 @@ from collections.abc import Callable
 
 import simpy
 
+from sim.engine.closedform import Settling, Wakes, first_boundary, steps_until
 from sim.engine.latency import LatencyProfile
 from sim.engine.request import Request
 from sim.engine.steplog import StepLog
@@ -56,7 +57,7 @@ _DECODE = 2
 _INF = math.inf
 
 
-class _QueueGroup:
+class _QueueGroup(Settling):
     """The instances admitting from one deque, in construction order (the tie-break order).
 
     Admission decisions are taken here, for all members at once, because with a shared queue who gets
@@ -72,7 +73,6 @@ class _QueueGroup:
         "_cover_head",
         "_cover_m",
         "_cover_t",
-        "__weakref__",
     )
 
     def __init__(self, queue: deque[Request]) -> None:
@@ -85,25 +85,6 @@ class _QueueGroup:
         self._cover_head: Request | None = None
         self._cover_m: Instance | None = None
         self._cover_t = _INF
-
-    def settle(self, now: float, woken: Instance | None = None) -> None:
-        """Bring every member to a consistent state at ``now`` and (re)arm their wakes.
-
-        ``woken`` is the member whose own wake fired (it completes its step even if zero-length).
-        Re-entrant calls (an ``on_finish``/``on_admit`` callback submitting a request) are folded into
-        one more pass of the outer call, so no member is ever seen half-updated.
-        """
-        if self._settling:
-            self._again = True
-            return
-        self._settling = True
-        try:
-            self._settle_once(now, woken)
-            while self._again:
-                self._again = False
-                self._settle_once(now, None)
-        finally:
-            self._settling = False
 
     def _settle_once(self, now: float, woken: Instance | None) -> None:
         members = self.members
@@ -194,7 +175,7 @@ class _QueueGroup:
 _GROUPS: weakref.WeakValueDictionary[int, _QueueGroup] = weakref.WeakValueDictionary()
 
 
-class Instance:
+class Instance(Wakes):
     """A model replica: admission queue + continuous batching, advanced in closed form.
 
     Args:
@@ -211,6 +192,8 @@ class Instance:
     Read-only state (for dispatchers and metrics): ``running``, ``kv_used_tokens``, ``queue_len``,
     ``free_slots``, ``busy_time``, ``max_running_seen``, ``max_kv_used_seen``.
     """
+
+    _group: _QueueGroup
 
     def __init__(
         self,
@@ -337,45 +320,20 @@ class Instance:
 
     def _T(self, k: int) -> float:
         """Duration of the first ``k`` iterations of the current decode run."""
-        return k * self._alpha + self._cn * (k * (k - 1) // 2)
+        return k * self._alpha + self._cn * (k * (k - 1) // 2)  # closedform.run_time, inlined: hot path
 
     def _iterations_until(self, tau: float) -> float:
         """Real root ``x >= 0`` of ``T(x) = tau`` for the current decode run (``nan`` if all-zero costs)."""
-        alpha, cn = self._alpha, self._cn
-        if cn > 0.0:
-            half = 0.5 * cn
-            b = alpha - half  # > 0: alpha >= c*ctx >= c*n
-            if b > 0.0:
-                return 2.0 * tau / (b + math.sqrt(b * b + 4.0 * half * tau))  # cancellation-free form
-            return math.sqrt(tau / half)
-        if alpha > 0.0:
-            return tau / alpha
-        return math.nan
+        return steps_until(self._alpha, self._cn, tau)
 
     def _next_boundary(self, now: float) -> tuple[int, float]:
-        """Smallest ``j >= 0`` with ``t0 + T(j) >= now`` in the current decode run, and that time.
-
-        Solves ``T(j) = now - t0`` (a quadratic), then steps ``j`` by one until the float boundary the
-        wakes themselves use brackets ``now``: the float ``t0 + T(j)`` is monotone in ``j``, so the result
-        is exactly the boundary the instance would reach, whatever the rounding of the square root.
-        """
+        """Smallest ``j >= 0`` with ``t0 + T(j) >= now`` in the current decode run, and that time
+        (:func:`sim.engine.closedform.first_boundary`), memoised while it still brackets ``now``."""
         if now <= self._nb_t:  # the answer for an earlier time of this run still brackets now
             return self._nb_j, self._nb_t
-        t0 = self._t0
-        if now <= t0:
-            return 0, t0
-        kmax = self._heap[0][0] - self._tok
-        est = self._iterations_until(now - t0)
-        if est != est:  # zero-cost iterations: the whole run sits at t0
-            return kmax, t0 + self._T(kmax)
-        alpha, cn = self._alpha, self._cn
-        j = min(max(0, math.ceil(est)), kmax)
-        while j > 0 and t0 + ((j - 1) * alpha + cn * ((j - 1) * (j - 2) // 2)) >= now:
-            j -= 1
-        t = t0 + (j * alpha + cn * (j * (j - 1) // 2))
-        while j < kmax and t < now:
-            j += 1
-            t = t0 + (j * alpha + cn * (j * (j - 1) // 2))
+        if now <= self._t0:
+            return 0, self._t0
+        j, t = first_boundary(self._t0, self._alpha, self._cn, self._heap[0][0] - self._tok, now)
         self._nb_j = j
         self._nb_t = t
         return j, t
@@ -516,30 +474,3 @@ class Instance:
         else:
             self._phase = _IDLE
             self._wake_t = _INF
-
-    def _arm(self) -> None:
-        """Schedule a SimPy wake at ``_wake_t`` unless one is already pending for that time.
-
-        SimPy cannot cancel a timeout, so superseded wakes stay in its heap and are ignored when they
-        fire (their time no longer equals ``_wake_t``). SimPy fires at ``now + (t - now)``, which rounds
-        back to exactly ``t``, so its clock equals the engine's boundary times.
-        """
-        t = self._wake_t
-        if t == _INF or t in self._pending:
-            return
-        env = self.env
-        now = env.now
-        d = t - now
-        if now + d != t:  # not seen in practice (round-to-nearest, 0 <= now <= t); follow the clock if it is
-            self._wake_t = t = now + d
-            if t in self._pending:
-                return
-        self._pending.add(t)
-        ev = env.timeout(max(d, 0.0))
-        ev.callbacks.append(self._cb)
-
-    def _on_wake(self, ev: simpy.Event) -> None:
-        now = self.env.now
-        self._pending.discard(now)
-        if now == self._wake_t:
-            self._group.settle(now, self)

@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 import simpy
 
+from sim.engine.closedform import Settling, Wakes, first_boundary
 from sim.engine.latency import LatencyProfile
 from sim.engine.request import Request
 from sim.engine.scheduler import SchedulerConfig
@@ -68,7 +69,7 @@ class _Seq:
         self.order = 0  # admission counter (release order of simultaneous finishes)
 
 
-class PagedGroup:
+class PagedGroup(Settling):
     """The paged instances admitting from one deque (construction order is the tie-break order).
 
     With a shared queue, who gets the head at an instant depends on every member's state then, so
@@ -83,21 +84,6 @@ class PagedGroup:
         self._cover_head: Request | None = None
         self._cover_m: PagedInstance | None = None
         self._cover_t = _INF
-
-    def settle(self, now: float, woken: PagedInstance | None = None) -> None:
-        """Bring every member to a consistent state at ``now`` and (re)arm their wakes (re-entrant
-        calls from callbacks are folded into one more pass)."""
-        if self._settling:
-            self._again = True
-            return
-        self._settling = True
-        try:
-            self._settle_once(now, woken)
-            while self._again:
-                self._again = False
-                self._settle_once(now, None)
-        finally:
-            self._settling = False
 
     def _settle_once(self, now: float, woken: PagedInstance | None) -> None:
         members = self.members
@@ -153,7 +139,7 @@ class PagedGroup:
         return None
 
 
-class PagedInstance:
+class PagedInstance(Wakes):
     """A model replica running the ``paged`` scheduler (see the module docstring).
 
     Args:
@@ -172,6 +158,8 @@ class PagedInstance:
     ``kv_used_tokens``, ``busy_time``, ``max_running_seen``, ``max_blocks_used_seen``, ``preemptions``,
     ``step_log`` (time between tokens).
     """
+
+    _group: PagedGroup
 
     def __init__(
         self,
@@ -639,7 +627,7 @@ class PagedInstance:
             self._fresh = True  # idle: at a boundary whenever asked
 
     def _T(self, k: int) -> float:
-        return k * self._alpha + self._cn * (k * (k - 1) // 2)
+        return k * self._alpha + self._cn * (k * (k - 1) // 2)  # closedform.run_time, inlined: hot path
 
     def _complete(self, now: float) -> None:
         """End the step (or the run up to the boundary) due at ``now``."""
@@ -765,29 +753,8 @@ class PagedInstance:
 
     def _next_boundary(self, now: float) -> tuple[int, float]:
         """Smallest ``j >= 0`` with ``t0 + T(j) >= now`` in the current run (``j <= run end``), and that
-        time; stepped until the float times bracket ``now`` exactly."""
-        t0 = self._t0
-        kmax = self._run_end_j
-        if now <= t0:
-            return 0, t0
-        alpha, cn = self._alpha, self._cn
-        tau = now - t0
-        if cn > 0.0:
-            half = 0.5 * cn
-            b = alpha - half
-            est = 2.0 * tau / (b + math.sqrt(b * b + 4.0 * half * tau)) if b > 0.0 else math.sqrt(tau / half)
-        elif alpha > 0.0:
-            est = tau / alpha
-        else:
-            return kmax, t0 + self._T(kmax)
-        j = min(max(0, math.ceil(est)), kmax)
-        while j > 0 and t0 + self._T(j - 1) >= now:
-            j -= 1
-        t = t0 + self._T(j)
-        while j < kmax and t < now:
-            j += 1
-            t = t0 + self._T(j)
-        return j, t
+        time (:func:`sim.engine.closedform.first_boundary`)."""
+        return first_boundary(self._t0, self._alpha, self._cn, self._run_end_j, now)
 
     def _open_at(self, now: float) -> bool:
         """Is this instance at a boundary at ``now`` (so it may admit)? A decode run with a boundary
@@ -805,25 +772,3 @@ class PagedInstance:
         self._advance(j, now)
         self._schedule_running(now)  # a decode-only step: no finish, no shortage before the run's end
         return True
-
-    # ------------------------------------------------------------------ SimPy wakes
-
-    def _arm(self) -> None:
-        t = self._wake_t
-        if t == _INF or t in self._pending:
-            return
-        env = self.env
-        now = env.now
-        d = t - now
-        if now + d != t:
-            self._wake_t = t = now + d
-            if t in self._pending:
-                return
-        self._pending.add(t)
-        env.timeout(max(d, 0.0)).callbacks.append(self._cb)
-
-    def _on_wake(self, ev: simpy.Event) -> None:
-        now = self.env.now
-        self._pending.discard(now)
-        if now == self._wake_t:
-            self._group.settle(now, self)
