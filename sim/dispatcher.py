@@ -24,6 +24,7 @@ A policy that routes on the true quality (``needs_true_quality``: the oracle) is
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -113,6 +114,7 @@ class Dispatcher:
         capacity_never_binds: bool = False,
         slo: SloRouting | None = None,
         record_estimates: bool = False,
+        price_changes: list[tuple[float, int, float]] | None = None,
     ) -> None:
         self.env = env
         self.models = models
@@ -148,6 +150,19 @@ class Dispatcher:
         self.slo = slo
         self.record_estimates = record_estimates or slo is not None
         self.estimator = LatencyEstimator(models)
+        # Price changes (scenario events, docs/events.md): (time, per-model factor on the base prices)
+        # steps, looked up at each decision's time; empty = base prices, and nothing is multiplied.
+        self._price_t: list[float] = []
+        self._price_f: list[np.ndarray] = []
+        factor = np.ones(len(models))
+        for t, j, mult in sorted(price_changes or [], key=lambda c: c[0]):
+            factor = factor.copy()
+            factor[j] = mult
+            if self._price_t and self._price_t[-1] == t:
+                self._price_f[-1] = factor
+            else:
+                self._price_t.append(t)
+                self._price_f.append(factor)
         out = inputs.predicted_output_tokens
         self._est_output = inputs.output_tokens if out is None else out
 
@@ -160,10 +175,11 @@ class Dispatcher:
         these rules ignore it, and violations are still counted per batch. This turns N small policy calls
         into one vectorised call, which is most of a Δ = 0 run's cost.
         """
-        if self.slo is not None or self.policy.needs_latency or not (
+        if self._price_t or self.slo is not None or self.policy.needs_latency or not (
             self.capacity_never_binds and self.policy.row_independent
         ):
-            return False  # with an SLO, or latency-based routing, every decision depends on the queues
+            return False  # with an SLO, or latency-based routing, every decision depends on the queues (and
+            # with price changes on the time)
         inp = self.inputs
         problem = RoutingProblem(
             quality=inp.predicted_quality,
@@ -240,7 +256,7 @@ class Dispatcher:
             slo = self.slo
             problem = RoutingProblem(
                 quality=self._judged_quality[ids],
-                cost=inp.predicted_cost[ids],
+                cost=self._scaled(inp.predicted_cost[ids]),
                 capacity=route_capacity,
                 budget=budget,
                 min_quality=self.min_quality,
@@ -272,9 +288,23 @@ class Dispatcher:
         served = self._enqueue(ids, assignment)
         self._record_estimates(ids, served)
         rows, cols = ids[served >= 0], served[served >= 0]
-        cost = float(self.inputs.predicted_cost[rows, cols].sum())
+        cost = float(self.rec.predicted_cost[rows].sum()) if self._price_t else float(
+            self.inputs.predicted_cost[rows, cols].sum())
         quality = float(self._judged_quality[rows, cols].sum()) / n
         self._account(n, status, solve_time, cost, quality, budget, int(n - rows.size), policy_violations)
+
+    # -- prices ---------------------------------------------------------------------
+    def price_factor(self) -> np.ndarray | None:
+        """Per-model factor on the base prices for a decision now (the latest change at or before now),
+        or None when there is none."""
+        if not self._price_t:
+            return None
+        k = bisect.bisect_right(self._price_t, self.env.now) - 1
+        return self._price_f[k] if k >= 0 else None
+
+    def _scaled(self, cost: np.ndarray) -> np.ndarray:
+        f = self.price_factor()
+        return cost if f is None else cost * f[None, :]
 
     # -- latency estimates ----------------------------------------------------------
     _estimates: tuple[np.ndarray, np.ndarray] | None = None
@@ -352,12 +382,14 @@ class Dispatcher:
         rec.model[rid] = j
         rec.output_tokens[rid] = out
         rec.predicted_quality[rid] = inp.predicted_quality[rid, j]
-        rec.predicted_cost[rid] = inp.predicted_cost[rid, j]
+        f = self.price_factor()
+        scale = 1.0 if f is None else float(f[j])
+        rec.predicted_cost[rid] = inp.predicted_cost[rid, j] * scale if f is not None else inp.predicted_cost[rid, j]
         if not group.fits(req):  # its KV reservation fits no instance of this model: it could never start
             rec.status[rid] = STATUS_REJECTED
             rec.reason[rid] = REASON_TOO_LONG
             return False
-        rec.cost[rid] = inp.cost[rid, j]
+        rec.cost[rid] = inp.cost[rid, j] * scale if f is not None else inp.cost[rid, j]
         rec.quality[rid] = inp.true_quality[rid, j]
         rec.status[rid] = STATUS_IN_FLIGHT
         if self.record_estimates and self._estimates is None:  # the precomputed path: chosen model only
@@ -427,8 +459,9 @@ class Dispatcher:
         out_tokens = np.maximum(inp.output_tokens[rows, cols], 1)
         rec.output_tokens[rows] = out_tokens
         rec.predicted_quality[rows] = inp.predicted_quality[rows, cols]
-        rec.predicted_cost[rows] = inp.predicted_cost[rows, cols]
-        rec.cost[rows] = inp.cost[rows, cols]
+        f = self.price_factor()
+        rec.predicted_cost[rows] = inp.predicted_cost[rows, cols] if f is None else inp.predicted_cost[rows, cols] * f[cols]
+        rec.cost[rows] = inp.cost[rows, cols] if f is None else inp.cost[rows, cols] * f[cols]
         rec.quality[rows] = inp.true_quality[rows, cols]
         rec.status[rows] = STATUS_IN_FLIGHT
         rejected = int(refused.size)

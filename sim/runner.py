@@ -26,10 +26,11 @@ import simpy
 from policies import make_policy, policy_class
 from sim import rng as rngs
 from sim.config.checks import MAX_HORIZON_S
-from sim.config.schema import Scenario
+from sim.config.schema import NodeFailure, PriceChange, Scenario
 from sim.dispatcher import Dispatcher, RoutingInputs, SloRouting
 from sim.engine.build import build_cluster
 from sim.engine.cluster import DeploymentRuntime
+from sim.engine.faults import Failure, FaultController
 from sim.engine.request import Request
 from sim.engine.steplog import step_log_of
 from sim.errors import InputError, ScenarioError
@@ -63,6 +64,9 @@ def prepare_key(sc: Scenario) -> str:
     data = sc.model_dump(mode="json")
     read = {k: data[k] for k in ("seed", "duration_s", "num_queries", "workload", "models", "prices_file")}
     read["predictor"] = data["router"]["predictor"]
+    rates = [e for e in data.get("events", []) if e["kind"] == "rate_change"]
+    if rates:  # only events that change the workload; absent otherwise, so keys without events stay
+        read["rate_changes"] = rates
     text = json.dumps(read, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -200,11 +204,30 @@ def _make_dispatcher(
         capacity_mode=r.capacity,
         model_names=tuple(m.name for m in sc.models),
         on_reject=on_reject,
-        capacity_never_binds=r.capacity == "unlimited"
-        or (r.capacity == "slots_and_queue" and all(d.max_queue is None for d in sc.deployments)),
+        # a failed model's capacity is 0 whatever the mode, so with failures it can always bind
+        capacity_never_binds=not _failures(sc) and (
+            r.capacity == "unlimited"
+            or (r.capacity == "slots_and_queue" and all(d.max_queue is None for d in sc.deployments))),
         slo=_slo_routing(sc),
         record_estimates=sc.outputs.latency_estimates,
+        price_changes=_price_changes(sc),
     )
+
+
+def _failures(sc: Scenario) -> list[Failure]:
+    """The scenario's node_failure events in the engine's terms."""
+    return [
+        Failure(at_s=e.at_s, deployment=e.deployment, indices=e.indices, recover_at_s=e.recover_at_s,
+                lose=e.on_failure == "lose")
+        for e in sc.events
+        if isinstance(e, NodeFailure)
+    ]
+
+
+def _price_changes(sc: Scenario) -> list[tuple[float, int, float]]:
+    """The scenario's price_change events as (at_s, model index, multiplier)."""
+    index = {m.name: j for j, m in enumerate(sc.models)}
+    return [(e.at_s, index[e.model], e.multiplier) for e in sc.events if isinstance(e, PriceChange)]
 
 
 def _slo_routing(sc: Scenario) -> SloRouting | None:
@@ -228,16 +251,23 @@ def _run_engine(sc: Scenario, prepared: Prepared, progress: ProgressFn | None, *
     done = env.event()
 
     def check_done(_k: int = 0) -> None:
-        # `dispatcher` is bound below, before any request can finish or be rejected.
-        if rec.completed + dispatcher.rejected >= n and not done.triggered:
+        # `dispatcher` is bound below, before any request can finish, be rejected or be lost.
+        if rec.completed + dispatcher.rejected + rec.lost >= n and not done.triggered:
             done.succeed()
 
     def on_finish(req: Request) -> None:
         rec.on_finish(req)
         check_done()
 
+    def on_lost(req: Request, instance: int) -> None:
+        rec.on_lost(req, instance)
+        check_done()
+
     groups, deployments = build_cluster(env, sc, on_finish)
     dispatcher = _make_dispatcher(env, sc, prepared, groups, rec, check_done)
+    failures = _failures(sc)
+    if failures:
+        FaultController(env, groups, deployments, failures, on_lost)
     if precompute:
         dispatcher.precompute()
     sampler = OccupancySampler(env, deployments, _sample_interval(sc, wl), until=horizon)
@@ -253,7 +283,7 @@ def _run_engine(sc: Scenario, prepared: Prepared, progress: ProgressFn | None, *
             progress(k / PROGRESS_SLICES)
     env.run(until=arrivals)
     if sc.drain:
-        # Until every query is completed or rejected: an event, not a time, so a long batching window
+        # Until every query is completed, rejected or lost: an event, not a time, so a long batching window
         # or a slow drain costs nothing extra (the sampler has stopped at the horizon).
         if not done.triggered:
             env.run(until=done)

@@ -32,8 +32,11 @@ from sim.config.schema import (
     GPUType,
     LatencySpec,
     ModelSpec,
+    NodeFailure,
     PoissonArrivals,
     PredictorSpec,
+    PriceChange,
+    RateChange,
     Router,
     Scenario,
     SyntheticPool,
@@ -352,6 +355,7 @@ def check_scenario(
     _check_policy(sc.router, fail)
     _check_slo(sc.router, fail)
     _check_horizon(sc, fail, file)
+    _check_events(sc, fail)
     _check_footprint(sc, fail)
 
 
@@ -540,6 +544,42 @@ def _check_horizon(sc: Scenario, fail: Fail, file: str | Path) -> None:
         fail(("outputs", "sample_interval_s"),
              f"{horizon / interval:,.0f} occupancy samples over {horizon:.3g} s; at most {MAX_SAMPLES:,} "
              "(raise sample_interval_s)")
+
+
+def _check_events(sc: Scenario, fail: Fail) -> None:
+    """References and times of ``events`` (docs/events.md): deployments and their instances exist, no
+    instance fails twice at once, models exist, and nothing starts after the arrivals end (it could
+    change nothing)."""
+    found = _arrival_span(sc, fail) if sc.events else None
+    span = found[0] if found is not None else None
+    down: dict[tuple[int, int], list[tuple[float, float, int]]] = {}
+    models = {m.name for m in sc.models}
+    for i, ev in enumerate(sc.events):
+        start, field = (ev.start_s, "start_s") if isinstance(ev, RateChange) else (ev.at_s, "at_s")
+        if span is not None and start >= span:
+            fail(("events", i, field), f"{start:g} s is not before the arrivals end (about {span:.6g} s): "
+                 "the event would change nothing")
+        if isinstance(ev, PriceChange) and ev.model not in models:
+            fail(("events", i, "model"), f"unknown model {ev.model!r}; expected one of: {name_list(models)}")
+        if not isinstance(ev, NodeFailure):
+            continue
+        if ev.deployment >= len(sc.deployments):
+            fail(("events", i, "deployment"), f"no deployment {ev.deployment}: the scenario has "
+                 f"{len(sc.deployments)} (indices 0..{len(sc.deployments) - 1})")
+        n = sc.deployments[ev.deployment].instances
+        if ev.count is not None and ev.count > n:
+            fail(("events", i, "count"), f"{ev.count} instances cannot fail: deployment {ev.deployment} has {n}")
+        for k, idx in enumerate(ev.instances or []):
+            if idx >= n:
+                fail(("events", i, "instances", k), f"no instance {idx} in deployment {ev.deployment}: it "
+                     f"has {n} (indices 0..{n - 1})")
+        end = math.inf if ev.recover_at_s is None else ev.recover_at_s
+        for idx in ev.indices:
+            for a, b, other in down.get((ev.deployment, idx), []):
+                if ev.at_s < b and a < end:
+                    fail(("events", i, "at_s"), f"instance {idx} of deployment {ev.deployment} is already "
+                         f"down then (events[{other}] from {a:g} s to {b:g} s)")
+            down.setdefault((ev.deployment, idx), []).append((ev.at_s, end, i))
 
 
 def _expected_arrivals(sc: Scenario) -> tuple[float, tuple[Any, ...]] | None:

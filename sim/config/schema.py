@@ -625,6 +625,84 @@ class Outputs(Strict):
     )
 
 
+# ----------------------------------------------------------------------------- events
+EventMultiplier = Annotated[float, Field(gt=0, le=1e6)]
+
+
+class NodeFailure(Strict):
+    """Instances of one deployment fail at ``at_s`` (and come back empty at ``recover_at_s``); see
+    docs/events.md."""
+
+    kind: Literal["node_failure"] = Field(description="Event kind: 'node_failure'.")
+    at_s: Seconds = Field(description="Failure time (s); before the arrivals end.")
+    deployment: Annotated[int, Field(ge=0, le=9_999)] = Field(
+        description="Index of the deployment in `deployments` (0-based; the summary names it "
+        "model@gpu#index)."
+    )
+    instances: Annotated[list[Annotated[int, Field(ge=0, le=99_999)]], Field(min_length=1, max_length=100_000)] | None = Field(
+        None, description="Indices of the failing instances within the deployment (0-based); or give count."
+    )
+    count: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
+        None, description="The first `count` instances of the deployment fail (indices 0..count-1); or give instances."
+    )
+    recover_at_s: PosSeconds | None = Field(
+        None, description="Time (s, > at_s) at which they come back, empty; None = never."
+    )
+    on_failure: Literal["requeue", "lose"] = Field(
+        "requeue",
+        description="Their running and queued requests: 'requeue' restarts them from scratch on surviving "
+        "instances of the same model (held until a scheduled recovery when none survives, else lost); "
+        "'lose' marks them lost.",
+    )
+
+    @model_validator(mode="after")
+    def _which(self) -> NodeFailure:
+        if (self.instances is None) == (self.count is None):
+            raise ValueError("give exactly one of instances or count")
+        if self.instances is not None and len(set(self.instances)) != len(self.instances):
+            raise ValueError("instances lists an index twice")
+        if self.recover_at_s is not None and self.recover_at_s <= self.at_s:
+            raise ValueError(f"recover_at_s ({self.recover_at_s:g}) must be after at_s ({self.at_s:g})")
+        return self
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        """The failing instances' indices within the deployment."""
+        return tuple(self.instances) if self.instances is not None else tuple(range(self.count or 0))
+
+
+class RateChange(Strict):
+    """The arrival rate is multiplied by ``multiplier`` on [start_s, end_s) (a burst or a lull)."""
+
+    kind: Literal["rate_change"] = Field(description="Event kind: 'rate_change'.")
+    start_s: Seconds = Field(description="Start of the window (s); before the arrivals end.")
+    end_s: PosSeconds = Field(description="End of the window (s, > start_s; excluded).")
+    multiplier: EventMultiplier = Field(
+        description="Rate multiplier in (0, 1e6]: 2 = a x2 burst, 0.5 = a lull. Overlapping windows multiply."
+    )
+
+    @model_validator(mode="after")
+    def _window(self) -> RateChange:
+        if self.end_s <= self.start_s:
+            raise ValueError(f"end_s ({self.end_s:g}) must be after start_s ({self.start_s:g})")
+        return self
+
+
+class PriceChange(Strict):
+    """From ``at_s`` on, queries routed to ``model`` are priced at ``multiplier`` × its base prices."""
+
+    kind: Literal["price_change"] = Field(description="Event kind: 'price_change'.")
+    at_s: Seconds = Field(description="Time (s) from which queries decided (routed) are charged the new price.")
+    model: Name = Field(description="Name of a model in `models`.")
+    multiplier: EventMultiplier = Field(
+        description="New price = multiplier × the model's base price (input and output tokens, or the "
+        "dataset's recorded cost); not compounded: the latest change at or before the decision time holds."
+    )
+
+
+Event = Annotated[NodeFailure | RateChange | PriceChange, Field(discriminator="kind")]
+
+
 # ----------------------------------------------------------------------------- scenario
 class Scenario(Strict):
     """A complete, reproducible experiment."""
@@ -656,6 +734,18 @@ class Scenario(Strict):
     workload: Workload = Field(description="Arrivals and queries.")
     router: Router = Field(description="Batching and routing policy.")
     outputs: Outputs = Field(default_factory=lambda: Outputs(), description="What the run folder holds.")
+    events: list[Event] = Field(
+        default_factory=list, max_length=10_000,
+        description="What-if events (docs/events.md): node_failure, rate_change, price_change; empty = none.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _drop_no_events(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without events the dump is what it was before events existed (resolved scenario.yaml, keys)."""
+        data: dict[str, Any] = handler(self)
+        if not self.events:
+            data.pop("events", None)
+        return data
 
     @model_validator(mode="after")
     def _length(self) -> Scenario:

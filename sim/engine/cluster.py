@@ -90,6 +90,9 @@ class DeploymentRuntime:
                 )
                 for k in range(n_instances)
             ]
+        # Instances not failed (sim/engine/faults.py), in construction order: routing and capacity see
+        # only these. The same list object as long as nothing fails, so no-event runs are unchanged.
+        self.up: list[Instance | PagedInstance] = list(self.instances)
 
     # -- state -----------------------------------------------------------------
     @property
@@ -104,9 +107,12 @@ class DeploymentRuntime:
 
     def capacity(self, mode: str) -> float:
         """Queries this deployment can take now: free slots (net of the queue), plus queue room."""
+        up = self.up
+        if not up:  # every instance failed: nothing can be taken, whatever the mode
+            return 0.0
         if mode == "unlimited":
             return math.inf
-        free = sum(inst.free_slots for inst in self.instances)
+        free = sum(inst.free_slots for inst in up)
         queued = self.queued
         slots = max(0, free - queued)
         if mode == "slots":
@@ -114,7 +120,7 @@ class DeploymentRuntime:
         if self.max_queue is None:
             return math.inf
         waiting_beyond_slots = max(0, queued - free)
-        return float(slots + max(0, self.max_queue * len(self.instances) - waiting_beyond_slots))
+        return float(slots + max(0, self.max_queue * len(up) - waiting_beyond_slots))
 
     def fits(self, req: Request) -> bool:
         """Whether the request can ever complete here (see :meth:`SchedulerConfig.fits`)."""
@@ -135,9 +141,9 @@ class DeploymentRuntime:
         if self.queue is not None:
             # Hand it to the instance with most free slots; poke the others too, since with a shared
             # queue whichever instance reaches an iteration boundary first takes it.
-            best = max(self.instances, key=lambda inst: inst.free_slots)
+            best = max(self.up, key=lambda inst: inst.free_slots)
             best.submit(req)
-            for inst in self.instances:
+            for inst in self.up:
                 if inst is not best and inst.free_slots > 0:
                     inst.poke()
             return
@@ -155,7 +161,33 @@ class DeploymentRuntime:
     def next_instance(self) -> Instance | PagedInstance:
         """With per-instance queues, the instance the next request joins (fewest running + queued per slot,
         first on ties); read by the latency estimator, so it predicts the queue a query will really join."""
-        return min(self.instances, key=lambda inst: (inst.running + inst.queue_len) / self.max_seqs)
+        return min(self.up or self.instances, key=lambda inst: (inst.running + inst.queue_len) / self.max_seqs)
+
+    # -- failures (sim/engine/faults.py) -----------------------------------------
+    def fail(self, indices: list[int]) -> list[tuple[Request, int]]:
+        """Instances ``indices`` (0-based within this deployment) go down; returns their running and
+        privately queued requests, restarted, each with the id of the instance it was running on (-1:
+        queued). With a shared queue the queue stays while any instance
+        survives (the survivors pull from it); when none does, it is emptied into the result too."""
+        out: list[tuple[Request, int]] = []
+        for k in indices:
+            inst = self.instances[k]
+            if not inst.down:
+                out += inst.fail(drain_queue=self.queue is None)
+        self.up = [inst for inst in self.instances if not inst.down]
+        if self.queue is not None and not self.up and self.queue:
+            held = list(self.queue)
+            self.queue.clear()
+            for r in held:
+                r.restart()
+            out += [(r, -1) for r in held]
+        return out
+
+    def recover(self, indices: list[int]) -> None:
+        """Instances ``indices`` come back empty and take work again."""
+        for k in indices:
+            self.instances[k].recover()
+        self.up = [inst for inst in self.instances if not inst.down]
 
 
 class ModelGroup:
@@ -164,6 +196,7 @@ class ModelGroup:
     def __init__(self, name: str, deployments: list[DeploymentRuntime]) -> None:
         self.name = name
         self.deployments = deployments
+        self.orphan: Callable[[Request], None] | None = None  # set by sim.engine.faults
 
     def capacity(self, mode: str) -> float:
         return sum(d.capacity(mode) for d in self.deployments)
@@ -173,19 +206,38 @@ class ModelGroup:
         return sum(d.running + d.queued for d in self.deployments)
 
     def fits(self, req: Request) -> bool:
+        """Whether the request could ever run on some deployment of this model (failed ones included:
+        being down is not the request's fault; see :meth:`submit`)."""
         return any(d.fits(req) for d in self.deployments)
 
+    @property
+    def alive(self) -> bool:
+        """Some instance of this model is up."""
+        return any(d.up for d in self.deployments)
+
+    def can_take(self, req: Request) -> bool:
+        """Some deployment that is up could run the request."""
+        return any(d.up and d.fits(req) for d in self.deployments)
+
     def submit(self, req: Request) -> None:
-        candidates = [d for d in self.deployments if d.fits(req)]
+        """To the least-loaded deployment that is up and fits it. Only when none is (every instance that
+        could run it failed) is it handed to ``orphan`` (sim/engine/faults.py holds or loses it)."""
+        candidates = [d for d in self.deployments if d.up and d.fits(req)]
         if len(candidates) == 1:
             candidates[0].submit(req)
+            return
+        if not candidates:
+            assert self.orphan is not None, "a request reached a model none of whose instances can run it"
+            self.orphan(req)
             return
         self.least_loaded(candidates).submit(req)
 
     def least_loaded(self, candidates: list[DeploymentRuntime] | None = None) -> DeploymentRuntime:
         """The deployment :meth:`submit` picks among ``candidates`` (default: all): fewest running + queued
         per slot, first on ties. The latency estimator asks the same question."""
+        if candidates is None:
+            candidates = [d for d in self.deployments if d.up] or self.deployments
         return min(
-            self.deployments if candidates is None else candidates,
+            candidates,
             key=lambda d: (d.running + d.queued) / (d.max_seqs * len(d.instances)),
         )

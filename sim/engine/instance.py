@@ -103,6 +103,7 @@ class _QueueGroup(Settling):
                 if (
                     m.running < m.max_seqs
                     and m.kv_used_tokens + kv <= m.kv_capacity_tokens
+                    and not m.down
                     and m._open_at(now)
                 ):
                     break
@@ -153,7 +154,7 @@ class _QueueGroup(Settling):
         best_t = _INF
         best_j = 0
         for m in self.members:
-            if m.running < m.max_seqs and m.kv_used_tokens + kv <= m.kv_capacity_tokens:
+            if m.running < m.max_seqs and m.kv_used_tokens + kv <= m.kv_capacity_tokens and not m.down:
                 if m._phase == _PREFILL:
                     t, j = m._pf_end, 0
                 elif m._phase == _DECODE:
@@ -229,6 +230,7 @@ class Instance(Wakes):
         group.max_kv_capacity = max(group.max_kv_capacity, self.kv_capacity_tokens)
         self._group = group
 
+        self.down = False  # failed (sim/engine/faults.py): admits nothing until recover()
         self.running = 0
         self.kv_used_tokens = 0
         self.max_running_seen = 0
@@ -294,7 +296,52 @@ class Instance(Wakes):
 
     @property
     def free_slots(self) -> int:
-        return self.max_seqs - self.running
+        return 0 if self.down else self.max_seqs - self.running
+
+    # ------------------------------------------------------------------ failures
+
+    def fail(self, drain_queue: bool) -> list[tuple[Request, int]]:
+        """The node goes away now: return its running requests (decode batch in admission order, then a
+        prefill group in progress), each with this instance's id, and, with ``drain_queue`` (a private
+        queue), its queued ones (id -1), all restarted (:meth:`Request.restart`); then admit nothing
+        until :meth:`recover`.
+
+        The step in progress counts as busy up to now; its pending SimPy wakes stay in the heap and are
+        ignored when they fire (``_wake_t`` is infinite, so no fired time equals it)."""
+        self._busy = self.busy_time
+        running = [r for _, _, r in sorted(self._heap, key=lambda e: e[1])] + self._pf_group
+        queued: list[Request] = []
+        if drain_queue:
+            queued = list(self.queue)
+            self.queue.clear()
+        self.down = True
+        self.running = 0
+        self.kv_used_tokens = 0
+        self._phase = _IDLE
+        self._dirty = False
+        self._pf_group = []
+        self._pf_prompt = 0
+        self._heap = []
+        self._ctx = 0
+        self._cohorts = []
+        self._t0 = self.env.now
+        self._nb_t = -_INF
+        self._wake_t = _INF
+        group = self._group
+        group._cover_head = group._cover_m = None
+        lost = [(r, self.iid) for r in running] + [(r, -1) for r in queued]
+        for r, _ in lost:
+            r.restart()
+        if self.queue:  # a shared queue: the surviving members' cover is chosen again
+            group.settle(self.env.now)
+        return lost
+
+    def recover(self) -> None:
+        """The node is back, empty: it takes work again from now (its queue or the shared one)."""
+        self.down = False
+        self._t0 = self.env.now
+        self._group._cover_head = None
+        self.poke()
 
     @property
     def busy_time(self) -> float:

@@ -91,13 +91,13 @@ class PagedGroup(Settling):
             if m._wake_t == now and (m is woken or m._step_start != now):
                 m._complete(now)
         for m in members:  # 2. decodes and partial prefills of members at a boundary, with preemption
-            if m._fresh:
+            if m._fresh and not m.down:
                 m._schedule_running(now)
         q = self.queue
         while q:  # 3. heads, FIFO, each to the first member at a boundary that accepts it
             head = q[0]
             for m in members:
-                if m._open_at(now) and m._accepts(head):
+                if not m.down and m._open_at(now) and m._accepts(head):
                     break
             else:
                 break
@@ -127,6 +127,8 @@ class PagedGroup(Settling):
         best_t = _INF
         best_j = 0
         for m in self.members:
+            if m.down:
+                continue
             jt = m._first_accepting_boundary(head, now, best_t)
             if jt is not None:
                 best_j, best_t = jt
@@ -201,6 +203,24 @@ class PagedInstance(Wakes):
         self._wm = sched.watermark_blocks(self.kv_capacity_tokens)
         self._unit = sched.prefix_block_tokens // bs
         self._prefix = sched.prefix_cache
+        self.down = False  # failed (sim/engine/faults.py): admits nothing until recover()
+        self._reset_state()
+        self._segs_idx: list[int] = []  # monotone stack of step-segment maxima: (index, value)
+        self._segs_val: list[float] = []
+        self._nsegs = 0
+        self._tok = 0  # decode iterations done (the counter)
+        self._seqno = 0
+        self._pending: set[float] = set()
+        self._cb = self._on_wake
+
+        self.max_running_seen = 0
+        self.max_blocks_used_seen = 0
+        self.preemptions = 0
+        self._busy = 0.0
+
+    def _reset_state(self) -> None:
+        """An empty instance at a boundary: no blocks used, no cached prefix, no sequence, no step. Run at
+        construction and when the node fails (its KV, cache included, is gone)."""
         self._free = self.blocks_total  # plain free blocks
         self._cache: dict[int, int] = {}  # prefix hash -> users
         self._evictable: OrderedDict[int, None] = OrderedDict()  # cached units without users, LRU first
@@ -209,14 +229,10 @@ class PagedInstance(Wakes):
         self._partial: list[_Seq] = []  # running, prompt not fully computed (admission order)
         self._heap: list[tuple[int, int, _Seq]] = []  # decoding: (fin, seq no, seq)
         self._n = 0  # decoding sequences
-        self._cnt = [0] * bs  # decoding sequences per block-crossing residue of the counter
+        self._cnt = [0] * self._bs  # decoding sequences per block-crossing residue of the counter
         self._coff = 0  # sum of c_off over decoding sequences
-        self._tok = 0  # decode iterations done (the counter)
-        self._alloc = 0  # decode blocks allocated for the iterations before this counter value
-        self._seqno = 0
-        self._segs_idx: list[int] = []  # monotone stack of step-segment maxima: (index, value)
-        self._segs_val: list[float] = []
-        self._nsegs = 0
+        # decode blocks are allocated for the iterations before this counter value
+        self._alloc = getattr(self, "_tok", 0)
 
         # current step
         self._fresh = True  # at a boundary with no step scheduled yet
@@ -234,13 +250,6 @@ class PagedInstance(Wakes):
         self._is_run = False
         self._wake_t = _INF
         self._wake_j = 0
-        self._pending: set[float] = set()
-        self._cb = self._on_wake
-
-        self.max_running_seen = 0
-        self.max_blocks_used_seen = 0
-        self.preemptions = 0
-        self._busy = 0.0
 
     # ------------------------------------------------------------------ public API
 
@@ -269,7 +278,42 @@ class PagedInstance(Wakes):
 
     @property
     def free_slots(self) -> int:
-        return self.max_seqs - len(self._run)
+        return 0 if self.down else self.max_seqs - len(self._run)
+
+    # ------------------------------------------------------------------ failures
+
+    def fail(self, drain_queue: bool) -> list[tuple[Request, int]]:
+        """The node goes away now: return its running requests (admission order, each
+        with this instance's id) and, with
+        ``drain_queue`` (a private queue), its queued ones (id -1), all restarted (:meth:`Request.restart`: the
+        KV is gone, prefix cache included); then admit nothing until :meth:`recover`.
+
+        The step in progress counts as busy up to now and is not logged; pending SimPy wakes are
+        ignored when they fire (``_wake_t`` is infinite)."""
+        self._busy = self.busy_time
+        running = [s.req for s in self._run]
+        queued: list[Request] = []
+        if drain_queue:
+            queued = list(self.queue)
+            self.queue.clear()
+        self.down = True
+        self._reset_state()
+        self._t0 = self.env.now
+        group = self._group
+        group._cover_head = group._cover_m = None
+        lost = [(r, self.iid) for r in running] + [(r, -1) for r in queued]
+        for r, _ in lost:
+            r.restart()
+        if self.queue:
+            group.settle(self.env.now)
+        return lost
+
+    def recover(self) -> None:
+        """The node is back, empty: it takes work again from now."""
+        self.down = False
+        self._t0 = self.env.now
+        self._group._cover_head = None
+        self.poke()
 
     @property
     def blocks_used(self) -> int:

@@ -18,6 +18,7 @@ class Request:
     ``preemptions`` and ``recomputed_tokens`` (prompt + generated tokens prefilled again after
     preemptions); ``cached_tokens`` (prompt tokens served from the prefix cache at its first
     admission); ``max_gap`` (longest time between two consecutive output tokens; NaN with one token).
+``retries`` counts restarts after node failures (:meth:`restart`).
     """
 
     __slots__ = (
@@ -37,6 +38,7 @@ class Request:
         "recomputed_tokens",
         "cached_tokens",
         "max_gap",
+        "retries",
     )
 
     def __init__(
@@ -57,6 +59,18 @@ class Request:
         self.preemptions = 0
         self.recomputed_tokens = 0
         self.cached_tokens = 0
+        self.max_gap = math.nan
+        self.retries = 0  # restarts from scratch after a node failure (sim/engine/faults.py)
+
+    def restart(self) -> None:
+        """Forget a failed instance's progress: the request starts over as if new (its KV was on the
+        failed node, so its prompt is prefilled again). Counters are kept; whoever re-queues it counts
+        the retry in ``retries``."""
+        self.instance = -1
+        self.enqueue_time = self.start_time = self.first_token_time = self.finish_time = math.nan
+        self._finish_at = 0
+        self._generated = 0
+        self._last_tok = math.nan
         self.max_gap = math.nan
 
     @property

@@ -15,13 +15,17 @@ STATUS_PENDING = 0  # arrived, not yet routed (waiting in a batching window)
 STATUS_IN_FLIGHT = 1  # routed to a model; queued or running
 STATUS_DONE = 2
 STATUS_REJECTED = 3
-STATUS_NAMES = {0: "pending", 1: "running", 2: "completed", 3: "rejected"}
+STATUS_LOST = 4  # was on (or queued for) a failed instance and could not be re-queued (docs/events.md)
+STATUS_NAMES = {0: "pending", 1: "running", 2: "completed", 3: "rejected", 4: "lost"}
 
 REASON_NONE = 0
 REASON_POLICY = 1  # the policy chose not to serve it
 REASON_CAPACITY = 2  # the policy over-filled a model; the dispatcher refused the surplus
 REASON_TOO_LONG = 3  # its KV reservation fits no instance of the chosen model
 REASON_NAMES = {0: "", 1: "policy", 2: "capacity", 3: "too_long"}
+# Why a request was lost; kept out of REASON_NAMES, which keys the summary's rejected_by_reason.
+REASON_NODE_FAILURE = 4
+LOST_REASON_NAMES = {4: "node_failure"}
 
 
 def tpot(first_token: np.ndarray, finish: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
@@ -63,7 +67,18 @@ class RequestRecorder:
         # The latency estimator's prediction for the chosen model at decision time (NaN: none made).
         self.pred_ttft = np.full(n, np.nan, dtype=np.float32)
         self.pred_e2e = np.full(n, np.nan, dtype=np.float32)
+        self.retries = np.zeros(n, dtype=np.int32)  # restarts after node failures
         self.completed = 0
+        self.lost = 0
+
+    def on_lost(self, req: Request, instance: int) -> None:
+        """``req`` is lost to a node failure (``instance``: the failed instance it ran on, -1 if none)."""
+        rid = req.rid
+        self.instance[rid] = instance
+        self.retries[rid] = req.retries
+        self.status[rid] = STATUS_LOST
+        self.reason[rid] = REASON_NODE_FAILURE
+        self.lost += 1
 
     def on_finish(self, req: Request) -> None:
         rid = req.rid
@@ -75,6 +90,7 @@ class RequestRecorder:
         self.recomputed_tokens[rid] = req.recomputed_tokens
         self.cached_tokens[rid] = req.cached_tokens
         self.max_gap[rid] = req.max_gap
+        self.retries[rid] = req.retries
         self.status[rid] = STATUS_DONE
         self.completed += 1
 
@@ -109,13 +125,15 @@ class RequestRecorder:
                 "preemptions": self.preemptions,
                 "recomputed_tokens": self.recomputed_tokens,
                 "cached_tokens": self.cached_tokens,
+                "retries": self.retries,
                 "predicted_ttft_s": self.pred_ttft,
                 "predicted_e2e_s": self.pred_e2e,
                 "cost_usd": self.cost,
                 "predicted_cost_usd": self.predicted_cost,
                 "predicted_quality": self.predicted_quality,
                 "quality": self.quality,
-                "status": np.array([STATUS_NAMES[s] for s in range(4)], dtype=object)[self.status],
-                "reject_reason": np.array([REASON_NAMES[r] for r in range(4)], dtype=object)[self.reason],
+                "status": np.array([STATUS_NAMES[s] for s in range(5)], dtype=object)[self.status],
+                "reject_reason": np.array([{**REASON_NAMES, **LOST_REASON_NAMES}[r] for r in range(5)],
+                                          dtype=object)[self.reason],
             }
         )

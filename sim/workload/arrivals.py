@@ -400,7 +400,7 @@ def piecewise(steps: Sequence[tuple[float, float]] | Sequence[Sequence[float]]) 
 
 def modulated(
     rate: float,
-    profile: Profile,
+    profile: Profile | WindowedProfile,
     rng: np.random.Generator,
     *,
     cv: float = 1.0,
@@ -438,3 +438,128 @@ def modulated(
     if duration_s is not None:  # Λ⁻¹ rounding must not push an arrival to or past the end
         t = t[: np.searchsorted(t, duration_s, side="left")]
     return _singletons(t)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Rate-change events (scenario ``events``, kind ``rate_change``; docs/events.md)
+# ---------------------------------------------------------------------------------------------------
+
+Window = tuple[float, float, float]
+"""(start_s, end_s, multiplier): the rate is multiplied by ``multiplier`` on [start_s, end_s)."""
+
+
+def window_steps(windows: Sequence[Window]) -> tuple[FloatArray, FloatArray]:
+    """The piecewise-constant product g(t) of the windows: segment starts (the first 0) and g on each
+    (overlapping windows multiply; 1 outside every window)."""
+    cuts = sorted({0.0, *(float(a) for a, _, _ in windows), *(float(b) for _, b, _ in windows)})
+    starts = np.array(cuts, dtype=np.float64)
+    g = np.ones(len(cuts))
+    for a, b, m in windows:
+        g[(starts >= a) & (starts < b)] *= m
+    return starts, g
+
+
+@dataclass(frozen=True)
+class WindowedProfile:
+    """A base profile f (None: constant 1) multiplied by the windows' g: rate(t) = rate · f(t) · g(t).
+
+    With B the base's Λ, Λ(t) = C_k + g_k · (B(t) − B(s_k)) on segment k = [s_k, s_{k+1}), where C_k sums
+    the earlier segments; so Λ⁻¹ finds the segment, then inverts the base: the composed process is the
+    same time change as :func:`modulated` uses, and stays exact for a Poisson base.
+    """
+
+    base: Profile | None
+    windows: tuple[Window, ...]
+    _starts: FloatArray = field(init=False, repr=False, compare=False)
+    _g: FloatArray = field(init=False, repr=False, compare=False)
+    _bs: FloatArray = field(init=False, repr=False, compare=False)
+    _cum: FloatArray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for a, b, m in self.windows:
+            if not (math.isfinite(a) and math.isfinite(b) and 0 <= a < b and math.isfinite(m) and m > 0):
+                raise ValueError(f"WindowedProfile: bad window {(a, b, m)!r}")
+        starts, g = window_steps(self.windows)
+        bs = self._base_cum(starts)
+        cum = np.concatenate([[0.0], np.cumsum(g[:-1] * np.diff(bs))])
+        object.__setattr__(self, "_starts", starts)
+        object.__setattr__(self, "_g", g)
+        object.__setattr__(self, "_bs", bs)
+        object.__setattr__(self, "_cum", cum)
+
+    def _base_cum(self, t: FloatArray) -> FloatArray:
+        return np.asarray(t, dtype=np.float64) if self.base is None else self.base.cumulative(t)
+
+    def multiplier(self, t: FloatArray | float) -> FloatArray:
+        """f(t) · g(t)."""
+        t = np.asarray(t, dtype=np.float64)
+        g = self._g[np.searchsorted(self._starts, t, side="right") - 1]
+        return g if self.base is None else g * self.base.multiplier(t)
+
+    def cumulative(self, t: FloatArray | float) -> FloatArray:
+        """Λ(t) = ∫₀ᵗ f·g."""
+        t = np.asarray(t, dtype=np.float64)
+        k = np.searchsorted(self._starts, t, side="right") - 1
+        return self._cum[k] + self._g[k] * (self._base_cum(t) - self._bs[k])
+
+    def inverse(self, u: FloatArray) -> FloatArray:
+        """The t with Λ(t) = u (+inf past the end of a base that switches arrivals off for good)."""
+        u = np.asarray(u, dtype=np.float64)
+        k = np.clip(np.searchsorted(self._cum, u, side="right") - 1, 0, None)
+        b = self._bs[k] + (u - self._cum[k]) / self._g[k]
+        t = b if self.base is None else self.base.inverse(b)
+        # Rounding must not carry a time out of its own segment (arrivals stay in their window).
+        hi = np.append(self._starts[1:], np.inf)[k]
+        return np.minimum(np.maximum(t, self._starts[k]), np.nextafter(hi, -np.inf))
+
+
+def rescale_batches(
+    batch_size: int,
+    interval_s: float,
+    profile: WindowedProfile,
+    *,
+    duration_s: float | None = None,
+    num_queries: int | None = None,
+) -> Arrivals:
+    """:func:`batch` under rate windows: the batch clock runs in the profile's operational time, so
+    inside a window of multiplier m batches come m times as often (same size); outside, as before."""
+    _check_stop(duration_s, num_queries)
+    horizon = None if duration_s is None else float(profile.cumulative(float(duration_s)))
+    base = batch(batch_size, interval_s, duration_s=horizon, num_queries=num_queries)
+    t = np.maximum.accumulate(profile.inverse(base.times)) if base.n else np.empty(0)
+    keep = len(t) if duration_s is None else int(np.searchsorted(t, duration_s, side="left"))
+    return Arrivals(times=t[:keep], group=base.group[:keep])
+
+
+def rescale_trace(arrivals: Arrivals, windows: Sequence[Window], rng: np.random.Generator) -> Arrivals:
+    """A replayed trace under rate windows (its rate is not a parameter, so it is thinned or topped up).
+
+    Each arrival at t with window product g(t): kept with probability min(g, 1) (thinning: exact for
+    a Poisson trace, and it keeps the trace's own burst pattern); where g > 1 it also gets Poisson(g − 1)
+    copies (its own tokens and prefix hashes: the extra load resamples the window's own requests),
+    each at a uniform time in the same constant-g segment. Every arrival draws its keep uniform and its
+    copy count from ``rng`` in order, so the result depends only on the seed. Returns singleton groups,
+    sorted by time (copies after originals at equal times).
+    """
+    n = arrivals.n
+    starts, g = window_steps(windows)
+    seg = np.searchsorted(starts, arrivals.times, side="right") - 1
+    gi = g[seg]
+    keep = rng.random(n) < np.minimum(gi, 1.0)
+    copies = rng.poisson(np.maximum(gi - 1.0, 0.0))
+    src = np.concatenate([np.flatnonzero(keep), np.repeat(np.arange(n), copies)])
+    ends = np.append(starts[1:], np.inf)
+    cseg = np.repeat(seg, copies)
+    span_end = np.minimum(ends[cseg], max(float(arrivals.times[-1]) if n else 0.0, 0.0) + 1e-9)
+    lo = starts[cseg]
+    t_copy = lo + rng.random(int(copies.sum())) * np.maximum(span_end - lo, 0.0)
+    times = np.concatenate([arrivals.times[keep], t_copy])
+    order = np.argsort(times, kind="stable")
+    src = src[order]
+    return Arrivals(
+        times=times[order],
+        group=np.arange(len(src), dtype=np.int64),
+        prompt_tokens=None if arrivals.prompt_tokens is None else arrivals.prompt_tokens[src],
+        output_tokens=None if arrivals.output_tokens is None else arrivals.output_tokens[src],
+        prefix=None if arrivals.prefix is None else arrivals.prefix.take(src),
+    )

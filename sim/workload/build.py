@@ -20,6 +20,7 @@ from sim.config.schema import (
     DiurnalModulation,
     GammaArrivals,
     PoissonArrivals,
+    RateChange,
     Scenario,
     SyntheticPool,
     TraceArrivals,
@@ -60,6 +61,11 @@ def price(prompt: np.ndarray, output: np.ndarray, price_in: np.ndarray, price_ou
     return (prompt[:, None] * price_in[None, :] + output * price_out[None, :]) / 1e6
 
 
+def rate_windows(sc: Scenario) -> tuple[arr_mod.Window, ...]:
+    """The scenario's rate_change events as (start_s, end_s, multiplier) windows, in event order."""
+    return tuple((e.start_s, e.end_s, e.multiplier) for e in sc.events if isinstance(e, RateChange))
+
+
 def build_arrivals(sc: Scenario) -> Arrivals:
     a = sc.workload.arrivals
     rng = rngs.stream(sc.seed, "arrivals")
@@ -67,20 +73,28 @@ def build_arrivals(sc: Scenario) -> Arrivals:
     # arrivals stop at whichever limit comes first.
     count = sc.num_queries
     duration = None if count is not None else sc.duration_s
+    windows = rate_windows(sc)
     if isinstance(a, (PoissonArrivals, GammaArrivals)):
         cv = a.cv if isinstance(a, GammaArrivals) else 1.0
+        base: arr_mod.Profile | None = None
         if a.modulation is not None:
             m = a.modulation
-            profile: arr_mod.Profile = (
+            base = (
                 arr_mod.DiurnalProfile(amplitude=m.amplitude, period_s=m.period_s, phase=m.phase)
                 if isinstance(m, DiurnalModulation)
                 else arr_mod.piecewise(m.steps)
             )
+        # rate changes compose with any modulation as one more time change
+        profile = arr_mod.WindowedProfile(base, windows) if windows else base
+        if profile is not None:
             out = arr_mod.modulated(a.rate, profile, rng, cv=cv, duration_s=duration, num_queries=count)
         elif isinstance(a, GammaArrivals):
             out = arr_mod.gamma(a.rate, a.cv, rng, duration_s=duration, num_queries=count)
         else:
             out = arr_mod.poisson(a.rate, rng, duration_s=duration, num_queries=count)
+    elif isinstance(a, BatchArrivals) and windows:
+        out = arr_mod.rescale_batches(a.batch_size, a.interval_s, arr_mod.WindowedProfile(None, windows),
+                                      duration_s=duration, num_queries=count)
     elif isinstance(a, BatchArrivals):
         out = arr_mod.batch(a.batch_size, a.interval_s, rng, duration_s=duration, num_queries=count)
     else:
@@ -100,6 +114,8 @@ def build_arrivals(sc: Scenario) -> Arrivals:
         )
         if out.n == 0:
             raise DataError("the trace has no arrivals in the requested window", file=path)
+        if windows:
+            out = arr_mod.rescale_trace(out, windows, rngs.stream(sc.seed, "events.rate"))
     if sc.duration_s is not None and count is not None:
         keep = out.times < sc.duration_s
         if not keep.all():
