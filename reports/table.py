@@ -140,6 +140,14 @@ def _model_slo(s: dict[str, Any], m: Any) -> str:
     return f", SLO {', '.join(parts)}" if parts else ""
 
 
+def _lost(q: Any) -> str:
+    """"N lost, M retried, " when a node failure (docs/events.md) touched any request, else nothing."""
+    lost, retried = _get(q, "lost"), _get(q, "retried")
+    if not lost and not retried:
+        return ""
+    return f"{_fmt(lost)} lost, {_fmt(retried)} retried, "
+
+
 def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) pairs in reading order: what a user looks at first."""
     q = _get(s, "queries")
@@ -148,7 +156,7 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("scenario / policy", f"{_fmt(_get(s, 'scenario'))} / {_fmt(_get(s, 'policy'))} "
                               f"(seed {_fmt(_get(s, 'seed'))})"),
         ("queries", f"{_fmt(_get(q, 'arrived'))} arrived, {_fmt(_get(q, 'completed'))} completed, "
-                    f"{_fmt(_get(q, 'rejected'))} rejected, {_fmt(_get(q, 'running'))} running"),
+                    f"{_fmt(_get(q, 'rejected'))} rejected, {_lost(q)}{_fmt(_get(q, 'running'))} running"),
         ("accuracy", f"{_fmt(_get(s, 'accuracy'), '%')}  (predicted {_fmt(_get(s, 'predicted_accuracy'), '%')})"),
         ("oracle / best single model",
          f"{_fmt(_get(ref, 'oracle_accuracy'), '%')} / {_fmt(_get(ref, 'best_single_model_accuracy'), '%')} "
