@@ -267,7 +267,8 @@ def _run_engine(sc: Scenario, prepared: Prepared, progress: ProgressFn | None, *
     dispatcher = _make_dispatcher(env, sc, prepared, groups, rec, check_done)
     failures = _failures(sc)
     if failures:
-        FaultController(env, groups, deployments, failures, on_lost)
+        FaultController(env, groups, deployments, failures, on_lost,
+                        on_retry=lambda req: rec.retries.__setitem__(req.rid, req.retries))
     if precompute:
         dispatcher.precompute()
     sampler = OccupancySampler(env, deployments, _sample_interval(sc, wl), until=horizon)

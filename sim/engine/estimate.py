@@ -95,10 +95,11 @@ def _free(d: DeploymentRuntime, insts: list[Instance | PagedInstance], kv_mean: 
 
 
 def _groups(d: DeploymentRuntime, kv_mean: float, s: int) -> list[tuple[int, int, int]]:
-    """(free, queued, slots) of each queue of ``d``: one shared queue, or one per instance."""
+    """(free, queued, slots) of each queue of ``d``: one shared queue, or one per instance; failed
+    instances (sim/engine/faults.py) have none."""
     if d.queue is not None:
-        return [(_free(d, d.instances, kv_mean)[0], len(d.queue), s * len(d.instances))]
-    return [(_free(d, [inst], kv_mean)[0], inst.queue_len, s) for inst in d.instances]
+        return [(_free(d, d.up, kv_mean)[0], len(d.queue), s * len(d.up))] if d.up else []
+    return [(_free(d, [inst], kv_mean)[0], inst.queue_len, s) for inst in d.up]
 
 
 def _pause(prof: LatencyProfile, paged: bool, p: float, prefill: float, n: int, ctx: float) -> float:
@@ -140,9 +141,10 @@ def model_state(group: ModelGroup, prompt: float, output: float, *, groups: bool
     st = _static(d, prompt, output)
     p, kv_mean, ctx, dec, s, prefill, pause_s, sat_step, service, _o = st
     paged = d.scheduler.kind == "paged"
+    up = d.up or d.instances  # (a model with every instance down gets capacity 0: estimates unused)
     if d.queue is not None:
-        (free, idle), q, k = _free(d, d.instances, kv_mean), len(d.queue), s * len(d.instances)
-        running = d.running / len(d.instances)
+        (free, idle), q, k = _free(d, up, kv_mean), len(d.queue), s * len(up)
+        running = d.running / len(up)
     else:
         inst = d.next_instance()
         (free, idle), q, k = _free(d, [inst], kv_mean), inst.queue_len, s
@@ -153,7 +155,7 @@ def model_state(group: ModelGroup, prompt: float, output: float, *, groups: bool
         step = sat_step / max(1.0 - share, 0.1)
     else:
         wait = 0.0
-        lam = d.recent_rate() / len(d.instances)
+        lam = d.recent_rate() / len(up)
         b, step = _unsaturated(prof, paged, p, prefill, ctx, dec, lam, math.ceil(running) + 1, s)
         if not idle:  # admitted at the end of the step in progress (an idle instance takes it at once)
             wait = _residual_step(prof.iteration_time(b, int(b * ctx)), _pause(prof, paged, p, prefill, b, ctx), lam)

@@ -38,7 +38,8 @@ class FaultController:
     """Applies :class:`Failure` s to the cluster at their times and accounts every request they touch.
 
     ``on_lost(request, instance_id)`` is called once per lost request (``instance_id`` of the failed
-    instance it was on, -1 if it never started); re-queued requests get ``retries += 1``.
+    instance it was on, -1 if it never started); re-queued requests get ``retries += 1``, then
+    ``on_retry(request)``.
     """
 
     def __init__(
@@ -48,12 +49,14 @@ class FaultController:
         deployments: list[DeploymentRuntime],
         failures: list[Failure],
         on_lost: Callable[[Request, int], None],
+        on_retry: Callable[[Request], None] | None = None,
     ) -> None:
         self.env = env
         self.groups = groups
         self.deployments = deployments
         self.failures = failures
         self.on_lost = on_lost
+        self.on_retry = on_retry
         self.held: list[list[Request]] = [[] for _ in groups]
         self.lost = 0
         self.retried = 0
@@ -88,6 +91,8 @@ class FaultController:
             else:
                 r.retries += 1
                 self.retried += 1
+                if self.on_retry is not None:
+                    self.on_retry(r)
                 self._resubmit(group, dep.model_index, r)
 
     def recover(self, f: Failure) -> None:

@@ -106,6 +106,9 @@ def summarize(
     ``recomputed_tokens`` (None when no deployment is paged), ``prefix_cache_hit_rate_tokens`` and
     ``prefix_cache_hit_rate_requests`` (None when no deployment caches prefixes). Each model's section
     repeats them (``models.<name>.latency_s`` / ``.scheduler``) over its own requests and deployments.
+    ``queries.lost`` counts requests lost to node failures and ``queries.retried`` their restarts
+    (docs/events.md); both are 0 without events, and ``completed + rejected + lost + running + pending``
+    is always ``arrived``.
     """
     n = rec.n
     status = rec.status

@@ -207,3 +207,16 @@ def test_fuzz_random_failures(scheduler: str, queue: str, mode: str,
         check_run(res, events)
     assert (res.instances.max_running_seen <= res.instances.max_seqs).all()
     assert (res.instances.max_kv_used_seen <= res.instances.kv_capacity_tokens).all()
+
+
+def test_cut_off_run_counts_retries_of_unfinished_requests() -> None:
+    """drain: false: requests still running at the cut-off keep their retry counts, and every request
+    is completed, rejected, lost, running or pending."""
+    ev = {"kind": "node_failure", "at_s": 20.0, "deployment": 1, "count": 2}
+    data = scenario("reserve", "per_instance", [ev], num_queries=None, duration_s=30.0, drain=False)
+    res = run_dict(data)
+    q = res.summary["queries"]
+    assert q["completed"] + q["rejected"] + q["lost"] + q["running"] + q["pending"] == q["arrived"]
+    assert q["running"] > 0 and q["retried"] > 0
+    assert int(res.requests.retries.sum()) == q["retried"]
+    assert res.requests[res.requests.status == "running"].retries.sum() > 0
