@@ -40,6 +40,7 @@ class Trace:
     sample_running: np.ndarray
     end_time: float
     arrivals_end: float
+    events: list[dict[str, Any]] | None = None  # summary rows of the scenario's events (None: no events)
 
 
 def finite(x: Any) -> Any:
@@ -131,6 +132,7 @@ def summarise(sc: Scenario, prepared: Any, trace: Trace) -> RunResult:
         "predictor": sc.router.predictor.name,
         **summary,
         "predictor_scores": pred.scores,
+        **({} if trace.events is None else {"events": trace.events}),
     })
     requests = trace.rec.to_frame(
         query_ids=wl.queries.query_ids,

@@ -266,9 +266,10 @@ def _run_engine(sc: Scenario, prepared: Prepared, progress: ProgressFn | None, *
     groups, deployments = build_cluster(env, sc, on_finish)
     dispatcher = _make_dispatcher(env, sc, prepared, groups, rec, check_done)
     failures = _failures(sc)
+    faults = None
     if failures:
-        FaultController(env, groups, deployments, failures, on_lost,
-                        on_retry=lambda req: rec.retries.__setitem__(req.rid, req.retries))
+        faults = FaultController(env, groups, deployments, failures, on_lost,
+                                 on_retry=lambda req: rec.retries.__setitem__(req.rid, req.retries))
     if precompute:
         dispatcher.precompute()
     sampler = OccupancySampler(env, deployments, _sample_interval(sc, wl), until=horizon)
@@ -305,7 +306,30 @@ def _run_engine(sc: Scenario, prepared: Prepared, progress: ProgressFn | None, *
         sample_running=sr,
         end_time=end_time,
         arrivals_end=float(wl.times[-1]),
+        events=_event_rows(sc, deployments, faults, rec) if sc.events else None,
     )
+
+
+def _event_rows(
+    sc: Scenario, deployments: list[DeploymentRuntime], faults: FaultController | None, rec: RequestRecorder
+) -> list[dict[str, Any]]:
+    """One summary row per event, in scenario order: what it was and what it touched (docs/events.md)."""
+    rows: list[dict[str, Any]] = []
+    fails = iter(faults.stats if faults is not None else [])
+    index = {m.name: j for j, m in enumerate(sc.models)}
+    for e in sc.events:
+        row: dict[str, Any] = e.model_dump(mode="json", exclude_none=True)
+        if isinstance(e, NodeFailure):
+            dep = deployments[e.deployment]
+            row.pop("count", None)
+            row.update(deployment_name=dep.name, instances=[dep.instances[k].iid for k in e.indices], **next(fails))
+        elif isinstance(e, PriceChange):
+            row["queries_decided_after"] = int(((rec.decision >= e.at_s) & (rec.model == index[e.model])).sum())
+        else:
+            inside = (rec.arrival >= e.start_s) & (rec.arrival < e.end_s)
+            row["arrivals_in_window"] = int(inside.sum())
+        rows.append(row)
+    return rows
 
 
 def _stats(d: DeploymentRuntime, end_time: float) -> DeploymentStats:

@@ -60,6 +60,8 @@ class FaultController:
         self.held: list[list[Request]] = [[] for _ in groups]
         self.lost = 0
         self.retried = 0
+        # per failure: requests taken off its instances at at_s, and of those re-queued / lost then
+        self.stats = [{"requests_hit": 0, "requeued": 0, "lost": 0} for _ in failures]
         for j, g in enumerate(groups):
             g.orphan = self._orphan_cb(j)
         # Recoveries before failures at one instant: an instance may fail again when it comes back.
@@ -76,16 +78,20 @@ class FaultController:
         return lambda r: self._orphan(r, j)
 
     def _fail_cb(self, k: int) -> Callable[[simpy.Event], None]:
-        return lambda _ev: self.fail(self.failures[k])
+        return lambda _ev: self.fail(self.failures[k], self.stats[k])
 
     def _recover_cb(self, k: int) -> Callable[[simpy.Event], None]:
         return lambda _ev: self.recover(self.failures[k])
 
     # -- actions --------------------------------------------------------------------
-    def fail(self, f: Failure) -> None:
+    def fail(self, f: Failure, stats: dict[str, int] | None = None) -> None:
         dep = self.deployments[f.deployment]
         group = self.groups[dep.model_index]
-        for r, iid in dep.fail(list(f.indices)):
+        hit = dep.fail(list(f.indices))
+        if stats is not None:
+            stats["requests_hit"] += len(hit)
+            stats["lost" if f.lose else "requeued"] += len(hit)
+        for r, iid in hit:
             if f.lose:
                 self._lose(r, iid)
             else:

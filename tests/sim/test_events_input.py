@@ -76,7 +76,9 @@ def test_price_change_charges_queries_decided_after_it(window_s: float) -> None:
                           events=[{"kind": "price_change", "at_s": at, "model": "big", "multiplier": mult}])
     sc = parse_scenario(yaml.safe_dump(data), file="t.yaml")
     base = prepare(sc).workload.cost  # (N, m) at the base prices
-    req = run(sc).requests
+    res = run(sc)
+    req = res.requests
+    assert res.summary["events"][0]["queries_decided_after"] == ((req.decision_s >= at) & (req.model == "big")).sum()
     big = req[(req.model == "big") & (req.status == "completed")]
     before, after = big[big.decision_s < at], big[big.decision_s >= at]
     assert len(before) > 10 and len(after) > 10
