@@ -57,6 +57,14 @@ from policies.problem import FloatArray, IntArray
 
 GAIN_TOL = 1e-9
 """A greedy step must raise the mean quality by more than this (below it the LP's noise decides)."""
+QUALITY_TOL = 1e-9
+"""Slack of the ``min_quality`` row, so a floor equal to an allocation's exact quality stays feasible."""
+COST_TIE_BREAK = 1e-6
+"""``objective="cost"``: quality's weight relative to $/hour, so equal-cost allocations route best."""
+HEADROOM_COST_WEIGHT = 1e-6
+"""Headroom stage: weight of the (normalised) $/hour against the headroom factor."""
+MAX_HEADROOM = 1e6
+"""Upper bound of the headroom factor (reached only when no model carries traffic)."""
 
 
 class InvalidAllocationError(InvalidProblemError):
@@ -86,6 +94,8 @@ class AllocationProblem:
         max_cost_per_hour: $/hour cap on the instances, or ``None``.
         allow_reject: whether a query may be left unrouted (quality 0, no load).
         max_instances: optional (D,) upper bound per deployment (e.g. what a node pool allows).
+        min_quality: optional floor on the mean routed quality (a row of every solve; with
+            ``allocate_milp(objective="cost")`` it is what the cheapest allocation must reach).
         model_names / gpu_names: optional names for messages.
     """
 
@@ -105,6 +115,7 @@ class AllocationProblem:
     max_instances: IntArray | None = None
     model_names: tuple[str, ...] | None = None
     gpu_names: tuple[str, ...] | None = None
+    min_quality: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("model", "gpu_type", "gpus", "inventory"):
@@ -143,6 +154,9 @@ class AllocationProblem:
         _check_number("arrival_rate", self.arrival_rate, allow_none=False)
         _check_number("budget_per_query", self.budget_per_query)
         _check_number("max_cost_per_hour", self.max_cost_per_hour)
+        _check_number("min_quality", self.min_quality)
+        if self.min_quality is not None and self.min_quality > 1:
+            raise InvalidAllocationError(f"min_quality must be within [0, 1], got {self.min_quality!r}")
         if self.gpu_names is not None and len(self.gpu_names) != self.inventory.size:
             raise InvalidAllocationError(
                 f"gpu_names has {len(self.gpu_names)} names for {self.inventory.size} types")
@@ -312,6 +326,8 @@ def _build(p: AllocationProblem, x_lb: IntArray, x_ub: IntArray, integral_routin
     for j in range(m):
         dep = np.nonzero(p.model == j)[0]
         add(np.concatenate(load_c[j] + [dep]), np.concatenate(load_w[j] + [-p.rate[dep]]), -np.inf, 0.0)
+    if p.min_quality is not None:
+        add(np.arange(d, nv), obj[d:], float(p.min_quality) - QUALITY_TOL, np.inf)
     a = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(r, nv))
     lb = np.zeros(nv)
     ub = np.ones(nv)
@@ -322,12 +338,24 @@ def _build(p: AllocationProblem, x_lb: IntArray, x_ub: IntArray, integral_routin
 
 
 def _solve(p: AllocationProblem, x_lb: IntArray, x_ub: IntArray, *, integral_routing: bool,
-           time_limit: float, mip_rel_gap: float, method: str, status_if_optimal: str) -> AllocationResult:
-    """Build and solve; map HiGHS's answer to an :class:`AllocationResult` (raise when infeasible)."""
+           time_limit: float, mip_rel_gap: float, method: str, status_if_optimal: str,
+           objective: str = "quality", headroom_share: FloatArray | None = None) -> AllocationResult:
+    """Build and solve; map HiGHS's answer to an :class:`AllocationResult` (raise when infeasible).
+
+    ``objective="quality"`` maximises mean routed quality; ``"cost"`` minimises $/hour (quality breaks
+    ties, weighted :data:`COST_TIE_BREAK`), which with ``min_quality`` answers "the cheapest allocation
+    that reaches this accuracy"."""
     t0 = time.perf_counter()
     obj, a, lo, hi, lb, ub, integ, offsets = _build(p, x_lb, x_ub, integral_routing)
+    c = -obj
+    if objective == "cost":
+        c = -COST_TIE_BREAK * obj
+        c[: p.d] += p.price_per_hour
+    elif objective == "headroom":
+        assert headroom_share is not None
+        c, a, lo, hi, lb, ub, integ = _with_headroom(p, obj, a, lo, hi, lb, ub, integ, headroom_share)
     with quiet_stdout():
-        res = milp(-obj, integrality=integ, bounds=Bounds(lb, ub), constraints=LinearConstraint(a, lo, hi),
+        res = milp(c, integrality=integ, bounds=Bounds(lb, ub), constraints=LinearConstraint(a, lo, hi),
                    options={"time_limit": max(float(time_limit), 1e-3), "mip_rel_gap": float(mip_rel_gap),
                             "presolve": True})
     elapsed = time.perf_counter() - t0
@@ -335,21 +363,53 @@ def _solve(p: AllocationProblem, x_lb: IntArray, x_ub: IntArray, *, integral_rou
         raise InfeasibleAllocationError(_infeasible_message(p))
     if res.x is None or res.status not in (0, 1):
         raise InfeasibleAllocationError(f"HiGHS found no allocation: {res.message}")
-    x = np.asarray(res.x)
+    x = np.asarray(res.x)[: obj.size]
     counts = np.rint(x[: p.d]).astype(np.int64)
+    quality = float(obj @ x)
     share = np.zeros(p.m)
     for s, q in enumerate(p.quality):
         y = x[offsets[s]:offsets[s + 1]].reshape(q.shape)
         share += y.sum(axis=0) / (q.shape[0] * p.s)
     bound = getattr(res, "mip_dual_bound", None)
     return AllocationResult(
-        counts=counts, expected_quality=-float(res.fun), cost_per_hour=float(p.price_per_hour @ counts),
+        counts=counts, expected_quality=quality, cost_per_hour=float(p.price_per_hour @ counts),
         gpus_used=p.gpus_used(counts), status=status_if_optimal if res.status == 0 else "limit",
         method=method, solve_time_s=elapsed, routed_share=share,
-        bound=None if bound is None or not np.isfinite(bound) else -float(bound))
+        bound=None if objective != "quality" or bound is None or not np.isfinite(bound) else -float(bound))
+
+
+def _with_headroom(p: AllocationProblem, obj: FloatArray, a: sp.csr_matrix, lo: FloatArray, hi: FloatArray,
+                   lb: FloatArray, ub: FloatArray, integ: FloatArray, share: FloatArray
+                   ) -> tuple[FloatArray, sp.csr_matrix, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Append the headroom factor h (one more column) and, per model j with routed share σ_j > 0, the row
+    Σ_{d: j(d)=j} r_d x_d − h·λ·σ_j ≥ 0; the objective maximises h (every used model's capacity at the
+    SLO is at least h times its traffic), with a tiny $/hour penalty so GPUs that add no headroom stay
+    idle. The quality floor (``min_quality``) is already a row of ``a``."""
+    nv = obj.size
+    rows, cols, vals = [], [], []
+    used = [j for j in range(p.m) if share[j] > 1e-12]
+    for r, j in enumerate(used):
+        dep = np.nonzero(p.model == j)[0]
+        rows += [r] * (dep.size + 1)
+        cols += dep.tolist() + [nv]
+        vals += p.rate[dep].tolist() + [-p.arrival_rate * float(share[j])]
+    extra = sp.csr_matrix((vals, (rows, cols)), shape=(len(used), nv + 1))
+    a2 = sp.vstack([sp.hstack([a, sp.csr_matrix((a.shape[0], 1))]), extra]).tocsr()
+    c = np.zeros(nv + 1)
+    c[:nv] = -COST_TIE_BREAK * obj  # quality the floor does not force is still worth keeping
+    c[nv] = -1.0
+    price_scale = max(float(p.price_per_hour.sum()), 1e-9)
+    c[: p.d] += HEADROOM_COST_WEIGHT * p.price_per_hour / price_scale
+    return (c, a2, np.concatenate([lo, np.zeros(len(used))]), np.concatenate([hi, np.full(len(used), np.inf)]),
+            np.append(lb, 0.0), np.append(ub, MAX_HEADROOM), np.append(integ, 0.0))
 
 
 def _infeasible_message(p: AllocationProblem) -> str:
+    if p.min_quality is not None:
+        return ("no allocation within the GPU inventory"
+                + ("" if p.max_cost_per_hour is None else " and max_cost_per_hour")
+                + f" reaches a mean routed quality of {p.min_quality:g} under the capacity, throughput "
+                + f"(arrival_rate {p.arrival_rate:g}/s) and budget rows")
     if not p.allow_reject:
         return ("allow_reject=False: no allocation within the GPU inventory"
                 + ("" if p.max_cost_per_hour is None else " and max_cost_per_hour")
@@ -381,11 +441,41 @@ def check_hostable(p: AllocationProblem) -> None:
 
 # ---------------------------------------------------------------------- public solvers
 def allocate_milp(p: AllocationProblem, *, integral_routing: bool = False, time_limit: float = 60.0,
-                  mip_rel_gap: float = 1e-6) -> AllocationResult:
-    """The joint MILP: instance counts and the routing of every sampled batch at once."""
+                  mip_rel_gap: float = 1e-6, objective: str = "quality",
+                  headroom: float | None = None) -> AllocationResult:
+    """The joint MILP: instance counts and the routing of every sampled batch at once.
+
+    ``objective``: ``"quality"`` (maximise mean routed quality) or ``"cost"`` (minimise $/hour; set
+    ``min_quality`` on the problem, else the answer is the empty allocation when rejection is allowed).
+
+    ``headroom`` (a quality tolerance, e.g. 1e-3; quality objective only): many allocations often reach
+    the same expected quality — the optimum leaves GPUs unused or places them arbitrarily. A second
+    solve then keeps quality within ``headroom`` of the optimum and maximises the load headroom factor h:
+    every model's capacity at the SLO is at least h × its traffic (with the first solve's routing mix).
+    Spare GPUs so go where queues would build first, which is what a simulated SLO rewards.
+    """
+    if objective not in ("quality", "cost"):
+        raise InvalidAllocationError(f"objective must be 'quality' or 'cost', got {objective!r}")
     check_hostable(p)
-    return _solve(p, np.zeros(p.d, dtype=np.int64), p.upper_bounds(), integral_routing=integral_routing,
-                  time_limit=time_limit, mip_rel_gap=mip_rel_gap, method="milp", status_if_optimal="optimal")
+    lo, hi = np.zeros(p.d, dtype=np.int64), p.upper_bounds()
+    first = _solve(p, lo, hi, integral_routing=integral_routing, time_limit=time_limit, mip_rel_gap=mip_rel_gap,
+                   method="milp" if objective == "quality" else "milp-cost", status_if_optimal="optimal",
+                   objective=objective)
+    if headroom is None or objective != "quality":
+        return first
+    if headroom < 0 or not np.isfinite(headroom):
+        raise InvalidAllocationError(f"headroom must be a finite tolerance >= 0, got {headroom!r}")
+    floor = max(0.0, first.expected_quality - headroom)
+    q = dataclasses.replace(p, min_quality=floor if p.min_quality is None else max(floor, p.min_quality))
+    try:
+        second = _solve(q, lo, hi, integral_routing=integral_routing, time_limit=time_limit,
+                        mip_rel_gap=mip_rel_gap, method="milp+headroom", status_if_optimal="optimal",
+                        objective="headroom", headroom_share=first.routed_share)
+    except InfeasibleAllocationError:  # only HiGHS's tolerances can make the first optimum infeasible here
+        return first
+    second.bound = first.bound
+    second.solve_time_s += first.solve_time_s
+    return second
 
 
 def evaluate_allocation(p: AllocationProblem, counts: IntArray, *, integral_routing: bool = False,
@@ -520,7 +610,9 @@ def allocate_proportional(p: AllocationProblem, traffic_share: FloatArray | None
 
 def _baseline(p: AllocationProblem, weights: FloatArray, method: str) -> AllocationResult:
     """Split each type's GPUs over its models by ``weights``; each model's share runs its smallest-tp
-    deployment on that type; then drop the most expensive instances until the $/hour cap holds."""
+    deployment on that type. GPUs the rounding leaves over go, one instance at a time, to the model
+    furthest below its share whose instance still fits (largest remainder), so a baseline uses the
+    inventory as an operator would; then drop the most expensive instances until the $/hour cap holds."""
     t0 = time.perf_counter()
     counts = np.zeros(p.d, dtype=np.int64)
     ub = p.upper_bounds()
@@ -530,15 +622,35 @@ def _baseline(p: AllocationProblem, weights: FloatArray, method: str) -> Allocat
             j = int(p.model[k])
             if j not in pick or p.gpus[k] < p.gpus[pick[j]]:
                 pick[j] = int(k)
+        pick = {j: d for j, d in pick.items() if weights[j] > 0}
         total = sum(weights[j] for j in pick)
         if not pick or total <= 0:
             continue
+        quota = {j: float(p.inventory[t]) * weights[j] / total for j in pick}
         for j, d in pick.items():
-            share = float(p.inventory[t]) * weights[j] / total
-            counts[d] = min(int(share // p.gpus[d]), int(ub[d]))
+            counts[d] = min(int(quota[j] // p.gpus[d]), int(ub[d]))
+        _fill_leftover(p, counts, pick, quota, ub, int(p.inventory[t]))
     while not p.fits(counts):
         live = np.nonzero(counts > 0)[0]
         counts[live[np.argmax(p.price_per_hour[live])]] -= 1
     res = evaluate_allocation(p, counts, method=method, status="baseline")
     res.solve_time_s = time.perf_counter() - t0
     return res
+
+
+def _fill_leftover(p: AllocationProblem, counts: IntArray, pick: dict[int, int], quota: dict[int, float],
+                   ub: IntArray, gpus: int) -> None:
+    """Largest remainder: while some picked instance fits the type's free GPUs (and the $/hour cap), add
+    one to the model with the largest quota − GPUs used (ties: the lower model index)."""
+    def room(d: int) -> bool:
+        trial = counts.copy()
+        trial[d] += 1
+        return p.fits(trial)
+
+    while True:
+        free = gpus - sum(int(p.gpus[d] * counts[d]) for d in pick.values())
+        fits = [j for j, d in pick.items() if p.gpus[d] <= free and counts[d] < ub[d] and room(d)]
+        if not fits:
+            return
+        j = max(fits, key=lambda m: (quota[m] - p.gpus[pick[m]] * counts[pick[m]], -m))
+        counts[pick[j]] += 1

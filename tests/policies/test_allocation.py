@@ -87,6 +87,19 @@ def test_baselines_split_as_documented() -> None:
     assert allocate_proportional(p).counts.tolist() == [0, 4]
 
 
+def test_baselines_fill_what_rounding_leaves() -> None:
+    """Largest remainder: 5 GPUs, three models (the third needs tp 2), quotas 5/3 each: floors give
+    (1, 1, 0); the leftover 3 GPUs go to the third model (remainder 5/3) and then to the first (2/3,
+    the lower index on the tie)."""
+    q = np.array([[0.2, 0.5, 0.9]])
+    p = AllocationProblem(model=[0, 1, 2], gpu_type=[0, 0, 0], gpus=[1, 1, 2], price_per_hour=[1.0, 1.0, 2.0],
+                          rate=[1.0, 1.0, 1.0], slots=[1.0, 1.0, 1.0], inventory=[5], quality=[q],
+                          cost=[np.zeros_like(q)], arrival_rate=1.0)
+    res = allocate_uniform(p)
+    assert res.counts.tolist() == [2, 1, 1]
+    assert res.gpus_used.tolist() == [5]
+
+
 def test_baseline_trims_to_the_cost_cap() -> None:
     p = hand_problem(model=[0, 1], gpus=[1, 1], inventory=[4], max_cost_per_hour=5.0)
     res = allocate_uniform(p)  # (2, 2) costs 8 $/h: the strong instances go first
@@ -258,6 +271,7 @@ def test_relaxed_milp_is_the_best_fixed_allocation(p: AllocationProblem) -> None
         _check_feasible(p, other.counts)
 
 
+
 def _check_feasible(p: AllocationProblem, counts: np.ndarray) -> None:
     """Inventory and cost cap hold, and the routing the model found respects throughput."""
     used = np.zeros(p.inventory.size, dtype=np.int64)
@@ -362,3 +376,107 @@ def test_max_instances_is_respected() -> None:
     assert res.counts.tolist() == [3, 0] or res.counts.tolist() == [4, 0]
     assert res.expected_quality == pytest.approx(1.2 / 3, abs=TOL)
     assert allocate_greedy(p).counts[1] == 0 and allocate_uniform(p).counts[1] == 0
+
+
+# ---------------------------------------------------------------------- cheapest allocation for an accuracy
+@pytest.mark.parametrize(("floor", "counts", "price"), [
+    (0.4, [3, 0], 3.0),   # three weak instances reach exactly 1.2 / 3 (a floor met with equality)
+    (0.5, [1, 1], 4.0),   # (1, 1) = 1.5 / 3 at 4 $/h; (4, 0) costs as much but gives only 0.4
+    (0.6, [2, 1], 5.0),   # (2, 1) = 2 / 3 at 5 $/h beats (0, 2) = 1.9 / 3 at 6 $/h
+])
+def test_hand_computed_cheapest_for_a_quality_floor(floor: float, counts: list[int], price: float) -> None:
+    """The hand case above, asked the other way round: the cheapest allocation reaching ``floor``."""
+    res = allocate_milp(hand_problem(min_quality=floor), integral_routing=True, objective="cost")
+    assert res.counts.tolist() == counts
+    assert res.cost_per_hour == pytest.approx(price)
+    assert res.expected_quality >= floor - TOL
+
+
+def test_unreachable_quality_floor_is_a_typed_error() -> None:
+    with pytest.raises(InfeasibleAllocationError, match="mean routed quality of 0.7"):
+        allocate_milp(hand_problem(min_quality=0.7), integral_routing=True, objective="cost")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tiny_problems(), st.sampled_from([0.1, 0.3, 0.5]))
+def test_cost_objective_matches_brute_force(p: AllocationProblem, floor: float) -> None:
+    """The cheapest allocation whose best integral routing reaches ``floor``, against enumeration."""
+    if not np.any(p.upper_bounds() >= 1):
+        return
+    q = dataclasses.replace(p, min_quality=floor)
+    choices = ([-1] if p.allow_reject else []) + list(range(p.m))
+    cheapest = np.inf
+    for x in itertools.product(*[range(int(u) + 1) for u in p.upper_bounds()]):
+        xa = np.array(x, dtype=np.int64)
+        if not p.fits(xa):
+            continue
+        cap = [float(p.slots[(p.model == j)] @ xa[p.model == j]) for j in range(p.m)]
+        thr = [float(p.rate[(p.model == j)] @ xa[p.model == j]) for j in range(p.m)]
+        if _best_routing(p, cap, thr, choices) >= floor - 1e-9:
+            cheapest = min(cheapest, float(p.price_per_hour @ xa))
+    if cheapest == np.inf:
+        with pytest.raises(InfeasibleAllocationError):
+            allocate_milp(q, integral_routing=True, objective="cost")
+        return
+    res = allocate_milp(q, integral_routing=True, objective="cost")
+    assert res.cost_per_hour == pytest.approx(cheapest, abs=TOL)
+    assert res.expected_quality >= floor - TOL
+    _check_feasible(p, res.counts)
+
+
+def test_objective_and_floor_are_checked() -> None:
+    with pytest.raises(InvalidAllocationError, match="objective"):
+        allocate_milp(hand_problem(), objective="speed")
+    with pytest.raises(InvalidAllocationError, match="min_quality"):
+        hand_problem(min_quality=1.5)
+
+
+# ---------------------------------------------------------------------- the headroom stage
+def _headroom(p: AllocationProblem, counts: np.ndarray, share: np.ndarray) -> float:
+    cap = np.bincount(p.model, weights=p.rate * counts, minlength=p.m)
+    used = share > 1e-12
+    return float(np.min(cap[used] / (p.arrival_rate * share[used]))) if np.any(used) else np.inf
+
+
+def test_headroom_spends_spare_gpus_on_the_busiest_model() -> None:
+    """Hand case: the strong model alone reaches the best quality with one instance (all three queries
+    fit its 3 slots and its 10/s rate covers 3/s); the stage-1 optimum may leave the other 3 GPUs idle.
+    Headroom keeps quality and adds strong instances: h = 2 × 10 / 3 with two of them (4 GPUs)."""
+    p = hand_problem(slots=[3.0, 3.0], gpus=[1, 2])
+    first = allocate_milp(p)
+    res = allocate_milp(p, headroom=1e-6)
+    assert res.expected_quality == pytest.approx(first.expected_quality, abs=1e-6)
+    assert res.counts.tolist() == [0, 2]
+    assert res.method == "milp+headroom"
+    assert _headroom(p, res.counts, res.routed_share) == pytest.approx(20.0 / 3.0, rel=1e-6)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tiny_problems())
+def test_headroom_against_enumeration(p: AllocationProblem) -> None:
+    """Among every allocation whose best (LP-relaxed) routing keeps quality within the tolerance, the
+    headroom stage reaches the largest min over used models of capacity / (λ × stage-1 share)."""
+    if not np.any(p.upper_bounds() >= 1) or p.arrival_rate == 0:
+        return
+    try:
+        first = allocate_milp(p)
+    except InfeasibleAllocationError:
+        return
+    tol = 1e-3
+    res = allocate_milp(p, headroom=tol)
+    assert res.expected_quality >= first.expected_quality - tol - TOL
+    _check_feasible(p, res.counts)
+    floor = dataclasses.replace(p, min_quality=max(0.0, first.expected_quality - tol))
+    best = -np.inf
+    for x in itertools.product(*[range(int(u) + 1) for u in p.upper_bounds()]):
+        xa = np.array(x, dtype=np.int64)
+        if not p.fits(xa):
+            continue
+        try:
+            evaluate_allocation(floor, xa)
+        except InfeasibleAllocationError:
+            continue
+        best = max(best, _headroom(p, xa, first.routed_share))
+    got = _headroom(p, res.counts, first.routed_share)
+    if np.isfinite(best):
+        assert got == pytest.approx(best, rel=1e-6, abs=1e-6)
