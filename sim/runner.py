@@ -321,8 +321,7 @@ def _event_rows(
         row: dict[str, Any] = e.model_dump(mode="json", exclude_none=True)
         if isinstance(e, NodeFailure):
             dep = deployments[e.deployment]
-            row.pop("count", None)
-            row.update(deployment_name=dep.name, instances=[dep.instances[k].iid for k in e.indices], **next(fails))
+            row.update(deployment_name=dep.name, instance_ids=[dep.instances[k].iid for k in e.indices], **next(fails))
         elif isinstance(e, PriceChange):
             row["queries_decided_after"] = int(((rec.decision >= e.at_s) & (rec.model == index[e.model])).sum())
         else:
