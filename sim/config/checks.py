@@ -588,14 +588,27 @@ def _expected_arrivals(sc: Scenario) -> tuple[float, tuple[Any, ...]] | None:
     counts: list[tuple[float, tuple[Any, ...]]] = []
     if sc.num_queries is not None:
         counts.append((float(sc.num_queries), ("num_queries",)))
+    # rate_change windows add (multiplier - 1) x their length of extra time at the peak rate
+    burst = _burst_seconds(sc, sc.duration_s) if sc.duration_s is not None else 0.0
+    field = ("events",) if burst > 0 else ("duration_s",)
     if sc.duration_s is not None and isinstance(a, (PoissonArrivals, GammaArrivals)):
         m = a.modulation
         peak = 1.0 if m is None else (1.0 + m.amplitude if isinstance(m, DiurnalModulation)
                                       else max(x for _, x in m.steps))
-        counts.append((a.rate * peak * sc.duration_s, ("duration_s",)))
+        counts.append((a.rate * peak * (sc.duration_s + burst), field))
     elif sc.duration_s is not None and isinstance(a, BatchArrivals):
-        counts.append((a.batch_size * (sc.duration_s / a.interval_s + 1), ("duration_s",)))
+        counts.append((a.batch_size * ((sc.duration_s + burst) / a.interval_s + 1), field))
     return min(counts, key=lambda x: x[0]) if counts else None
+
+
+def _burst_seconds(sc: Scenario, horizon: float) -> float:
+    """∫ max(g(t) − 1, 0) dt over [0, horizon], g the product of the rate_change windows."""
+    windows = [(e.start_s, e.end_s, e.multiplier) for e in sc.events if isinstance(e, RateChange)]
+    if not windows:
+        return 0.0
+    starts, g = arr_mod.window_steps(windows)
+    ends = np.minimum(np.append(starts[1:], horizon), horizon)
+    return float(np.sum(np.maximum(g - 1.0, 0.0) * np.maximum(ends - np.minimum(starts, horizon), 0.0)))
 
 
 def memory_limit_bytes() -> int:

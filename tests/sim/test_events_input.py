@@ -100,3 +100,14 @@ def test_cost_aware_policy_moves_away_from_a_price_jump() -> None:
     assert (late.model == "big").mean() > 0.95
     price_unchanged = run_dict(small_scenario(router={"policy": "cheapest"})).requests
     assert (price_unchanged.model == "small").mean() > 0.95
+
+
+def test_burst_too_big_for_memory_is_refused(write_scenario, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The memory pre-check counts the burst's extra arrivals (x1e6 for 890 s of a 4/s stream: ~3.6e9)."""
+    data = small_scenario(num_queries=None, duration_s=1000.0,
+                          events=[{"kind": "rate_change", "start_s": 10.0, "end_s": 900.0, "multiplier": 1e6}])
+    path = write_scenario(data)
+    result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "run")], catch_exceptions=False)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "events" in result.output and "arrivals would need" in result.output
+    assert not (tmp_path / "run").exists()
