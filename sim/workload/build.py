@@ -116,6 +116,8 @@ def build_arrivals(sc: Scenario) -> Arrivals:
             raise DataError("the trace has no arrivals in the requested window", file=path)
         if windows:
             out = arr_mod.rescale_trace(out, windows, rngs.stream(sc.seed, "events.rate"))
+            if sc.num_queries is not None and out.n > sc.num_queries:  # copies count towards the limit
+                out = _first(out, sc.num_queries)
     if sc.duration_s is not None and count is not None:
         keep = out.times < sc.duration_s
         if not keep.all():
@@ -127,6 +129,17 @@ def build_arrivals(sc: Scenario) -> Arrivals:
                 prefix=None if out.prefix is None else out.prefix.take(keep),
             )
     return out
+
+
+def _first(a: Arrivals, n: int) -> Arrivals:
+    """The first ``n`` arrivals."""
+    return Arrivals(
+        times=a.times[:n],
+        group=a.group[:n],
+        prompt_tokens=None if a.prompt_tokens is None else a.prompt_tokens[:n],
+        output_tokens=None if a.output_tokens is None else a.output_tokens[:n],
+        prefix=None if a.prefix is None else a.prefix.slice(0, n),
+    )
 
 
 def _synthetic(sc: Scenario, pool: SyntheticPool, n: int, stream: str) -> QuerySet:

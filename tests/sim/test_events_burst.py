@@ -136,3 +136,26 @@ def test_bursts_run_and_account_for_every_request(arrivals: dict[str, Any]) -> N
     assert inside > 1.5 * before
     q = res.summary["queries"]
     assert q["completed"] + q["rejected"] + q["lost"] == q["arrived"] and q["lost"] == 0
+
+
+def test_trace_burst_in_a_run_respects_num_queries(write_scenario, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A replayed Azure trace (one request a second) with a x3 window: the window holds ~3x the trace's
+    requests, each served with its own trace tokens, and num_queries caps the rescaled trace."""
+    rows = [f"2023-11-16 18:{m:02d}:{s:02d}.000,{100 + k},{10 + k % 7}"
+            for k, (m, s) in enumerate(divmod(i, 60) for i in range(600))]
+    (tmp_path / "t.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "\n".join(rows) + "\n")
+    data = small_scenario(num_queries=None, workload={
+        "arrivals": {"type": "trace", "path": "t.csv"}, "pool": {"type": "synthetic"}},
+        events=[{"kind": "rate_change", "start_s": 100.0, "end_s": 300.0, "multiplier": 3.0}])
+    from sim.config import load_scenario
+    from sim.workload.build import build_workload
+
+    sc = load_scenario(write_scenario(data))
+    wl = build_workload(sc, tmp_path)
+    t = wl.times
+    inside = ((t >= 100) & (t < 300)).sum()
+    assert ((t < 100).sum(), (t >= 300).sum()) == (100, 300)  # untouched outside the window
+    assert abs(inside - 600) < 4 * (400 ** 0.5)  # 200 kept + Poisson(2) copies each (sd 20)
+    assert set(wl.prompt_tokens.tolist()) <= set(range(100, 700))
+    capped = load_scenario(write_scenario({**data, "num_queries": 250}, name="capped.yaml"))
+    assert len(build_workload(capped, tmp_path).times) == 250
