@@ -178,8 +178,9 @@ class Dispatcher:
         if self._price_t or self.slo is not None or self.policy.needs_latency or not (
             self.capacity_never_binds and self.policy.row_independent
         ):
-            return False  # with an SLO, or latency-based routing, every decision depends on the queues (and
-            # with price changes on the time)
+            # with an SLO, or latency-based routing, every decision depends on the queues; with price
+            # changes, on the time
+            return False
         inp = self.inputs
         problem = RoutingProblem(
             quality=inp.predicted_quality,
@@ -383,13 +384,13 @@ class Dispatcher:
         rec.output_tokens[rid] = out
         rec.predicted_quality[rid] = inp.predicted_quality[rid, j]
         f = self.price_factor()
-        scale = 1.0 if f is None else float(f[j])
-        rec.predicted_cost[rid] = inp.predicted_cost[rid, j] * scale if f is not None else inp.predicted_cost[rid, j]
+        scale = 1.0 if f is None else float(f[j])  # (x * 1.0 is x: no-event runs are unchanged)
+        rec.predicted_cost[rid] = inp.predicted_cost[rid, j] * scale
         if not group.fits(req):  # its KV reservation fits no instance of this model: it could never start
             rec.status[rid] = STATUS_REJECTED
             rec.reason[rid] = REASON_TOO_LONG
             return False
-        rec.cost[rid] = inp.cost[rid, j] * scale if f is not None else inp.cost[rid, j]
+        rec.cost[rid] = inp.cost[rid, j] * scale
         rec.quality[rid] = inp.true_quality[rid, j]
         rec.status[rid] = STATUS_IN_FLIGHT
         if self.record_estimates and self._estimates is None:  # the precomputed path: chosen model only
@@ -460,8 +461,9 @@ class Dispatcher:
         rec.output_tokens[rows] = out_tokens
         rec.predicted_quality[rows] = inp.predicted_quality[rows, cols]
         f = self.price_factor()
-        rec.predicted_cost[rows] = inp.predicted_cost[rows, cols] if f is None else inp.predicted_cost[rows, cols] * f[cols]
-        rec.cost[rows] = inp.cost[rows, cols] if f is None else inp.cost[rows, cols] * f[cols]
+        scale = 1.0 if f is None else f[cols]
+        rec.predicted_cost[rows] = inp.predicted_cost[rows, cols] * scale
+        rec.cost[rows] = inp.cost[rows, cols] * scale
         rec.quality[rows] = inp.true_quality[rows, cols]
         rec.status[rows] = STATUS_IN_FLIGHT
         rejected = int(refused.size)

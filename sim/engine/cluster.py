@@ -91,7 +91,7 @@ class DeploymentRuntime:
                 for k in range(n_instances)
             ]
         # Instances not failed (sim/engine/faults.py), in construction order: routing and capacity see
-        # only these. The same list object as long as nothing fails, so no-event runs are unchanged.
+        # only these. Equal to ``instances`` as long as nothing fails, so no-event runs are unchanged.
         self.up: list[Instance | PagedInstance] = list(self.instances)
 
     # -- state -----------------------------------------------------------------
@@ -167,8 +167,8 @@ class DeploymentRuntime:
     def fail(self, indices: list[int]) -> list[tuple[Request, int]]:
         """Instances ``indices`` (0-based within this deployment) go down; returns their running and
         privately queued requests, restarted, each with the id of the instance it was running on (-1:
-        queued). With a shared queue the queue stays while any instance
-        survives (the survivors pull from it); when none does, it is emptied into the result too."""
+        queued). A shared queue stays while any instance survives (the survivors pull from it); when none
+        does, it is emptied into the result too."""
         out: list[tuple[Request, int]] = []
         for k in indices:
             inst = self.instances[k]
@@ -210,11 +210,6 @@ class ModelGroup:
         being down is not the request's fault; see :meth:`submit`)."""
         return any(d.fits(req) for d in self.deployments)
 
-    @property
-    def alive(self) -> bool:
-        """Some instance of this model is up."""
-        return any(d.up for d in self.deployments)
-
     def can_take(self, req: Request) -> bool:
         """Some deployment that is up could run the request."""
         return any(d.up and d.fits(req) for d in self.deployments)
@@ -233,11 +228,12 @@ class ModelGroup:
         self.least_loaded(candidates).submit(req)
 
     def least_loaded(self, candidates: list[DeploymentRuntime] | None = None) -> DeploymentRuntime:
-        """The deployment :meth:`submit` picks among ``candidates`` (default: all): fewest running + queued
-        per slot, first on ties. The latency estimator asks the same question."""
+        """The deployment :meth:`submit` picks among ``candidates`` (default: those with an instance up,
+        else all): fewest running + queued per slot of the instances up, first on ties. The latency
+        estimator asks the same question."""
         if candidates is None:
             candidates = [d for d in self.deployments if d.up] or self.deployments
         return min(
             candidates,
-            key=lambda d: (d.running + d.queued) / (d.max_seqs * len(d.instances)),
+            key=lambda d: (d.running + d.queued) / (d.max_seqs * max(len(d.up), 1)),
         )
