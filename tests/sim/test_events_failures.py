@@ -227,3 +227,35 @@ def test_cut_off_run_counts_retries_of_unfinished_requests() -> None:
     assert q["running"] > 0 and q["retried"] > 0
     assert int(res.requests.retries.sum()) == q["retried"]
     assert res.requests[res.requests.status == "running"].retries.sum() > 0
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    scheduler=st.sampled_from(["reserve", "paged"]),
+    drain=st.booleans(),
+    fail_at=st.floats(0.0, 30.0),
+    whole_model=st.booleans(),
+    burst=st.tuples(st.floats(0.0, 30.0), st.floats(1.0, 30.0), st.floats(0.2, 4.0)),
+    price=st.tuples(st.floats(0.0, 30.0), st.sampled_from(["small", "big"]), st.floats(0.01, 100.0)),
+    policy=st.sampled_from(["threshold_greedy", "cheapest", "least_loaded"]),
+)
+def test_fuzz_mixed_events_always_finish(scheduler: str, drain: bool, fail_at: float, whole_model: bool,
+                                         burst: tuple[float, float, float], price: tuple[str, str, float],
+                                         policy: str) -> None:
+    """Failures with a burst and a price change, any policy, drained or cut off: the run ends and
+    accounts for every request."""
+    events: list[dict[str, Any]] = [
+        {"kind": "node_failure", "at_s": fail_at, "deployment": 1, "count": 3 if whole_model else 1,
+         "recover_at_s": fail_at + 10.0},
+        {"kind": "rate_change", "start_s": burst[0], "end_s": burst[0] + burst[1], "multiplier": burst[2]},
+        {"kind": "price_change", "at_s": price[0], "model": price[1], "multiplier": price[2]},
+    ]
+    data = scenario(scheduler, "per_instance", events, num_queries=None, duration_s=40.0, drain=drain)
+    data["router"] = {"policy": policy}
+    res = run_dict(data)
+    q = res.summary["queries"]
+    assert q["completed"] + q["rejected"] + q["lost"] + q["running"] + q["pending"] == q["arrived"]
+    if drain:
+        assert q["running"] == q["pending"] == 0
+    assert len(res.summary["events"]) == 3
+    assert (res.instances.max_running_seen <= res.instances.max_seqs).all()
