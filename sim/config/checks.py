@@ -248,6 +248,8 @@ def _check_cluster(sc: Scenario, fail: Fail) -> dict[str, ModelSpec]:
             fail(("deployments", i), _does_not_fit(model, gpu, d))
         used[d.gpu] += d.tp * d.instances
         deployed.add(d.model)
+    if sc.deployments and all(d.instances == 0 for d in sc.deployments):
+        fail(("deployments",), "every deployment has 0 instances: nothing can serve a query")
     for i, g in enumerate(sc.gpus):
         if used[g.name] > g.count:
             fail(

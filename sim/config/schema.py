@@ -279,7 +279,10 @@ class Deployment(Strict):
     model: Name = Field(description="Name of a model in `models`.")
     gpu: Name = Field(description="Name of a GPU type in `gpus`.")
     tp: Annotated[int, Field(ge=1, le=1024)] = Field(1, description="Tensor-parallel degree: GPUs per instance.")
-    instances: Annotated[int, Field(ge=1, le=100_000)] = Field(1, description="Number of instances.")
+    instances: Annotated[int, Field(ge=0, le=100_000)] = Field(
+        1, description="Number of instances (0-100000). 0 keeps the model listed — its router column and "
+        "predictions unchanged — without serving it: the router sees no capacity for it (what `llmsim plan` "
+        "writes for a model a plan leaves out, and a quick what-if: `--set deployments.2.instances=0`).")
     max_seqs: Annotated[int, Field(ge=1, le=1_000_000)] = Field(256, description="Max concurrent sequences per instance (continuous batching).")
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = Field(
         0.9, description="Fraction of GPU memory usable for weights + KV cache (vLLM's default 0.9)."

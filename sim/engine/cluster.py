@@ -47,6 +47,8 @@ class DeploymentRuntime:
         scheduler: SchedulerConfig = RESERVE,
     ) -> None:
         self.name = name
+        self.env = env
+        self.profile = profile
         self.scheduler = scheduler
         self.model_index = model_index
         self.gpu = gpu
@@ -123,8 +125,9 @@ class DeploymentRuntime:
         return float(slots + max(0, self.max_queue * len(up) - waiting_beyond_slots))
 
     def fits(self, req: Request) -> bool:
-        """Whether the request can ever complete here (see :meth:`SchedulerConfig.fits`)."""
-        return self.scheduler.fits(self.kv_capacity_tokens, req.prompt_tokens, req.output_tokens)
+        """Whether the request can ever complete here (see :meth:`SchedulerConfig.fits`); never on a
+        deployment of 0 instances (listed, not served)."""
+        return bool(self.instances) and self.scheduler.fits(self.kv_capacity_tokens, req.prompt_tokens, req.output_tokens)
 
     # -- actions ----------------------------------------------------------------
     def submit(self, req: Request) -> None:
@@ -132,7 +135,7 @@ class DeploymentRuntime:
         self.submitted_prompt += req.prompt_tokens
         self.submitted_prompt_sq += req.prompt_tokens * req.prompt_tokens
         self.submitted_output += req.output_tokens
-        now = self.instances[0].env.now
+        now = self.env.now
         self._rate_r = self._rate_r * math.exp((self._rate_t - now) / RATE_TAU_S) + 1.0 / RATE_TAU_S
         self._rate_t = now
         if self.queue is not None and self.scheduler.kind == "paged":
@@ -152,7 +155,7 @@ class DeploymentRuntime:
     def recent_rate(self) -> float:
         """Arrivals per second here lately: Σ e^(−age/τ)/τ over submissions (τ = :data:`RATE_TAU_S`),
         divided by 1 − e^(−t/τ) so the run's start does not read as a lull. Read by the latency estimator."""
-        now = self.instances[0].env.now
+        now = self.env.now
         warm = -math.expm1(-now / RATE_TAU_S)
         if warm <= 0:
             return 0.0

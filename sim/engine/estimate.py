@@ -118,7 +118,7 @@ def _static(d: DeploymentRuntime, prompt: float, output: float) -> _Static:
     """The parts of a deployment's state that depend only on its mean request: mean prompt and output,
     mean KV per request, slots, mean prefill, mean context, decode steps, pause per admission,
     saturated decode step and slot residence S̄ (see the module docstring)."""
-    prof = d.instances[0].profile
+    prof = d.profile
     p, p2, o = _means(d, prompt, output)
     paged = d.scheduler.kind == "paged"
     kv_mean = p + (o / 2 if paged else o)
@@ -136,8 +136,11 @@ def model_state(group: ModelGroup, prompt: float, output: float, *, groups: bool
     """Snapshot of ``group`` for a query; ``prompt`` / ``output`` (the batch's mean tokens on this model)
     stand in for the deployment's means until it has served anything. ``groups=False`` skips the
     per-queue listing only :func:`slo_capacity` reads (the per-query recording path)."""
-    d = group.least_loaded() if len(group.deployments) > 1 else group.deployments[0]
-    prof = d.instances[0].profile
+    served = [dep for dep in group.deployments if dep.instances]
+    if not served:  # 0 instances (listed, not served): nothing can be predicted, and capacity is 0
+        return UNSERVED
+    d = group.least_loaded([dep for dep in served if dep.up] or served) if len(served) > 1 else served[0]
+    prof = d.profile
     st = _static(d, prompt, output)
     p, kv_mean, ctx, dec, s, prefill, pause_s, sat_step, service, _o = st
     paged = d.scheduler.kind == "paged"
@@ -166,6 +169,11 @@ def model_state(group: ModelGroup, prompt: float, output: float, *, groups: bool
         if groups else ()
     )
     return ModelState(wait, b, step, prof, service, prefill, all_groups, prefill + dec * step)
+
+
+UNSERVED = ModelState(math.inf, 1, 0.0, LatencyProfile(), math.inf, math.inf, (), math.inf)
+"""The state of a model with no instance at all: an infinite wait (so infinite TTFT and end to end; a 0
+decode step keeps (o − 1) × step finite), no queue group (SLO capacity 0)."""
 
 
 def _residual_step(step: float, pause: float, lam: float) -> float:
