@@ -324,6 +324,12 @@ def build_document(exp: Experiment) -> tuple[Document, dict[str, pd.DataFrame]]:
         section, tables["whatif.csv"] = whatif_section(exp.manifest, exp.results)
         sections.insert(1, section)
         kind = "whatif"
+    if exp.manifest.get("plan"):  # a plan is a compare of allocations: its side-by-side table comes first
+        from reports.plan import plan_section
+
+        section, tables["plan.csv"] = plan_section(exp.manifest, exp.results)
+        sections.insert(1, section)
+        kind = "plan"
     title = f"llmsim {kind} report — {exp.manifest.get('scenario') or exp.folder.name}"
     return Document(title, sections), tables
 

@@ -31,6 +31,7 @@ from sim.console import say as _say
 from sim.console import warnings_to_stderr as _warnings_to_stderr
 from sim.errors import InputError
 from sim.experiments.cli import register as register_experiments
+from sim.planning.cli import register as register_plan
 
 if TYPE_CHECKING:
     from sim.config.schema import Scenario
@@ -308,7 +309,8 @@ def calibrate(
         _fail(exc)
 
 
-register_experiments(app)  # compare, sweep, report (sim/experiments/cli.py)
+register_experiments(app)  # compare, sweep, whatif, report (sim/experiments/cli.py)
+register_plan(app)  # plan (sim/planning/cli.py)
 
 
 def _usage_error(exc: Any) -> NoReturn:

@@ -1,0 +1,194 @@
+"""The capacity-plan table and report section: each allocation's GPUs per model, its $/hour, what the
+optimiser expected and what the simulation measured (mean ± 95 % CI over seeds), side by side.
+
+It reads only the results table and the manifest's ``plan`` entry (written by ``llmsim plan``), as every
+report does; nothing here imports the engine.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from reports.document import FigureItem, Section, Table
+from reports.figures import _layout, model_colors
+
+#: Simulated metric → column label, in the table's order.
+PLAN_METRICS = {
+    "accuracy": "accuracy", "cost.per_query_usd": "token $/query", "latency_s.ttft.p95": "TTFT p95",
+    "latency_s.e2e.p95": "e2e p95", "utilisation": "utilisation", "queries.rejected": "rejected",
+}
+LEVEL = 0.95
+
+
+def _ci(values: pd.Series) -> tuple[float, float]:
+    """Mean and Student-t half-width (NaN with one value)."""
+    from scipy import stats
+
+    v = values.dropna().astype(float)
+    if v.empty:
+        return math.nan, math.nan
+    if len(v) < 2:
+        return float(v.mean()), math.nan
+    half = float(stats.t.ppf(0.5 + LEVEL / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return float(v.mean()), half
+
+
+def _utilisation(results: pd.DataFrame, alloc: dict[str, Any]) -> pd.Series:
+    """Per run: busy fraction of the plan's instances (models weighted by their instance counts)."""
+    weights = {m: v["instances"] for m, v in alloc["models"].items() if v["instances"] > 0}
+    total = sum(weights.values())
+    cols = [f"models.{m}.busy_fraction" for m in weights]
+    if not total or any(c not in results.columns for c in cols):
+        return pd.Series(math.nan, index=results.index)
+    return sum(results[f"models.{m}.busy_fraction"].fillna(0.0) * w for m, w in weights.items()) / total
+
+
+def plan_table(plan: dict[str, Any], results: pd.DataFrame) -> pd.DataFrame:
+    """One row per allocation: GPUs per model, $/hour, expected accuracy and sustainable load, then each
+    simulated metric's mean and 95 % half-width, and whether the simulated mean meets every SLO target."""
+    slo = {k.removesuffix("_p95"): v for k, v in (plan.get("slo") or {}).items() if v is not None}
+    met = (plan.get("verdict") or {}).get("slo_met", {})
+    rows = []
+    for alloc in plan["allocations"]:
+        runs = results[results["policy"] == alloc["label"]].copy()
+        runs["utilisation"] = _utilisation(runs, alloc)
+        row: dict[str, Any] = {
+            "plan": alloc["label"], "method": alloc["method"],
+            "gpus": ", ".join(f"{m} {v['gpus']}" for m, v in alloc["models"].items() if v["gpus"]),
+            "cost_per_hour": alloc["cost_per_hour"], "expected_accuracy": alloc["expected_accuracy"],
+            "sustainable_load_qps": alloc["sustainable_load_qps"], "seeds": len(runs),
+        }
+        for metric in PLAN_METRICS:
+            mean, half = _ci(runs[metric]) if metric in runs.columns else (math.nan, math.nan)
+            row[metric] = mean
+            row[f"{metric}.ci"] = half
+        worst = (plan.get("per_model_p95_s") or {}).get(alloc["label"]) or {}
+        for metric in ("ttft", "e2e"):
+            vals = [(v[metric], m) for m, v in worst.items() if metric in v and math.isfinite(v[metric])]
+            row[f"worst_model_{metric}_p95"] = max(vals)[0] if vals else math.nan
+            row[f"worst_model_{metric}"] = max(vals)[1] if vals else ""
+        row["slo_met"] = met.get(alloc["label"]) if slo else None
+        row["note"] = alloc.get("note", "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _fmt(metric: str, mean: float, half: float) -> str:
+    from reports.build import fmt
+
+    key = "accuracy" if metric == "utilisation" else metric
+    text = fmt(key, mean)
+    if math.isfinite(half) and math.isfinite(mean):
+        text += f" ± {fmt(key, half).rstrip(' %s$').strip()}"
+    return text
+
+
+HEADERS = ["plan", "GPUs per model", "$/hour", "expected accuracy", "sustainable load", *PLAN_METRICS.values(),
+           "worst model TTFT p95", "worst model e2e p95", "SLO met"]
+
+
+#: The console's columns (the report and plan.csv have all): what fits 80-100 columns.
+CONSOLE_COLUMNS = ["plan", "$/hour", "expected accuracy", "accuracy", "TTFT p95", "e2e p95", "SLO met"]
+
+
+def plan_rows(table: pd.DataFrame, ci: bool = True) -> list[list[str]]:
+    """The table's formatted cells, in :data:`HEADERS` order (``ci=False``: means only)."""
+    out = []
+    for r in table.to_dict("records"):
+        met = r["slo_met"]
+        out.append([r["plan"], r["gpus"] or "—", f"{r['cost_per_hour']:,.2f}", f"{100 * r['expected_accuracy']:.2f} %",
+                    f"{r['sustainable_load_qps']:.3g} q/s",
+                    *[_fmt(m, r[m], r[f"{m}.ci"] if ci else math.nan) for m in PLAN_METRICS],
+                    *[_worst(r, metric) for metric in ("ttft", "e2e")],
+                    "—" if met is None else ("yes" if met else "NO")])
+    return out
+
+
+def _worst(row: dict[str, Any], metric: str) -> str:
+    value = row.get(f"worst_model_{metric}_p95", math.nan)
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:.3f} s ({row[f'worst_model_{metric}']})"
+
+
+def _gpus_figure(plan: dict[str, Any]) -> go.Figure:
+    labels = [a["label"] for a in plan["allocations"]]
+    models = list(plan["allocations"][0]["models"])
+    colors = model_colors(models)
+    fig = go.Figure([go.Bar(name=m, x=labels, y=[a["models"][m]["gpus"] for a in plan["allocations"]],
+                            marker_color=colors[m]) for m in models])
+    fig.update_layout(barmode="stack", yaxis_title="GPUs")
+    return _layout(fig, "GPUs per model in each plan", height=380)
+
+
+def _metric_figure(table: pd.DataFrame, metric: str, title: str, scale: float = 1.0,
+                   target: float | None = None) -> go.Figure:
+    err = [h * scale if math.isfinite(h) else 0.0 for h in table[f"{metric}.ci"]]
+    fig = go.Figure(go.Bar(x=table["plan"], y=table[metric] * scale, error_y={"type": "data", "array": err}))
+    if target is not None:
+        fig.add_hline(y=target, line_dash="dash", annotation_text="SLO")
+    return _layout(fig, title, height=340)
+
+
+def _load_figure(plan: dict[str, Any], table: pd.DataFrame) -> go.Figure:
+    fig = go.Figure(go.Bar(x=table["plan"], y=table["sustainable_load_qps"], name="sustainable load"))
+    fig.add_hline(y=plan["arrival_rate_qps"], line_dash="dash", annotation_text="offered load")
+    fig.update_layout(yaxis_title="queries/s")
+    return _layout(fig, "Load each plan sustains at the SLO (from the sustainable rates)", height=340)
+
+
+def plan_figures(plan: dict[str, Any], table: pd.DataFrame) -> list[FigureItem]:
+    slo = plan.get("slo") or {}
+    return [
+        FigureItem("plan-gpus", "GPUs per model", "Stacked: each plan's GPUs by the model they serve.",
+                   _gpus_figure(plan)),
+        FigureItem("plan-accuracy", "Simulated accuracy", "Mean over seeds, 95 % CI.",
+                   _metric_figure(table, "accuracy", "Simulated accuracy (%)", 100.0)),
+        FigureItem("plan-cost", "GPU cost", "Each plan's $/hour.",
+                   _layout(go.Figure(go.Bar(x=table["plan"], y=table["cost_per_hour"])), "GPU $/hour", 340)),
+        FigureItem("plan-ttft", "TTFT p95", "Mean over seeds, 95 % CI; dashed: the SLO.",
+                   _metric_figure(table, "latency_s.ttft.p95", "TTFT p95 (s)", target=slo.get("ttft_p95"))),
+        FigureItem("plan-e2e", "End-to-end p95", "Mean over seeds, 95 % CI; dashed: the SLO.",
+                   _metric_figure(table, "latency_s.e2e.p95", "End-to-end p95 (s)", target=slo.get("e2e_p95"))),
+        FigureItem("plan-load", "Sustainable load", "Σ over models of instances × sustainable rate, divided "
+                   "by each model's routed share; the smallest over models. Dashed: the workload's rate.",
+                   _load_figure(plan, table)),
+    ]
+
+
+def _verdict_text(plan: dict[str, Any]) -> list[str]:
+    v = plan.get("verdict") or {}
+    if not (plan.get("slo") and any(x is not None for x in plan["slo"].values())):
+        return ["No latency SLO was given: each deployment's sustainable rate is the knee of its latency "
+                "curve (p95 end-to-end at twice its nearly idle value)."]
+    if v.get("recommended"):
+        return [f"Recommended: **{v['recommended']}** — the first optimised plan whose simulated p95 meets "
+                f"the SLO ({plan.get('slo_label')})."]
+    text = [f"**No optimised plan met the SLO ({plan.get('slo_label')}) in simulation.**"]
+    if v.get("reason"):
+        text.append(str(v["reason"])[:1].upper() + str(v["reason"])[1:] + ".")
+    return text
+
+
+def plan_section(manifest: dict[str, Any], results: pd.DataFrame) -> tuple[Section, pd.DataFrame]:
+    """The plan section: verdict, the side-by-side table, the candidates and their rates, figures."""
+    plan = manifest["plan"]
+    table = plan_table(plan, results)
+    inv = ", ".join(f"{k}={v}" for k, v in plan["inventory"].items())
+    text = [f"Inventory {inv}; SLO {plan.get('slo_label')}; workload {plan['arrival_rate_qps']:.3g} queries/s. "
+            "The optimiser chose instance counts on "
+            f"{plan['batches']} sampled batches of {plan['batch_size']} queries; every plan was then simulated "
+            "with the scenario's own router on the same seeds.", *_verdict_text(plan)]
+    cands = Table(["candidate", "$/hour", "KV tokens", "sustainable rate", "idle p95", "p95 at that rate"],
+                  [[c["candidate"], f"{c['price_per_hour']:,.2f}", f"{c['kv_tokens']:,}",
+                    f"{c['sustainable_rate_qps']:.3g} q/s",
+                    ", ".join(f"{k} {v:.3g}s" for k, v in c["idle_p95_s"].items()),
+                    ", ".join(f"{k} {v:.3g}s" for k, v in c["p95_at_rate_s"].items())]
+                   for c in plan["candidates"]])
+    section = Section("Capacity plan", text, [Table(HEADERS, plan_rows(table)), cands],
+                      plan_figures(plan, table))
+    return section, table
