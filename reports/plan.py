@@ -54,7 +54,7 @@ def plan_table(plan: dict[str, Any], results: pd.DataFrame) -> pd.DataFrame:
     met = (plan.get("verdict") or {}).get("slo_met", {})
     rows = []
     for alloc in plan["allocations"]:
-        runs = results[results["policy"] == alloc["label"]].copy()
+        runs = results[results["policy"] == alloc.get("runs_label", alloc["label"])].copy()
         runs["utilisation"] = _utilisation(runs, alloc)
         row: dict[str, Any] = {
             "plan": alloc["label"], "method": alloc["method"],
@@ -72,7 +72,7 @@ def plan_table(plan: dict[str, Any], results: pd.DataFrame) -> pd.DataFrame:
             row[f"worst_model_{metric}_p95"] = max(vals)[0] if vals else math.nan
             row[f"worst_model_{metric}"] = max(vals)[1] if vals else ""
         row["slo_met"] = met.get(alloc["label"]) if slo else None
-        row["note"] = alloc.get("note", "")
+        row["note"] = alloc.get("note", "") or (f"same allocation as {alloc['same_as']}" if alloc.get("same_as") else "")
         rows.append(row)
     return pd.DataFrame(rows)
 

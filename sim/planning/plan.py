@@ -85,6 +85,12 @@ class Allocation:
     routed_share: np.ndarray
     sustainable_load: float
     note: str = ""
+    same_as: str | None = None  # an earlier allocation with the same counts: its runs are these runs
+
+    @property
+    def runs_label(self) -> str:
+        """The label its simulated runs carry in the results table."""
+        return self.same_as or self.label
 
     def to_json(self, cands: list[Candidate], model_names: list[str]) -> dict[str, Any]:
         per_model = {m: {"instances": 0, "gpus": 0} for m in model_names}
@@ -95,7 +101,8 @@ class Allocation:
                 per_model[c.model.name]["gpus"] += k * c.tp
                 deployments.append({"candidate": c.label, "model": c.model.name, "gpu": c.gpu.name,
                                     "tp": c.tp, "instances": k})
-        return {"label": self.label, "method": self.method, "expected_accuracy": self.expected_accuracy,
+        return {"label": self.label, "same_as": self.same_as, "runs_label": self.runs_label,
+                "method": self.method, "expected_accuracy": self.expected_accuracy,
                 "cost_per_hour": self.cost_per_hour, "sustainable_load_qps": self.sustainable_load,
                 "routed_share": dict(zip(model_names, self.routed_share.tolist(), strict=True)),
                 "models": per_model, "deployments": deployments, "note": self.note}
@@ -309,7 +316,14 @@ def plan_sets(base: Scenario, cands: list[Candidate], counts: np.ndarray, invent
 
 
 def add_runs(plan: Plan, alloc: Allocation) -> None:
-    """Append one allocation's runs (one per seed) to the experiment."""
+    """Append one allocation's runs (one per seed) to the experiment; an allocation with the same counts
+    as an earlier one shares its runs (the same scenario is the same run)."""
+    upto = next((k for k, a in enumerate(plan.allocations) if a is alloc), len(plan.allocations))
+    twin = next((a for a in plan.allocations[:upto] if a.same_as is None
+                 and np.array_equal(a.counts, alloc.counts)), None)
+    if twin is not None:
+        alloc.same_as = twin.label
+        return
     src = plan.source
     sets = plan_sets(plan.base, plan.cands, alloc.counts, plan.inventory)
     for seed in plan.exp.seeds:

@@ -125,7 +125,7 @@ def _run(folder: Path, plan: Plan, executor: Executor, command: str,
 def search(folder: Path, plan: Plan, results: pd.DataFrame, executor: Executor, command: str,
            on_start: Callable[[int], None] | None, on_done: Callable[[int], None] | None) -> pd.DataFrame:
     """Steps toward the SLO from the optimised plan; records each in ``plan.search``."""
-    label = OPTIMISED
+    label = plan.allocations[0].runs_label
     counts = plan.allocations[0].counts.copy()
     for step in range(1, plan.options.search_steps + 1):
         row = means(results)[label]
@@ -140,8 +140,9 @@ def search(folder: Path, plan: Plan, results: pd.DataFrame, executor: Executor, 
         plan.allocations.append(alloc)
         add_runs(plan, alloc)
         results = _run(folder, plan, executor, command, on_start, on_done)
+        label = alloc.runs_label
         missed = slo_misses(plan, means(results)[label])
-        plan.search.append({"step": step, "label": label, "met": not missed, "missed": dict(missed),
+        plan.search.append({"step": step, "label": alloc.label, "met": not missed, "missed": dict(missed),
                             "bottleneck": plan.model_names[int(np.argmax(pressure))]})
         if not missed:
             break
@@ -158,11 +159,11 @@ def run_plan(folder: Path, plan: Plan, executor: Executor, *, command: str,
 
     check_plan_folder(folder)
     results = _run(folder, plan, executor, command, on_start, on_done)
-    missed = slo_misses(plan, means(results)[OPTIMISED])
+    missed = slo_misses(plan, means(results)[plan.allocations[0].runs_label])
     if missed and plan.options.search_steps > 0:
         results = search(folder, plan, results, executor, command, on_start, on_done)
     plan.verdict = verdict(plan, results)
-    plan.per_model_p95 = {a.label: model_p95(folder, plan, a.label) for a in plan.allocations}
+    plan.per_model_p95 = {a.label: model_p95(folder, plan, a.runs_label) for a in plan.allocations}
     write_manifest(folder, plan.exp, command, plan.manifest_extra())
     (folder / "rates.json").write_text(json.dumps(plan.rate_cache, indent=1, sort_keys=True) + "\n",
                                        encoding="utf-8")
@@ -175,7 +176,7 @@ def verdict(plan: Plan, results: pd.DataFrame) -> dict[str, Any]:
     """Which simulated plans meet the SLO, the recommended one, and (when none of the optimiser's does)
     the largest load the inventory sustains."""
     rows = means(results)
-    met = {a.label: not slo_misses(plan, rows[a.label]) for a in plan.allocations if a.label in rows}
+    met = {a.label: not slo_misses(plan, rows[a.runs_label]) for a in plan.allocations if a.runs_label in rows}
     ours = [a.label for a in plan.allocations if a.label.startswith(OPTIMISED) and met.get(a.label)]
     out: dict[str, Any] = {"slo_met": met, "recommended": ours[0] if ours else None}
     if not ours and plan.slo.targets():

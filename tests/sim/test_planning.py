@@ -260,3 +260,55 @@ def test_acceptance_optimised_beats_both_baselines(tmp_path: Path) -> None:
         assert opt["accuracy"] >= table.loc[base, "accuracy"]
         assert opt["cost_per_hour"] <= table.loc[base, "cost_per_hour"] + 1e-9
     assert bool(opt["slo_met"])
+
+
+def test_identical_allocations_share_their_runs(tmp_path: Path) -> None:
+    """On quickstart only the 8B model meets a 1 s TTFT even on one idle instance: all three plans
+    are the same allocation, simulated once and reported under each label."""
+    folder = tmp_path / "same"
+    res = cli("plan", str(SCENARIOS / "quickstart.yaml"), "--slo", "ttft_p95=1s", "--seeds", "1",
+              "--out", str(folder))
+    assert res.exit_code == 0, res.output
+    plan = json.loads((folder / "manifest.json").read_text())["plan"]
+    assert [a["same_as"] for a in plan["allocations"]] == [None, OPTIMISED, OPTIMISED]
+    assert set(pd.read_parquet(folder / "results.parquet")["policy"]) == {OPTIMISED}
+    table = pd.read_csv(folder / "plan.csv")
+    assert table["accuracy"].nunique() == 1 and table["plan"].tolist() == [OPTIMISED, UNIFORM, PROPORTIONAL]
+
+
+def test_a_missed_slo_is_searched_and_explained(tmp_path: Path) -> None:
+    """Quickstart's queue-blind per-query router piles work on llama-70b: a 20 s end-to-end SLO is
+    missed by every plan. The search moves GPUs to the model the runs show as the bottleneck, each step
+    simulated, and the verdict says the rates would carry the load, so the routing is short."""
+    folder = tmp_path / "miss"
+    res = cli("plan", str(SCENARIOS / "quickstart.yaml"), "--slo", "e2e_p95=20s", "--seeds", "2",
+              "--search-steps", "2", "--out", str(folder))
+    assert res.exit_code == 0, res.output
+    assert "NO optimised plan met the SLO" in res.output
+    plan = json.loads((folder / "manifest.json").read_text())["plan"]
+    steps = [s for s in plan["search"] if s.get("label")]
+    assert steps and all(not s["met"] for s in steps)
+    assert steps[0]["bottleneck"] == "llama-70b"
+    first, moved = plan["allocations"][0], next(a for a in plan["allocations"] if a["label"] == steps[0]["label"])
+    assert moved["models"]["llama-70b"]["gpus"] > first["models"]["llama-70b"]["gpus"]
+    verdict = plan["verdict"]
+    assert verdict["recommended"] is None and verdict["max_load_qps"] > verdict["arrival_rate_qps"]
+    assert "routing" in verdict["reason"] or "router" in verdict["reason"]
+    labels = set(pd.read_parquet(folder / "results.parquet")["policy"])
+    assert {s["label"] for s in steps} <= labels | {a["same_as"] for a in plan["allocations"]}
+
+
+def test_traffic_beyond_the_inventory_is_refused_with_the_load_it_carries(tmp_path: Path) -> None:
+    data = small_scenario(num_queries=3000, workload={"arrivals": {"type": "poisson", "rate": 300.0},
+                                                      "pool": {"type": "synthetic"}})
+    data["gpus"][0]["count"] = 8
+    data["deployments"][1]["tp"] = 4
+    data["router"] = {"policy": "lagrangian", "window_s": 1.0, "capacity": "slots"}
+    path = tmp_path / "busy.yaml"
+    path.write_text(yaml.safe_dump(data))
+    res = cli("plan", str(path), "--out", str(tmp_path / "out"), "--slo", "e2e_p95=60s", "--seeds", "1")
+    assert res.exit_code == 2, res.output
+    assert "serves at most" in res.output and "--gpus" in res.output
+    carried = float(res.output.split("serves at most ")[1].split()[0])
+    assert 0 < carried < 300
+    assert not (tmp_path / "out").exists()
