@@ -25,8 +25,10 @@ WHATIF_METRICS = {
     "latency_s.queue_delay.mean": "queueing delay mean", "latency_s.tbt.p99": "TBT p99",
     "throughput.queries_per_s": "throughput (queries/s)",
     "slo.attainment_ttft": "TTFT SLO attained", "slo.attainment_e2e": "e2e SLO attained",
-    "queries.rejected": "rejected",
+    "queries.rejected": "rejected", "queries.lost": "lost (node failures)", "queries.retried": "retried (re-queued)",
 }
+#: Rows shown only when some run has a non-zero value: without events, "lost 0 → 0" says nothing.
+WHEN_NONZERO = frozenset({"queries.lost", "queries.retried"})
 LEVEL = 0.95
 COLUMNS = ["metric", "label", "baseline_mean", "baseline_ci_lo", "baseline_ci_hi", "changed_mean",
            "changed_ci_lo", "changed_ci_hi", "delta", "delta_ci_lo", "delta_ci_hi", "pairs"]
@@ -42,6 +44,8 @@ def whatif_table(results: pd.DataFrame, level: float = LEVEL) -> pd.DataFrame:
     for metric, g in stats.groupby("metric", sort=False):
         by = g.set_index("policy")
         if BASELINE not in by.index or CHANGED not in by.index or not (by["n"] > 0).any():
+            continue
+        if metric in WHEN_NONZERO and not (by["mean"].fillna(0) != 0).any():
             continue
         b, c = by.loc[BASELINE], by.loc[CHANGED]
         rows.append([metric, WHATIF_METRICS[str(metric)], b["mean"], b["ci_lo"], b["ci_hi"], c["mean"],
