@@ -294,7 +294,8 @@ def figure_items(exp: Experiment) -> list[FigureItem]:
 
 def reproducibility(exp: Experiment) -> Section:
     m = exp.manifest
-    rows = [["kind", exp.kind], ["command", str(m.get("command") or "—")],
+    kind = "plan" if m.get("plan") else "whatif" if m.get("whatif") else exp.kind
+    rows = [["kind", kind], ["command", str(m.get("command") or "—")],
             ["llmsim version", str(m.get("llmsim_version") or "—")], ["scenario", str(m.get("scenario") or "—")],
             ["seeds", ", ".join(map(str, m.get("seeds") or sorted(exp.results["seed"].unique())))],
             ["policies", ", ".join(map(str, m.get("policies") or exp.results["policy"].unique()))],

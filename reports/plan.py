@@ -128,7 +128,9 @@ def _gpus_figure(plan: dict[str, Any]) -> go.Figure:
 def _metric_figure(table: pd.DataFrame, metric: str, title: str, scale: float = 1.0,
                    target: float | None = None) -> go.Figure:
     err = [h * scale if math.isfinite(h) else 0.0 for h in table[f"{metric}.ci"]]
-    fig = go.Figure(go.Bar(x=table["plan"], y=table[metric] * scale, error_y={"type": "data", "array": err}))
+    # points, not bars: the axis then zooms on the values, where plans differ by a point or two
+    fig = go.Figure(go.Scatter(x=table["plan"], y=table[metric] * scale, mode="markers", marker={"size": 12},
+                               error_y={"type": "data", "array": err}))
     if target is not None:
         fig.add_hline(y=target, line_dash="dash", annotation_text="SLO")
     return _layout(fig, title, height=340)
@@ -166,9 +168,9 @@ def _verdict_text(plan: dict[str, Any]) -> list[str]:
         return ["No latency SLO was given: each deployment's sustainable rate is the knee of its latency "
                 "curve (p95 end-to-end at twice its nearly idle value)."]
     if v.get("recommended"):
-        return [f"Recommended: **{v['recommended']}** — the first optimised plan whose simulated p95 meets "
+        return [f"Recommended: {v['recommended']} — the first optimised plan whose simulated p95 meets "
                 f"the SLO ({plan.get('slo_label')})."]
-    text = [f"**No optimised plan met the SLO ({plan.get('slo_label')}) in simulation.**"]
+    text = [f"No optimised plan met the SLO ({plan.get('slo_label')}) in simulation."]
     if v.get("reason"):
         text.append(str(v["reason"])[:1].upper() + str(v["reason"])[1:] + ".")
     return text
