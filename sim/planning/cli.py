@@ -91,6 +91,8 @@ def plan(
             say_plain("finding each candidate deployment's sustainable rate at the SLO ...")
         the_plan = make_plan(source, opts, rate_cache=rate_cache_of(target))
         folder = target
+        if not quiet:
+            _print_expected(the_plan)
         command = _command("plan", scenario, {"--gpus": gpus, "--max-cost-per-hour": max_cost_per_hour,
                                               "--slo": slo, "--min-accuracy": min_accuracy, "--seeds": seeds,
                                               "--search-steps": search_steps})
@@ -113,6 +115,16 @@ def _name(source: Any) -> str:
     from sim.config.load import parse_scenario
 
     return parse_scenario(source.text, file=source.file, base_dir=source.base_dir).name
+
+
+def _print_expected(the_plan: Any) -> None:
+    """What the optimiser chose and expects, before the simulations that check it."""
+    entry = the_plan.manifest_extra()["plan"]
+    for alloc in entry["allocations"]:
+        gpus = ", ".join(f"{m} {v['gpus']}" for m, v in alloc["models"].items() if v["gpus"]) or "none"
+        say_plain(f"{alloc['label']}: expected accuracy {100 * alloc['expected_accuracy']:.2f} % at "
+                  f"{alloc['cost_per_hour']:,.2f} $/hour; GPUs {gpus}")
+    say_plain(f"simulating each plan on {len(the_plan.exp.seeds)} seed(s) ...")
 
 
 def _print(the_plan: Any, results: Any, folder: Path, quiet: bool) -> None:
