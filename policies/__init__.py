@@ -7,17 +7,8 @@
 [0]
 """
 
-from policies.allocation import (
-    AllocationProblem,
-    AllocationResult,
-    InfeasibleAllocationError,
-    InvalidAllocationError,
-    allocate_greedy,
-    allocate_milp,
-    allocate_proportional,
-    allocate_uniform,
-    evaluate_allocation,
-)
+from typing import TYPE_CHECKING, Any
+
 from policies.errors import InvalidParameterError, InvalidProblemError, PolicyError, UnknownPolicyError
 from policies.problem import REJECT, ProblemForm, RoutingProblem
 from policies.registry import (
@@ -39,10 +30,37 @@ from policies.result import (
     check_assignment,
 )
 
-# Importing the implementation modules registers their policies.
+# Importing the implementation module registers the per-query policies; the batch policies (scipy,
+# networkx) are imported on first use (registry.LAZY), and so is the allocation optimiser (below): start-up
+# of a per-query run or of ``llmsim validate`` does not pay for scipy.optimize.
 from policies import per_query as _per_query  # noqa: E402,F401  isort: skip
 
-from policies import batch as _batch  # noqa: E402,F401  isort: skip
+_ALLOCATION = ("AllocationProblem", "AllocationResult", "InfeasibleAllocationError", "InvalidAllocationError",
+               "allocate_greedy", "allocate_milp", "allocate_proportional", "allocate_uniform",
+               "evaluate_allocation")
+
+
+if TYPE_CHECKING:  # the same names, typed, for mypy and editors
+    from policies.allocation import (  # noqa: F401
+        AllocationProblem,
+        AllocationResult,
+        InfeasibleAllocationError,
+        InvalidAllocationError,
+        allocate_greedy,
+        allocate_milp,
+        allocate_proportional,
+        allocate_uniform,
+        evaluate_allocation,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """``policies.allocate_milp`` & co. import :mod:`policies.allocation` when first asked for."""
+    if name in _ALLOCATION:
+        from policies import allocation
+
+        return getattr(allocation, name)
+    raise AttributeError(f"module 'policies' has no attribute {name!r}")
 
 __all__ = [
     "REJECT",

@@ -8,6 +8,7 @@ why the simulator builds one instance per run with :func:`make_policy` rather th
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import time
 from collections.abc import Callable
@@ -73,6 +74,16 @@ class Policy:
 
 P = TypeVar("P", bound=type[Policy])
 _REGISTRY: dict[str, type[Policy]] = {}
+#: Policies whose module is imported on first use: the batch policies pull in scipy.optimize, scipy.sparse
+#: and networkx (most of a second), which a per-query run or ``llmsim validate`` never needs. A test checks
+#: that this table names exactly what those modules register.
+LAZY: dict[str, str] = {
+    "lagrangian": "policies.batch.lagrangian",
+    "milp": "policies.batch.milp",
+    "min_cost_flow": "policies.batch.min_cost_flow",
+    "oracle": "policies.batch.oracle",
+    "robust": "policies.batch.robust",
+}
 
 
 def register(name: str) -> Callable[[P], P]:
@@ -89,11 +100,13 @@ def register(name: str) -> Callable[[P], P]:
 
 
 def available_policies() -> list[str]:
-    """Sorted names of every registered policy."""
-    return sorted(_REGISTRY)
+    """Sorted names of every policy, registered or importable on first use (:data:`LAZY`)."""
+    return sorted(set(_REGISTRY) | set(LAZY))
 
 
 def policy_class(name: str) -> type[Policy]:
+    if name not in _REGISTRY and isinstance(name, str) and name in LAZY:
+        importlib.import_module(LAZY[name])
     try:
         return _REGISTRY[name]
     except KeyError:

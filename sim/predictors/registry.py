@@ -7,21 +7,40 @@ naming ``router.predictor.params.<key>`` instead of an exception deep inside a r
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
 
 from sim.predictors.base import Predictor
-from sim.predictors.knn import KNN
-from sim.predictors.noisy_oracle import NoisyOracle
-from sim.predictors.task_mean import TaskMean
 
-PREDICTORS: dict[str, type[Predictor]] = {
-    "noisy_oracle": NoisyOracle,
-    "task_mean": TaskMean,
-    "knn": KNN,
-}
+
+class _Registry(Mapping[str, type[Predictor]]):
+    """Name → predictor class, each module imported on first lookup: ``knn`` pulls in scipy.sparse, which
+    a run with another predictor (and ``llmsim validate``'s start-up) need not pay for."""
+
+    def __init__(self, where: dict[str, str]) -> None:
+        self._where = where  # name → "module:Class"
+
+    def __getitem__(self, name: str) -> type[Predictor]:
+        module, cls = self._where[name].split(":")
+        found: type[Predictor] = getattr(importlib.import_module(module), cls)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
+PREDICTORS: Mapping[str, type[Predictor]] = _Registry({
+    "noisy_oracle": "sim.predictors.noisy_oracle:NoisyOracle",
+    "task_mean": "sim.predictors.task_mean:TaskMean",
+    "knn": "sim.predictors.knn:KNN",
+})
 
 
 class UnknownPredictorError(KeyError, ValueError):

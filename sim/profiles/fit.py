@@ -52,7 +52,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import least_squares, lsq_linear, nnls
 
 from sim.engine.latency import MIXED_TERMS, LatencyProfile
 
@@ -118,6 +117,8 @@ def nnls_relative(design: FloatArray, target: FloatArray, measured: FloatArray) 
     weighted = design / measured[:, None]
     scale = np.max(np.abs(weighted), axis=0)
     scale[scale == 0] = 1.0
+    from scipy.optimize import nnls  # at use: keeps scipy.optimize out of start-up
+
     solution, _ = nnls(weighted / scale, target / measured, maxiter=50 * design.shape[1])
     return np.asarray(solution / scale, dtype=np.float64)
 
@@ -129,6 +130,8 @@ def bounded_relative(design: FloatArray, target: FloatArray, measured: FloatArra
     weighted = design / measured[:, None]
     scale = np.max(np.abs(weighted), axis=0)
     scale[scale == 0] = 1.0
+    from scipy.optimize import lsq_linear  # at use: keeps scipy.optimize out of start-up
+
     res = lsq_linear(weighted / scale, target / measured, bounds=(0.0, upper * scale), method="bvls")
     return np.asarray(res.x / scale, dtype=np.float64)
 
@@ -416,6 +419,8 @@ def fit_mixed(
     best: FloatArray | None = None
     best_cost = math.inf
     for start in _branch_starts(default, c, a, n, x, t, low):
+        from scipy.optimize import least_squares  # at use: keeps scipy.optimize out of start-up
+
         sol = least_squares(residuals, start * scale, bounds=(0.0, np.inf), method="trf", x_scale=1.0)
         if sol.cost < best_cost:
             best, best_cost = np.asarray(sol.x / scale, dtype=np.float64), float(sol.cost)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sim.predictors import Prediction, auc_score, predictor_scores
 from sim.predictors.evaluate import expected_calibration_error
@@ -47,3 +49,15 @@ def test_predictor_scores():
     assert s["mae"] == np.mean(np.abs(pred.quality - quality))
     assert s["auc"] == 1.0 and s["n_pairs"] == 4
     assert s["coverage_target"] == "true_prob" and s["std_coverage"] == 0.75  # |0.9 - 0.7| > 0.15
+
+
+@settings(deadline=None)  # the first example imports scipy.stats
+@given(st.lists(st.sampled_from([0.0, 0.1, 0.5, 0.5, 1.0, -2.0, 3.25]), max_size=60))
+def test_average_ranks_is_scipys_rankdata(values: list[float]) -> None:
+    """The numpy ranks used for AUC (scipy.stats stays out of start-up) equal scipy's average ranks."""
+    from scipy.stats import rankdata
+
+    from sim.predictors.evaluate import average_ranks
+
+    x = np.array(values, dtype=np.float64)
+    assert np.array_equal(average_ranks(x), rankdata(x) if x.size else np.zeros(0))

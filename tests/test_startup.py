@@ -1,0 +1,45 @@
+"""Start-up stays light (issue 14): ``llmsim validate`` on the default scenario imports neither
+scipy.optimize, scipy.stats, scipy.sparse nor networkx — the batch policies, the allocation optimiser,
+the kNN predictor and the profile fitter load them on first use. Checked by module presence, not by
+time (timings live in benchmarks/). And the lazy tables name exactly what the modules register."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+HEAVY = ("scipy.optimize", "scipy.stats", "scipy.sparse", "networkx")
+
+
+def test_validate_imports_no_heavy_module() -> None:
+    code = (
+        "import sys\n"
+        "from sim.cli import app\n"
+        "sys.argv = ['llmsim', 'validate', 'scenarios/quickstart.yaml']\n"
+        "try:\n    app()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+
+
+def test_lazy_policy_table_matches_the_batch_modules() -> None:
+    from policies import registry
+
+    for name, module in registry.LAZY.items():
+        importlib.import_module(module)
+        assert registry._REGISTRY[name].__module__ == module
+    import policies.batch  # noqa: F401  every batch module
+    batch = {n for n, c in registry._REGISTRY.items() if c.__module__.startswith("policies.batch")}
+    assert batch == set(registry.LAZY)
+    assert set(registry.available_policies()) == set(registry._REGISTRY)
+
+
+def test_lazy_predictor_table_resolves() -> None:
+    from sim.predictors import KNN, PREDICTORS
+
+    assert PREDICTORS["knn"] is KNN
+    assert sorted(PREDICTORS) == ["knn", "noisy_oracle", "task_mean"]
+    for name in PREDICTORS:
+        assert PREDICTORS[name].__name__.lower().replace("_", "") == name.replace("_", "") or name == "knn"
