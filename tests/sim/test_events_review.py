@@ -101,3 +101,74 @@ def test_mmc_failure_waits_follow_erlang_c_at_c_minus_one() -> None:
     row = res.summary["events"][0]
     assert row["requests_hit"] == row["requeued"] == res.summary["queries"]["retried"]
     assert res.summary["queries"]["lost"] == 0
+
+
+# --- 2. the shipped node-failure scenario and variants a user would try -------------------------------------
+
+def nf(events: list[dict[str, Any]], scheduler: str = "reserve", queue: str = "shared", **over: Any) -> dict[str, Any]:
+    """scenarios/whatif_node_failure.yaml shortened to 200 s (about 1,000 arrivals)."""
+    data = load("whatif_node_failure.yaml", duration_s=200.0, events=events, **over)
+    for d in data["deployments"]:
+        d.update(scheduler=scheduler, queue=queue)
+    return data
+
+
+MIXED = [
+    # every llama-70b instance down, then back; both llama-8b instances down for good later on
+    {"kind": "node_failure", "at_s": 60.0, "deployment": 1, "count": 3, "recover_at_s": 90.0},
+    {"kind": "node_failure", "at_s": 150.0, "deployment": 0, "instances": [0, 1]},
+    # overlapping burst and lull, and back-to-back windows of one instance
+    {"kind": "rate_change", "start_s": 40.0, "end_s": 120.0, "multiplier": 2.0},
+    {"kind": "rate_change", "start_s": 100.0, "end_s": 170.0, "multiplier": 0.5},
+    {"kind": "node_failure", "at_s": 100.0, "deployment": 1, "instances": [2], "recover_at_s": 120.0},
+    {"kind": "node_failure", "at_s": 120.0, "deployment": 1, "instances": [2], "recover_at_s": 140.0},
+    {"kind": "price_change", "at_s": 80.0, "model": "llama-70b", "multiplier": 1.5},
+]
+
+
+@pytest.mark.parametrize("scheduler", ["reserve", "paged"])
+@pytest.mark.parametrize("queue", ["shared", "per_instance"])
+@pytest.mark.parametrize("mode", ["requeue", "lose"])
+def test_mixed_events_account_for_every_request(scheduler: str, queue: str, mode: str) -> None:
+    events = [{**e, "on_failure": mode} if e["kind"] == "node_failure" else e for e in MIXED]
+    res = run_dict(nf(events, scheduler, queue))
+    check_accounting(res)
+    check_down_windows(res)
+    q = res.summary["queries"]
+    assert q["running"] == q["pending"] == 0
+    rows = res.summary["events"]
+    assert [r["kind"] for r in rows] == [e["kind"] for e in MIXED]
+    # the llama-8b deployment never comes back: nothing decided after 150 s runs on it
+    req = res.requests
+    late = req[(req.decision_s > 150.0) & (req.status == "completed")]
+    assert not (late.model == "llama-8b").any()
+    # requests_hit splits into requeued + lost at the failure
+    for r in rows:
+        if r["kind"] == "node_failure":
+            assert r["requests_hit"] == r["requeued"] + r["lost"]
+    if mode == "lose":
+        assert q["retried"] == 0
+
+
+def test_rate_change_rows_count_the_arrivals_in_their_window() -> None:
+    res = run_dict(nf(MIXED))
+    t = res.requests.arrival_s.to_numpy()
+    for row in res.summary["events"]:
+        if row["kind"] == "rate_change":
+            assert row["arrivals_in_window"] == int(((t >= row["start_s"]) & (t < row["end_s"])).sum())
+        if row["kind"] == "price_change":
+            req = res.requests
+            after = (req.model == row["model"]) & (req.decision_s >= row["at_s"])
+            assert row["queries_decided_after"] == int(after.sum())
+
+
+def test_failure_at_zero_and_drain_false_cut_off() -> None:
+    """A failure at t = 0 (arrivals at 0 routed first) and a run cut off at the arrivals' end: the
+    unfinished requests are counted running/pending, not lost."""
+    ev = [{"kind": "node_failure", "at_s": 0.0, "deployment": 1, "count": 2, "recover_at_s": 30.0},
+          {"kind": "node_failure", "at_s": 150.0, "deployment": 1, "instances": [2]}]
+    res = run_dict(nf(ev, drain=False))
+    check_accounting(res)
+    q = res.summary["queries"]
+    assert q["running"] + q["pending"] > 0
+    check_down_windows(res)
