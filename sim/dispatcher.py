@@ -25,6 +25,7 @@ A policy that routes on the true quality (``needs_true_quality``: the oracle) is
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -87,7 +88,8 @@ class BatchLog:
     time: list[float] = field(default_factory=list)
     size: list[int] = field(default_factory=list)
     status: list[str] = field(default_factory=list)
-    solve_time_s: list[float] = field(default_factory=list)
+    solve_time_s: list[float] = field(default_factory=list)  # the policy call (its share when decided up front)
+    routing_time_s: list[float] = field(default_factory=list)  # the whole routing path (wall clock), see route()
     predicted_cost: list[float] = field(default_factory=list)
     budget: list[float] = field(default_factory=list)
     predicted_mean_quality: list[float] = field(default_factory=list)
@@ -240,6 +242,10 @@ class Dispatcher:
 
     # -- routing ------------------------------------------------------------------
     def route(self, ids: np.ndarray) -> None:
+        """Decide a batch and hand it to the models. The batch log's ``routing_time_s`` is the wall time
+        of this whole path — capacities, latency estimates, the problem object, the policy, the checks,
+        refusals and submission — since that, not the policy call alone, is what a router costs."""
+        t0 = time.perf_counter()
         n = len(ids)
         budget = None if self.budget_per_query is None else self.budget_per_query * n
         if self.precomputed is not None:
@@ -292,7 +298,8 @@ class Dispatcher:
         cost = float(self.rec.predicted_cost[rows].sum()) if self._price_t else float(
             self.inputs.predicted_cost[rows, cols].sum())
         quality = float(self._judged_quality[rows, cols].sum()) / n
-        self._account(n, status, solve_time, cost, quality, budget, int(n - rows.size), policy_violations)
+        self._account(n, status, solve_time, cost, quality, budget, int(n - rows.size), policy_violations,
+                      time.perf_counter() - t0)
 
     # -- prices ---------------------------------------------------------------------
     def price_factor(self) -> np.ndarray | None:
@@ -355,6 +362,7 @@ class Dispatcher:
 
     def _route_single(self, rid: int) -> None:
         """One query, decided up front: the same bookkeeping as :meth:`route`, with Python scalars."""
+        t0 = time.perf_counter()
         assert self._single is not None
         choice, pcost, pqual = self._single
         now = self.env.now
@@ -362,9 +370,9 @@ class Dispatcher:
         served = self._serve_one(rid, choice[rid])
         if not served:
             self._rejected(1)
-        self._account(1, STATUS_FEASIBLE, self._precompute_time_s / len(choice),
-                      pcost[rid] if served else 0.0, pqual[rid] if served else 0.0,
-                      self.budget_per_query, 0 if served else 1, [])
+        share = self._precompute_time_s / len(choice)
+        self._account(1, STATUS_FEASIBLE, share, pcost[rid] if served else 0.0, pqual[rid] if served else 0.0,
+                      self.budget_per_query, 0 if served else 1, [], share + time.perf_counter() - t0)
 
     def _serve_one(self, rid: int, j: int) -> bool:
         """Record the decision for query ``rid`` (model ``j``, -1 = reject) and submit it; False if not served."""
@@ -409,6 +417,7 @@ class Dispatcher:
         budget: float | None,
         rejected: int,
         policy_violations: list[str],
+        routing_time_s: float,
     ) -> None:
         """Count budget/floor violations of what is served, and log the batch."""
         violations = list(policy_violations)
@@ -428,6 +437,7 @@ class Dispatcher:
         log.size.append(n)
         log.status.append(status)
         log.solve_time_s.append(solve_time_s)
+        log.routing_time_s.append(routing_time_s)
         log.predicted_cost.append(cost)
         log.budget.append(np.nan if budget is None else budget)
         log.predicted_mean_quality.append(mean_quality)

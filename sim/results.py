@@ -160,6 +160,7 @@ def batches_frame(log: Any) -> pd.DataFrame:
             "size": log.size,
             "status": log.status,
             "solve_time_s": log.solve_time_s,
+            "routing_time_s": log.routing_time_s,
             "predicted_cost_usd": log.predicted_cost,
             "budget_usd": log.budget,
             "predicted_mean_quality": log.predicted_mean_quality,
