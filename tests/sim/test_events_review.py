@@ -6,17 +6,16 @@ document a mismatch between docs/events.md and the code found in the review."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from sim.cli import app
 from sim.config import parse_scenario
 from sim.runner import RunResult, run
 from sim.workload.build import build_arrivals
@@ -256,3 +255,40 @@ def test_burst_leaves_the_requests_before_its_window_unchanged() -> None:
     x = burst.requests[burst.requests.arrival_s < 120.0]
     assert list(b.query_id) == list(x.query_id)
     assert np.array_equal(b.prompt_tokens, x.prompt_tokens)
+
+
+# --- 6. from the command line -----------------------------------------------------------------------------
+
+cli = CliRunner()
+
+
+def test_cli_runs_with_events_are_byte_deterministic(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.yaml"
+    path.write_text(yaml.safe_dump(nf(MIXED, "paged", "per_instance")))
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"run{k}"
+        result = cli.invoke(app, ["run", str(path), "--out", str(out), "-q"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        outs.append((out / "summary.json").read_bytes())
+    assert outs[0] == outs[1]
+    assert "events" in json.loads(outs[0])
+
+
+@pytest.mark.parametrize(("override", "needle"), [
+    ("events=[{kind: node_failure, at_s: 50, deployment: 1, instances: [3]}]", "events[0].instances[0]"),
+    ("events=[{kind: price_change, at_s: 50, model: gpt-9, multiplier: 2}]", "events[0].model"),
+    ("events=[{kind: rate_change, start_s: 250, end_s: 300, multiplier: 2}]", "events[0].start_s"),
+    ("events.0.recover_at_s=10", "recover_at_s"),
+])
+@pytest.mark.parametrize("command", ["run", "whatif"])
+def test_bad_events_from_set_fail_cleanly(tmp_path: Path, override: str, needle: str, command: str) -> None:
+    path = tmp_path / "nf.yaml"
+    path.write_text(yaml.safe_dump(nf([{"kind": "node_failure", "at_s": 50.0, "deployment": 1, "count": 1}])))
+    out = tmp_path / "out"
+    args = [command, str(path), "--set", override, "--out", str(out)] + (["--seeds", "1"] if command == "whatif" else [])
+    result = cli.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and needle in result.output and str(path) in result.output
+    assert result.output.count("error") == 1
+    assert not out.exists()
