@@ -292,3 +292,39 @@ def test_bad_events_from_set_fail_cleanly(tmp_path: Path, override: str, needle:
     assert "Traceback" not in result.output and needle in result.output and str(path) in result.output
     assert result.output.count("error") == 1
     assert not out.exists()
+
+
+# --- 7. the up-front decision shortcut (per-query rules at window 0) is off with no visible change ---------
+
+@pytest.mark.parametrize("policy", ["least_loaded", "latency_aware", "cheapest"])
+def test_price_change_by_one_keeps_per_query_decisions(policy: str) -> None:
+    """A x1 price change turns the shortcut off (docs/events.md); batch-by-batch decisions must be the
+    ones the shortcut takes, for load-aware rules too."""
+    plain = run_dict(nf([], router={"policy": policy})).requests
+    ev = [{"kind": "price_change", "at_s": 10.0, "model": "llama-70b", "multiplier": 1.0}]
+    routed = run_dict(nf(ev, router={"policy": policy})).requests
+    assert list(plain.model) == list(routed.model)
+    np.testing.assert_array_equal(plain.finish_s.to_numpy(), routed.finish_s.to_numpy())
+
+
+# --- 8. a replayed trace with prefix caching -----------------------------------------------------------------
+
+@pytest.mark.slow
+def test_mooncake_trace_failure_and_burst() -> None:
+    data = load("mooncake_prefix.yaml")
+    path = (SCENARIOS / data["workload"]["arrivals"]["path"]).resolve()
+    if not path.exists():
+        pytest.skip(f"trace not available: {path}")
+    data["workload"]["arrivals"]["path"] = str(path)
+    data["deployments"][0]["queue"] = "per_instance"
+    data["events"] = [
+        {"kind": "node_failure", "at_s": 1000.0, "deployment": 0, "instances": [1, 2], "recover_at_s": 1600.0},
+        {"kind": "rate_change", "start_s": 2000.0, "end_s": 2400.0, "multiplier": 1.5},
+        {"kind": "rate_change", "start_s": 2500.0, "end_s": 3000.0, "multiplier": 0.3},
+    ]
+    res = run_dict(data)
+    check_accounting(res)
+    check_down_windows(res)
+    t = res.requests.arrival_s.to_numpy()
+    for row in res.summary["events"][1:]:
+        assert row["arrivals_in_window"] == int(((t >= row["start_s"]) & (t < row["end_s"])).sum())
