@@ -2,6 +2,7 @@
 
     python benchmarks/solvers.py            # full table: (100,4), (1000,8), (10000,16)
     python benchmarks/solvers.py --quick    # smoke run: small sizes, one repeat
+    python benchmarks/solvers.py --tied     # only the tied 50 × 11 row (milp / robust ≤ 50 ms)
 
 For every size and problem form it prints the median solve time over a few repeats and the
 optimality gap against milp (relative; "—" when milp did not finish within its time limit or the
@@ -12,6 +13,10 @@ Problems are random but realistic (:func:`make_problem`): quality from a logisti
 model, per-query costs 1e-5..1e-2 USD, the budget between the cheapest and the strongest model's
 total cost, α between the cheapest and the best reachable mean quality, the strongest model able to
 take ~30 % of the batch.
+
+``--tied`` measures issue 14's row instead: one RouterBench-like 50 × 11 batch whose predicted
+quality is tied per task, as the ``task_mean`` predictor makes it (:func:`make_tied_problem`), solved by
+milp and robust in every form (budget; α; α and budget), the slowest median printed against 50 ms.
 """
 
 from __future__ import annotations
@@ -72,6 +77,71 @@ def make_problem(n: int, m: int, form: str = "max_quality", seed: int = 0, *, ti
     raise ValueError(f"unknown form {form!r}")
 
 
+# RouterBench's 11 models: (price in, price out) USD/token, and accuracy per task, roughly as published
+# (withmartian/routerbench, per-eval means). Rows: tasks; columns: models in TIED_MODELS order.
+TIED_MODELS = ("gpt-4", "gpt-3.5", "claude-v2", "claude-v1", "claude-instant", "llama-2-70b",
+               "mixtral-8x7b", "yi-34b", "code-llama-34b", "wizardlm-13b", "mistral-7b")
+TIED_PRICES = np.array([(1e-5, 3e-5), (1e-6, 2e-6), (8e-6, 2.4e-5), (8e-6, 2.4e-5), (8e-7, 2.4e-6),
+                        (9e-7, 9e-7), (6e-7, 6e-7), (8e-7, 8e-7), (7.76e-7, 7.76e-7), (3e-7, 3e-7),
+                        (1e-7, 2e-7)])
+TIED_ACCURACY = np.array([
+    # gpt4  gpt35 cl-v2 cl-v1 cl-in l2-70 mixtr yi-34 cl-34 wiz13 mis7b
+    [0.828, 0.679, 0.638, 0.613, 0.581, 0.563, 0.676, 0.735, 0.486, 0.508, 0.561],  # mmlu
+    [0.921, 0.651, 0.542, 0.601, 0.527, 0.383, 0.591, 0.806, 0.338, 0.431, 0.437],  # hellaswag
+    [0.965, 0.845, 0.884, 0.885, 0.819, 0.687, 0.837, 0.884, 0.546, 0.593, 0.641],  # arc-challenge
+    [0.842, 0.605, 0.591, 0.613, 0.546, 0.500, 0.579, 0.719, 0.529, 0.510, 0.507],  # winogrande
+    [0.655, 0.602, 0.638, 0.593, 0.523, 0.315, 0.521, 0.460, 0.414, 0.337, 0.379],  # gsm8k
+    [0.697, 0.663, 0.529, 0.579, 0.467, 0.273, 0.383, 0.328, 0.430, 0.272, 0.225],  # mbpp
+    [0.928, 0.856, 0.825, 0.841, 0.803, 0.788, 0.866, 0.773, 0.624, 0.738, 0.713],  # mt-bench
+    [0.617, 0.479, 0.452, 0.432, 0.397, 0.334, 0.446, 0.434, 0.311, 0.349, 0.333],  # ceval-ish
+])
+TIED_FORMS = ("max_quality", "min_cost", "both")
+TIED_TARGET_S = 0.050
+
+
+def make_tied_problem(n: int = 50, m: int = 11, form: str = "max_quality", seed: int = 0, *,
+                      n_tasks: int | None = None, tightness: float = 0.4) -> RoutingProblem:
+    """A RouterBench-like batch whose quality is tied per task (the ``task_mean`` predictor's output).
+
+    Every query of a task has the same quality and std row (the task's training mean and binomial
+    standard error); costs differ per query through its prompt length (input tokens, lognormal) and
+    the task's mean output length per model. ``m`` ≤ 11 keeps the first ``m`` models, ``n_tasks``
+    (default 5–8 at random) the first tasks of :data:`TIED_ACCURACY`. Capacities bind on the two
+    strongest models. ``form``: ``max_quality`` (budget), ``min_cost`` (α) or ``both``; the budget
+    and α sit ``tightness`` of the way between their cheapest and most generous values.
+    """
+    rng = np.random.default_rng(seed)
+    if not 1 <= m <= len(TIED_MODELS):
+        raise ValueError(f"m must be within 1..{len(TIED_MODELS)}, got {m}")
+    t_count = int(rng.integers(5, 9)) if n_tasks is None else n_tasks
+    acc = TIED_ACCURACY[:t_count, :m]
+    task = rng.integers(0, t_count, n)
+    quality = acc[task]
+    count = rng.integers(50, 400, t_count)  # training queries per task
+    std = np.sqrt(acc * (1 - acc) / count[:, None])[task]
+    prompt = np.round(rng.lognormal(np.log(300), 0.8, n))
+    out_task = np.round(rng.lognormal(np.log(150), 0.6, (t_count, m)))  # per-task per-model mean
+    cost = prompt[:, None] * TIED_PRICES[None, :m, 0] + out_task[task] * TIED_PRICES[None, :m, 1]
+    capacity = np.full(m, np.inf)
+    strong = np.argsort(-acc.mean(axis=0))[: min(2, m)]
+    capacity[strong] = np.ceil(np.array([0.2, 0.3])[: strong.size] * n)
+    common = dict(quality=quality, cost=cost, capacity=capacity, quality_std=std)
+    cheapest = float(cost.min(axis=1).sum())
+    dearest = float(cost.max(axis=1).sum())
+    budget = cheapest + tightness * (dearest - cheapest)
+    if form == "max_quality":
+        return RoutingProblem(**common, budget=budget)
+    if form not in ("min_cost", "both"):
+        raise ValueError(f"unknown form {form!r}")
+    cheap_q = float(quality[np.arange(n), cost.argmin(axis=1)].mean())
+    best = solve(RoutingProblem(quality=quality, cost=cost, capacity=capacity), "lagrangian")
+    alpha = cheap_q + (1 - tightness) * (best.mean_quality - cheap_q)
+    if form == "min_cost":
+        return RoutingProblem(**common, min_quality=alpha)
+    best_cost = float(best.total_cost)  # α is reachable within this spend
+    return RoutingProblem(**common, min_quality=alpha, budget=best_cost + 0.2 * abs(dearest - best_cost))
+
+
 @dataclass
 class Cell:
     time_s: float
@@ -128,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, one repeat (smoke run)")
     ap.add_argument("--repeats", type=int, default=None, help="repeats per cell (median reported)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tied", action="store_true", help="only the tied 50 × 11 row (milp / robust)")
     args = ap.parse_args(argv)
+    if args.tied:
+        return tied_main(args.repeats or 5, args.seed)
     sizes = QUICK_SIZES if args.quick else SIZES
     header = f"{'policy':<17}{'n×m':>10}  {'form':<12}{'time':>11}{'gap vs milp':>13}  status"
     print(header)
@@ -171,6 +244,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"target min_cost_flow 1000×8 {form}: ≤ 2 s — {fmt_time(cell.time_s)}: "
                   f"{'MET' if ok else 'NOT MET'}")
     return 0 if ok_all else 1
+
+
+def tied_main(repeats: int, seed: int) -> int:
+    """Issue 14's row: milp and robust on the tied 50 × 11 batch, every form, slowest median printed."""
+    worst = {"milp": 0.0, "robust": 0.0}
+    for form in TIED_FORMS:
+        problem = make_tied_problem(50, 11, form, seed)
+        for policy in worst:
+            cell = run(policy, problem, repeats)
+            worst[policy] = max(worst[policy], cell.time_s)
+            print(f"{policy:<8} 50×11 tied {form:<12}{fmt_time(cell.time_s):>11}  {cell.status:<10}"
+                  f"objective {cell.objective:.10g}")
+            sys.stdout.flush()
+    ok = max(worst.values()) <= TIED_TARGET_S
+    print(f"milp/robust 50×11 tied: {worst['milp'] * 1000:.1f} ms / {worst['robust'] * 1000:.1f} ms "
+          f"(target ≤ {TIED_TARGET_S * 1000:.0f} ms): {'MET' if ok else 'NOT MET'}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -15,6 +15,11 @@ and diagnosed exactly when HiGHS reports it, so the message names the constraint
 ``optimal`` means optimality is proven within ``mip_rel_gap`` — by HiGHS's branch-and-bound, or, on
 big batches, by the LP bound (:func:`_lp_round`); on the time limit the incumbent is returned as
 ``feasible`` (or, with no incumbent, the ``lagrangian`` answer).
+
+Small batches with tied quality rows (the ``task_mean`` predictor) skip HiGHS's branch-and-bound: see
+:mod:`policies.batch.small_exact` (``method = "lp_search"`` in ``info``). Its answer is optimal with no
+gap (HiGHS's is within ``mip_rel_gap``); where several assignments are optimal it may pick another one,
+with the same objective within 1e-9 relative and every constraint holding (tested against the plain MILP).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from policies.batch import feasibility
+from policies.batch import feasibility, small_exact
 from policies.batch.base import BatchPolicy, positive
 from policies.batch.dominance import dominated
 from policies.batch.lagrangian import solve_form
@@ -199,6 +204,12 @@ def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, 
         bad = feasibility.quick(budget_only)
     if bad is not None:
         return policy.infeasible(problem, bad, info=info)
+    if protect is None and lp_first is not True and small_exact.applies(form):
+        cols = small_exact.solve(form)
+        if cols is not None:
+            info.update(method="lp_search", mip_gap=0.0, bound=form.objective(cols))
+            return RoutingResult.build(problem, form.to_assignment(cols), STATUS_OPTIMAL, info=info)
+        info["lp_search"] = "gave up"
     start = time.perf_counter()
     model = build_model(form, protect=protect, prune=prune)
     if lp_first is None:

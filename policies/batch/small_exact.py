@@ -1,0 +1,321 @@
+"""Exact answer of a small batch without HiGHS's branch-and-bound: LP duals, reduced-cost fixing, search.
+
+Why: on small batches whose predicted quality is tied (the ``task_mean`` predictor gives every query of a
+task the same quality row), HiGHS's branch-and-bound spends 0.1–1 s in restarts, cuts and sub-MIPs on a
+50 × 11 model that its own reduced-cost fixing shrinks to ~25 binaries; the tie makes many assignments
+almost equally good, so the gap closes slowly. Here the same shrinking is done once, then the few queries
+that still have a choice are searched exhaustively in Python.
+
+The argument (weak duality, valid for *any* multipliers, not only optimal LP duals): for u free,
+μ ≥ 0 on the capacity rows and ν ≥ 0 on the side rows, let ``rc_ij = score_ij − u_i − μ_j − Σ_r ν_r row_rij``
+and ``D = Σ u_i + Σ μ_j cap_j + Σ_r ν_r rhs_r``. Every assignment x within capacity and the side rows has
+
+    value(x) = D + Σ_i rc_i,x(i) − Σ_j μ_j (cap_j − load_j) − Σ_r ν_r slack_r  ≤  D + Σ_i rc_i,x(i).
+
+With ``b_i = max_j rc_ij``, ``Zub = D + Σ b_i`` and ``loss_ij = b_i − rc_ij ≥ 0``: value(x) ≤ Zub − Σ loss.
+So an assignment beating the incumbent Z only uses pairs with ``loss ≤ Zub − Z``, and a partial assignment
+whose losses already exceed that is pruned. The search is exhaustive over what is left, so its answer is
+optimal (up to ``REL_EPS`` relative, float noise), which is at least as good as HiGHS's answer within
+``mip_rel_gap``. When several assignments are optimal, the one found may differ from HiGHS's, with the
+same objective. If the search needs more than ``max_nodes`` nodes it gives up (``None``) and the caller
+runs HiGHS as before, so a hard instance costs a few milliseconds more, never a wrong answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import linprog
+
+from policies.batch.linear_form import LinearForm
+from policies.batch.repair import improve, repair_capacity, repair_side
+from policies.problem import FloatArray, IntArray, ProblemForm
+from policies.result import TOL
+
+MAX_VARS = 4000  # n × k up to which the search is tried (the LP and the search stay in milliseconds)
+MAX_NODES = 5_000  # search nodes before giving up (HiGHS then runs as before)
+REL_EPS = 1e-10  # relative slack on "strictly better" (float noise of summing scores in another order)
+
+
+@dataclass(frozen=True)
+class SideRow:
+    """One side row ``Σ coef_ij x_ij ≤ rhs`` (scaled units) with the checker's slack ``tol``."""
+
+    coef: FloatArray
+    rhs: float
+    tol: float
+
+
+def side_rows(form: LinearForm) -> list[SideRow]:
+    """Every side row of the problem: the form's own, plus the budget when α and a budget are both set.
+
+    :class:`LinearForm` keeps only the α row in that case (see its docstring); ``milp`` models both.
+    """
+    rows: list[SideRow] = []
+    if form.row is not None and form.rhs is not None:
+        rows.append(SideRow(form.row, float(form.rhs), form.row_tol))
+    p = form.problem
+    if p.form is ProblemForm.MIN_COST and p.budget is not None:
+        coef = p.cost / form.cost_scale
+        if form.reject_col is not None:
+            coef = np.hstack([coef, np.zeros((form.n, 1))])
+        tol = 0.5 * TOL * max(1.0, float(p.budget)) / form.cost_scale
+        rows.append(SideRow(coef, float(p.budget) / form.cost_scale, tol))
+    return rows
+
+
+def applies(form: LinearForm) -> bool:
+    """Whether ``milp`` should try this module: a small batch with tied quality rows and no SLO terms.
+
+    Untied batches stay with HiGHS, which is fast on them; SLO penalties and forbidden pairs add a third
+    kind of coefficient that the staircase argument of :func:`staircase` does not cover.
+    """
+    p = form.problem
+    if form.n < 2 or form.n * form.k > MAX_VARS or form.forbidden is not None:
+        return False
+    if p.slo_penalty_matrix() is not None:
+        return False
+    return int(np.unique(form.quality, axis=0).shape[0]) < form.n
+
+
+def solve(form: LinearForm, max_nodes: int = MAX_NODES) -> IntArray | None:
+    """An optimal column per query, or ``None`` (LP not optimal, no feasible assignment found, too many
+    nodes): the caller then runs HiGHS, which also diagnoses infeasibility."""
+    rows = side_rows(form)
+    lp = _lp(form, rows)
+    if lp is None:
+        return None
+    incumbent = _incumbent(form, rows, np.argmax(lp.x, axis=1))
+    if incumbent is None:
+        # No repaired rounding (e.g. two side rows): the search's first leaf, then a search pruned by it.
+        first = _Search(form, rows, lp, None, max_nodes, first_only=True)
+        incumbent = first.run()
+        max_nodes -= first.nodes_used
+        if incumbent is None:
+            return None
+    return _Search(form, rows, lp, incumbent, max_nodes).run()
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """The LP's solution and the weak-duality bound of the module docstring."""
+
+    x: FloatArray  # (n, k) LP solution
+    zub: float  # D + Σ_i b_i
+    loss: FloatArray  # (n, k) b_i − rc_ij ≥ 0
+    mu: FloatArray  # (k,) capacity multipliers (0 on rows that cannot bind)
+    nu: FloatArray  # (rows,) side-row multipliers
+
+
+def _lp(form: LinearForm, rows: list[SideRow]) -> _Bound | None:
+    """LP relaxation through HiGHS: its solution, the bound ``Zub`` and the losses (module docstring)."""
+    n, k = form.n, form.k
+    a_eq = sp.kron(sp.eye(n, format="csr"), np.ones((1, k)), format="csr")
+    bind = np.nonzero(form.cap < n)[0]
+    blocks: list[sp.spmatrix] = []
+    if bind.size:
+        sel = sp.csr_matrix((np.ones(bind.size), (np.arange(bind.size), bind)), shape=(bind.size, k))
+        blocks.append(sp.kron(np.ones((1, n)), sel, format="csr"))
+    blocks += [sp.csr_matrix(r.coef.reshape(1, -1)) for r in rows]
+    b_ub = np.concatenate([form.cap[bind].astype(np.float64), [r.rhs for r in rows]])
+    res = linprog(-form.score.ravel(), A_ub=sp.vstack(blocks, format="csr") if blocks else None,
+                  b_ub=b_ub if blocks else None, A_eq=a_eq, b_eq=np.ones(n), bounds=(0, None),
+                  method="highs")
+    if res.status != 0 or res.x is None:
+        return None
+    u = -np.asarray(res.eqlin.marginals)
+    duals = np.maximum(-np.asarray(res.ineqlin.marginals), 0.0) if blocks else np.zeros(0)
+    mu = np.zeros(k)
+    mu[bind] = duals[: bind.size]
+    nu = duals[bind.size:]
+    rc = form.score - u[:, None] - mu[None, :]
+    for r, v in zip(rows, nu, strict=True):
+        rc = rc - v * r.coef
+    d = float(u.sum() + mu @ form.cap + sum(v * r.rhs for r, v in zip(rows, nu, strict=True)))
+    b = rc.max(axis=1)
+    return _Bound(np.asarray(res.x).reshape(n, k), d + float(b.sum()), b[:, None] - rc, mu, nu)
+
+
+def _feasible(form: LinearForm, rows: list[SideRow], cols: IntArray) -> bool:
+    """Capacity and every side row, with the slack :func:`policies.check_assignment` allows."""
+    if not form.cap_ok(cols):
+        return False
+    i = np.arange(form.n)
+    return all(float(r.coef[i, cols].sum()) - r.rhs <= r.tol for r in rows)
+
+
+def _incumbent(form: LinearForm, rows: list[SideRow], cols: IntArray) -> IntArray | None:
+    """LP rounding made feasible and improved by single-query moves (``None`` if that fails)."""
+    if len(rows) <= 1:
+        cols = improve(form, repair_side(form, repair_capacity(form, cols)))
+    return cols if _feasible(form, rows, cols) else None
+
+
+class _Search:
+    """Depth-first search over the queries that still have a choice after reduced-cost fixing.
+
+    A node's bound is the identity of the module docstring with what is already known: the losses of
+    the decided queries, capacity left unused for sure (``cap − load − what the rest could still add``)
+    and side-row slack left for sure (``rhs − side − the most the rest could still use``).
+    """
+
+    def __init__(self, form: LinearForm, rows: list[SideRow], bound: _Bound, incumbent: IntArray | None,
+                 max_nodes: int, first_only: bool = False) -> None:
+        self.form, self.rows, self.b = form, rows, bound
+        self.first_only, self.max_nodes = first_only, max_nodes
+        self.best = incumbent
+        self.best_value = -np.inf if incumbent is None else form.value(incumbent)
+        self.eps = REL_EPS * max(1.0, abs(bound.zub))
+        self.nodes_left = max_nodes
+        self.visited = 0
+        room = bound.zub - self.best_value + self.eps
+        cand = bound.loss <= room  # pairs that can appear in an assignment at least as good as the best
+        order = np.argsort(bound.loss, axis=1, kind="stable")
+        self.choices = [[int(j) for j in order[i] if cand[i, j]] for i in range(form.n)]
+        self.queue, self.group, self.rank = staircase(form, self.choices)
+        self._suffixes()
+
+    def _suffixes(self) -> None:
+        """Per position of the queue: its options, and the least and most row use and the counts of the
+        capacity-priced columns still to come. Plain Python lists: the search touches a few numbers
+        per node, where numpy's per-call overhead would dominate."""
+        n, nr, b = self.form.n, len(self.rows), self.b
+        self.priced = [int(j) for j in np.nonzero(b.mu > 0)[0]]
+        self.opts: list[list[tuple[int, float, tuple[float, ...], int]]] = []
+        lo, hi = [[0.0] * nr], [[0.0] * nr]
+        cnt = [[0] * len(self.priced)]
+        for p in range(n - 1, -1, -1):
+            i = self.queue[p]
+            rank = self.rank[i]
+            opts = [(j, float(b.loss[i, j]), tuple(float(r.coef[i, j]) for r in self.rows),
+                     -1 if rank is None else int(rank[j])) for j in self.choices[i]]
+            self.opts.append(opts)
+            lo.append([lo[-1][r] + min(o[2][r] for o in opts) for r in range(nr)])
+            hi.append([hi[-1][r] + max(o[2][r] for o in opts) for r in range(nr)])
+            cnt.append([c + any(o[0] == j for o in opts) for c, j in zip(cnt[-1], self.priced, strict=True)])
+        self.opts.reverse()
+        self.rest_lo, self.rest_hi, self.rest_cnt = lo[::-1], hi[::-1], cnt[::-1]
+        self.rhs = [r.rhs for r in self.rows]
+        self.tol = [r.tol for r in self.rows]
+        self.mu = [float(b.mu[j]) for j in self.priced]
+        self.nu = [float(v) for v in b.nu]
+        self.cap = [int(c) for c in self.form.cap]
+
+    def run(self) -> IntArray | None:
+        """The best assignment (``None`` when the search gave up or found nothing feasible)."""
+        if any(len(c) == 0 for c in self.choices):
+            return self.best
+        self.cols = np.zeros(self.form.n, dtype=np.int64)
+        self.load = [0] * self.form.k
+        self.side = [0.0] * len(self.rows)
+        self.last = [0] * (max(self.group, default=-1) + 1)
+        completed = self._dfs(0, 0.0)
+        return self.best if completed or (self.first_only and self.best is not None) else None
+
+    @property
+    def nodes_used(self) -> int:
+        return self.visited
+
+    def _bound(self, pos: int, lost: float) -> float:
+        """Upper bound on any completion of the queue's first ``pos`` decisions."""
+        z = self.b.zub - lost
+        for mu, j, c in zip(self.mu, self.priced, self.rest_cnt[pos], strict=True):
+            z -= mu * max(self.cap[j] - self.load[j] - c, 0)
+        for nu, rhs, side, hi, tol in zip(self.nu, self.rhs, self.side, self.rest_hi[pos], self.tol, strict=True):
+            z -= nu * max(rhs - side - hi, -tol)
+        return z
+
+    def _dfs(self, pos: int, lost: float) -> bool:
+        """Extend the partial assignment at ``pos``; ``False`` when the node budget ran out."""
+        self.nodes_left -= 1
+        self.visited += 1
+        if self.nodes_left < 0:
+            return False
+        if pos == len(self.queue):
+            self._leaf()
+            return True
+        have = self.best is not None
+        cut = self.best_value + self.eps
+        if have and self._bound(pos, lost) <= cut:
+            return True
+        i = self.queue[pos]
+        g = self.group[i]
+        floor = self.last[g]
+        load, side, nr = self.load, self.side, len(self.rows)
+        lo_next, limit = self.rest_lo[pos + 1], [r + t for r, t in zip(self.rhs, self.tol, strict=True)]
+        for j, loss, delta, rank in self.opts[pos]:
+            lj = lost + loss
+            if have and self.b.zub - lj <= cut:
+                break  # options are sorted by loss: the rest cannot do better either
+            if load[j] >= self.cap[j] or rank < floor and rank >= 0:
+                continue
+            if any(side[r] + delta[r] + lo_next[r] > limit[r] for r in range(nr)):
+                continue
+            if rank >= 0:
+                self.last[g] = rank
+            self.cols[i] = j
+            load[j] += 1
+            for r in range(nr):
+                side[r] += delta[r]
+            ok = self._dfs(pos + 1, lj)
+            load[j] -= 1
+            for r in range(nr):
+                side[r] -= delta[r]
+            self.last[g] = floor
+            if not ok:
+                return False
+            if self.best is not None and not have:
+                have, cut = True, self.best_value + self.eps
+        return True
+
+    def _leaf(self) -> None:
+        """A complete assignment: keep it when it is feasible (exactly re-checked) and better."""
+        cols = self.cols.copy()
+        value = self.form.value(cols)
+        if value > self.best_value + (self.eps if self.best is not None else 0.0) and _feasible(
+                self.form, self.rows, cols):
+            self.best, self.best_value = cols, value
+            if self.first_only:
+                self.nodes_left = -1  # stop: the caller only wants an incumbent
+
+
+def staircase(form: LinearForm, choices: list[list[int]]) -> tuple[list[int], list[int], list[IntArray | None]]:
+    """Search order and symmetry breaking for queries whose quality rows are tied.
+
+    Queries with identical quality rows (one task under ``task_mean``) differ only in cost, which enters
+    the objective or a side row as one linear function. Among assignments with the same number of a
+    group's queries per column, one of least cost is then optimal (same quality and loads, least cost),
+    and when the group's cost block is Monge — rows sorted by cost, columns by how fast their cost
+    grows with the query (``c_ij = prompt_i · price_j + b_j`` is) — a least-cost one is a staircase: down
+    the sorted rows, the column rank never decreases. So the search only builds staircases for such
+    groups. The Monge check allows float noise (1e-12 of the block's largest cost), far below the
+    checker's budget slack. Returns the queue (groups in turn, each in its sorted order), each query's
+    group, and each query's column ranks (``None``: no symmetry breaking for it).
+    """
+    n = form.n
+    _, inv = np.unique(form.quality, axis=0, return_inverse=True)
+    inv = np.asarray(inv).ravel()
+    cost = form.problem.cost / form.cost_scale
+    if form.reject_col is not None:
+        cost = np.hstack([cost, np.zeros((n, 1))])
+    queue: list[int] = []
+    rank: list[IntArray | None] = [None] * n
+    groups = sorted(range(int(inv.max()) + 1 if n else 0),
+                    key=lambda g: min(len(choices[i]) for i in np.nonzero(inv == g)[0]))
+    for g in groups:
+        members = np.nonzero(inv == g)[0]
+        block = cost[members]
+        rows = members[np.argsort(block.sum(axis=1), kind="stable")]
+        block = cost[rows]
+        cols = np.argsort(-(block[-1] - block[0]), kind="stable")
+        m = block[:, cols]
+        d = m[:-1, :-1] + m[1:, 1:] - m[:-1, 1:] - m[1:, :-1]
+        if rows.size > 1 and np.all(d <= 1e-12 * max(float(np.abs(m).max()), 1e-300)):
+            r = np.empty(form.k, dtype=np.int64)
+            r[cols] = np.arange(form.k)
+            for i in rows:
+                rank[int(i)] = r
+        queue += [int(i) for i in rows]
+    return queue, [int(g) for g in inv], rank
