@@ -328,3 +328,34 @@ def test_mooncake_trace_failure_and_burst() -> None:
     t = res.requests.arrival_s.to_numpy()
     for row in res.summary["events"][1:]:
         assert row["arrivals_in_window"] == int(((t >= row["start_s"]) & (t < row["end_s"])).sum())
+
+
+# --- 9. engine limits and busy time across many short failures ------------------------------------------------
+
+def flapping(n: int = 150) -> list[dict[str, Any]]:
+    """Each llama-70b instance in turn down for 50 or 350 ms every 0.7 s."""
+    return [{"kind": "node_failure", "at_s": 20.0 + 0.7 * k, "deployment": 1, "instances": [k % 3],
+             "recover_at_s": 20.0 + 0.7 * k + 0.05 + 0.3 * (k % 2)} for k in range(n)]
+
+
+@pytest.mark.parametrize("scheduler", ["reserve", "paged"])
+@pytest.mark.parametrize("queue", ["shared", "per_instance"])
+def test_flapping_instances_keep_every_invariant(scheduler: str, queue: str) -> None:
+    res = run_dict(nf(flapping(), scheduler, queue))
+    check_accounting(res)
+    check_down_windows(res)
+    inst = res.instances
+    assert (inst.max_running_seen <= inst.max_seqs).all()
+    assert (inst.max_kv_used_seen <= inst.kv_capacity_tokens).all()
+    rows = res.summary["events"]
+    assert sum(r["requeued"] for r in rows) == res.summary["queries"]["retried"] > 0
+
+
+def test_no_busy_time_accrues_while_down() -> None:
+    """docs/events.md: busy time stops at at_s and restarts at recover_at_s, so a failed instance is busy
+    at most (run length - down time)."""
+    ev = [{"kind": "node_failure", "at_s": 120.0, "deployment": 1, "count": 3, "recover_at_s": 240.0}]
+    res = run_dict(load("whatif_node_failure.yaml", events=ev))
+    busy = res.instances.set_index("instance").busy_time_s
+    for iid in res.summary["events"][0]["instance_ids"]:
+        assert busy[iid] <= res.summary["sim_time_s"] - 120.0 + 1e-9
