@@ -80,9 +80,11 @@ def applies(form: LinearForm) -> bool:
     return int(np.unique(form.quality, axis=0).shape[0]) < form.n
 
 
-def solve(form: LinearForm, max_nodes: int = MAX_NODES) -> IntArray | None:
-    """An optimal column per query, or ``None`` (LP not optimal, no feasible assignment found, too many
-    nodes): the caller then runs HiGHS, which also diagnoses infeasibility."""
+def solve(form: LinearForm, max_nodes: int | None = None) -> IntArray | None:
+    """An optimal column per query, or ``None`` (LP not optimal, no feasible assignment found, more than
+    ``max_nodes`` nodes, default :data:`MAX_NODES`): the caller then runs HiGHS, which also diagnoses
+    infeasibility."""
+    max_nodes = MAX_NODES if max_nodes is None else max_nodes
     rows = side_rows(form)
     lp = _lp(form, rows)
     if lp is None:
