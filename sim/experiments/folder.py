@@ -24,18 +24,28 @@ from sim.experiments.plan import Experiment, RunSpec
 RESULTS_CSV = "results.csv"
 
 
-def check_folder(folder: Path, kind: str) -> None:
+def role(manifest: dict[str, Any], kind: str | None = None) -> str:
+    """The command an experiment folder belongs to: a plan and a what-if are compare folders (the same
+    report contract) with a ``plan`` / ``whatif`` manifest entry, but only their own command may resume
+    them."""
+    return "plan" if manifest.get("plan") else "whatif" if manifest.get("whatif") else str(kind or manifest.get("kind"))
+
+
+def check_folder(folder: Path, kind: str, command: str | None = None) -> None:
     """Refuse a folder that exists with other content, or that holds another kind of experiment: an
-    experiment folder is created, or resumed by the same kind of command."""
+    experiment folder is created, or resumed by the same command (``command``: compare, sweep, whatif
+    or plan; default ``kind``)."""
+    command = command or kind
     try:
         if folder.exists() and (not folder.is_dir() or (any(folder.iterdir())
                                                         and not (folder / MANIFEST_FILE).exists())):
             raise InputError("exists and is not an llmsim experiment folder (no manifest.json); choose "
                              "another --out", file=folder)
         if (folder / MANIFEST_FILE).exists():
-            old = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8")).get("kind")
-            if old != kind:
-                raise InputError(f"holds a {old} experiment, not a {kind}; choose another --out", file=folder)
+            manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+            old = role(manifest) if isinstance(manifest, dict) else "unknown"
+            if old != command:
+                raise InputError(f"holds a {old} experiment, not a {command}; choose another --out", file=folder)
         folder.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot use the experiment folder: {getattr(exc, 'strerror', None) or exc}",
@@ -105,7 +115,7 @@ def run_experiment(
     """Run (or resume) every run of ``exp`` into ``folder``; write manifest and results; return results.
     ``on_start`` gets the number of runs still to simulate. On an interruption the results of every run
     whose folder is complete (also those a worker wrote but had not reported yet) are still written."""
-    check_folder(folder, exp.kind)
+    check_folder(folder, exp.kind, role(extra or {}, exp.kind))
     if not (extra or {}).get("match_spend"):
         (folder / MATCHED_SPEND_FILE).unlink(missing_ok=True)  # an earlier compare's; llmsim wrote it
     write_manifest(folder, exp, command, extra or {})

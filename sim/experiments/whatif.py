@@ -137,7 +137,10 @@ def check_whatif_folder(folder: Path) -> None:
     except (OSError, ValueError):
         manifest = {}
     if manifest is not None and (not isinstance(manifest, dict) or "whatif" not in manifest):
-        raise InputError("holds another experiment, not a what-if; choose another --out", file=folder)
+        from sim.experiments.folder import role
+
+        old = role(manifest) if isinstance(manifest, dict) else "unknown"
+        raise InputError(f"holds a {old} experiment, not a whatif; choose another --out", file=folder)
 
 
 def run_whatif(

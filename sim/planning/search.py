@@ -39,7 +39,10 @@ def check_plan_folder(folder: Path) -> None:
     except (OSError, ValueError):
         manifest = {}
     if manifest is not None and (not isinstance(manifest, dict) or "plan" not in manifest):
-        raise InputError("holds another experiment, not a plan; choose another --out", file=folder)
+        from sim.experiments.folder import role
+
+        old = role(manifest) if isinstance(manifest, dict) else "unknown"
+        raise InputError(f"holds a {old} experiment, not a plan; choose another --out", file=folder)
 
 
 def rate_cache_of(folder: Path) -> dict[str, Any]:

@@ -312,3 +312,13 @@ def test_traffic_beyond_the_inventory_is_refused_with_the_load_it_carries(tmp_pa
     carried = float(res.output.split("serves at most ")[1].split()[0])
     assert 0 < carried < 300
     assert not (tmp_path / "out").exists()
+
+
+def test_compare_and_whatif_do_not_take_over_a_plan_folder(tiny_plan: tuple[Path, Path]) -> None:
+    path, folder = tiny_plan
+    before = sorted(p.name for p in (folder / "runs").iterdir())
+    for args in (["compare", str(path), "--policies", "cheapest", "--seeds", "1"],
+                 ["whatif", str(path), "--set", "workload.arrivals.rate=5", "--seeds", "1"]):
+        res = cli(*args, "--out", str(folder), "-q")
+        assert res.exit_code == 2 and "plan experiment" in res.output, res.output
+    assert sorted(p.name for p in (folder / "runs").iterdir()) == before

@@ -179,5 +179,14 @@ def test_a_compare_folder_is_not_taken_over(scenario_file: Path, tmp_path: Path)
                "--jobs", "1").exit_code == 0
     before = (out / "manifest.json").read_text()
     res = cli("whatif", str(scenario_file), "--set", "router.window_s=0", "--out", str(out), "--jobs", "1")
-    assert res.exit_code == 2 and "not a what-if" in res.output
+    assert res.exit_code == 2 and "not a whatif" in res.output
     assert (out / "manifest.json").read_text() == before
+
+
+def test_compare_does_not_take_over_a_whatif_folder(scenario_file: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "wf"
+    assert cli("whatif", str(scenario_file), "--set", "workload.arrivals.rate=6", "--seeds", "1", "--out",
+               str(folder), "-q").exit_code == 0
+    res = runner.invoke(app, ["compare", str(scenario_file), "--policies", "cheapest", "--seeds", "1", "--out",
+                              str(folder), "-q"])
+    assert res.exit_code == 2 and "holds a whatif experiment, not a compare" in res.output
