@@ -176,14 +176,49 @@ class _Search:
         cand = bound.loss <= room  # pairs that can appear in an assignment at least as good as the best
         order = np.argsort(bound.loss, axis=1, kind="stable")
         self.choices = [[int(j) for j in order[i] if cand[i, j]] for i in range(form.n)]
-        self.queue, self.group, self.rank = staircase(form, self.choices)
+        queue, self.group, self.rank = staircase(form, self.choices)
+        self._fix_single(queue)
         self._suffixes()
+
+    def _fix_single(self, queue: list[int]) -> None:
+        """Assign the queries with one option up front; the search then branches on the others only.
+
+        Their columns bound the staircase of the free queries of their group: a free query's rank lies
+        between the largest rank fixed before it and the smallest fixed after it (``lo``/``hi``).
+        ``dead`` when the fixed ones alone break capacity or the staircase (nothing better exists).
+        """
+        n, k = self.form.n, self.form.k
+        self.cols = np.zeros(n, dtype=np.int64)
+        self.queue = [i for i in queue if len(self.choices[i]) > 1]
+        self.lo, self.hi = [0] * n, [k] * n
+        fixed = [i for i in queue if len(self.choices[i]) == 1]
+        for i in fixed:
+            self.cols[i] = self.choices[i][0]
+        self.base_load = np.bincount(self.cols[fixed], minlength=k) if fixed else np.zeros(k, dtype=np.int64)
+        self.dead = bool(np.any(self.base_load > self.form.cap))
+        for order in (queue, queue[::-1]):  # lo from the fixed before, hi from the fixed after
+            seen: dict[int, int] = {}
+            for i in order:
+                rank, g = self.rank[i], self.group[i]
+                if rank is None:
+                    continue
+                if len(self.choices[i]) == 1:
+                    r = int(rank[self.choices[i][0]])
+                    prev = seen.get(g)
+                    if prev is not None and (r < prev if order is queue else r > prev):
+                        self.dead = True
+                    seen[g] = r
+                elif g in seen:
+                    if order is queue:
+                        self.lo[i] = seen[g]
+                    else:
+                        self.hi[i] = seen[g]
 
     def _suffixes(self) -> None:
         """Per position of the queue: its options, and the least and most row use and the counts of the
         capacity-priced columns still to come. Plain Python lists: the search touches a few numbers
         per node, where numpy's per-call overhead would dominate."""
-        n, nr, b = self.form.n, len(self.rows), self.b
+        n, nr, b = len(self.queue), len(self.rows), self.b
         self.priced = [int(j) for j in np.nonzero(b.mu > 0)[0]]
         self.opts: list[list[tuple[int, float, tuple[float, ...], int]]] = []
         lo, hi = [[0.0] * nr], [[0.0] * nr]
@@ -207,11 +242,12 @@ class _Search:
 
     def run(self) -> IntArray | None:
         """The best assignment (``None`` when the search gave up or found nothing feasible)."""
-        if any(len(c) == 0 for c in self.choices):
+        if self.dead or any(len(c) == 0 for c in self.choices):
             return self.best
-        self.cols = np.zeros(self.form.n, dtype=np.int64)
-        self.load = [0] * self.form.k
-        self.side = [0.0] * len(self.rows)
+        self.load = [int(v) for v in self.base_load]
+        fixed = np.array([len(c) == 1 for c in self.choices])
+        i = np.nonzero(fixed)[0]
+        self.side = [float(r.coef[i, self.cols[i]].sum()) for r in self.rows]
         self.last = [0] * (max(self.group, default=-1) + 1)
         completed = self._dfs(0, 0.0)
         return self.best if completed or (self.first_only and self.best is not None) else None
@@ -244,14 +280,15 @@ class _Search:
             return True
         i = self.queue[pos]
         g = self.group[i]
-        floor = self.last[g]
+        last = self.last[g]
+        floor, ceil = max(last, self.lo[i]), self.hi[i]
         load, side, nr = self.load, self.side, len(self.rows)
         lo_next, limit = self.rest_lo[pos + 1], [r + t for r, t in zip(self.rhs, self.tol, strict=True)]
         for j, loss, delta, rank in self.opts[pos]:
             lj = lost + loss
             if have and self.b.zub - lj <= cut:
                 break  # options are sorted by loss: the rest cannot do better either
-            if load[j] >= self.cap[j] or rank < floor and rank >= 0:
+            if load[j] >= self.cap[j] or rank >= 0 and not floor <= rank <= ceil:
                 continue
             if any(side[r] + delta[r] + lo_next[r] > limit[r] for r in range(nr)):
                 continue
@@ -265,7 +302,7 @@ class _Search:
             load[j] -= 1
             for r in range(nr):
                 side[r] -= delta[r]
-            self.last[g] = floor
+            self.last[g] = last
             if not ok:
                 return False
             if self.best is not None and not have:
