@@ -89,15 +89,16 @@ def solve(form: LinearForm, max_nodes: int | None = None) -> IntArray | None:
     lp = _lp(form, rows)
     if lp is None:
         return None
-    incumbent = _incumbent(form, rows, np.argmax(lp.x, axis=1))
-    if incumbent is None:
-        # No repaired rounding (e.g. two side rows): the search's first leaf, then a search pruned by it.
-        first = _Search(form, rows, lp, None, max_nodes, first_only=True)
-        incumbent = first.run()
-        max_nodes -= first.nodes_used
-        if incumbent is None:
-            return None
-    return _Search(form, rows, lp, incumbent, max_nodes).run()
+    best = _incumbent(form, rows, np.argmax(lp.x, axis=1))
+    while True:
+        # Restart whenever the search halves the gap to the bound: fewer pairs stay candidates.
+        gap = np.inf if best is None else lp.zub - form.value(best)
+        search = _Search(form, rows, lp, best, max_nodes, stop_below=gap / 2)
+        found = search.run()
+        max_nodes -= search.nodes_used
+        if not search.stopped:
+            return found
+        best = found
 
 
 @dataclass(frozen=True)
@@ -149,9 +150,12 @@ def _feasible(form: LinearForm, rows: list[SideRow], cols: IntArray) -> bool:
 
 
 def _incumbent(form: LinearForm, rows: list[SideRow], cols: IntArray) -> IntArray | None:
-    """LP rounding made feasible and improved by single-query moves (``None`` if that fails)."""
-    if len(rows) <= 1:
-        cols = improve(form, repair_side(form, repair_capacity(form, cols)))
+    """LP rounding made feasible and improved by single-query moves (``None`` if that fails).
+
+    The moves know the form's own row only; with α and a budget, improving (cheaper at the same α)
+    never hurts the budget, and the result is checked against every row anyway.
+    """
+    cols = improve(form, repair_side(form, repair_capacity(form, cols)))
     return cols if _feasible(form, rows, cols) else None
 
 
@@ -164,9 +168,9 @@ class _Search:
     """
 
     def __init__(self, form: LinearForm, rows: list[SideRow], bound: _Bound, incumbent: IntArray | None,
-                 max_nodes: int, first_only: bool = False) -> None:
+                 max_nodes: int, stop_below: float = -np.inf) -> None:
         self.form, self.rows, self.b = form, rows, bound
-        self.first_only, self.max_nodes = first_only, max_nodes
+        self.stop_below, self.stopped = stop_below, False
         self.best = incumbent
         self.best_value = -np.inf if incumbent is None else form.value(incumbent)
         self.eps = REL_EPS * max(1.0, abs(bound.zub))
@@ -250,7 +254,7 @@ class _Search:
         self.side = [float(r.coef[i, self.cols[i]].sum()) for r in self.rows]
         self.last = [0] * (max(self.group, default=-1) + 1)
         completed = self._dfs(0, 0.0)
-        return self.best if completed or (self.first_only and self.best is not None) else None
+        return self.best if completed or self.stopped else None
 
     @property
     def nodes_used(self) -> int:
@@ -316,8 +320,9 @@ class _Search:
         if value > self.best_value + (self.eps if self.best is not None else 0.0) and _feasible(
                 self.form, self.rows, cols):
             self.best, self.best_value = cols, value
-            if self.first_only:
-                self.nodes_left = -1  # stop: the caller only wants an incumbent
+            if self.b.zub - value < self.stop_below:
+                self.stopped = True
+                self.nodes_left = -1  # stop: the caller restarts with this incumbent
 
 
 def staircase(form: LinearForm, choices: list[list[int]]) -> tuple[list[int], list[int], list[IntArray | None]]:
