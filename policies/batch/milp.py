@@ -204,8 +204,8 @@ def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, 
         bad = feasibility.quick(budget_only)
     if bad is not None:
         return policy.infeasible(problem, bad, info=info)
-    if protect is None and lp_first is not True and small_exact.applies(form):
-        cols = small_exact.solve(form)
+    if lp_first is not True and small_exact.applies(form, None if protect is None else protect[0]):
+        cols = small_exact.solve(form, protect=protect)
         if cols is not None:
             info.update(method="lp_search", mip_gap=0.0, bound=form.objective(cols))
             return RoutingResult.build(problem, form.to_assignment(cols), STATUS_OPTIMAL, info=info)

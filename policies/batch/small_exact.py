@@ -19,6 +19,11 @@ optimal (up to ``REL_EPS`` relative, float noise), which is at least as good as 
 ``mip_rel_gap``. When several assignments are optimal, the one found may differ from HiGHS's, with the
 same objective. If the search needs more than ``max_nodes`` nodes it gives up (``None``) and the caller
 runs HiGHS as before, so a hard instance costs a few milliseconds more, never a wrong answer.
+
+Robust's Bertsimas–Sim protection (Γ) adds ``milp``'s z and p_i to the LP; the same bound holds with
+the reduced costs of every variable, and complete assignments are judged on the protected quality
+(:class:`_Judge`), so the search stays exact. Its partial assignments are pruned on the nominal quality
+of the α row, which is never below the protected one.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from policies.problem import FloatArray, IntArray, ProblemForm
 from policies.result import TOL
 
 MAX_VARS = 4000  # n × k up to which the search is tried (the LP and the search stay in milliseconds)
+MAX_QUERIES = 500  # the search recurses once per query with a choice: stay far below Python's limit
 MAX_NODES = 5_000  # search nodes before giving up (HiGHS then runs as before)
 REL_EPS = 1e-10  # relative slack on "strictly better" (float noise of summing scores in another order)
 
@@ -46,16 +52,19 @@ class SideRow:
     coef: FloatArray
     rhs: float
     tol: float
+    protected: bool = False  # the α row under Bertsimas–Sim protection: coef is its nominal relaxation
 
 
-def side_rows(form: LinearForm) -> list[SideRow]:
+def side_rows(form: LinearForm, protected: bool = False) -> list[SideRow]:
     """Every side row of the problem: the form's own, plus the budget when α and a budget are both set.
 
     :class:`LinearForm` keeps only the α row in that case (see its docstring); ``milp`` models both.
+    ``protected``: the α row holds for the protected quality (robust with Γ).
     """
     rows: list[SideRow] = []
     if form.row is not None and form.rhs is not None:
-        rows.append(SideRow(form.row, float(form.rhs), form.row_tol))
+        alpha = form.row_name == "min_quality"
+        rows.append(SideRow(form.row, float(form.rhs), form.row_tol, protected and alpha))
     p = form.problem
     if p.form is ProblemForm.MIN_COST and p.budget is not None:
         coef = p.cost / form.cost_scale
@@ -66,39 +75,97 @@ def side_rows(form: LinearForm) -> list[SideRow]:
     return rows
 
 
-def applies(form: LinearForm) -> bool:
+def applies(form: LinearForm, delta: FloatArray | None = None) -> bool:
     """Whether ``milp`` should try this module: a small batch with tied quality rows and no SLO terms.
 
     Untied batches stay with HiGHS, which is fast on them; SLO penalties and forbidden pairs add a third
-    kind of coefficient that the staircase argument of :func:`staircase` does not cover.
+    kind of coefficient that the staircase argument of :func:`staircase` does not cover. ``delta``: the
+    robust deviations (Γ protection), which must be tied too.
     """
     p = form.problem
-    if form.n < 2 or form.n * form.k > MAX_VARS or form.forbidden is not None:
+    if form.n < 2 or form.n > MAX_QUERIES or form.n * form.k > MAX_VARS or form.forbidden is not None:
         return False
     if p.slo_penalty_matrix() is not None:
         return False
-    return int(np.unique(form.quality, axis=0).shape[0]) < form.n
+    return int(np.unique(_tie_key(form, delta), axis=0).shape[0]) < form.n
 
 
-def solve(form: LinearForm, max_nodes: int | None = None) -> IntArray | None:
+def _tie_key(form: LinearForm, delta: FloatArray | None) -> FloatArray:
+    """What must be equal for two queries to be interchangeable up to cost: quality (and δ)."""
+    return form.quality if delta is None else np.hstack([form.quality, delta])
+
+
+@dataclass(frozen=True)
+class _Judge:
+    """The objective and feasibility of a complete assignment, protected (Γ) or not.
+
+    With protection, the value (max-quality) and the α row (min-cost) use the protected quality: the
+    nominal total minus the Γ largest drops δ of the chosen pairs (a fractional Γ takes that share of
+    the next one) — the optimum of the model's z, p variables for this assignment.
+    """
+
+    form: LinearForm
+    rows: list[SideRow]
+    quality: FloatArray  # (n, k) nominal quality, reject column 0
+    delta: FloatArray | None = None  # (n, k) deviations, reject column 0
+    gamma: float = 0.0
+
+    def protected(self, cols: IntArray) -> float:
+        i = np.arange(self.form.n)
+        assert self.delta is not None
+        drops = np.sort(self.delta[i, cols])[::-1]
+        whole = min(int(np.floor(self.gamma)), drops.size)
+        loss = float(drops[:whole].sum())
+        if whole < drops.size:
+            loss += (self.gamma - whole) * float(drops[whole])
+        return float(self.quality[i, cols].sum()) - loss
+
+    def value(self, cols: IntArray) -> float:
+        if self.delta is None or self.form.problem.form is ProblemForm.MIN_COST:
+            return self.form.value(cols)
+        return self.protected(cols)
+
+    def feasible(self, cols: IntArray) -> bool:
+        """Capacity and every side row, with the slack :func:`policies.check_assignment` allows."""
+        if not self.form.cap_ok(cols):
+            return False
+        i = np.arange(self.form.n)
+        for r in self.rows:
+            used = -self.protected(cols) if r.protected else float(r.coef[i, cols].sum())
+            if used - r.rhs > r.tol:
+                return False
+        return True
+
+
+def solve(form: LinearForm, max_nodes: int | None = None,
+          protect: tuple[FloatArray, float] | None = None) -> IntArray | None:
     """An optimal column per query, or ``None`` (LP not optimal, no feasible assignment found, more than
     ``max_nodes`` nodes, default :data:`MAX_NODES`): the caller then runs HiGHS, which also diagnoses
-    infeasibility."""
+    infeasibility. ``protect``: robust's (δ (n, m), Γ), as in :func:`policies.batch.milp.build_model`.
+    """
     max_nodes = MAX_NODES if max_nodes is None else max_nodes
-    rows = side_rows(form)
-    lp = _lp(form, rows)
+    rows = side_rows(form, protected=protect is not None)
+    judge = _Judge(form, rows, _pad(form, form.quality),
+                   None if protect is None else _pad(form, np.asarray(protect[0], dtype=np.float64)),
+                   0.0 if protect is None else float(protect[1]))
+    lp = _lp(form, judge)
     if lp is None:
         return None
-    best = _incumbent(form, rows, np.argmax(lp.x, axis=1))
+    best = _incumbent(form, judge, np.argmax(lp.x, axis=1))
     while True:
         # Restart whenever the search halves the gap to the bound: fewer pairs stay candidates.
-        gap = np.inf if best is None else lp.zub - form.value(best)
-        search = _Search(form, rows, lp, best, max_nodes, stop_below=gap / 2)
+        gap = np.inf if best is None else lp.zub - judge.value(best)
+        search = _Search(judge, lp, best, max_nodes, stop_below=gap / 2)
         found = search.run()
         max_nodes -= search.nodes_used
         if not search.stopped:
             return found
         best = found
+
+
+def _pad(form: LinearForm, a: FloatArray) -> FloatArray:
+    """Append the reject column (all zeros) when the form has one."""
+    return np.hstack([a, np.zeros((form.n, 1))]) if form.reject_col is not None else a
 
 
 @dataclass(frozen=True)
@@ -112,51 +179,64 @@ class _Bound:
     nu: FloatArray  # (rows,) side-row multipliers
 
 
-def _lp(form: LinearForm, rows: list[SideRow]) -> _Bound | None:
-    """LP relaxation through HiGHS: its solution, the bound ``Zub`` and the losses (module docstring)."""
+def _lp(form: LinearForm, judge: _Judge) -> _Bound | None:
+    """LP relaxation through HiGHS: its solution, the bound ``Zub`` and the losses (module docstring).
+
+    Variables are x, then (with protection) z and p_i as in ``milp``'s model. The reduced costs come
+    from the LP's duals, ``rc = c − Aᵀy`` over every variable; z and p are not searched, so a positive
+    rc on them (float noise) is charged at their largest useful value (max δ) into ``Zub``.
+    """
     n, k = form.n, form.k
-    a_eq = sp.kron(sp.eye(n, format="csr"), np.ones((1, k)), format="csr")
+    rows, delta = judge.rows, judge.delta
+    nv = n * k + (0 if delta is None else n + 1)
     bind = np.nonzero(form.cap < n)[0]
     blocks: list[sp.spmatrix] = []
     if bind.size:
         sel = sp.csr_matrix((np.ones(bind.size), (np.arange(bind.size), bind)), shape=(bind.size, k))
         blocks.append(sp.kron(np.ones((1, n)), sel, format="csr"))
-    blocks += [sp.csr_matrix(r.coef.reshape(1, -1)) for r in rows]
-    b_ub = np.concatenate([form.cap[bind].astype(np.float64), [r.rhs for r in rows]])
-    res = linprog(-form.score.ravel(), A_ub=sp.vstack(blocks, format="csr") if blocks else None,
-                  b_ub=b_ub if blocks else None, A_eq=a_eq, b_eq=np.ones(n), bounds=(0, None),
-                  method="highs")
+    for r in rows:
+        extra = [judge.gamma] + [1.0] * n if r.protected else [0.0] * (nv - n * k)
+        blocks.append(sp.csr_matrix(np.concatenate([r.coef.ravel(), extra]).reshape(1, -1)))
+    b_ub = [form.cap[bind].astype(np.float64), np.array([r.rhs for r in rows])]
+    c = form.score.ravel()
+    if delta is not None:
+        # δ_i · x_i − z − p_i ≤ 0
+        blocks.append(sp.hstack([sp.block_diag([d.reshape(1, -1) for d in delta]),
+                                 -np.ones((n, 1)), -sp.eye(n)], format="csr"))
+        b_ub.append(np.zeros(n))
+        quality_objective = form.problem.form is not ProblemForm.MIN_COST
+        c = np.concatenate([c, [-judge.gamma if quality_objective else 0.0],
+                            np.full(n, -1.0 if quality_objective else 0.0)])
+    a_ub = sp.vstack([sp.csr_matrix(blk, shape=(blk.shape[0], nv)) for blk in blocks], format="csr") \
+        if blocks else None
+    a_eq = sp.hstack([sp.kron(sp.eye(n, format="csr"), np.ones((1, k))), sp.csr_matrix((n, nv - n * k))],
+                     format="csr")
+    b = np.concatenate(b_ub) if blocks else None
+    res = linprog(-c, A_ub=a_ub, b_ub=b, A_eq=a_eq, b_eq=np.ones(n), bounds=(0, None), method="highs")
     if res.status != 0 or res.x is None:
         return None
     u = -np.asarray(res.eqlin.marginals)
-    duals = np.maximum(-np.asarray(res.ineqlin.marginals), 0.0) if blocks else np.zeros(0)
+    y = np.maximum(-np.asarray(res.ineqlin.marginals), 0.0) if blocks else np.zeros(0)
+    rc = c - a_eq.T @ u - (a_ub.T @ y if a_ub is not None else 0.0)
+    d = float(u.sum() + (y @ b if b is not None else 0.0))
+    if delta is not None:
+        d += float(np.maximum(rc[n * k:], 0.0).sum()) * float(delta.max(initial=0.0))
     mu = np.zeros(k)
-    mu[bind] = duals[: bind.size]
-    nu = duals[bind.size:]
-    rc = form.score - u[:, None] - mu[None, :]
-    for r, v in zip(rows, nu, strict=True):
-        rc = rc - v * r.coef
-    d = float(u.sum() + mu @ form.cap + sum(v * r.rhs for r, v in zip(rows, nu, strict=True)))
-    b = rc.max(axis=1)
-    return _Bound(np.asarray(res.x).reshape(n, k), d + float(b.sum()), b[:, None] - rc, mu, nu)
+    mu[bind] = y[: bind.size]
+    nu = y[bind.size: bind.size + len(rows)]
+    rcx = rc[: n * k].reshape(n, k)
+    best = rcx.max(axis=1)
+    return _Bound(np.asarray(res.x)[: n * k].reshape(n, k), d + float(best.sum()), best[:, None] - rcx, mu, nu)
 
 
-def _feasible(form: LinearForm, rows: list[SideRow], cols: IntArray) -> bool:
-    """Capacity and every side row, with the slack :func:`policies.check_assignment` allows."""
-    if not form.cap_ok(cols):
-        return False
-    i = np.arange(form.n)
-    return all(float(r.coef[i, cols].sum()) - r.rhs <= r.tol for r in rows)
-
-
-def _incumbent(form: LinearForm, rows: list[SideRow], cols: IntArray) -> IntArray | None:
+def _incumbent(form: LinearForm, judge: _Judge, cols: IntArray) -> IntArray | None:
     """LP rounding made feasible and improved by single-query moves (``None`` if that fails).
 
     The moves know the form's own row only; with α and a budget, improving (cheaper at the same α)
     never hurts the budget, and the result is checked against every row anyway.
     """
     cols = improve(form, repair_side(form, repair_capacity(form, cols)))
-    return cols if _feasible(form, rows, cols) else None
+    return cols if judge.feasible(cols) else None
 
 
 class _Search:
@@ -167,12 +247,13 @@ class _Search:
     and side-row slack left for sure (``rhs − side − the most the rest could still use``).
     """
 
-    def __init__(self, form: LinearForm, rows: list[SideRow], bound: _Bound, incumbent: IntArray | None,
-                 max_nodes: int, stop_below: float = -np.inf) -> None:
-        self.form, self.rows, self.b = form, rows, bound
+    def __init__(self, judge: _Judge, bound: _Bound, incumbent: IntArray | None, max_nodes: int,
+                 stop_below: float = -np.inf) -> None:
+        form = judge.form
+        self.judge, self.form, self.rows, self.b = judge, form, judge.rows, bound
         self.stop_below, self.stopped = stop_below, False
         self.best = incumbent
-        self.best_value = -np.inf if incumbent is None else form.value(incumbent)
+        self.best_value = -np.inf if incumbent is None else judge.value(incumbent)
         self.eps = REL_EPS * max(1.0, abs(bound.zub))
         self.nodes_left = max_nodes
         self.visited = 0
@@ -180,7 +261,7 @@ class _Search:
         cand = bound.loss <= room  # pairs that can appear in an assignment at least as good as the best
         order = np.argsort(bound.loss, axis=1, kind="stable")
         self.choices = [[int(j) for j in order[i] if cand[i, j]] for i in range(form.n)]
-        queue, self.group, self.rank = staircase(form, self.choices)
+        queue, self.group, self.rank = staircase(form, self.choices, _tie_key(form, judge.delta))
         self._fix_single(queue)
         self._suffixes()
 
@@ -234,7 +315,8 @@ class _Search:
                      -1 if rank is None else int(rank[j])) for j in self.choices[i]]
             self.opts.append(opts)
             lo.append([lo[-1][r] + min(o[2][r] for o in opts) for r in range(nr)])
-            hi.append([hi[-1][r] + max(o[2][r] for o in opts) for r in range(nr)])
+            hi.append([np.inf if self.rows[r].protected else hi[-1][r] + max(o[2][r] for o in opts)
+                       for r in range(nr)])
             cnt.append([c + any(o[0] == j for o in opts) for c, j in zip(cnt[-1], self.priced, strict=True)])
         self.opts.reverse()
         self.rest_lo, self.rest_hi, self.rest_cnt = lo[::-1], hi[::-1], cnt[::-1]
@@ -316,19 +398,20 @@ class _Search:
     def _leaf(self) -> None:
         """A complete assignment: keep it when it is feasible (exactly re-checked) and better."""
         cols = self.cols.copy()
-        value = self.form.value(cols)
-        if value > self.best_value + (self.eps if self.best is not None else 0.0) and _feasible(
-                self.form, self.rows, cols):
+        value = self.judge.value(cols)
+        if value > self.best_value + (self.eps if self.best is not None else 0.0) and self.judge.feasible(cols):
             self.best, self.best_value = cols, value
             if self.b.zub - value < self.stop_below:
                 self.stopped = True
                 self.nodes_left = -1  # stop: the caller restarts with this incumbent
 
 
-def staircase(form: LinearForm, choices: list[list[int]]) -> tuple[list[int], list[int], list[IntArray | None]]:
+def staircase(form: LinearForm, choices: list[list[int]],
+              key: FloatArray | None = None) -> tuple[list[int], list[int], list[IntArray | None]]:
     """Search order and symmetry breaking for queries whose quality rows are tied.
 
-    Queries with identical quality rows (one task under ``task_mean``) differ only in cost, which enters
+    Queries with identical ``key`` rows (quality, and robust's δ; one task under ``task_mean``) differ
+    only in cost, which enters
     the objective or a side row as one linear function. Among assignments with the same number of a
     group's queries per column, one of least cost is then optimal (same quality and loads, least cost),
     and when the group's cost block is Monge — rows sorted by cost, columns by how fast their cost
@@ -339,7 +422,7 @@ def staircase(form: LinearForm, choices: list[list[int]]) -> tuple[list[int], li
     group, and each query's column ranks (``None``: no symmetry breaking for it).
     """
     n = form.n
-    _, inv = np.unique(form.quality, axis=0, return_inverse=True)
+    _, inv = np.unique(form.quality if key is None else key, axis=0, return_inverse=True)
     inv = np.asarray(inv).ravel()
     cost = form.problem.cost / form.cost_scale
     if form.reject_col is not None:

@@ -21,6 +21,7 @@ from policies import REJECT, RoutingProblem, check_assignment, solve
 from policies.batch import small_exact
 from policies.batch.linear_form import LinearForm
 from tests.policies.conftest import _load_benchmark, brute_force, objective_close
+from tests.policies.test_batch_robust import _brute_force_protected
 
 EXACT = {"mip_rel_gap": 0.0}
 
@@ -219,3 +220,71 @@ def test_rejection_column_is_searched() -> None:
     ref, _ = brute_force(problem)
     assert ref is not None and objective_close(res.objective, ref, rtol=1e-9, atol=1e-12)
     assert res.info["method"] == "lp_search" and np.sum(res.assignment == REJECT) == 1
+
+
+def test_one_model_many_queries_stays_within_the_recursion_limit() -> None:
+    """n × 1 fits MAX_VARS for large n; the query cap keeps the recursive search out of such batches."""
+    n = small_exact.MAX_QUERIES + 1
+    problem = RoutingProblem(quality=np.full((n, 1), 0.5), cost=np.full((n, 1), 1e-3), budget=1.0,
+                             allow_reject=True)
+    assert not small_exact.applies(LinearForm.from_problem(problem))
+    small = RoutingProblem(quality=np.full((300, 2), 0.5), cost=np.tile([1e-3, 2e-3], (300, 1)), budget=0.4)
+    res = solve(small, "milp", **EXACT)
+    assert res.info["method"] == "lp_search" and res.status == "optimal"
+    assert objective_close(res.objective, 150.0)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tied_problems(max_n=6, max_m=3), st.sampled_from([0.5, 1.0, 2.0, 3.5]))
+def test_robust_gamma_on_tied_problems_matches_enumeration(problem: RoutingProblem, gamma: float) -> None:
+    """Bertsimas–Sim (Γ < n): the search judges leaves on the protected quality; same optimum as
+    enumeration of the protected problem (the reference of tests/policies/test_batch_robust.py)."""
+    ref = _brute_force_protected(problem, 1.0, gamma)
+    res = solve(problem, "robust", kappa=1.0, gamma=gamma, **EXACT)
+    if ref is None:
+        assert res.status == "infeasible"
+        return
+    assert res.status == "optimal", res.message
+    ev = check_assignment(dataclasses.replace(problem, min_quality=None), res.assignment)
+    assert ev.feasible, ev.violations
+    if problem.min_quality is None:
+        got = res.info["robust_quality"]
+    else:
+        got = ev.total_cost
+        assert res.info["robust_mean_quality"] >= problem.min_quality - 1e-9
+    assert objective_close(got, ref, rtol=1e-9, atol=1e-12), (got, ref)
+
+
+@pytest.mark.parametrize("form", ["max_quality", "min_cost", "both"])
+def test_robust_gamma_on_benchmark_batches_matches_highs(form: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Γ = 3 on the benchmark's tied generator: the search's protected optimum equals HiGHS's (no gap)."""
+    problem = _load_benchmark().make_tied_problem(24, 7, form, 2)
+    fast = solve(problem, "robust", gamma=3.0, **EXACT)
+    assert fast.info["method"] == "lp_search"
+    monkeypatch.setattr(small_exact, "MAX_VARS", 0)  # the plain protected MILP
+    plain = solve(problem, "robust", gamma=3.0, **EXACT)
+    assert plain.info["method"] != "lp_search"
+    key = "robust_quality" if form == "max_quality" else "total_cost"
+    got = fast.info[key] if key in fast.info else fast.total_cost
+    want = plain.info[key] if key in plain.info else plain.total_cost
+    assert objective_close(got, want, rtol=1e-9, atol=1e-12), (got, want)
+    assert check_assignment(problem, fast.assignment).feasible
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.25, 4.0, 7.0])
+def test_leaves_are_judged_on_robusts_protected_quality(gamma: float) -> None:
+    """The search's leaf value is robust's own protected quality (Γ largest drops, a fractional share)."""
+    from policies.batch.robust import protected_quality
+
+    rng = np.random.default_rng(int(gamma * 4))
+    n, m = 6, 3
+    quality = np.round(rng.random((n, m)), 2)
+    delta = np.round(rng.random((n, m)) * 0.2, 3)
+    problem = RoutingProblem(quality=quality, cost=rng.random((n, m)), budget=2.0, allow_reject=True)
+    form = LinearForm.from_problem(problem)
+    judge = small_exact._Judge(form, small_exact.side_rows(form, protected=True),
+                               small_exact._pad(form, quality), small_exact._pad(form, delta), gamma)
+    for _ in range(20):
+        cols = rng.integers(0, form.k, n)
+        want = protected_quality(quality, delta, form.to_assignment(cols), gamma)
+        assert judge.protected(cols) == pytest.approx(want, abs=1e-12)
