@@ -44,8 +44,8 @@ from sim.runner import RunResult
 RUN_MARKER = "summary.json"
 # Every file a run may write, in the order they are moved into place (summary.json, the marker that
 # makes a folder a run folder, last). Files of a previous run that this run does not write are removed.
-RUN_FILES: tuple[str, ...] = ("requests.parquet", "batches.parquet", "occupancy.parquet", "scenario.yaml",
-                              "run_info.json", "summary.json")
+RUN_FILES: tuple[str, ...] = ("requests.parquet", "batches.parquet", "occupancy.parquet", "instances.parquet",
+                              "scenario.yaml", "run_info.json", "summary.json")
 TMP_PREFIX = ".llmsim-tmp-"
 LOCK_PREFIX = ".llmsim-lock-"
 OWNER_FILE = ".llmsim-owner"
@@ -369,6 +369,8 @@ def _write_files(tmp: Path, result: RunResult, resolved_config: dict[str, Any], 
         "run_info.json": lambda p: p.write_text(json.dumps(run_info, indent=2) + "\n", encoding="utf-8"),
         # a few thousand samples per deployment: always written (reports plot utilisation and queues)
         "occupancy.parquet": lambda p: result.occupancy.to_parquet(p, index=False),
+        # one row per instance: what requests.parquet's `instance` and a failure's instance_ids refer to
+        "instances.parquet": lambda p: result.instances.to_parquet(p, index=False),
     }
     if requests:
         writers["requests.parquet"] = lambda p: result.requests.to_parquet(p, index=False)

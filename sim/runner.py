@@ -328,8 +328,11 @@ def _event_rows(
         if isinstance(e, NodeFailure):
             dep = deployments[e.deployment]
             row.update(deployment_name=dep.name, instance_ids=[dep.instances[k].iid for k in e.indices], **next(fails))
-        elif isinstance(e, PriceChange):
-            row["queries_decided_after"] = int(((rec.decision >= e.at_s) & (rec.model == index[e.model])).sum())
+        elif isinstance(e, PriceChange):  # decided while this change was the model's latest
+            until = min((o.at_s for o in sc.events if isinstance(o, PriceChange) and o.model == e.model
+                         and o.at_s > e.at_s), default=np.inf)
+            during = (rec.decision >= e.at_s) & (rec.decision < until) & (rec.model == index[e.model])
+            row["queries_decided_after"] = int(during.sum())
         else:
             inside = (rec.arrival >= e.start_s) & (rec.arrival < e.end_s)
             row["arrivals_in_window"] = int(inside.sum())

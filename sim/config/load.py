@@ -184,13 +184,14 @@ def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
     """Drop pydantic's union-tag segments from a location.
 
     For a discriminated union pydantic inserts the tag (``workload.arrivals.poisson.rate``); we skip a
-    segment that equals the ``type`` of the mapping at that point, and any ``function-after[...]``.
+    segment that equals the ``type`` (or, for ``events``, the ``kind``) of the mapping at that point,
+    and any ``function-after[...]``.
     """
     out: list[Any] = []
     node = data
     for part in loc:
-        if isinstance(part, str) and ("[" in part or (isinstance(node, dict) and node.get("type") == part
-                                                     and part not in node)):
+        if isinstance(part, str) and ("[" in part or (isinstance(node, dict) and part not in node
+                                                     and part in (node.get("type"), node.get("kind")))):
             continue
         out.append(part)
         if isinstance(node, dict):

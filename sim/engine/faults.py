@@ -88,18 +88,24 @@ class FaultController:
         dep = self.deployments[f.deployment]
         group = self.groups[dep.model_index]
         hit = dep.fail(list(f.indices))
+        j = dep.model_index
         if stats is not None:
             stats["requests_hit"] += len(hit)
-            stats["lost" if f.lose else "requeued"] += len(hit)
         for r, iid in hit:
-            if f.lose:
+            # requeue only where it can go: a surviving instance now, or one recovering later; else lost
+            # (no restart happened, so no retry is counted and it stays on the instance it was on)
+            if f.lose or not (group.can_take(r) or self._can_hold(r, j)):
                 self._lose(r, iid)
-            else:
-                r.retries += 1
-                self.retried += 1
-                if self.on_retry is not None:
-                    self.on_retry(r)
-                self._resubmit(group, dep.model_index, r)
+                if stats is not None:
+                    stats["lost"] += 1
+                continue
+            r.retries += 1
+            self.retried += 1
+            if self.on_retry is not None:
+                self.on_retry(r)
+            if stats is not None:
+                stats["requeued"] += 1
+            self._resubmit(group, j, r)
 
     def recover(self, f: Failure) -> None:
         dep = self.deployments[f.deployment]
@@ -116,17 +122,21 @@ class FaultController:
         else:
             self._orphan(r, j)
 
-    def _orphan(self, r: Request, j: int) -> None:
-        """No surviving instance of model ``j`` can run ``r``: hold it for a later recovery of one that
-        can, or lose it when none is scheduled."""
+    def _can_hold(self, r: Request, j: int) -> bool:
+        """Whether a recovery of an instance of model ``j`` that can run ``r`` is scheduled later."""
         now = self.env.now
-        if any(
+        return any(
             f.recover_at_s is not None
             and f.recover_at_s > now
             and self.deployments[f.deployment].model_index == j
             and self.deployments[f.deployment].fits(r)
             for f in self.failures
-        ):
+        )
+
+    def _orphan(self, r: Request, j: int) -> None:
+        """No surviving instance of model ``j`` can run ``r``: hold it for a later recovery of one that
+        can, or lose it when none is scheduled."""
+        if self._can_hold(r, j):
             self.held[j].append(r)
         else:
             self._lose(r, -1)

@@ -78,6 +78,8 @@ class RequestRecorder:
         self.retries[rid] = req.retries
         self.status[rid] = STATUS_LOST
         self.reason[rid] = REASON_NODE_FAILURE
+        self.cost[rid] = 0.0  # not billed and no answer, as for a rejected query (the table sums right)
+        self.quality[rid] = 0.0
         self.lost += 1
 
     def on_finish(self, req: Request) -> None:

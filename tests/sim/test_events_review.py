@@ -175,9 +175,6 @@ def test_failure_at_zero_and_drain_false_cut_off() -> None:
     check_down_windows(res)
 
 
-@pytest.mark.xfail(strict=True, reason="docs/events.md: events rows give how many of requests_hit were "
-                   "'requeued or lost then'; with no surviving instance and no recovery scheduled the "
-                   "requests are lost at at_s, but the row says requeued (and queries.retried counts them)")
 def test_failure_of_a_whole_model_without_recovery_reports_its_losses() -> None:
     res = run_dict(nf([{"kind": "node_failure", "at_s": 100.0, "deployment": 1, "count": 3}]))
     check_accounting(res)
@@ -206,9 +203,6 @@ def test_price_changes_scale_each_models_costs_by_the_latest_multiplier() -> Non
 
 # --- 4. validation: the arrivals' end is where the arrivals end ---------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="config/checks.py _check_events compares at_s with num_queries/rate, "
-                   "ignoring rate_change: after a x0.5 lull the arrivals of slo_routing.yaml run to ~800 s, "
-                   "yet a failure at 700 s is refused as 'not before the arrivals end (about 600 s)'")
 def test_event_after_a_lull_inside_the_real_arrival_span_is_accepted() -> None:
     data = load("slo_routing.yaml")
     data["events"] = [{"kind": "rate_change", "start_s": 0.0, "end_s": 400.0, "multiplier": 0.5}]
@@ -246,10 +240,6 @@ def test_burst_scenario_doubles_arrivals_in_its_window_and_queues_more() -> None
     assert wait(burst, 180.0, 240.0) > 5 * wait(base, 180.0, 240.0)  # 8/s is above capacity
 
 
-@pytest.mark.xfail(strict=True, reason="docs/events.md: 'Arrivals before start_s are identical to the run "
-                   "without the event (same draws)' holds for the times only: the pool is drawn for the new "
-                   "number of arrivals, so every query (prompt, output, task) before the burst differs and "
-                   "the paired what-if delta carries that noise too")
 def test_burst_leaves_the_requests_before_its_window_unchanged() -> None:
     base, burst = burst_pair()
     b = base.requests[base.requests.arrival_s < 120.0]
@@ -362,9 +352,6 @@ def test_no_busy_time_accrues_while_down() -> None:
         assert busy[iid] <= res.summary["sim_time_s"] - 120.0 + 1e-9
 
 
-@pytest.mark.xfail(strict=True, reason="docs/events.md names failed instances 'instance_ids, as in "
-                   "instances.parquet and requests.parquet' and the deployment 'as instances.parquet calls "
-                   "it', but a run folder has no instances.parquet (only RunResult.instances in Python)")
 def test_run_folder_has_the_instances_table_the_docs_refer_to(tmp_path: Path) -> None:
     path = tmp_path / "nf.yaml"
     path.write_text(yaml.safe_dump(nf([{"kind": "node_failure", "at_s": 50.0, "deployment": 1, "count": 1}])))
