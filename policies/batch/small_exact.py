@@ -188,37 +188,23 @@ def _lp(form: LinearForm, judge: _Judge) -> _Bound | None:
     """
     n, k = form.n, form.k
     rows, delta = judge.rows, judge.delta
-    nv = n * k + (0 if delta is None else n + 1)
-    bind = np.nonzero(form.cap < n)[0]
-    blocks: list[sp.spmatrix] = []
-    if bind.size:
-        sel = sp.csr_matrix((np.ones(bind.size), (np.arange(bind.size), bind)), shape=(bind.size, k))
-        blocks.append(sp.kron(np.ones((1, n)), sel, format="csr"))
-    for r in rows:
-        extra = [judge.gamma] + [1.0] * n if r.protected else [0.0] * (nv - n * k)
-        blocks.append(sp.csr_matrix(np.concatenate([r.coef.ravel(), extra]).reshape(1, -1)))
-    b_ub = [form.cap[bind].astype(np.float64), np.array([r.rhs for r in rows])]
+    nx = n * k
+    nv = nx + (0 if delta is None else n + 1)
+    a_eq = sp.csr_matrix((np.ones(nx), np.arange(nx), np.arange(0, nx + 1, k)), shape=(n, nv))
+    a_ub, b = _ub_rows(form, judge, nv)
     c = form.score.ravel()
     if delta is not None:
-        # δ_i · x_i − z − p_i ≤ 0
-        blocks.append(sp.hstack([sp.block_diag([d.reshape(1, -1) for d in delta]),
-                                 -np.ones((n, 1)), -sp.eye(n)], format="csr"))
-        b_ub.append(np.zeros(n))
         quality_objective = form.problem.form is not ProblemForm.MIN_COST
         c = np.concatenate([c, [-judge.gamma if quality_objective else 0.0],
                             np.full(n, -1.0 if quality_objective else 0.0)])
-    a_ub = sp.vstack([sp.csr_matrix(blk, shape=(blk.shape[0], nv)) for blk in blocks], format="csr") \
-        if blocks else None
-    a_eq = sp.hstack([sp.kron(sp.eye(n, format="csr"), np.ones((1, k))), sp.csr_matrix((n, nv - n * k))],
-                     format="csr")
-    b = np.concatenate(b_ub) if blocks else None
+    bind = np.nonzero(form.cap < n)[0]
     res = linprog(-c, A_ub=a_ub, b_ub=b, A_eq=a_eq, b_eq=np.ones(n), bounds=(0, None), method="highs")
     if res.status != 0 or res.x is None:
         return None
     u = -np.asarray(res.eqlin.marginals)
-    y = np.maximum(-np.asarray(res.ineqlin.marginals), 0.0) if blocks else np.zeros(0)
-    rc = c - a_eq.T @ u - (a_ub.T @ y if a_ub is not None else 0.0)
-    d = float(u.sum() + (y @ b if b is not None else 0.0))
+    y = np.zeros(0) if a_ub is None else np.maximum(-np.asarray(res.ineqlin.marginals), 0.0)
+    rc = c - a_eq.T @ u - (0.0 if a_ub is None else a_ub.T @ y)
+    d = float(u.sum() + (0.0 if b is None else y @ b))
     if delta is not None:
         d += float(np.maximum(rc[n * k:], 0.0).sum()) * float(delta.max(initial=0.0))
     mu = np.zeros(k)
@@ -227,6 +213,41 @@ def _lp(form: LinearForm, judge: _Judge) -> _Bound | None:
     rcx = rc[: n * k].reshape(n, k)
     best = rcx.max(axis=1)
     return _Bound(np.asarray(res.x)[: n * k].reshape(n, k), d + float(best.sum()), best[:, None] - rcx, mu, nu)
+
+
+def _ub_rows(form: LinearForm, judge: _Judge, nv: int) -> tuple[sp.csr_matrix | None, FloatArray | None]:
+    """The ≤ rows (binding capacities, side rows, protection rows), assembled once as COO triplets:
+    scipy's kron/stack helpers cost more than HiGHS itself on a 50 × 11 LP."""
+    n, k = form.n, form.k
+    nx = n * k
+    bind = np.nonzero(form.cap < n)[0]
+    data, row, col, rhs = [], [], [], []
+    for t, j in enumerate(bind):  # Σ_i x_ij ≤ cap_j
+        data.append(np.ones(n))
+        row.append(np.full(n, t))
+        col.append(np.arange(n) * k + j)
+    rhs.append(form.cap[bind].astype(np.float64))
+    at = bind.size
+    for r in judge.rows:
+        coef = r.coef.ravel()
+        if r.protected:  # Σ −q x + Γ z + Σ p ≤ −α n
+            coef = np.concatenate([coef, [judge.gamma], np.ones(n)])
+        nz = np.nonzero(coef)[0]
+        data.append(coef[nz])
+        row.append(np.full(nz.size, at))
+        col.append(nz)
+        rhs.append(np.array([r.rhs]))
+        at += 1
+    if judge.delta is not None:  # δ_i · x_i − z − p_i ≤ 0
+        data += [judge.delta.ravel(), -np.ones(n), -np.ones(n)]
+        row += [at + np.repeat(np.arange(n), k), at + np.arange(n), at + np.arange(n)]
+        col += [np.arange(nx), np.full(n, nx), nx + 1 + np.arange(n)]
+        rhs.append(np.zeros(n))
+        at += n
+    if at == 0:
+        return None, None
+    a = sp.csr_matrix((np.concatenate(data), (np.concatenate(row), np.concatenate(col))), shape=(at, nv))
+    return a, np.concatenate(rhs)
 
 
 def _incumbent(form: LinearForm, judge: _Judge, cols: IntArray) -> IntArray | None:
