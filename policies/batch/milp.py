@@ -204,13 +204,13 @@ def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, 
         bad = feasibility.quick(budget_only)
     if bad is not None:
         return policy.infeasible(problem, bad, info=info)
+    start = time.perf_counter()
     if lp_first is not True and small_exact.applies(form, None if protect is None else protect[0]):
-        cols = small_exact.solve(form, protect=protect)
+        cols = small_exact.solve(form, protect=protect, deadline=start + time_limit)
         if cols is not None:
             info.update(method="lp_search", mip_gap=0.0, bound=form.objective(cols))
             return RoutingResult.build(problem, form.to_assignment(cols), STATUS_OPTIMAL, info=info)
         info["lp_search"] = "gave up"
-    start = time.perf_counter()
     model = build_model(form, protect=protect, prune=prune)
     if lp_first is None:
         lp_first = model.nx >= LP_FIRST_VARS

@@ -28,6 +28,7 @@ of the α row, which is never below the protected one.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,11 +138,12 @@ class _Judge:
         return True
 
 
-def solve(form: LinearForm, max_nodes: int | None = None,
-          protect: tuple[FloatArray, float] | None = None) -> IntArray | None:
+def solve(form: LinearForm, max_nodes: int | None = None, protect: tuple[FloatArray, float] | None = None,
+          deadline: float = np.inf) -> IntArray | None:
     """An optimal column per query, or ``None`` (LP not optimal, no feasible assignment found, more than
-    ``max_nodes`` nodes, default :data:`MAX_NODES`): the caller then runs HiGHS, which also diagnoses
-    infeasibility. ``protect``: robust's (δ (n, m), Γ), as in :func:`policies.batch.milp.build_model`.
+    ``max_nodes`` nodes, default :data:`MAX_NODES`, or past ``deadline`` on :func:`time.perf_counter`):
+    the caller then runs HiGHS, which also diagnoses infeasibility. ``protect``: robust's (δ (n, m), Γ),
+    as in :func:`policies.batch.milp.build_model`.
     """
     max_nodes = MAX_NODES if max_nodes is None else max_nodes
     rows = side_rows(form, protected=protect is not None)
@@ -155,7 +157,7 @@ def solve(form: LinearForm, max_nodes: int | None = None,
     while True:
         # Restart whenever the search halves the gap to the bound: fewer pairs stay candidates.
         gap = np.inf if best is None else lp.zub - judge.value(best)
-        search = _Search(judge, lp, best, max_nodes, stop_below=gap / 2)
+        search = _Search(judge, lp, best, max_nodes, stop_below=gap / 2, deadline=deadline)
         found = search.run()
         max_nodes -= search.nodes_used
         if not search.stopped:
@@ -269,7 +271,8 @@ class _Search:
     """
 
     def __init__(self, judge: _Judge, bound: _Bound, incumbent: IntArray | None, max_nodes: int,
-                 stop_below: float = -np.inf) -> None:
+                 stop_below: float = -np.inf, deadline: float = np.inf) -> None:
+        self.deadline = deadline
         form = judge.form
         self.judge, self.form, self.rows, self.b = judge, form, judge.rows, bound
         self.stop_below, self.stopped = stop_below, False
@@ -376,6 +379,8 @@ class _Search:
         """Extend the partial assignment at ``pos``; ``False`` when the node budget ran out."""
         self.nodes_left -= 1
         self.visited += 1
+        if self.visited % 256 == 1 and time.perf_counter() > self.deadline:
+            self.nodes_left = -1  # out of time: give up (the caller's HiGHS gets what is left)
         if self.nodes_left < 0:
             return False
         if pos == len(self.queue):

@@ -20,7 +20,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from policies import REJECT, RoutingProblem, check_assignment, solve
 from policies.batch import small_exact
 from policies.batch.linear_form import LinearForm
-from tests.policies.conftest import _load_benchmark, brute_force, objective_close
+from tests.policies.conftest import _load_benchmark, assert_consistent, brute_force, objective_close
 from tests.policies.test_batch_robust import _brute_force_protected
 
 EXACT = {"mip_rel_gap": 0.0}
@@ -288,3 +288,16 @@ def test_leaves_are_judged_on_robusts_protected_quality(gamma: float) -> None:
         cols = rng.integers(0, form.k, n)
         want = protected_quality(quality, delta, form.to_assignment(cols), gamma)
         assert judge.protected(cols) == pytest.approx(want, abs=1e-12)
+
+
+def test_search_respects_the_deadline() -> None:
+    """Past its deadline the search gives up (milp then hands HiGHS the time that is left)."""
+    import time
+
+    problem = _load_benchmark().make_tied_problem(20, 6, "min_cost", 0)
+    form = LinearForm.from_problem(problem)
+    assert small_exact.solve(form, deadline=time.perf_counter() - 1.0) is None
+    assert small_exact.solve(form) is not None
+    res = solve(problem, "milp", time_limit=1e-6)  # everything is late: still a valid answer
+    assert res.info.get("lp_search") == "gave up"
+    assert_consistent(problem, res)
