@@ -1,8 +1,11 @@
 """Time a whole child process: wall clock and its own peak resident memory.
 
 The benchmarks compare whole processes (start-up, imports and file parsing included), so each run is a
-fresh interpreter. ``os.wait4`` returns the rusage of that one child, so its ``ru_maxrss`` is the peak
-RSS of exactly this run, unlike ``RUSAGE_CHILDREN``, which keeps the maximum over every child so far.
+fresh interpreter. Peak memory is the child's ``VmHWM`` (/proc/self/status, read at exit by a tiny
+launcher that then runs the command as ``python -m`` / ``python script`` would): its own high-water
+mark since ``exec``. ``ru_maxrss`` of the child would not do: Linux folds the parent's RSS at spawn time
+into it (the pre-``exec`` image), so a benchmark that had just generated a big trace file would read its
+own size as the child's peak. Without /proc, ``ru_maxrss`` is the fallback.
 """
 
 from __future__ import annotations
@@ -15,6 +18,28 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+#: Runs ``argv[2:]`` (``-m module args`` or ``script args``) in this interpreter and writes VmHWM (KiB)
+#: to ``argv[1]`` at exit, also on ``sys.exit`` with an error.
+LAUNCHER = """
+import atexit, runpy, sys
+out = sys.argv[1]
+def _peak():
+    try:
+        with open('/proc/self/status') as f:
+            kib = next(line.split()[1] for line in f if line.startswith('VmHWM:'))
+    except OSError:
+        return
+    with open(out, 'w') as f:
+        f.write(kib)
+atexit.register(_peak)
+if sys.argv[2] == '-m':
+    sys.argv = sys.argv[3:]
+    runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)
+else:
+    sys.argv = sys.argv[2:]
+    runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
 
 @dataclass(frozen=True)
 class ChildRun:
@@ -24,19 +49,24 @@ class ChildRun:
 
 
 def run_child(cmd: list[str], cwd: Path) -> ChildRun:
-    """Run ``cmd`` in ``cwd``; raise with its output when it fails (a benchmark of a failing run is
-    meaningless). Output goes to a file, not a pipe, so a chatty child can never block on a full pipe."""
-    with tempfile.TemporaryFile("w+") as out:
+    """Run ``cmd`` (``[python, -m, module, ...]`` or ``[python, script, ...]``) in ``cwd`` under the
+    launcher; exit with its output when it fails (a benchmark of a failing run is meaningless). Output
+    goes to a file, not a pipe, so a chatty child can never block on a full pipe."""
+    assert cmd[0] == sys.executable, "children are Python commands run by this interpreter"
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryDirectory() as tmp:
+        peak_file = Path(tmp) / "vmhwm"
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(peak_file), *cmd[1:]], cwd=cwd,
+                                stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read()
+        peak_kib = float(peak_file.read_text()) if peak_file.exists() else float(usage.ru_maxrss)
     if proc.returncode != 0:
         sys.exit(f"benchmark child failed (exit {proc.returncode}): {' '.join(cmd)}\n{text[-3000:]}")
-    return ChildRun(wall, usage.ru_maxrss / 1024, text)  # Linux: ru_maxrss in KiB
+    return ChildRun(wall, peak_kib / 1024, text)
 
 
 def llmsim_cmd(scenario: Path, out: Path, *sets: str) -> list[str]:
