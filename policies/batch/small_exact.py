@@ -28,6 +28,7 @@ of the α row, which is never below the protected one.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -153,11 +154,11 @@ def solve(form: LinearForm, max_nodes: int | None = None, protect: tuple[FloatAr
     lp = _lp(form, judge)
     if lp is None:
         return None
-    best = _incumbent(form, judge, np.argmax(lp.x, axis=1))
+    best = _incumbent(form, judge, lp)
     while True:
-        # Restart whenever the search halves the gap to the bound: fewer pairs stay candidates.
+        # Restart whenever the search cuts the gap to the bound by a quarter: fewer pairs stay candidates.
         gap = np.inf if best is None else lp.zub - judge.value(best)
-        search = _Search(judge, lp, best, max_nodes, stop_below=gap / 2, deadline=deadline)
+        search = _Search(judge, lp, best, max_nodes, stop_below=gap * 0.75, deadline=deadline)
         found = search.run()
         max_nodes -= search.nodes_used
         if not search.stopped:
@@ -179,6 +180,7 @@ class _Bound:
     loss: FloatArray  # (n, k) b_i − rc_ij ≥ 0
     mu: FloatArray  # (k,) capacity multipliers (0 on rows that cannot bind)
     nu: FloatArray  # (rows,) side-row multipliers
+    z: float = 0.0  # the LP's z (protection level), 0 without protection
 
 
 def _lp(form: LinearForm, judge: _Judge) -> _Bound | None:
@@ -214,7 +216,9 @@ def _lp(form: LinearForm, judge: _Judge) -> _Bound | None:
     nu = y[bind.size: bind.size + len(rows)]
     rcx = rc[: n * k].reshape(n, k)
     best = rcx.max(axis=1)
-    return _Bound(np.asarray(res.x)[: n * k].reshape(n, k), d + float(best.sum()), best[:, None] - rcx, mu, nu)
+    x = np.asarray(res.x)
+    z = 0.0 if delta is None else float(x[n * k])
+    return _Bound(x[: n * k].reshape(n, k), d + float(best.sum()), best[:, None] - rcx, mu, nu, z)
 
 
 def _ub_rows(form: LinearForm, judge: _Judge, nv: int) -> tuple[sp.csr_matrix | None, FloatArray | None]:
@@ -252,13 +256,23 @@ def _ub_rows(form: LinearForm, judge: _Judge, nv: int) -> tuple[sp.csr_matrix | 
     return a, np.concatenate(rhs)
 
 
-def _incumbent(form: LinearForm, judge: _Judge, cols: IntArray) -> IntArray | None:
+def _incumbent(form: LinearForm, judge: _Judge, lp: _Bound) -> IntArray | None:
     """LP rounding made feasible and improved by single-query moves (``None`` if that fails).
 
     The moves know the form's own row only; with α and a budget, improving (cheaper at the same α)
-    never hurts the budget, and the result is checked against every row anyway.
+    never hurts the budget, and the result is checked against every row anyway. With protection they
+    work on the quality ``â − (δ − z)+`` at the LP's z, whose total minus Γz never exceeds the protected
+    quality (that is the minimum over z), so what holds there holds protected.
     """
-    cols = improve(form, repair_side(form, repair_capacity(form, cols)))
+    work = form
+    if judge.delta is not None:
+        m = form.problem.m
+        q_z = form.problem.quality - np.maximum(judge.delta[:, :m] - lp.z, 0.0)
+        work = LinearForm.from_problem(form.problem, quality=q_z)
+        if work.row_name == "min_quality" and work.rhs is not None:
+            work = dataclasses.replace(work, rhs=work.rhs - judge.gamma * lp.z)
+    cols = np.argmax(lp.x, axis=1)
+    cols = improve(work, repair_side(work, repair_capacity(work, cols)))
     return cols if judge.feasible(cols) else None
 
 
