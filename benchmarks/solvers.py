@@ -17,7 +17,7 @@ take ~30 % of the batch.
 ``--tied`` measures issue 14's row instead: RouterBench-like 50 × 11 batches whose predicted quality
 is tied per task, as the ``task_mean`` predictor makes it (:func:`make_tied_problem`), solved by milp
 and robust (box, κ = 1) in every form (budget; α; α and budget) for ``--tied-seeds`` batches; the
-slowest median is printed against 50 ms.
+slowest median is printed against 50 ms. robust with Γ = 2 is timed too, outside the target.
 """
 
 from __future__ import annotations
@@ -165,9 +165,10 @@ def quiet_stdout() -> Iterator[None]:
         os.close(saved)
 
 
-def run(policy: str, problem: RoutingProblem, repeats: int) -> Cell:
+def run(policy: str, problem: RoutingProblem, repeats: int, **extra: float) -> Cell:
     """Median time over ``repeats`` runs (a single run when the first one takes over 5 s)."""
-    params = {"time_limit": MILP_TIME_LIMIT} if policy in ("milp", "robust") else {}
+    params: dict[str, float] = {"time_limit": MILP_TIME_LIMIT} if policy in ("milp", "robust") else {}
+    params.update(extra)
     times, res = [], None
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -251,20 +252,22 @@ def main(argv: list[str] | None = None) -> int:
 def tied_main(repeats: int, seed: int, seeds: int) -> int:
     """Issue 14's row: milp and robust on tied 50 × 11 batches (every form, ``seeds`` batches from
     ``seed`` on); the row reports the slowest median, so one hard batch is enough to miss the target."""
-    worst = {"milp": 0.0, "robust": 0.0}
+    worst = {"milp": 0.0, "robust": 0.0, "robust Γ=2": 0.0}
     for s in range(seed, seed + seeds):
         for form in TIED_FORMS:
             problem = make_tied_problem(50, 11, form, s)
             for policy in worst:
-                cell = run(policy, problem, repeats)
+                extra = {"gamma": 2.0} if policy == "robust Γ=2" else {}
+                cell = run(policy.split()[0], problem, repeats, **extra)
                 worst[policy] = max(worst[policy], cell.time_s)
-                print(f"{policy:<8} 50×11 tied seed {s} {form:<12}{fmt_time(cell.time_s):>11}  {cell.status:<10}"
+                print(f"{policy:<11} 50×11 tied seed {s} {form:<12}{fmt_time(cell.time_s):>11}  {cell.status:<10}"
                       f"objective {cell.objective:.10g}")
                 sys.stdout.flush()
-    ok = max(worst.values()) <= TIED_TARGET_S
+    ok = max(worst["milp"], worst["robust"]) <= TIED_TARGET_S
     print(f"milp/robust 50×11 tied: {worst['milp'] * 1000:.1f} ms / {worst['robust'] * 1000:.1f} ms "
           f"(target ≤ {TIED_TARGET_S * 1000:.0f} ms; slowest median of {repeats} over {seeds} batches × "
           f"{len(TIED_FORMS)} forms): {'MET' if ok else 'NOT MET'}")
+    print(f"(not in the target: robust with Γ = 2, Bertsimas–Sim, slowest {worst['robust Γ=2'] * 1000:.1f} ms)")
     return 0 if ok else 1
 
 
