@@ -238,3 +238,35 @@ def test_the_search_does_not_drop_a_served_model() -> None:
         inventory=np.array([2]), quality=quality, cost=[np.zeros((8, 2)) for _ in range(2)], arrival_rate=1.0)
     nxt = next_counts(SimpleNamespace(problem=problem), np.array([1, 1]), np.array([0.5, 2.0]))  # type: ignore[arg-type]
     assert nxt is None or bool(np.all(nxt[:1] > 0))
+
+
+def test_min_accuracy_plan_is_the_cheapest_by_enumeration(tmp_path: Path) -> None:
+    """Every count vector the 8 GPUs allow, scored on the plan's own problem: the optimised plan under
+    --min-accuracy costs exactly the least $/hour among those reaching the floor."""
+    import dataclasses
+    import itertools
+
+    from policies import InfeasibleAllocationError, evaluate_allocation
+    from sim.planning.plan import PlanOptions, make_plan
+    from sim.planning.rate import Slo
+
+    source = read_source(tiny(tmp_path))
+    best = make_plan(source, PlanOptions(slo=Slo(e2e_p95=60.0), seeds=1, search_steps=0))
+    floor = best.allocations[0].expected_accuracy - 0.03
+    plan = make_plan(source, PlanOptions(slo=Slo(e2e_p95=60.0), seeds=1, search_steps=0, min_accuracy=floor))
+    p = dataclasses.replace(plan.problem, min_quality=None)
+    ranges = [range(int(plan.inventory[c.gpu.name] // c.tp) + 1) for c in plan.cands]
+    cheapest = np.inf
+    for combo in itertools.product(*ranges):
+        counts = np.array(combo)
+        if not p.fits(counts):
+            continue
+        try:
+            res = evaluate_allocation(p, counts)
+        except InfeasibleAllocationError:
+            continue
+        if res.expected_quality >= floor - 1e-7:
+            cheapest = min(cheapest, res.cost_per_hour)
+    opt = plan.allocations[0]
+    assert opt.expected_accuracy >= floor - 1e-6
+    assert opt.cost_per_hour == pytest.approx(cheapest)
