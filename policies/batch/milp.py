@@ -208,7 +208,8 @@ def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, 
     if lp_first is not True and small_exact.applies(form, None if protect is None else protect[0]):
         cols = small_exact.solve(form, protect=protect, deadline=start + time_limit)
         if cols is not None:
-            info.update(method="lp_search", mip_gap=0.0, bound=form.objective(cols))
+            info.update(method="lp_search", mip_gap=0.0,
+                        bound=form.to_objective(small_exact.model_value(form, cols, protect)))
             return RoutingResult.build(problem, form.to_assignment(cols), STATUS_OPTIMAL, info=info)
         info["lp_search"] = "gave up"
     model = build_model(form, protect=protect, prune=prune)

@@ -147,10 +147,7 @@ def solve(form: LinearForm, max_nodes: int | None = None, protect: tuple[FloatAr
     as in :func:`policies.batch.milp.build_model`.
     """
     max_nodes = MAX_NODES if max_nodes is None else max_nodes
-    rows = side_rows(form, protected=protect is not None)
-    judge = _Judge(form, rows, _pad(form, form.quality),
-                   None if protect is None else _pad(form, np.asarray(protect[0], dtype=np.float64)),
-                   0.0 if protect is None else float(protect[1]))
+    judge = _judge(form, protect)
     lp = _lp(form, judge)
     if lp is None:
         return None
@@ -164,6 +161,19 @@ def solve(form: LinearForm, max_nodes: int | None = None, protect: tuple[FloatAr
         if not search.stopped:
             return found
         best = found
+
+
+def model_value(form: LinearForm, cols: IntArray, protect: tuple[FloatArray, float] | None = None) -> float:
+    """The maximised objective of ``milp``'s model at ``cols`` (protected quality under Γ, max-quality)."""
+    return _judge(form, protect).value(cols)
+
+
+def _judge(form: LinearForm, protect: tuple[FloatArray, float] | None) -> _Judge:
+    rows = side_rows(form, protected=protect is not None)
+    if protect is None:
+        return _Judge(form, rows, _pad(form, form.quality))
+    delta = _pad(form, np.asarray(protect[0], dtype=np.float64))
+    return _Judge(form, rows, _pad(form, form.quality), delta, float(protect[1]))
 
 
 def _pad(form: LinearForm, a: FloatArray) -> FloatArray:

@@ -301,3 +301,16 @@ def test_search_respects_the_deadline() -> None:
     res = solve(problem, "milp", time_limit=1e-6)  # everything is late: still a valid answer
     assert res.info.get("lp_search") == "gave up"
     assert_consistent(problem, res)
+
+
+@pytest.mark.parametrize("form", ["max_quality", "min_cost"])
+def test_reported_bound_is_the_answers_own_objective(form: str) -> None:
+    """No gap: ``info["bound"]`` is the objective reached (protected quality for robust Γ, max-quality)."""
+    problem = _load_benchmark().make_tied_problem(20, 6, form, 0)
+    res = solve(problem, "milp", **EXACT)
+    assert res.info["method"] == "lp_search" and res.info["mip_gap"] == 0.0
+    assert objective_close(res.info["bound"], res.objective, rtol=1e-12)
+    rob = solve(problem, "robust", gamma=2.0, **EXACT)
+    assert rob.info["method"] == "lp_search"
+    want = rob.info["robust_quality"] if form == "max_quality" else rob.objective
+    assert objective_close(rob.info["bound"], want, rtol=1e-12)
