@@ -339,7 +339,8 @@ def _build(p: AllocationProblem, x_lb: IntArray, x_ub: IntArray, integral_routin
 
 def _solve(p: AllocationProblem, x_lb: IntArray, x_ub: IntArray, *, integral_routing: bool,
            time_limit: float, mip_rel_gap: float, method: str, status_if_optimal: str,
-           objective: str = "quality", headroom_share: FloatArray | None = None) -> AllocationResult:
+           objective: str = "quality", headroom_share: FloatArray | None = None,
+           max_headroom: float = MAX_HEADROOM) -> AllocationResult:
     """Build and solve; map HiGHS's answer to an :class:`AllocationResult` (raise when infeasible).
 
     ``objective="quality"`` maximises mean routed quality; ``"cost"`` minimises $/hour (quality breaks
@@ -353,7 +354,8 @@ def _solve(p: AllocationProblem, x_lb: IntArray, x_ub: IntArray, *, integral_rou
         c[: p.d] += p.price_per_hour
     elif objective == "headroom":
         assert headroom_share is not None
-        c, a, lo, hi, lb, ub, integ = _with_headroom(p, obj, a, lo, hi, lb, ub, integ, headroom_share)
+        c, a, lo, hi, lb, ub, integ = _with_headroom(p, obj, a, lo, hi, lb, ub, integ, headroom_share,
+                                                     max_headroom)
     with quiet_stdout():
         res = milp(c, integrality=integ, bounds=Bounds(lb, ub), constraints=LinearConstraint(a, lo, hi),
                    options={"time_limit": max(float(time_limit), 1e-3), "mip_rel_gap": float(mip_rel_gap),
@@ -379,7 +381,8 @@ def _solve(p: AllocationProblem, x_lb: IntArray, x_ub: IntArray, *, integral_rou
 
 
 def _with_headroom(p: AllocationProblem, obj: FloatArray, a: sp.csr_matrix, lo: FloatArray, hi: FloatArray,
-                   lb: FloatArray, ub: FloatArray, integ: FloatArray, share: FloatArray
+                   lb: FloatArray, ub: FloatArray, integ: FloatArray, share: FloatArray,
+                   max_headroom: float = MAX_HEADROOM
                    ) -> tuple[FloatArray, sp.csr_matrix, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
     """Append the headroom factor h (one more column) and, per model j with routed share σ_j > 0, the row
     Σ_{d: j(d)=j} r_d x_d − h·λ·σ_j ≥ 0; the objective maximises h (every used model's capacity at the
@@ -401,7 +404,7 @@ def _with_headroom(p: AllocationProblem, obj: FloatArray, a: sp.csr_matrix, lo: 
     price_scale = max(float(p.price_per_hour.sum()), 1e-9)
     c[: p.d] += HEADROOM_COST_WEIGHT * p.price_per_hour / price_scale
     return (c, a2, np.concatenate([lo, np.zeros(len(used))]), np.concatenate([hi, np.full(len(used), np.inf)]),
-            np.append(lb, 0.0), np.append(ub, MAX_HEADROOM), np.append(integ, 0.0))
+            np.append(lb, 0.0), np.append(ub, max_headroom), np.append(integ, 0.0))
 
 
 def _infeasible_message(p: AllocationProblem) -> str:
@@ -411,7 +414,7 @@ def _infeasible_message(p: AllocationProblem) -> str:
                 + f" reaches a mean routed quality of {p.min_quality:g} under the capacity, throughput "
                 + f"(arrival_rate {p.arrival_rate:g}/s) and budget rows")
     if not p.allow_reject:
-        return ("allow_reject=False: no allocation within the GPU inventory"
+        return ("the router may not reject queries (allow_reject false) and no allocation within the GPU inventory"
                 + ("" if p.max_cost_per_hour is None else " and max_cost_per_hour")
                 + " can route every sampled query within capacity, throughput (arrival_rate "
                 + f"{p.arrival_rate:g}/s) and budget_per_query")
@@ -442,7 +445,7 @@ def check_hostable(p: AllocationProblem) -> None:
 # ---------------------------------------------------------------------- public solvers
 def allocate_milp(p: AllocationProblem, *, integral_routing: bool = False, time_limit: float = 60.0,
                   mip_rel_gap: float = 1e-6, objective: str = "quality",
-                  headroom: float | None = None) -> AllocationResult:
+                  headroom: float | None = None, max_headroom: float = MAX_HEADROOM) -> AllocationResult:
     """The joint MILP: instance counts and the routing of every sampled batch at once.
 
     ``objective``: ``"quality"`` (maximise mean routed quality) or ``"cost"`` (minimise $/hour; set
@@ -453,6 +456,8 @@ def allocate_milp(p: AllocationProblem, *, integral_routing: bool = False, time_
     solve then keeps quality within ``headroom`` of the optimum and maximises the load headroom factor h:
     every model's capacity at the SLO is at least h × its traffic (with the first solve's routing mix).
     Spare GPUs so go where queues would build first, which is what a simulated SLO rewards.
+    ``max_headroom`` caps h: beyond it spare GPUs stay idle (a huge inventory is not filled for a small
+    load).
     """
     if objective not in ("quality", "cost"):
         raise InvalidAllocationError(f"objective must be 'quality' or 'cost', got {objective!r}")
@@ -470,7 +475,7 @@ def allocate_milp(p: AllocationProblem, *, integral_routing: bool = False, time_
     try:
         second = _solve(q, lo, hi, integral_routing=integral_routing, time_limit=time_limit,
                         mip_rel_gap=mip_rel_gap, method="milp+headroom", status_if_optimal="optimal",
-                        objective="headroom", headroom_share=first.routed_share)
+                        objective="headroom", headroom_share=first.routed_share, max_headroom=max_headroom)
     except InfeasibleAllocationError:  # only HiGHS's tolerances can make the first optimum infeasible here
         return first
     second.bound = first.bound

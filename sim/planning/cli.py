@@ -24,6 +24,8 @@ from sim.experiments.cli import (
     _Progress,
 )
 
+MAX_GPUS = 1_000_000
+"""GPUs of one type an inventory may have (the scenario schema's ``gpus[].count`` limit)."""
 GPUS_HELP = "GPU inventory TYPE=COUNT,... (types from the scenario's gpus; default: their counts)."
 SLO_HELP = "p95 targets, e.g. e2e_p95=30s,ttft_p95=2s (default: the scenario's router.slo, else the knee rule)."
 
@@ -40,6 +42,8 @@ def parse_gpus(text: str | None) -> dict[str, int] | None:
             raise InputError(f"expected TYPE=COUNT (a whole number of GPUs), got {item!r}", where="--gpus")
         if name in out_:
             raise InputError(f"{name} is given twice", where="--gpus")
+        if int(count) > MAX_GPUS:
+            raise InputError(f"{name}={count}: at most {MAX_GPUS:,} GPUs of a type", where="--gpus")
         out_[name] = int(count)
     if not out_:
         raise InputError("expected TYPE=COUNT,...", where="--gpus")
@@ -84,6 +88,7 @@ def plan(
                            slo=None if slo is None else check_slo_text(slo),
                            min_accuracy=_number(min_accuracy, "--min-accuracy", 0, 1), seeds=seeds,
                            search_steps=search_steps)
+        executor = _executor("local", jobs, None)  # a bad --jobs is refused before any probe runs
         source = read_source(scenario)
         target = out_dir or Path("runs") / f"{_name(source)}-plan"
         check_plan_folder(target)
@@ -96,7 +101,6 @@ def plan(
         command = _command("plan", scenario, {"--gpus": gpus, "--max-cost-per-hour": max_cost_per_hour,
                                               "--slo": slo, "--min-accuracy": min_accuracy, "--seeds": seeds,
                                               "--search-steps": search_steps})
-        executor = _executor("local", jobs, None)
         progress = _Progress(f"plan {the_plan.exp.scenario_name}", not quiet)
         try:
             try:
@@ -142,9 +146,14 @@ def _print(the_plan: Any, results: Any, folder: Path, quiet: bool) -> None:
     out.print(grid)
     for alloc in entry["allocations"]:
         gpus = ", ".join(f"{m} {v['gpus']}" for m, v in alloc["models"].items() if v["gpus"])
-        out.print(Text(f"  {alloc['label']}: GPUs {gpus or 'none'}"), soft_wrap=True)
+        note = f" ({alloc['note']})" if alloc.get("note") else ""
+        out.print(Text(f"  {alloc['label']}: GPUs {gpus or 'none'}{note}"), soft_wrap=True)
     v = entry["verdict"]
-    if v.get("recommended"):
+    if not the_plan.slo.targets():
+        out.print(Text("no SLO given (--slo or router.slo): each deployment was sized at the knee of its "
+                       "latency curve (p95 end to end at twice its nearly idle value); read the p95 columns"),
+                  soft_wrap=True)
+    elif v.get("recommended"):
         out.print(Text(f"recommended: {v['recommended']} (meets the SLO in simulation)"))
     elif the_plan.slo.targets():
         line = "NO optimised plan met the SLO in simulation"

@@ -37,7 +37,7 @@ from policies import (
     evaluate_allocation,
 )
 from sim.config.load import parse_scenario
-from sim.config.schema import Scenario
+from sim.config.schema import NodeFailure, Scenario
 from sim.errors import InputError
 from sim.experiments.plan import MAX_RUNS, Experiment, RunSpec, Source, run_id
 from sim.planning.candidates import Candidate, candidates, why_nothing_fits
@@ -57,6 +57,9 @@ OPTIMISED, MATCHED, UNIFORM, PROPORTIONAL = "optimised", "optimised@matched", "u
 LOAD_STEPS = 30
 HEADROOM_TOLERANCE = 1e-3
 """Expected accuracy (0.1 point) the optimiser may give up for load headroom (see allocate_milp)."""
+MAX_HEADROOM = 8.0
+"""Spare capacity stops at 8 × each model's traffic at the SLO: more would fill a large inventory for a
+small load."""
 
 
 @dataclass
@@ -252,13 +255,16 @@ def max_load(problem: AllocationProblem) -> float:
 def _optimised(problem: AllocationProblem, opts: PlanOptions) -> Allocation:
     objective = "cost" if opts.min_accuracy is not None else "quality"
     try:
-        res = allocate_milp(problem, objective=objective, headroom=HEADROOM_TOLERANCE)
+        res = allocate_milp(problem, objective=objective, headroom=HEADROOM_TOLERANCE, max_headroom=MAX_HEADROOM)
     except InfeasibleAllocationError as exc:
+        gpus = "--gpus" if opts.inventory is not None else "gpus[].count (the scenario's inventory; --gpus overrides it)"
         if "inventory cannot host" in str(exc):
-            raise InputError(str(exc), where="--gpus") from None
+            cap = problem.max_cost_per_hour
+            short = cap is not None and bool(np.all(problem.price_per_hour > cap + 1e-9))
+            raise InputError(str(exc), where="--max-cost-per-hour" if short else gpus) from None
         lam = problem.arrival_rate
         sustained = max_load(problem)
-        where = "--min-accuracy" if opts.min_accuracy is not None else "--gpus"
+        where = "--min-accuracy" if opts.min_accuracy is not None else gpus
         raise InputError(f"{exc}; the inventory serves at most {sustained:.3g} queries/s at this SLO "
                          f"(the workload sends {lam:.3g}/s): add GPUs, relax --slo or --max-cost-per-hour",
                          where=where) from None
@@ -288,7 +294,8 @@ def solve(problem: AllocationProblem, opts: PlanOptions) -> list[Allocation]:
     if opts.min_accuracy is None and best.cost_per_hour > spend + 1e-9:
         cap = spend if problem.max_cost_per_hour is None else min(spend, problem.max_cost_per_hour)
         try:
-            res = allocate_milp(dataclasses.replace(problem, max_cost_per_hour=cap), headroom=HEADROOM_TOLERANCE)
+            res = allocate_milp(dataclasses.replace(problem, max_cost_per_hour=cap), headroom=HEADROOM_TOLERANCE,
+                                max_headroom=MAX_HEADROOM)
             out.insert(1, _as_allocation(MATCHED, res, problem, note=f"at the cheaper baseline's {cap:.4g} $/h"))
         except InfeasibleAllocationError:
             pass  # nothing fits at that spend without rejection: the table shows the spends as they are
@@ -306,9 +313,44 @@ def _set(path: str, value: Any) -> str:
     return f"{path}={yaml.safe_dump(value, default_flow_style=True, width=10**9).strip().removesuffix('...').strip()}"
 
 
+def remap_failures(base: Scenario, deployments: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The scenario's events with each ``node_failure`` moved onto the plan's cluster (events name
+    deployments by position, and a plan rebuilds the list): the plan's deployment of the same model on
+    the same GPU type, else its largest one of that model; instance indices beyond it dropped and a
+    ``count`` capped at its size. A failure of a model the plan does not serve is left out (nothing of it
+    can fail). None when the scenario has no node failure (its events apply unchanged)."""
+    if not any(isinstance(e, NodeFailure) for e in base.events):
+        return None
+    out: list[dict[str, Any]] = []
+    for e in base.events:
+        row = e.model_dump(mode="json", exclude_none=True)
+        if not isinstance(e, NodeFailure):
+            out.append(row)
+            continue
+        was = base.deployments[e.deployment]
+        mine = [(k, d) for k, d in enumerate(deployments) if d["model"] == was.model and d.get("instances", 1) > 0]
+        if not mine:
+            continue
+        k, d = max(mine, key=lambda kd: (kd[1]["gpu"] == was.gpu, kd[1].get("instances", 1)))
+        n = int(d.get("instances", 1))
+        row["deployment"] = k
+        if e.instances is not None:
+            kept = [i for i in e.instances if i < n]
+            row.pop("instances")
+            row.update({"instances": kept} if kept else {"count": min(len(e.instances), n)})
+        else:
+            row["count"] = min(e.count or 1, n)
+        out.append(row)
+    return out
+
+
 def plan_sets(base: Scenario, cands: list[Candidate], counts: np.ndarray, inventory: dict[str, int]) -> list[str]:
-    """``--set`` overrides that turn the scenario into this allocation."""
-    sets = [_set("deployments", deployments_for(base, cands, counts))]
+    """``--set`` overrides that turn the scenario into this allocation (node failures moved onto it)."""
+    deployments = deployments_for(base, cands, counts)
+    sets = [_set("deployments", deployments)]
+    events = remap_failures(base, deployments)
+    if events is not None:
+        sets.append(_set("events", events))
     for i, g in enumerate(base.gpus):
         if g.name in inventory:
             sets.append(f"gpus.{i}.count={inventory[g.name]}")

@@ -25,6 +25,8 @@ from sim.config.schema import Scenario
 from sim.planning.candidates import Candidate
 from sim.runner import Prepared
 
+MAX_INSTANCES = 100_000
+"""A deployment's most instances (the scenario schema's limit)."""
 MIX_SAMPLE = 1200
 """Token pairs per model for its sustainable-rate probes (also the probe's request count)."""
 
@@ -95,6 +97,7 @@ def build_problem(sc: Scenario, prepared: Prepared, cands: list[Candidate], rate
         model_names=tuple(m.name for m in sc.models),
         gpu_names=gpu_names,
         min_quality=min_accuracy,
+        max_instances=np.full(len(cands), MAX_INSTANCES, dtype=np.int64),
     )
     return problem, PlanInputs(lam, n, batches, r.budget_per_query, r.allow_reject)
 

@@ -113,6 +113,30 @@ class RateResult:
         return d
 
 
+def _seconds_map(x: Any) -> bool:
+    return isinstance(x, dict) and all(isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+                                       and v >= 0 for k, v in x.items())
+
+
+def _from_cache(entry: Any) -> RateResult | None:
+    """A cached result, or None when the entry is missing or not what :meth:`RateResult.to_json` wrote
+    (a hand-edited or damaged ``rates.json`` is recomputed, never trusted): every field present, the
+    rate finite, >= 0 and no more than the search can reach (64 × the saturation estimate)."""
+    if not isinstance(entry, dict) or set(entry) != {f for f in RateResult.__dataclass_fields__ if f != "cached"}:
+        return None
+    rate, mu = entry["rate"], entry["saturation_estimate"]
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (rate, mu))
+    if not numbers or not (math.isfinite(rate) and math.isfinite(mu) and 0 <= rate <= 64 * mu and mu > 0):
+        return None
+    if not all(_seconds_map(entry[k]) for k in ("idle_p95", "p95_at_rate", "targets")):
+        return None
+    probes = entry["probes"]
+    if not isinstance(probes, list) or not all(isinstance(p, list | tuple) and len(p) == 2 and _seconds_map(p[1])
+                                               for p in probes):
+        return None
+    return RateResult(**{**entry, "cached": True, "probes": [tuple(p) for p in probes]})
+
+
 def saturation_estimate(model: ModelSpec, gpu: GPUType, dep: Deployment, mix: TokenMix) -> float:
     """Analytic queries/s of one instance running full batches (the bisection's upper bracket)."""
     prof = profile_for(model, dep)
@@ -146,9 +170,9 @@ class RateFinder:
     # -- public ------------------------------------------------------------------------------------
     def rate(self, model: ModelSpec, gpu: GPUType, dep: Deployment, mix: TokenMix, slo: Slo) -> RateResult:
         key = self._key(model, gpu, dep, mix, slo)
-        if key in self._cache:
-            return RateResult(**{**self._cache[key], "cached": True,
-                                 "probes": [tuple(p) for p in self._cache[key]["probes"]]})
+        hit = _from_cache(self._cache.get(key))
+        if hit is not None:
+            return hit
         res = self._find(model, gpu, dep, mix, slo)
         self._cache[key] = res.to_json()
         if self.cache_file is not None:

@@ -25,7 +25,7 @@ import pandas as pd
 from reports.tables import MANIFEST_FILE
 from sim.errors import InputError
 from sim.experiments.execute import Executor
-from sim.experiments.folder import run_experiment, write_manifest
+from sim.experiments.folder import check_folder, run_experiment, write_atomic, write_manifest
 from sim.planning.plan import OPTIMISED, Plan, add_runs, evaluate, max_load, slo_misses
 
 PLAN_CSV = "plan.csv"
@@ -94,7 +94,8 @@ def _pressure(plan: Plan, row: dict[str, float], per_model: dict[str, dict[str, 
 
 
 def next_counts(plan: Plan, counts: np.ndarray, pressure: np.ndarray) -> np.ndarray | None:
-    """One step toward the bottleneck (see the module docstring), or None when no move fits."""
+    """One step toward the bottleneck (see the module docstring), or None when no move fits. A model
+    that serves traffic never gives up its last instance (that would trade one miss for a worse one)."""
     p = plan.problem
     j = int(np.argmax(pressure))
     mine = [d for d in range(p.d) if p.model[d] == j]
@@ -108,9 +109,14 @@ def next_counts(plan: Plan, counts: np.ndarray, pressure: np.ndarray) -> np.ndar
         trial = counts.copy()
         trial[d] += 1
         donors = [int(k) for k in np.argsort(pressure, kind="stable") if k != j]
+
+        def spare(g: int, t: np.ndarray) -> bool:  # never a serving model's last instance
+            left = int(t[p.model == p.model[g]].sum()) - 1
+            return t[g] > 0 and (left >= 1 or pressure[int(p.model[g])] == 0)
+
         while not p.fits(trial):
             give = next((g for k in donors for g in range(p.d)
-                         if p.model[g] == k and p.gpu_type[g] == p.gpu_type[d] and trial[g] > 0), None)
+                         if p.model[g] == k and p.gpu_type[g] == p.gpu_type[d] and spare(g, trial)), None)
             if give is None:
                 break
             trial[give] -= 1
@@ -149,6 +155,11 @@ def search(folder: Path, plan: Plan, results: pd.DataFrame, executor: Executor, 
                             "bottleneck": plan.model_names[int(np.argmax(pressure))]})
         if not missed:
             break
+        after = _pressure(plan, means(results)[label], model_p95(folder, plan, label))
+        if after.max() > pressure.max():  # the move made the worst model worse: stop here
+            plan.search.append({"step": step + 1, "label": None, "note": f"{alloc.label} is further from the "
+                                "SLO than the plan before it; the search stops"})
+            break
     return results
 
 
@@ -161,6 +172,11 @@ def run_plan(folder: Path, plan: Plan, executor: Executor, *, command: str,
     from reports.plan import plan_table
 
     check_plan_folder(folder)
+    # the folder, its manifest and the rates first: a plan interrupted while simulating resumes without
+    # probing a single rate again
+    check_folder(folder, plan.exp.kind, "plan")
+    write_manifest(folder, plan.exp, command, plan.manifest_extra())
+    _write_rates(folder, plan)
     results = _run(folder, plan, executor, command, on_start, on_done)
     missed = slo_misses(plan, means(results)[plan.allocations[0].runs_label])
     if missed and plan.options.search_steps > 0:
@@ -168,11 +184,15 @@ def run_plan(folder: Path, plan: Plan, executor: Executor, *, command: str,
     plan.verdict = verdict(plan, results)
     plan.per_model_p95 = {a.label: model_p95(folder, plan, a.runs_label) for a in plan.allocations}
     write_manifest(folder, plan.exp, command, plan.manifest_extra())
-    (folder / "rates.json").write_text(json.dumps(plan.rate_cache, indent=1, sort_keys=True) + "\n",
-                                       encoding="utf-8")
+    _write_rates(folder, plan)
     plan_table(plan.manifest_extra()["plan"], results).to_csv(folder / PLAN_CSV, index=False)
     write_report(folder)
     return results
+
+
+def _write_rates(folder: Path, plan: Plan) -> None:
+    write_atomic(folder / "rates.json",
+                 lambda p: p.write_text(json.dumps(plan.rate_cache, indent=1, sort_keys=True) + "\n", encoding="utf-8"))
 
 
 def verdict(plan: Plan, results: pd.DataFrame) -> dict[str, Any]:

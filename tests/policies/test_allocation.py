@@ -123,7 +123,7 @@ def test_cost_cap_below_every_instance_is_a_typed_error() -> None:
 
 
 def test_no_rejection_and_too_little_capacity_is_a_typed_error() -> None:
-    with pytest.raises(InfeasibleAllocationError, match="allow_reject=False"):
+    with pytest.raises(InfeasibleAllocationError, match="may not reject queries"):
         allocate_milp(hand_problem(inventory=[2], gpus=[1, 2], allow_reject=False, slots=[1.0, 0.0]))
 
 

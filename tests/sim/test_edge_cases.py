@@ -184,7 +184,7 @@ def test_wrote_line_lists_only_written_files(write_scenario, tmp_path: Path) -> 
     result = cli("run", str(path), "--out", str(tmp_path / "o"))
     assert result.exit_code == 0
     assert "requests.parquet" not in result.output
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["occupancy.parquet", "run_info.json", "scenario.yaml",
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["instances.parquet", "occupancy.parquet", "run_info.json", "scenario.yaml",
                                                               "summary.json"]
 
 

@@ -270,10 +270,18 @@ def test_identical_allocations_share_their_runs(tmp_path: Path) -> None:
               "--out", str(folder))
     assert res.exit_code == 0, res.output
     plan = json.loads((folder / "manifest.json").read_text())["plan"]
-    assert [a["same_as"] for a in plan["allocations"]] == [None, OPTIMISED, OPTIMISED]
-    assert set(pd.read_parquet(folder / "results.parquet")["policy"]) == {OPTIMISED}
-    table = pd.read_csv(folder / "plan.csv")
-    assert table["accuracy"].nunique() == 1 and table["plan"].tolist() == [OPTIMISED, UNIFORM, PROPORTIONAL]
+    allocs = plan["allocations"]
+    assert {m for a in allocs for m, v in a["models"].items() if v["gpus"]} == {"llama-8b"}
+    for k, a in enumerate(allocs):  # a later twin of an earlier allocation shares its runs
+        twin = next((b for b in allocs[:k] if b["deployments"] == a["deployments"] and b["same_as"] is None), None)
+        assert a["same_as"] == (None if twin is None else twin["label"])
+    assert any(a["same_as"] for a in allocs)
+    simulated = set(pd.read_parquet(folder / "results.parquet")["policy"])
+    assert simulated == {a["label"] for a in allocs if a["same_as"] is None}
+    table = pd.read_csv(folder / "plan.csv").set_index("plan")
+    for a in allocs:
+        if a["same_as"]:
+            assert table.loc[a["label"], "accuracy"] == table.loc[a["same_as"], "accuracy"]
 
 
 def test_a_missed_slo_is_searched_and_explained(tmp_path: Path) -> None:
@@ -286,11 +294,15 @@ def test_a_missed_slo_is_searched_and_explained(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "NO optimised plan met the SLO" in res.output
     plan = json.loads((folder / "manifest.json").read_text())["plan"]
+    assert plan["search"]  # every step, or why none could be taken, is recorded
     steps = [s for s in plan["search"] if s.get("label")]
-    assert steps and all(not s["met"] for s in steps)
-    assert steps[0]["bottleneck"] == "llama-70b"
-    first, moved = plan["allocations"][0], next(a for a in plan["allocations"] if a["label"] == steps[0]["label"])
-    assert moved["models"]["llama-70b"]["gpus"] > first["models"]["llama-70b"]["gpus"]
+    assert all(not s["met"] for s in steps)
+    if steps:  # each step added llama-70b capacity, the model the runs showed as the bottleneck
+        assert steps[0]["bottleneck"] == "llama-70b"
+        first, moved = plan["allocations"][0], next(a for a in plan["allocations"] if a["label"] == steps[0]["label"])
+        assert moved["models"]["llama-70b"]["gpus"] > first["models"]["llama-70b"]["gpus"]
+    else:  # the A100s are full and no served model may give up its last instance
+        assert "no instance can be added or moved" in plan["search"][0]["note"]
     verdict = plan["verdict"]
     assert verdict["recommended"] is None and verdict["max_load_qps"] > verdict["arrival_rate_qps"]
     assert "routing" in verdict["reason"] or "router" in verdict["reason"]
@@ -308,7 +320,7 @@ def test_traffic_beyond_the_inventory_is_refused_with_the_load_it_carries(tmp_pa
     path.write_text(yaml.safe_dump(data))
     res = cli("plan", str(path), "--out", str(tmp_path / "out"), "--slo", "e2e_p95=60s", "--seeds", "1")
     assert res.exit_code == 2, res.output
-    assert "serves at most" in res.output and "--gpus" in res.output
+    assert "serves at most" in res.output and "gpus[].count" in res.output
     carried = float(res.output.split("serves at most ")[1].split()[0])
     assert 0 < carried < 300
     assert not (tmp_path / "out").exists()
