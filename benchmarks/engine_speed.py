@@ -2,8 +2,11 @@
 
 The full run decides threshold_greedy's choices for all queries in one vectorised call (equivalent, and
 tested so, because the rule only looks at each query's own row and capacity never binds here); the
-second row shows the same run calling the policy once per query, which is what policies that depend on
-the live cluster (least_loaded, batch-level solvers with binding capacity) pay. Both are timed in the
+second row routes with least_loaded, one policy call per query, which is what policies that depend on
+the live cluster (least_loaded, batch-level solvers with binding capacity) pay. Issue 14's targets:
+up front ≥ 50 % and per query ≥ 30 % of the bare loop; and, as whole processes (start-up included),
+lagrangian at window 0 ≥ 50 % of threshold_greedy's rate on quickstart, and ``llmsim validate`` of the
+default scenario ≤ 1.5 × the time of importing numpy and pandas. Both are timed in the
 same process, one after the other, on the same number of requests, so the ratio
 is meaningful on any machine. Target (issue 3): llmsim ≥ 30 % of the bare loop's rate. The same
 workload on the ``paged`` scheduler (KV blocks, chunked prefill, preemption) is timed too; target (issue
@@ -18,6 +21,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Generator
 
@@ -87,19 +94,56 @@ def bare_mmc(n: int, lam: float, mu: float, c: int, seed: int = 0) -> float:
     return wall
 
 
+def _process_wall(args: list[str], repeats: int) -> float:
+    """Median wall seconds of a whole ``args`` process (start-up included), ``repeats`` times."""
+    walls = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        walls.append(time.perf_counter() - t0)
+    return statistics.median(walls)
+
+
+def process_rows(n: int, repeats: int) -> list[tuple[str, float, float]]:
+    """Issue 14's whole-process rows: lagrangian at window 0 vs threshold_greedy on quickstart, and
+    start-up (`llmsim validate` of the default scenario vs importing numpy and pandas)."""
+    llmsim = [sys.executable, "-m", "sim.cli"]
+    with tempfile.TemporaryDirectory() as tmp:
+        run_args = ["run", "--set", f"num_queries={n}", "--overwrite", "-q"]
+        greedy = _process_wall([*llmsim, *run_args, "--out", f"{tmp}/g"], repeats)
+        lagr = _process_wall([*llmsim, *run_args, "--policy", "lagrangian", "--out", f"{tmp}/l"], repeats)
+    validate = _process_wall([*llmsim, "validate", "scenarios/quickstart.yaml"], max(repeats, 5))
+    imports = _process_wall([sys.executable, "-c", "import numpy, pandas"], max(repeats, 5))
+    return [("quickstart, threshold_greedy (whole process)", greedy, n / greedy),
+            ("quickstart, lagrangian at window 0 (whole process)", lagr, n / lagr),
+            ("llmsim validate quickstart (whole process)", validate, float("nan")),
+            ("python -c 'import numpy, pandas'", imports, float("nan"))]
+
+
+def _verdict(name: str, ratio: float, target: float, above: bool = True) -> str:
+    ok = ratio >= target if above else ratio <= target
+    sign = ">=" if above else "<="
+    return f"{name}: {ratio:.2f}  (target {sign} {target:g}: {'met' if ok else 'NOT met'})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000, help="requests per run")
     ap.add_argument("--rate", type=float, default=20.0, help="llmsim arrival rate (queries/s)")
+    ap.add_argument("--process-n", type=int, default=20_000, help="requests of the whole-process rows")
+    ap.add_argument("--repeats", type=int, default=3, help="whole-process repeats (median)")
+    ap.add_argument("--no-process", action="store_true", help="skip the whole-process rows")
     args = ap.parse_args()
     sc = parse_scenario(yaml.safe_dump(cluster_scenario(args.n, args.rate)), file="<engine_speed>")
     paged = parse_scenario(yaml.safe_dump(cluster_scenario(args.n, args.rate, "paged")), file="<engine_speed>")
+    least = copy.deepcopy(sc).model_copy(update={"router": sc.router.model_copy(update={"policy": "least_loaded",
+                                                                                         "params": {}})})
 
     t0 = time.perf_counter()
     res = run(copy.deepcopy(sc))
     llmsim_wall = time.perf_counter() - t0
     t0 = time.perf_counter()
-    run(copy.deepcopy(sc), _no_precompute=True)
+    run(least)
     per_call_wall = time.perf_counter() - t0
     t0 = time.perf_counter()
     paged_res = run(copy.deepcopy(paged))
@@ -109,19 +153,22 @@ def main() -> None:
     llmsim_rate = args.n / llmsim_wall
     bare_rate = args.n / bare_wall
     rows = [
-        ("llmsim full run (10 instances, 4 models, threshold_greedy)", llmsim_wall, llmsim_rate),
-        ("  same, one policy call per query (no up-front decisions)", per_call_wall, args.n / per_call_wall),
-        ("  same, paged scheduler (blocks, chunked prefill, preemption)", paged_wall, args.n / paged_wall),
+        ("llmsim full run (10 instances, 4 models, threshold_greedy up front)", llmsim_wall, llmsim_rate),
+        ("  least_loaded, one policy call per query (window 0)", per_call_wall, args.n / per_call_wall),
+        ("  threshold_greedy on the paged scheduler", paged_wall, args.n / paged_wall),
         ("bare SimPy M/M/c loop (c = 10)", bare_wall, bare_rate),
     ]
-    print(f"requests per run: {args.n:,}")
-    print(f"{'what':<62} {'wall s':>8} {'requests/s':>12}")
-    for name, wall, rate in rows:
-        print(f"{name:<62} {wall:>8.2f} {rate:>12,.0f}")
-    ratio = llmsim_rate / bare_rate
-    print(f"ratio llmsim / bare: {ratio:.2f}  (target >= 0.30: {'met' if ratio >= 0.30 else 'NOT met'})")
-    pr = llmsim_wall / paged_wall
-    print(f"ratio paged / reserve: {pr:.2f}  (target >= 0.50: {'met' if pr >= 0.50 else 'NOT met'})")
+    proc = [] if args.no_process else process_rows(args.process_n, args.repeats)
+    print(f"requests per run: {args.n:,} (whole-process rows: {args.process_n:,})")
+    print(f"{'what':<68} {'wall s':>8} {'requests/s':>12}")
+    for name, wall, rate in rows + proc:
+        print(f"{name:<68} {wall:>8.2f} {rate:>12,.0f}")
+    print(_verdict("up front / bare (issue 14)", llmsim_rate / bare_rate, 0.5))
+    print(_verdict("one policy call per query / bare (issue 14)", args.n / per_call_wall / bare_rate, 0.3))
+    print(_verdict("paged / reserve (issue 10)", llmsim_wall / paged_wall, 0.5))
+    if proc:
+        print(_verdict("lagrangian window 0 / threshold_greedy, whole process", proc[0][1] / proc[1][1], 0.5))
+        print(_verdict("start-up: validate / import numpy+pandas", proc[2][1] / proc[3][1], 1.5, above=False))
     pq = paged_res.summary["queries"]
     print(f"paged check: {pq['completed']:,} completed; preemptions {paged_res.summary['scheduler']['preemptions']}")
     q = res.summary["queries"]

@@ -23,6 +23,10 @@ def exact_if_loose(problem: RoutingProblem, result: RoutingResult, max_gap: floa
     gap = result.info.get("gap")
     if max_gap is None or gap is None or gap <= max_gap or result.status == STATUS_INFEASIBLE:
         return result
+    if _optimal_by_enumeration(problem, result):
+        # nothing beats it, so the MILP below could only say "no better answer": skip building it
+        result.info["exact_fallback"] = "no better answer (enumerated)"
+        return result
     from policies.batch.milp import Milp  # here: milp imports the relaxation machinery too
 
     exact = Milp(time_limit=time_limit)._route(problem)
@@ -37,3 +41,34 @@ def exact_if_loose(problem: RoutingProblem, result: RoutingResult, max_gap: floa
     exact.info = {**result.info, "exact_fallback": "milp", "relaxation_gap": gap,
                   "milp_status": exact.status, "gap": exact.info.get("gap")}
     return exact
+
+
+MAX_ENUMERATED = 64
+"""Most assignments (``(m + 1) ** n``, rejection included) :func:`_optimal_by_enumeration` tries: a
+one-query batch over up to 63 models (the per-query window-0 case), or two queries over a handful."""
+
+
+def _optimal_by_enumeration(problem: RoutingProblem, result: RoutingResult) -> bool:
+    """Whether no assignment of a tiny batch is strictly better than ``result`` (same objective and
+    feasibility as the MILP fallback's ``better`` test: :func:`check_assignment` on every assignment).
+    Only without SLO latency terms, whose penalty the MILP adds to its own objective."""
+    import itertools
+
+    import numpy as np
+
+    from policies.problem import REJECT
+    from policies.result import check_assignment
+
+    n, m = problem.n, problem.m
+    choices = [REJECT, *range(m)] if problem.allow_reject else list(range(m))
+    if problem.latency is not None or len(choices) ** n > MAX_ENUMERATED:
+        return False
+    minimise = problem.form is ProblemForm.MIN_COST
+    for combo in itertools.product(choices, repeat=n):
+        ev = check_assignment(problem, np.array(combo, dtype=np.int64))
+        if ev.violations:
+            continue
+        value = ev.total_cost if minimise else ev.total_quality
+        if (value < result.objective) if minimise else (value > result.objective):
+            return False
+    return True
