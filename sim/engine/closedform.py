@@ -65,6 +65,8 @@ class Settling:
 
     _settling: bool
     _again: bool
+    _cover_head: Any  # the queue head last covered (see the subclasses' _cover), None: choose again
+    _cover_m: Any
 
     def settle(self, now: float, woken: Any = None) -> None:
         """Bring every member to a consistent state at ``now`` and (re)arm their wakes; ``woken`` is the
@@ -98,6 +100,34 @@ class Wakes:
     _pending: set[float]  # times of scheduled wakes not yet fired
     _group: Settling
     _cb: Any  # self._on_wake, bound once (a wake is armed per event)
+    iid: int
+    queue: Any
+    down: bool
+    _t0: float
+
+    def poke(self) -> None:  # pragma: no cover - both instance kinds define it
+        raise NotImplementedError
+
+    def _hand_back(self, running: list[Any], queued: list[Any]) -> list[tuple[Any, int]]:
+        """The end of a failure, shared by both instance kinds once their state is reset: every request
+        it held, restarted, with this instance's id (-1: it was only queued); the group's cover is chosen
+        again, and a shared queue's surviving members settle now."""
+        self._t0 = self.env.now
+        group = self._group
+        group._cover_head = group._cover_m = None
+        lost = [(r, self.iid) for r in running] + [(r, -1) for r in queued]
+        for r, _ in lost:
+            r.restart()
+        if self.queue:
+            group.settle(self.env.now)
+        return lost
+
+    def recover(self) -> None:
+        """The node is back, empty: it takes work again from now (its queue or the shared one)."""
+        self.down = False
+        self._t0 = self.env.now
+        self._group._cover_head = None
+        self.poke()
 
     def _arm(self) -> None:
         """Schedule a wake at ``_wake_t`` unless one is already pending for that time."""

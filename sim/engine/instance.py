@@ -324,24 +324,9 @@ class Instance(Wakes):
         self._heap = []
         self._ctx = 0
         self._cohorts = []
-        self._t0 = self.env.now
         self._nb_t = -_INF
         self._wake_t = _INF
-        group = self._group
-        group._cover_head = group._cover_m = None
-        lost = [(r, self.iid) for r in running] + [(r, -1) for r in queued]
-        for r, _ in lost:
-            r.restart()
-        if self.queue:  # a shared queue: the surviving members' cover is chosen again
-            group.settle(self.env.now)
-        return lost
-
-    def recover(self) -> None:
-        """The node is back, empty: it takes work again from now (its queue or the shared one)."""
-        self.down = False
-        self._t0 = self.env.now
-        self._group._cover_head = None
-        self.poke()
+        return self._hand_back(running, queued)
 
     @property
     def busy_time(self) -> float:

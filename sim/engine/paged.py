@@ -298,22 +298,7 @@ class PagedInstance(Wakes):
             self.queue.clear()
         self.down = True
         self._reset_state()
-        self._t0 = self.env.now
-        group = self._group
-        group._cover_head = group._cover_m = None
-        lost = [(r, self.iid) for r in running] + [(r, -1) for r in queued]
-        for r, _ in lost:
-            r.restart()
-        if self.queue:
-            group.settle(self.env.now)
-        return lost
-
-    def recover(self) -> None:
-        """The node is back, empty: it takes work again from now."""
-        self.down = False
-        self._t0 = self.env.now
-        self._group._cover_head = None
-        self.poke()
+        return self._hand_back(running, queued)
 
     @property
     def blocks_used(self) -> int:
