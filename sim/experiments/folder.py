@@ -31,6 +31,21 @@ def role(manifest: dict[str, Any], kind: str | None = None) -> str:
     return "plan" if manifest.get("plan") else "whatif" if manifest.get("whatif") else str(kind or manifest.get("kind"))
 
 
+def refuse_other(folder: Path, command: str) -> None:
+    """Before anything is computed: refuse a folder whose manifest belongs to another command (a what-if
+    or plan must not take over a compare's runs, nor the reverse). An absent folder or manifest passes."""
+    path = folder / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        manifest = {}
+    if manifest is None:
+        return
+    old = role(manifest) if isinstance(manifest, dict) else "unknown"
+    if old != command:
+        raise InputError(f"holds a {old} experiment, not a {command}; choose another --out", file=folder)
+
+
 def check_folder(folder: Path, kind: str, command: str | None = None) -> None:
     """Refuse a folder that exists with other content, or that holds another kind of experiment: an
     experiment folder is created, or resumed by the same command (``command``: compare, sweep, whatif

@@ -11,7 +11,6 @@ manifest says which fields changed from what to what. Both runs of a seed share 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +19,6 @@ from typing import Any
 
 import pandas as pd
 
-from reports.tables import MANIFEST_FILE
 from reports.whatif import BASELINE, CHANGED
 from sim.config.load import parse_scenario
 from sim.config.schema import Scenario
@@ -129,18 +127,11 @@ def plan_whatif(source: Source, sets: list[str], seeds: int) -> WhatIf:
 
 
 def check_whatif_folder(folder: Path) -> None:
-    """Refuse a compare folder (a what-if is written as a compare with a ``whatif`` manifest entry): a
-    what-if must not take over another experiment's runs."""
-    path = folder / MANIFEST_FILE
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, ValueError):
-        manifest = {}
-    if manifest is not None and (not isinstance(manifest, dict) or "whatif" not in manifest):
-        from sim.experiments.folder import role
+    """Refuse a folder of another experiment (a what-if is written as a compare with a ``whatif`` manifest
+    entry): a what-if must not take over another experiment's runs."""
+    from sim.experiments.folder import refuse_other
 
-        old = role(manifest) if isinstance(manifest, dict) else "unknown"
-        raise InputError(f"holds a {old} experiment, not a whatif; choose another --out", file=folder)
+    refuse_other(folder, "whatif")
 
 
 def run_whatif(

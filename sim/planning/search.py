@@ -22,10 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.tables import MANIFEST_FILE
-from sim.errors import InputError
 from sim.experiments.execute import Executor
-from sim.experiments.folder import check_folder, run_experiment, write_atomic, write_manifest
+from sim.experiments.folder import check_folder, refuse_other, run_experiment, write_atomic, write_manifest
 from sim.planning.plan import OPTIMISED, Plan, add_runs, evaluate, max_load, slo_misses
 
 PLAN_CSV = "plan.csv"
@@ -33,16 +31,7 @@ PLAN_CSV = "plan.csv"
 
 def check_plan_folder(folder: Path) -> None:
     """Refuse a folder holding another experiment: a plan must not take over a compare's runs."""
-    path = folder / MANIFEST_FILE
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, ValueError):
-        manifest = {}
-    if manifest is not None and (not isinstance(manifest, dict) or "plan" not in manifest):
-        from sim.experiments.folder import role
-
-        old = role(manifest) if isinstance(manifest, dict) else "unknown"
-        raise InputError(f"holds a {old} experiment, not a plan; choose another --out", file=folder)
+    refuse_other(folder, "plan")
 
 
 def rate_cache_of(folder: Path) -> dict[str, Any]:
