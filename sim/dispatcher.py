@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -143,7 +144,7 @@ class Dispatcher:
         self.rejected = 0
         self.precomputed: np.ndarray | None = None
         self._precompute_time_s = 0.0
-        self._single: tuple[list[int], list[float], list[float]] | None = None
+        self._single: tuple[array, array, array] | None = None  # type: ignore[type-arg]
         # When no model's capacity can ever bind (unlimited queues), capacity is a constant: skip the sums.
         self.capacity_never_binds = capacity_never_binds
         self._fixed_capacity = np.full(len(models), np.inf) if capacity_never_binds else None
@@ -206,10 +207,11 @@ class Dispatcher:
         cols = np.where(a >= 0, a, 0)
         routed = a >= 0
         # Per-query facts of the chosen model as plain lists, for the scalar single-query path.
+        # (typed arrays: indexing gives the same Python scalars as lists, at 8 bytes a query, not 32)
         self._single = (
-            a.tolist(),
-            np.where(routed, inp.predicted_cost[rows, cols], 0.0).tolist(),
-            np.where(routed, inp.predicted_quality[rows, cols], 0.0).tolist(),
+            array("q", a.tobytes()),
+            array("d", np.where(routed, inp.predicted_cost[rows, cols], 0.0).tobytes()),
+            array("d", np.where(routed, inp.predicted_quality[rows, cols], 0.0).tobytes()),
         )
         return True
 

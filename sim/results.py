@@ -6,7 +6,8 @@ only module that drives the engine, and every table written to a run folder is d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,13 +19,37 @@ from sim.metrics.summary import DeploymentStats, summarize
 
 @dataclass
 class RunResult:
-    """One simulated run: the summary (summary.json) and its tables (the run folder's parquet files)."""
+    """One simulated run: the summary (summary.json) and its tables (the run folder's parquet files).
+
+    ``requests`` and ``batches`` are built on first access: they hold one row per query (one per batch:
+    per query at window 0), ~250 bytes a row, and most callers (``llmsim run`` with those outputs off,
+    compare, sweep, plan) only read the summary. The builders hold the recorder's arrays, not copies."""
 
     summary: dict[str, Any]
-    requests: pd.DataFrame
-    batches: pd.DataFrame
+    requests_table: Callable[[], pd.DataFrame] = field(repr=False)
+    batches_table: Callable[[], pd.DataFrame] = field(repr=False)
     instances: pd.DataFrame  # one row per instance: limits and the peaks it reached (invariant checks)
     occupancy: pd.DataFrame  # one row per (sample time, deployment): queued and running sequences
+    _built: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    @property
+    def requests(self) -> pd.DataFrame:
+        if "requests" not in self._built:
+            self._built["requests"] = self.requests_table()
+        return self._built["requests"]
+
+    @property
+    def batches(self) -> pd.DataFrame:
+        if "batches" not in self._built:
+            self._built["batches"] = self.batches_table()
+        return self._built["batches"]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a Dask worker sends its result back) with the tables built: the builders are closures."""
+        state = dict(self.__dict__)
+        state["_built"] = {"requests": self.requests, "batches": self.batches}
+        state["requests_table"] = state["batches_table"] = None
+        return state
 
 
 @dataclass
@@ -134,18 +159,23 @@ def summarise(sc: Scenario, prepared: Any, trace: Trace) -> RunResult:
         "predictor_scores": pred.scores,
         **({} if trace.events is None else {"events": trace.events}),
     })
-    requests = trace.rec.to_frame(
-        query_ids=wl.queries.query_ids,
-        task=wl.queries.task,
-        task_names=wl.queries.task_names,
-        prompt_tokens=wl.prompt_tokens,
-        model_names=model_names,
-    )
-    requests["difficulty"] = difficulty(wl.queries.quality)
+
+    def requests() -> pd.DataFrame:
+        frame = trace.rec.to_frame(
+            query_ids=wl.queries.query_ids,
+            task=wl.queries.task,
+            task_names=wl.queries.task_names,
+            prompt_tokens=wl.prompt_tokens,
+            model_names=model_names,
+        )
+        frame["difficulty"] = difficulty(wl.queries.quality)
+        return frame
+
+    log = trace.dispatcher.log
     return RunResult(
         summary=summary,
-        requests=requests,
-        batches=batches_frame(trace.dispatcher.log),
+        requests_table=requests,
+        batches_table=lambda: batches_frame(log),
         instances=trace.instances,
         occupancy=occupancy_frame(trace, model_names),
     )

@@ -111,8 +111,11 @@ def _build_arrivals(sc: Scenario) -> tuple[Arrivals, int]:
         fmt = a.format
         if fmt == "auto":
             fmt = "mooncake" if ".jsonl" in path.name else "azure"
+        # From the trace's start with no rate changes (which thin or copy rows), a run by count needs
+        # exactly its first num_queries rows: the rest of the file is not read.
+        max_rows = sc.num_queries if a.start_s == 0 and not windows else None
         trace = (load_mooncake_jsonl(path, block_tokens=a.prefix_block_tokens) if fmt == "mooncake"
-                 else load_azure_csv(path))
+                 else load_azure_csv(path, max_rows=max_rows))
         out = replay(
             trace,
             time_scale=a.time_scale,
