@@ -205,13 +205,10 @@ def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, 
     if bad is not None:
         return policy.infeasible(problem, bad, info=info)
     start = time.perf_counter()
-    if lp_first is not True and small_exact.applies(form, None if protect is None else protect[0]):
-        cols = small_exact.solve(form, protect=protect, deadline=start + time_limit)
-        if cols is not None:
-            info.update(method="lp_search", mip_gap=0.0,
-                        bound=form.to_objective(small_exact.model_value(form, cols, protect)))
-            return RoutingResult.build(problem, form.to_assignment(cols), STATUS_OPTIMAL, info=info)
-        info["lp_search"] = "gave up"
+    if lp_first is not True:
+        found = _small_exact(problem, form, protect, start + time_limit, info)
+        if found is not None:
+            return found
     model = build_model(form, protect=protect, prune=prune)
     if lp_first is None:
         lp_first = model.nx >= LP_FIRST_VARS
@@ -273,6 +270,20 @@ def solve_exact(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, 
             info["improved"] = int(np.count_nonzero(better != fixed))
             fixed = better
     return RoutingResult.build(problem, form.to_assignment(fixed), status, info=info)
+
+
+def _small_exact(problem: RoutingProblem, form: LinearForm, protect: Protection | None, deadline: float,
+                 info: dict[str, Any]) -> RoutingResult | None:
+    """The exact LP-bounded search of :mod:`small_exact` where it applies (small tied batches, no SLO);
+    None when it does not apply or gives up (noted in ``info``; HiGHS then runs as before)."""
+    if not small_exact.applies(form, None if protect is None else protect[0]):
+        return None
+    cols = small_exact.solve(form, protect=protect, deadline=deadline)
+    if cols is None:
+        info["lp_search"] = "gave up"
+        return None
+    info.update(method="lp_search", mip_gap=0.0, bound=form.to_objective(small_exact.model_value(form, cols, protect)))
+    return RoutingResult.build(problem, form.to_assignment(cols), STATUS_OPTIMAL, info=info)
 
 
 def _keep_incumbent(incumbent: MilpSolution, bnb: MilpSolution) -> MilpSolution:
