@@ -57,6 +57,7 @@ class NoisyOracle(Predictor):
             tokens = tokens * np.exp(self.rng.normal(0.0, self.token_noise, size=tokens.shape))
         return Prediction(
             quality=quality,
-            quality_std=np.full(truth.shape, self.noise),
+            # one value for every pair: a read-only broadcast view, not an (N, m) array
+            quality_std=np.broadcast_to(np.float64(self.noise), truth.shape),
             output_tokens=np.maximum(tokens, 1.0),
         )
