@@ -145,6 +145,10 @@ class RoutingResult:
     message: str = ""
     violations: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    #: :func:`check_assignment` of ``assignment`` on ``evaluated`` (both set by :meth:`build`), so a
+    #: caller checking the same assignment on the same problem (the simulator's dispatcher) need not redo it
+    evaluation: Evaluation | None = field(default=None, repr=False, compare=False)
+    evaluated: RoutingProblem | None = field(default=None, repr=False, compare=False)
 
     @property
     def success(self) -> bool:
@@ -178,4 +182,6 @@ class RoutingResult:
             message=message,
             violations=ev.violations,
             info=dict(info or {}),
+            evaluation=ev,
+            evaluated=problem,
         )

@@ -284,7 +284,10 @@ class Dispatcher:
             )
             result = self.policy.route(problem)
             assignment = np.asarray(result.assignment, dtype=np.int64)
-            ev = check_assignment(problem, assignment)
+            # the policy's own check of this very assignment on this very problem, when it made one
+            ev = result.evaluation
+            if ev is None or assignment is not result.assignment or result.evaluated is not problem:
+                ev = check_assignment(problem, assignment)
             # Only today's capacity is enforced by refusing queries: beyond the SLO capacity a query is
             # predicted to miss its SLO, not unable to run (check_assignment reports it as a violation).
             if ev.loads.size and np.any(ev.loads > capacity):
