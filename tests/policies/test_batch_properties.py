@@ -55,7 +55,7 @@ def _on_tolerance_edge(problem: RoutingProblem, best: float | None) -> bool:
     if problem.budget is not None:
         tightened["budget"] = max(0.0, problem.budget - 1e-9 * max(1.0, problem.budget))
     if problem.min_quality is not None:
-        tightened["min_quality"] = problem.min_quality + 1e-9
+        tightened["min_quality"] = min(1.0, problem.min_quality + 1e-9)  # a floor of 1 cannot be raised
     return bool(tightened) and brute_force(dataclasses.replace(problem, **tightened))[0] is None
 
 
