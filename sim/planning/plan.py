@@ -44,6 +44,7 @@ from sim.planning.candidates import Candidate, candidates, why_nothing_fits
 from sim.planning.problem import (
     MIX_SAMPLE,
     PlanInputs,
+    batch_slots,
     build_problem,
     deployments_for,
     need_tokens,
@@ -130,6 +131,7 @@ class Plan:
     verdict: dict[str, Any] = field(default_factory=dict)
     rate_cache: dict[str, Any] = field(default_factory=dict)
     per_model_p95: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    p95_by_runs: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict, repr=False)  # read cache
 
     @property
     def model_names(self) -> list[str]:
@@ -197,8 +199,7 @@ def _rates(base: Scenario, prepared: Prepared, cands: list[Candidate], slo: Slo,
     wl = prepared.workload
     mixes: dict[int, TokenMix] = {}
     with tempfile.TemporaryDirectory(prefix="llmsim-plan-") as tmp:
-        finder = RateFinder(Path(tmp), seed=base.seed, n_requests=MIX_SAMPLE, on_probe=on_probe)
-        finder._cache = cache
+        finder = RateFinder(Path(tmp), seed=base.seed, n_requests=MIX_SAMPLE, cache=cache, on_probe=on_probe)
         out = []
         for c in cands:
             j = c.model_index
@@ -229,8 +230,8 @@ def max_load(problem: AllocationProblem) -> float:
     strict = dataclasses.replace(problem, allow_reject=False, min_quality=None)
 
     def ok(lam: float) -> bool:
-        q = dataclasses.replace(strict, arrival_rate=lam, slots=problem.rate * problem.quality[0].shape[0]
-                                / max(lam, 1e-12))
+        q = dataclasses.replace(strict, arrival_rate=lam, slots=batch_slots(problem.rate, problem.quality[0].shape[0],
+                                                                           lam))
         try:
             allocate_milp(q, time_limit=10.0, mip_rel_gap=1e-3)
             return True

@@ -70,6 +70,12 @@ def sample_batches(sc: Scenario, prepared: Prepared, batches: int, batch_size: i
     return q, c
 
 
+def batch_slots(rate: np.ndarray, batch_size: int, arrival_rate: float) -> np.ndarray:
+    """Queries one instance of each candidate takes in a sampled batch: its sustainable rate times the
+    time a batch of ``batch_size`` stands for at ``arrival_rate`` (see the module docstring)."""
+    return np.asarray(rate, dtype=np.float64) * batch_size / max(arrival_rate, 1e-12)
+
+
 def build_problem(sc: Scenario, prepared: Prepared, cands: list[Candidate], rates: list[float],
                   inventory: dict[str, int], *, max_cost_per_hour: float | None, min_accuracy: float | None,
                   batches: int, batch_size: int) -> tuple[AllocationProblem, PlanInputs]:
@@ -86,7 +92,7 @@ def build_problem(sc: Scenario, prepared: Prepared, cands: list[Candidate], rate
         gpus=np.array([c.tp for c in cands], dtype=np.int64),
         price_per_hour=np.array([c.price_per_hour for c in cands], dtype=np.float64),
         rate=rate,
-        slots=rate * n / max(lam, 1e-12),
+        slots=batch_slots(rate, n, lam),
         inventory=np.array([inventory[g] for g in gpu_names], dtype=np.int64),
         quality=quality,
         cost=cost,

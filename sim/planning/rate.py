@@ -137,6 +137,23 @@ def _from_cache(entry: Any) -> RateResult | None:
     return RateResult(**{**entry, "cached": True, "probes": [tuple(p) for p in probes]})
 
 
+def read_cache(path: Path) -> dict[str, Any]:
+    """The rates a cache file holds; an unreadable or malformed file is an empty cache (its rates are
+    probed again, never trusted; single entries are checked by :func:`_from_cache` as they are used)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_cache(path: Path, cache: dict[str, Any]) -> None:
+    """Write the cache through a temporary sibling (a reader never sees half a file)."""
+    from sim.experiments.folder import write_atomic
+
+    write_atomic(path, lambda p: p.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n", encoding="utf-8"))
+
+
 def saturation_estimate(model: ModelSpec, gpu: GPUType, dep: Deployment, mix: TokenMix) -> float:
     """Analytic queries/s of one instance running full batches (the bisection's upper bracket)."""
     prof = profile_for(model, dep)
@@ -153,19 +170,18 @@ class RateFinder:
     """Finds and caches sustainable rates; one per plan (``cache_file`` persists them across runs)."""
 
     def __init__(self, workdir: Path, *, seed: int, n_requests: int = 1200,
-                 cache_file: Path | None = None, on_probe: Callable[[], None] | None = None) -> None:
+                 cache_file: Path | None = None, cache: dict[str, Any] | None = None,
+                 on_probe: Callable[[], None] | None = None) -> None:
+        """``cache``: a dict of earlier results to use and extend in place (a plan keeps it and writes it
+        to its folder itself); else ``cache_file`` is read at start and rewritten after each new rate."""
         self.workdir = workdir
         self.seed = seed
         self.n_requests = n_requests
         self.cache_file = cache_file
         self.on_probe = on_probe
         self.simulations = 0
-        self._cache: dict[str, dict[str, Any]] = {}
-        if cache_file is not None and cache_file.is_file():
-            try:
-                self._cache = json.loads(cache_file.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                self._cache = {}  # a damaged cache is recomputed, never trusted
+        self._cache: dict[str, Any] = cache if cache is not None else (
+            read_cache(cache_file) if cache_file is not None else {})
 
     # -- public ------------------------------------------------------------------------------------
     def rate(self, model: ModelSpec, gpu: GPUType, dep: Deployment, mix: TokenMix, slo: Slo) -> RateResult:
@@ -176,9 +192,7 @@ class RateFinder:
         res = self._find(model, gpu, dep, mix, slo)
         self._cache[key] = res.to_json()
         if self.cache_file is not None:
-            tmp = self.cache_file.with_name(f".{self.cache_file.name}.tmp")
-            tmp.write_text(json.dumps(self._cache, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-            tmp.replace(self.cache_file)
+            write_cache(self.cache_file, self._cache)
         return res
 
     # -- search --------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ is simulated on the same seeds (``optimised+1``, ``optimised+2``, ...). If no st
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -23,10 +22,12 @@ import numpy as np
 import pandas as pd
 
 from sim.experiments.execute import Executor
-from sim.experiments.folder import check_folder, refuse_other, run_experiment, write_atomic, write_manifest
+from sim.experiments.folder import check_folder, refuse_other, run_experiment, write_manifest
 from sim.planning.plan import OPTIMISED, Plan, add_runs, evaluate, max_load, slo_misses
+from sim.planning.rate import read_cache, write_cache
 
 PLAN_CSV = "plan.csv"
+RATES_FILE = "rates.json"
 
 
 def check_plan_folder(folder: Path) -> None:
@@ -36,11 +37,7 @@ def check_plan_folder(folder: Path) -> None:
 
 def rate_cache_of(folder: Path) -> dict[str, Any]:
     """The sustainable rates a previous ``llmsim plan`` into this folder found (resume), else empty."""
-    try:
-        data = json.loads((folder / "rates.json").read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    return read_cache(folder / RATES_FILE)
 
 
 def means(results: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -125,9 +122,8 @@ def search(folder: Path, plan: Plan, results: pd.DataFrame, executor: Executor, 
     """Steps toward the SLO from the optimised plan; records each in ``plan.search``."""
     label = plan.allocations[0].runs_label
     counts = plan.allocations[0].counts.copy()
+    pressure = _pressure(plan, means(results)[label], _p95(folder, plan, label))
     for step in range(1, plan.options.search_steps + 1):
-        row = means(results)[label]
-        pressure = _pressure(plan, row, model_p95(folder, plan, label))
         nxt = next_counts(plan, counts, pressure)
         if nxt is None:
             plan.search.append({"step": step, "label": None, "note": "no instance can be added or moved"})
@@ -144,12 +140,20 @@ def search(folder: Path, plan: Plan, results: pd.DataFrame, executor: Executor, 
                             "bottleneck": plan.model_names[int(np.argmax(pressure))]})
         if not missed:
             break
-        after = _pressure(plan, means(results)[label], model_p95(folder, plan, label))
+        after = _pressure(plan, means(results)[label], _p95(folder, plan, label))
         if after.max() > pressure.max():  # the move made the worst model worse: stop here
             plan.search.append({"step": step + 1, "label": None, "note": f"{alloc.label} is further from the "
                                 "SLO than the plan before it; the search stops"})
             break
+        pressure = after
     return results
+
+
+def _p95(folder: Path, plan: Plan, runs_label: str) -> dict[str, dict[str, float]]:
+    """:func:`model_p95` of a plan's runs, read once (the search and the final manifest both need it)."""
+    if runs_label not in plan.p95_by_runs:
+        plan.p95_by_runs[runs_label] = model_p95(folder, plan, runs_label)
+    return plan.p95_by_runs[runs_label]
 
 
 def run_plan(folder: Path, plan: Plan, executor: Executor, *, command: str,
@@ -160,28 +164,21 @@ def run_plan(folder: Path, plan: Plan, executor: Executor, *, command: str,
     from reports.build import write_report
     from reports.plan import plan_table
 
-    check_plan_folder(folder)
-    # the folder, its manifest and the rates first: a plan interrupted while simulating resumes without
-    # probing a single rate again
+    # the folder, its manifest and the rates first (the rates are all known by now): a plan interrupted
+    # while simulating resumes without probing a single rate again
     check_folder(folder, plan.exp.kind, "plan")
     write_manifest(folder, plan.exp, command, plan.manifest_extra())
-    _write_rates(folder, plan)
+    write_cache(folder / RATES_FILE, plan.rate_cache)
     results = _run(folder, plan, executor, command, on_start, on_done)
     missed = slo_misses(plan, means(results)[plan.allocations[0].runs_label])
     if missed and plan.options.search_steps > 0:
         results = search(folder, plan, results, executor, command, on_start, on_done)
     plan.verdict = verdict(plan, results)
-    plan.per_model_p95 = {a.label: model_p95(folder, plan, a.runs_label) for a in plan.allocations}
+    plan.per_model_p95 = {a.label: _p95(folder, plan, a.runs_label) for a in plan.allocations}
     write_manifest(folder, plan.exp, command, plan.manifest_extra())
-    _write_rates(folder, plan)
     plan_table(plan.manifest_extra()["plan"], results).to_csv(folder / PLAN_CSV, index=False)
     write_report(folder)
     return results
-
-
-def _write_rates(folder: Path, plan: Plan) -> None:
-    write_atomic(folder / "rates.json",
-                 lambda p: p.write_text(json.dumps(plan.rate_cache, indent=1, sort_keys=True) + "\n", encoding="utf-8"))
 
 
 def verdict(plan: Plan, results: pd.DataFrame) -> dict[str, Any]:
