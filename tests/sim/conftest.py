@@ -12,6 +12,15 @@ REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO / "scenarios"
 
 
+def cli(*args: str) -> Any:
+    """``llmsim ARGS`` in-process, exceptions not caught (a traceback fails the test loudly)."""
+    from typer.testing import CliRunner
+
+    from sim.cli import app
+
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
 def small_scenario(**overrides: Any) -> dict[str, Any]:
     """A tiny valid scenario as a dict (2 models, 1 GPU type); override top-level keys."""
     sc: dict[str, Any] = {
@@ -51,6 +60,16 @@ def small_scenario(**overrides: Any) -> dict[str, Any]:
     }
     sc.update(overrides)
     return sc
+
+
+@pytest.fixture
+def scenario_file(tmp_path: Path) -> Path:
+    """A 150-query tiny scenario batched in 1 s windows (the experiment commands' tests)."""
+    data = small_scenario(num_queries=150)
+    data["router"] = {"policy": "threshold_greedy", "params": {}, "window_s": 1.0}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
 
 
 @pytest.fixture

@@ -9,16 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from policies import Policy, RoutingProblem, RoutingResult, register
-from sim.cli import app
 from sim.config import parse_scenario
 from sim.runner import run
-from tests.sim.conftest import SCENARIOS, small_scenario
+from tests.sim.conftest import SCENARIOS, cli, small_scenario
 from tests.sim.test_bad_input import assert_clean_failure, mutate
-
-runner = CliRunner()
 
 
 @register("test_overfill")
@@ -32,8 +28,6 @@ class Overfill(Policy):
         return RoutingResult.build(problem, np.full(problem.n, problem.m - 1), "feasible")
 
 
-def cli(*args: str):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, list(args), catch_exceptions=False)
 
 
 def parse(data: dict) -> object:  # type: ignore[type-arg]

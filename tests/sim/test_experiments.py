@@ -14,22 +14,13 @@ from typer.testing import CliRunner
 from sim.cli import app
 from sim.errors import InputError
 from sim.experiments import parse_grid, parse_policies
-from tests.sim.conftest import small_scenario
+from tests.sim.conftest import cli
 
 runner = CliRunner()
 
 
-def cli(*args: str) -> object:
-    return runner.invoke(app, list(args), catch_exceptions=False)
 
 
-@pytest.fixture
-def scenario_file(tmp_path: Path) -> Path:
-    data = small_scenario(num_queries=150)
-    data["router"] = {"policy": "threshold_greedy", "params": {}, "window_s": 1.0}
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 # --------------------------------------------------------------------------- parsing

@@ -13,9 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from sim.cli import app
 from sim.config.load import parse_scenario
 from sim.config.schema import NodeFailure
 from sim.experiments.plan import read_source
@@ -23,14 +21,11 @@ from sim.planning.candidates import candidates
 from sim.planning.plan import plan_sets
 from sim.planning.problem import need_tokens
 from sim.runner import prepare
-from tests.sim.conftest import small_scenario
+from tests.sim.conftest import cli, small_scenario
 
-runner = CliRunner()
 CAP = 13.0  # $/hour: below the 16 $/hour the 8 GPUs cost, so the cap binds
 
 
-def cli(*args: str) -> Any:
-    return runner.invoke(app, list(args), catch_exceptions=False)
 
 
 def _error(output: str) -> str:

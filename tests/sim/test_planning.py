@@ -14,9 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from sim.cli import app
 from sim.config.load import load_scenario, parse_scenario
 from sim.experiments.plan import read_source
 from sim.planning.candidates import candidates
@@ -33,13 +31,7 @@ from sim.planning.problem import build_problem, deployments_for, need_tokens, su
 from sim.planning.rate import Slo
 from sim.planning.search import next_counts
 from sim.runner import prepare
-from tests.sim.conftest import SCENARIOS, small_scenario
-
-runner = CliRunner()
-
-
-def cli(*args: str) -> Any:
-    return runner.invoke(app, list(args), catch_exceptions=False)
+from tests.sim.conftest import SCENARIOS, cli, small_scenario
 
 
 def tiny(tmp_path: Path, **kw: Any) -> Path:

@@ -7,19 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from sim.cli import app
-from tests.sim.conftest import REPO, SCENARIOS, small_scenario
+from tests.sim.conftest import REPO, SCENARIOS, cli, small_scenario
 from tests.sim.test_bad_input import assert_clean_failure
 
 SHARED = (REPO / ".." / "shared" / "data").resolve()
 needs_data = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared data not found at {SHARED}")
-runner = CliRunner()
 
 
-def cli(*args: str):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, list(args), catch_exceptions=False)
 
 
 @needs_data

@@ -10,22 +10,17 @@ from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from sim.cli import app
 from sim.config import load_scenario, schema
 from sim.config.checks import kv_capacity_tokens, scheduler_for
 from sim.config.load import parse_scenario
 from sim.engine.scheduler import PAGED, RESERVE, SchedulerConfig
-from tests.sim.conftest import REPO, SCENARIOS, small_scenario
+from tests.sim.conftest import REPO, SCENARIOS, cli, small_scenario
 from tests.sim.test_bad_input import assert_clean_failure
 
-runner = CliRunner()
 GIB = 2**30
 
 
-def cli(*args: str) -> Any:
-    return runner.invoke(app, list(args), catch_exceptions=False)
 
 
 def with_deployment(index: int = 0, **fields: Any) -> dict[str, Any]:

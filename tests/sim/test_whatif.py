@@ -17,23 +17,14 @@ from typer.testing import CliRunner
 
 from reports.whatif import WHATIF_METRICS, whatif_table
 from sim.cli import app
-from tests.sim.conftest import SCENARIOS, small_scenario
+from tests.sim.conftest import SCENARIOS, cli
 from tests.sim.test_queueing_theory import erlang_c_wait
 
 runner = CliRunner()
 
 
-def cli(*args: str) -> object:
-    return runner.invoke(app, list(args), catch_exceptions=False)
 
 
-@pytest.fixture
-def scenario_file(tmp_path: Path) -> Path:
-    data = small_scenario(num_queries=150)
-    data["router"] = {"policy": "threshold_greedy", "params": {}, "window_s": 1.0}
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def mmc_at(tmp_path: Path, rate: float, queries: int) -> Path:
