@@ -40,6 +40,7 @@ from sim.profiles.fidelity import (
     profile_target,
     read_measurements,
 )
+from sim.profiles.tables import FORMATS
 
 ROOT = Path(__file__).resolve().parents[2]
 GPU_DIR = ROOT.parent / "shared" / "data" / "gpu"
@@ -76,17 +77,7 @@ def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
 
 
 def splitwise_table(path: Path, p: LatencyProfile) -> Path:
-    header = [
-        "model",
-        "hardware",
-        "prompt_size",
-        "batch_size",
-        "token_size",
-        "prompt_time",
-        "token_time",
-        "e2e_time",
-        "tensor_parallel",
-    ]
+    header = list(FORMATS["splitwise"])
     rows = [
         [
             "llama2-70b",
@@ -148,17 +139,7 @@ def test_paged_scheduler_runs_the_batch_as_one_prefill_step(tmp_path: Path) -> N
     single = [(pr, n, g) for pr, n, g in CONFIGS if n == 1]
     path = write_csv(
         tmp_path / "one.csv",
-        [
-            "model",
-            "hardware",
-            "prompt_size",
-            "batch_size",
-            "token_size",
-            "prompt_time",
-            "token_time",
-            "e2e_time",
-            "tensor_parallel",
-        ],
+        list(FORMATS["splitwise"]),
         [
             [
                 "llama2-70b",
