@@ -199,6 +199,9 @@ class ModelGroup:
     def __init__(self, name: str, deployments: list[DeploymentRuntime]) -> None:
         self.name = name
         self.deployments = deployments
+        # deployments with at least one instance (``instances: 0`` lists a model without serving it);
+        # fixed for the run: failures change which instances are up, not how many there are
+        self.served = [d for d in deployments if d.instances]
         self.orphan: Callable[[Request], None] | None = None  # set by sim.engine.faults
 
     def capacity(self, mode: str) -> float:

@@ -136,7 +136,7 @@ def model_state(group: ModelGroup, prompt: float, output: float, *, groups: bool
     """Snapshot of ``group`` for a query; ``prompt`` / ``output`` (the batch's mean tokens on this model)
     stand in for the deployment's means until it has served anything. ``groups=False`` skips the
     per-queue listing only :func:`slo_capacity` reads (the per-query recording path)."""
-    served = [dep for dep in group.deployments if dep.instances]
+    served = group.served
     if not served:  # 0 instances (listed, not served): nothing can be predicted, and capacity is 0
         return UNSERVED
     d = group.least_loaded([dep for dep in served if dep.up] or served) if len(served) > 1 else served[0]
