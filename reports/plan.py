@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 
 from reports.document import FigureItem, Section, Table
 from reports.figures import _layout, model_colors
+from reports.stats import mean_ci
 
 #: Simulated metric → column label, in the table's order.
 PLAN_METRICS = {
@@ -22,19 +23,6 @@ PLAN_METRICS = {
     "latency_s.e2e.p95": "e2e p95", "utilisation": "utilisation", "queries.rejected": "rejected",
 }
 LEVEL = 0.95
-
-
-def _ci(values: pd.Series) -> tuple[float, float]:
-    """Mean and Student-t half-width (NaN with one value)."""
-    from scipy import stats
-
-    v = values.dropna().astype(float)
-    if v.empty:
-        return math.nan, math.nan
-    if len(v) < 2:
-        return float(v.mean()), math.nan
-    half = float(stats.t.ppf(0.5 + LEVEL / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-    return float(v.mean()), half
 
 
 def _utilisation(results: pd.DataFrame, alloc: dict[str, Any]) -> pd.Series:
@@ -63,7 +51,8 @@ def plan_table(plan: dict[str, Any], results: pd.DataFrame) -> pd.DataFrame:
             "sustainable_load_qps": alloc["sustainable_load_qps"], "seeds": len(runs),
         }
         for metric in PLAN_METRICS:
-            mean, half = _ci(runs[metric]) if metric in runs.columns else (math.nan, math.nan)
+            mean, _, hi = mean_ci(runs[metric], LEVEL) if metric in runs.columns else (math.nan,) * 3
+            half = hi - mean
             row[metric] = mean
             row[f"{metric}.ci"] = half
         worst = (plan.get("per_model_p95_s") or {}).get(alloc["label"]) or {}
