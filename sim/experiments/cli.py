@@ -392,20 +392,27 @@ def whatif(
     _guarded(body, lambda: job.folder if job else None)
 
 
+def with_progress(label: str, quiet: bool, executor: Any, body: Callable[[Any, Any], Any]) -> Any:
+    """``body(on_start, on_done)`` under a progress bar; the bar stops and the executor closes however it
+    ends (finished, bad input, Ctrl-C)."""
+    progress = _Progress(label, not quiet)
+    try:
+        try:
+            return body(progress.start, progress.done)
+        finally:
+            progress.stop()
+    finally:
+        executor.close()
+
+
 def _run_whatif(job: _Job, plan: Any) -> None:
     """Run or resume the what-if (its report written), then print the paired table."""
     from reports.whatif import HEADERS, whatif_rows, whatif_table
     from sim.experiments.whatif import run_whatif
 
-    progress = _Progress(f"whatif {job.exp.scenario_name}", not job.quiet)
-    try:
-        try:
-            results = run_whatif(job.folder, plan, job.executor, command=job.command,
-                                 on_start=progress.start, on_done=progress.done)
-        finally:
-            progress.stop()
-    finally:
-        job.executor.close()
+    results = with_progress(f"whatif {job.exp.scenario_name}", job.quiet, job.executor,
+                            lambda start, done: run_whatif(job.folder, plan, job.executor, command=job.command,
+                                                           on_start=start, on_done=done))
     if job.quiet:
         out.print(Text(str(job.folder)), soft_wrap=True)
         return

@@ -21,7 +21,7 @@ from sim.experiments.cli import (
     _command,
     _executor,
     _guarded,
-    _Progress,
+    with_progress,
 )
 
 MAX_GPUS = 1_000_000
@@ -101,15 +101,9 @@ def plan(
         command = _command("plan", scenario, {"--gpus": gpus, "--max-cost-per-hour": max_cost_per_hour,
                                               "--slo": slo, "--min-accuracy": min_accuracy, "--seeds": seeds,
                                               "--search-steps": search_steps})
-        progress = _Progress(f"plan {the_plan.exp.scenario_name}", not quiet)
-        try:
-            try:
-                results = run_plan(target, the_plan, executor, command=command, on_start=progress.start,
-                                   on_done=progress.done)
-            finally:
-                progress.stop()
-        finally:
-            executor.close()
+        results = with_progress(f"plan {the_plan.exp.scenario_name}", quiet, executor,
+                                lambda start, done: run_plan(target, the_plan, executor, command=command,
+                                                             on_start=start, on_done=done))
         _print(the_plan, results, target, quiet)
 
     _guarded(body, lambda: folder)
