@@ -118,12 +118,14 @@ def greedy_assign(problem: RoutingProblem, score: FloatArray, on_budget: OnBudge
     n, m = problem.n, problem.m
     if n == 0:
         return np.empty(0, dtype=np.int64)
+    cap = problem.capacity
+    assert cap is not None
+    if np.any(cap < 1):  # no room for even one query: unavailable to every row (as the loop below skips it)
+        score = np.where(cap >= 1, score, -np.inf)
     first = np.argmax(score, axis=1).astype(np.int64)
     usable = score > -np.inf
     if not usable.all():
         first = np.where(usable[np.arange(n), first], first, REJECT)
-    cap = problem.capacity
-    assert cap is not None
     budget = problem.budget if on_budget != "ignore" else None
     if budget is None and np.all(np.bincount(first[first >= 0], minlength=m) <= cap):
         return first

@@ -146,8 +146,10 @@ class Dispatcher:
         self._precompute_time_s = 0.0
         self._single: tuple[array, array, array] | None = None  # type: ignore[type-arg]
         # When no model's capacity can ever bind (unlimited queues), capacity is a constant: skip the sums.
+        # A model listed without instances (``instances: 0``) has none, for the whole run.
         self.capacity_never_binds = capacity_never_binds
-        self._fixed_capacity = np.full(len(models), np.inf) if capacity_never_binds else None
+        self._fixed_capacity = (np.array([np.inf if g.served else 0.0 for g in models])
+                                if capacity_never_binds else None)
         # Latency estimates: routed on when an SLO is set; otherwise recorded for the chosen model only
         # when asked (``outputs.latency_estimates``: it costs about a third more run time at Δ = 0).
         self.slo = slo
@@ -185,9 +187,12 @@ class Dispatcher:
             # changes, on the time
             return False
         inp = self.inputs
+        fixed = self._fixed_capacity
         problem = RoutingProblem(
             quality=inp.predicted_quality,
             cost=inp.predicted_cost,
+            # an unserved model's 0 applies to every row alike, so deciding up front stays exact
+            capacity=None if fixed is None or np.isinf(fixed).all() else fixed,
             min_quality=self.min_quality,
             quality_std=inp.predicted_std,
             allow_reject=self.allow_reject,

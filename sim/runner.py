@@ -204,20 +204,14 @@ def _make_dispatcher(
         capacity_mode=r.capacity,
         model_names=tuple(m.name for m in sc.models),
         on_reject=on_reject,
-        # a failed or unserved (0 instances) model's capacity is 0 whatever the mode: then it can bind
-        capacity_never_binds=not _failures(sc) and _all_served(sc) and (
+        # a failed model's capacity drops to 0 whatever the mode, so with failures it can always bind
+        capacity_never_binds=not _failures(sc) and (
             r.capacity == "unlimited"
             or (r.capacity == "slots_and_queue" and all(d.max_queue is None for d in sc.deployments))),
         slo=_slo_routing(sc),
         record_estimates=sc.outputs.latency_estimates,
         price_changes=_price_changes(sc),
     )
-
-
-def _all_served(sc: Scenario) -> bool:
-    """Every model has at least one instance (``instances: 0`` lists a model without serving it)."""
-    served = {d.model for d in sc.deployments if d.instances > 0}
-    return all(m.name in served for m in sc.models)
 
 
 def _failures(sc: Scenario) -> list[Failure]:

@@ -55,3 +55,23 @@ def test_the_workload_is_the_same_with_or_without_a_models_instances() -> None:
 def test_every_deployment_empty_is_refused() -> None:
     with pytest.raises(InputError, match="every deployment has 0 instances"):
         scenario(*(f"deployments.{k}.instances=0" for k in range(4)))
+
+
+@pytest.mark.parametrize("policy", ["threshold_greedy", "cheapest", "utility_greedy"])
+@pytest.mark.parametrize("capacity", ["slots_and_queue", "unlimited"])
+def test_deciding_up_front_stays_exact_with_an_unserved_model(policy: str, capacity: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model with no instance has capacity 0 for the whole run, so row-independent rules still decide
+    every query in one call (the fast path), with exactly the answers of routing them one by one."""
+    from sim.dispatcher import Dispatcher
+
+    sc = scenario("deployments.2.instances=0", f"router.policy={policy}", "router.params={}",
+                  f"router.capacity={capacity}", "num_queries=600")
+    used: list[bool] = []
+    real = Dispatcher.precompute
+    monkeypatch.setattr(Dispatcher, "precompute", lambda self: used.append(real(self)) or used[-1])
+    fast = simulate(sc)
+    slow = simulate(sc, _no_precompute=True)
+    assert used == [True]
+    assert fast.requests.equals(slow.requests) and fast.summary == slow.summary
+    assert (fast.requests["model"] != "llama-70b").all()
