@@ -30,17 +30,30 @@ def exact_if_loose(problem: RoutingProblem, result: RoutingResult, max_gap: floa
     from policies.batch.milp import Milp  # here: milp imports the relaxation machinery too
 
     exact = Milp(time_limit=time_limit)._route(problem)
-    better = (
-        exact.objective < result.objective
-        if problem.form is ProblemForm.MIN_COST
-        else exact.objective > result.objective
-    )
+    minimise = problem.form is ProblemForm.MIN_COST
+    ours, theirs = _penalised(problem, result, minimise), _penalised(problem, exact, minimise)
+    better = theirs < ours if minimise else theirs > ours
     if exact.status == STATUS_INFEASIBLE or not better:
         result.info["exact_fallback"] = "no better answer"
         return result
     exact.info = {**result.info, "exact_fallback": "milp", "relaxation_gap": gap,
                   "milp_status": exact.status, "gap": exact.info.get("gap")}
     return exact
+
+
+def _penalised(problem: RoutingProblem, result: RoutingResult, minimise: bool) -> float:
+    """The objective both solvers optimise: a result's objective plus, with an SLO in penalty mode,
+    μ per second over the SLO (added to a cost, taken off a quality) — the penalty is not part of
+    :attr:`RoutingResult.objective`, so comparing those alone would keep a late answer."""
+    excess = problem.slo_excess() if problem.slo_mode == "penalty" and problem.slo_penalty > 0 else None
+    if excess is None:
+        return result.objective
+    import numpy as np
+
+    a = np.asarray(result.assignment, dtype=np.int64)
+    rows = np.flatnonzero(a >= 0)
+    charge = problem.slo_penalty * float(excess[rows, a[rows]].sum())
+    return result.objective + charge if minimise else result.objective - charge
 
 
 MAX_ENUMERATED = 64

@@ -232,3 +232,17 @@ def test_penalty_units_trade_quality_against_seconds() -> None:
                            min_quality=0.5)
         for name in ("milp", "lagrangian", "min_cost_flow", "cheapest"):
             assert solve(p, name).assignment.tolist() == [want], (name, mu)
+
+
+def test_the_exact_fallback_weighs_the_penalty() -> None:
+    """Hypothesis found it: min_cost_flow's relaxation left a query 0.75 s over the SLO and the exact MILP
+    found 0.5 s, but the fallback compared objectives without the penalty (both 0: quality is 0 here)
+    and kept the later answer."""
+    z = np.zeros((5, 2))
+    p = RoutingProblem(quality=z, cost=np.array([[0, 0], [0, .001], [0, 0], [.001, 0], [0, 0]]),
+                       capacity=np.array([3.0, 2.0]), budget=0.001, quality_std=z, allow_reject=False,
+                       latency=np.array([[0, 0], [1.25, 0], [0, 0], [0, 0], [1.0, 0]]), slo=0.5,
+                       slo_mode="penalty", slo_penalty=1e4)
+    res = solve(p, "min_cost_flow")
+    assert _excess_of(p, res.assignment) == pytest.approx(0.5)
+    assert check_assignment(p, res.assignment).feasible
