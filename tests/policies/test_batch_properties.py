@@ -8,14 +8,18 @@ that pair as infeasible, naming the budget); capacity is never exceeded, even by
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 
 from policies import RoutingProblem, policy_class, solve
-from tests.policies.conftest import assert_consistent, brute_force, objective_close, problems
+from tests.policies.conftest import (
+    assert_consistent,
+    brute_force,
+    objective_close,
+    on_tolerance_edge,
+    problems,
+)
 
 BATCH = [
     ("milp", {}),
@@ -46,26 +50,13 @@ def test_feasible_or_infeasible_for_a_reason(name: str, params: dict, problem: R
         assert res.status == "infeasible"
 
 
-def _on_tolerance_edge(problem: RoutingProblem, best: float | None) -> bool:
-    """Feasible only thanks to the checker's 1e-9 slack on the side row: policies keep half of it as a
-    rounding margin, so whether they call such a problem feasible is not defined."""
-    if best is None:
-        return False
-    tightened = {}
-    if problem.budget is not None:
-        tightened["budget"] = max(0.0, problem.budget - 1e-9 * max(1.0, problem.budget))
-    if problem.min_quality is not None:
-        tightened["min_quality"] = min(1.0, problem.min_quality + 1e-9)  # a floor of 1 cannot be raised
-    return bool(tightened) and brute_force(dataclasses.replace(problem, **tightened))[0] is None
-
-
 @pytest.mark.parametrize("name", ["lagrangian", "min_cost_flow"])
 @settings(max_examples=80, deadline=None)
 @given(problem=problems(max_n=6, max_m=3, sides=("none", "budget", "alpha")))
 def test_relaxations_find_a_feasible_answer_whenever_one_exists(name: str, problem: RoutingProblem) -> None:
     res = solve(problem, name)
     best, _ = brute_force(problem)
-    assume(not _on_tolerance_edge(problem, best))
+    assume(not on_tolerance_edge(problem, best))
     assert (res.status == "infeasible") == (best is None), (res.status, res.message, best)
     if best is not None and res.status == "optimal":
         assert objective_close(res.objective, best), "a certified optimum must be the optimum"
