@@ -165,8 +165,31 @@ def test_embedded_default_is_the_shipped_quickstart() -> None:
 def test_up_front_decisions_equal_batch_by_batch_routing(router: dict) -> None:  # type: ignore[type-arg]
     """The vectorised up-front path for row-independent per-query rules is an optimisation only."""
     sc = parse_scenario(yaml.safe_dump(small_scenario(router=router)), file="t.yaml")
-    fast, slow = run(sc), run(sc, _no_precompute=True)
+    _assert_same_runs(sc)
+
+
+def _assert_same_runs(sc: object) -> None:
+    fast, slow = run(sc), run(sc, _no_precompute=True)  # type: ignore[arg-type]
     assert fast.requests.equals(slow.requests)
     assert fast.summary == slow.summary
     cols = [c for c in fast.batches.columns if c not in ("solve_time_s", "routing_time_s")]  # wall clock
     assert fast.batches[cols].equals(slow.batches[cols])
+
+
+def test_single_path_matches_batch_path() -> None:
+    """The up-front single-query path (the chosen model's facts read from typed arrays) against routing
+    batch by batch, where it matters most: queries too long for the chosen model's KV cache, latency
+    estimates recorded for the chosen model, and budget and floor violations counted per batch."""
+    d = small_scenario(router={"policy": "threshold_greedy", "params": {"alpha": 0.2}, "min_quality": 0.5,
+                               "budget_per_query": 0.0001},
+                       outputs={"latency_estimates": True})
+    # a KV cache of a few thousand tokens on the small model: some queries can never start there
+    d["deployments"][0].update(gpu_memory_utilization=0.2005, activation_reserve_gib=1.0)
+    sc = parse_scenario(yaml.safe_dump(d), file="t.yaml")
+    res = run(sc)
+    assert res.summary["queries"]["rejected_by_reason"]["too_long"] > 0
+    assert res.summary["queries"]["completed"] > 0
+    assert res.batches["violations"].str.startswith("budget").any()
+    assert res.batches["violations"].str.contains("min_quality").any()
+    assert res.requests["predicted_e2e_s"].notna().any()
+    _assert_same_runs(sc)
