@@ -31,11 +31,13 @@ Latency SLO (issue 12; see :class:`~policies.problem.RoutingProblem`):
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Literal
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from policies.errors import InvalidParameterError
+from policies.one_query import OneQuery, best_with_room, least_loaded_one
 from policies.problem import REJECT, FloatArray, IntArray, RoutingProblem
 from policies.registry import Policy, SpendKnob, register
 from policies.result import STATUS_FEASIBLE, TOL, RoutingResult
@@ -82,6 +84,18 @@ class _PerQuery(Policy):
         score = self.scores(penalised(problem, self.slo_penalty_on))
         assignment = greedy_assign(problem, slo_scores(problem, score), self.on_budget)
         return RoutingResult.build(problem, assignment, STATUS_FEASIBLE)
+
+    def route_one(self, query: OneQuery) -> int | None:
+        """The rule's best model with room (:mod:`policies.one_query`); the budget modes need the
+        batch's budget row, so they take the general path."""
+        if self.on_budget != "ignore":
+            return None
+        key = self.one_key(query)
+        return None if key is None else best_with_room(query, key)
+
+    def one_key(self, query: OneQuery) -> Callable[[int], Any] | None:
+        """A key per model whose order is the rule's ranking of :meth:`scores` (None: no scalar path)."""
+        return None
 
 
 def penalised(problem: RoutingProblem, on: str | None) -> RoutingProblem:
@@ -190,6 +204,10 @@ class Cheapest(_PerQuery):
     def scores(self, problem: RoutingProblem) -> FloatArray:
         return _lexsort_scores(-problem.cost, problem.quality)
 
+    def one_key(self, query: OneQuery) -> Callable[[int], Any]:
+        q, c = query.quality, query.cost
+        return lambda j: (-c[j], q[j], j)
+
 
 @register("strongest")
 class Strongest(_PerQuery):
@@ -199,6 +217,10 @@ class Strongest(_PerQuery):
 
     def scores(self, problem: RoutingProblem) -> FloatArray:
         return _lexsort_scores(problem.quality, -problem.cost)
+
+    def one_key(self, query: OneQuery) -> Callable[[int], Any]:
+        q, c = query.quality, query.cost
+        return lambda j: (q[j], -c[j], j)
 
 
 @register("threshold_greedy")
@@ -228,8 +250,14 @@ class ThresholdGreedy(_PerQuery):
         m = problem.m
         return np.where(ok, m + cheap_rank, good_rank)
 
+    def one_key(self, query: OneQuery) -> Callable[[int], Any]:
+        alpha = quality_floor(self.alpha, query)
+        q, c = query.quality, query.cost
+        # models meeting α first, cheapest first; then the others, most accurate first
+        return lambda j: (1, -c[j], q[j], j) if q[j] >= alpha else (0, q[j], -c[j], j)
 
-def quality_floor(alpha: float | None, problem: RoutingProblem) -> float:
+
+def quality_floor(alpha: float | None, problem: RoutingProblem | OneQuery) -> float:
     """The per-query quality floor of the α rules: ``alpha``, else the problem's ``min_quality``, else 0.5."""
     a = alpha if alpha is not None else problem.min_quality
     return 0.5 if a is None else float(a)
@@ -265,6 +293,12 @@ class UtilityGreedy(_PerQuery):
         if self.latency_weight > 0 and problem.latency is not None:
             utility = utility - self.latency_weight * problem.latency
         return _lexsort_scores(utility, -problem.cost)
+
+    def one_key(self, query: OneQuery) -> Callable[[int], Any] | None:
+        if self.latency_weight > 0:
+            return None
+        q, c, lam = query.quality, query.cost, self.lam
+        return lambda j: (q[j] - lam * c[j], -c[j], j)
 
 
 @register("latency_aware")
@@ -338,6 +372,10 @@ class RandomPolicy(_PerQuery):
     def scores(self, problem: RoutingProblem) -> FloatArray:
         return self.rng.random((problem.n, problem.m))
 
+    def one_key(self, query: OneQuery) -> Callable[[int], Any]:
+        r = self.rng.random((1, query.m))[0].tolist()  # the same draws as scores() on one query
+        return lambda j: (r[j], -j)  # np.argmax: the first of equal draws
+
 
 @register("round_robin")
 class RoundRobin(_PerQuery):
@@ -354,6 +392,12 @@ class RoundRobin(_PerQuery):
         # Preference decreases with the distance after the wanted model, cyclically.
         return -(((np.arange(m)[None, :] - want[:, None]) % m).astype(np.float64))
 
+    def one_key(self, query: OneQuery) -> Callable[[int], Any]:
+        m = query.m
+        want = self.cursor % m
+        self.cursor = int((self.cursor + 1) % m)
+        return lambda j: -((j - want) % m)
+
 
 @register("least_loaded")
 class LeastLoaded(Policy):
@@ -368,6 +412,9 @@ class LeastLoaded(Policy):
 
     def __init__(self) -> None:
         pass
+
+    def route_one(self, query: OneQuery) -> int:
+        return least_loaded_one(query)
 
     def _route(self, problem: RoutingProblem) -> RoutingResult:
         n, m = problem.n, problem.m

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from policies.errors import InvalidParameterError, UnknownPolicyError
+from policies.one_query import OneQuery
 from policies.problem import RoutingProblem
 from policies.result import RoutingResult
 
@@ -59,6 +60,13 @@ class Policy:
         assignment whether it routes N batches one by one or all N queries in one call, which lets the
         simulator decide every query of a run in one vectorised call."""
         return False
+
+    def route_one(self, query: OneQuery) -> int | None:
+        """The model for a batch of one query given as Python scalars (-1: rejected), or ``None`` when
+        this policy has no scalar path for it (the caller then builds the RoutingProblem and calls
+        :meth:`route`). When it answers, it is ``route(problem).assignment[0]`` on the equivalent problem
+        and leaves the policy's state (cursor, generator) as :meth:`route` would (:mod:`policies.one_query`)."""
+        return None
 
     def route(self, problem: RoutingProblem) -> RoutingResult:
         """Route one batch; times the call and stores it in ``solve_time_s``."""

@@ -34,6 +34,7 @@ import numpy as np
 import simpy
 
 from policies import STATUS_FEASIBLE, STATUS_INFEASIBLE, Policy, RoutingProblem, check_assignment
+from policies.one_query import OneQuery
 from sim.engine.cluster import ModelGroup
 from sim.engine.estimate import LatencyEstimator, slo_capacity
 from sim.engine.request import Request
@@ -114,6 +115,10 @@ class _Single:
 
 
 class Dispatcher:
+    #: Route one-query batches through :meth:`Policy.route_one` when the policy has that path; tests switch
+    #: it off to compare with the straightforward RoutingProblem path (``test_one_query_path``).
+    scalar_one_query: bool = True
+
     def __init__(
         self,
         env: simpy.Environment,
@@ -185,6 +190,11 @@ class Dispatcher:
                 self._price_f.append(factor)
         out = inputs.predicted_output_tokens
         self._est_output = inputs.output_tokens if out is None else out
+        # One-query batches through Policy.route_one (Python scalars) where it gives what route gives:
+        # no SLO, latencies, estimates to record, true quality or prices in the problem.
+        self._one = self.scalar_one_query and not (
+            slo is not None or policy.needs_latency or self.record_estimates or self.pass_truth or self._price_t)
+        self._capacity_list = None if self._fixed_capacity is None else self._fixed_capacity.tolist()
 
     # -- deciding up front ------------------------------------------------------
     def precompute(self) -> bool:
@@ -247,6 +257,13 @@ class Dispatcher:
         """Queries ``start .. end-1`` (one arrival group) arrive now."""
         if end - start == 1 and self._single is not None and self.window_s <= 0:
             self._route_single(start)  # the hot path of a Δ = 0 run with precomputed decisions
+            return
+        if end - start == 1 and self._one and self.window_s <= 0:
+            self.rec.arrival[start] = self.env.now
+            if self._route_one(start):
+                return
+            self._one = False  # this policy has no scalar path (its parameters decide): stop asking
+            self.route(np.arange(start, end))
             return
         ids = np.arange(start, end)
         self.rec.arrival[ids] = self.env.now
@@ -452,6 +469,61 @@ class Dispatcher:
         log.predicted_mean_quality.append(quality)
         log.rejected.append(0 if served else 1)
         log.violations.append("")
+
+    def _route_one(self, rid: int) -> bool:
+        """:meth:`route` for a batch of one query, with the policy's scalar path (False, having done
+        nothing, when the policy has none): the same capacities, checks, refusal and batch row."""
+        t0 = time.perf_counter()
+        capacity = self._capacity_list
+        if capacity is None:
+            capacity = [g.capacity(self.capacity_mode) for g in self.models]
+        n_budget = self.budget_per_query
+        query = OneQuery(
+            quality=self._judged_quality[rid].tolist(),
+            cost=self.inputs.predicted_cost[rid].tolist(),
+            capacity=capacity,
+            load=[float(g.in_flight) for g in self.models] if self.policy.needs_load else None,
+            budget=n_budget,
+            min_quality=self.min_quality,
+            allow_reject=self.allow_reject,
+        )
+        ts = time.perf_counter()
+        j = self.policy.route_one(query)
+        solve_time = time.perf_counter() - ts
+        if j is None:
+            return False
+        violations, infeasible = self._check_one(query, j)
+        if j >= 0 and 1 > capacity[j]:  # refused: the model is full (as _refuse_surplus)
+            j = -1
+            self.rec.reason[rid] = REASON_CAPACITY
+            self.capacity_refusals += 1
+        served = self._serve_one(rid, j)
+        self._rejected(0 if served else 1)
+        cost = float(self.inputs.predicted_cost[rid, j]) if served else 0.0
+        quality = float(self._judged_quality[rid, j]) if served else 0.0
+        self._account(1, STATUS_INFEASIBLE if infeasible else STATUS_FEASIBLE, solve_time, cost, quality,
+                      n_budget, 0 if served else 1, violations, time.perf_counter() - t0)
+        return True
+
+    def _check_one(self, query: OneQuery, j: int) -> tuple[list[str], bool]:
+        """:func:`check_assignment` of choice ``j`` on the one-query problem, as :meth:`route` uses it:
+        the violations kept (rejection, capacity; budget and floor are judged on what is served) and
+        whether there is any (the policy's result is then ``infeasible``)."""
+        kept: list[str] = []
+        if j < 0:
+            if not query.allow_reject:
+                kept.append("1 queries rejected but allow_reject is False")
+            cost = quality = 0.0
+        else:
+            cap = query.capacity[j]
+            if 1 > cap + TOL:
+                label = self.model_names[j] if self.model_names is not None else f"model {j}"
+                kept.append(f"capacity of {label}: load 1 > {cap:g}")
+            cost, quality = query.cost[j], query.quality[j]
+        budget, floor = query.budget, query.min_quality
+        other = (budget is not None and cost > budget + TOL * max(1.0, budget)) or (
+            floor is not None and quality < floor - TOL)
+        return kept, bool(kept) or other
 
     def _serve_one(self, rid: int, j: int) -> bool:
         """Record the decision for query ``rid`` (model ``j``, -1 = reject) and submit it; False if not served."""

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from sim.cli import app
 from sim.config import parse_scenario
+from sim.dispatcher import Dispatcher
 from sim.runner import RunResult, run
 from tests.sim.conftest import REPO, small_scenario
 
@@ -193,3 +194,36 @@ def test_single_path_matches_batch_path() -> None:
     assert res.batches["violations"].str.contains("min_quality").any()
     assert res.requests["predicted_e2e_s"].notna().any()
     _assert_same_runs(sc)
+
+
+@pytest.mark.parametrize(
+    "router",
+    [
+        {"policy": "least_loaded"},
+        {"policy": "least_loaded", "capacity": "slots", "allow_reject": True},
+        {"policy": "threshold_greedy", "capacity": "slots", "min_quality": 0.6, "budget_per_query": 0.0001},
+        {"policy": "cheapest", "capacity": "slots", "allow_reject": True},
+        {"policy": "strongest", "capacity": "slots_and_queue"},
+        {"policy": "utility_greedy", "capacity": "slots", "params": {"lam": 50.0}},
+        {"policy": "random", "capacity": "slots"},
+        {"policy": "round_robin", "capacity": "slots", "allow_reject": True},
+    ],
+    ids=lambda r: "-".join(str(v) for v in r.values()),
+)
+def test_one_query_path(router: dict, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[type-arg]
+    """One-query batches routed through Policy.route_one (Python scalars) against the RoutingProblem path,
+    where capacity binds (slot refusals, rejections, violations) and some queries are too long for a model."""
+    d = small_scenario(router=router, num_queries=400)
+    d["workload"]["arrivals"]["rate"] = 40.0  # the models fill up: capacity binds, queries are refused
+    d["deployments"][0].update(gpu_memory_utilization=0.2005, activation_reserve_gib=1.0, max_seqs=4)
+    d["deployments"][1].update(max_seqs=4, max_queue=2)
+    sc = parse_scenario(yaml.safe_dump(d), file="t.yaml")
+    fast = run(sc)
+    monkeypatch.setattr(Dispatcher, "scalar_one_query", False)
+    slow = run(sc)
+    assert fast.requests.equals(slow.requests)
+    assert fast.summary == slow.summary
+    cols = [c for c in fast.batches.columns if c not in ("solve_time_s", "routing_time_s")]  # wall clock
+    assert fast.batches[cols].equals(slow.batches[cols])
+    if router.get("capacity") == "slots":
+        assert fast.summary["queries"]["rejected"] > 0

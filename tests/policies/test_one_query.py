@@ -1,0 +1,76 @@
+"""The scalar one-query path of the per-query rules (:meth:`Policy.route_one`, policies/one_query.py)
+gives the model :meth:`Policy.route` gives on the same 1 × m problem, ties and full models included,
+and leaves stateful rules (generator, cursor) where route leaves them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policies import RoutingProblem, make_policy
+from policies.one_query import OneQuery
+
+GRID = st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.5, 0.7, 0.9, 1.0])  # coarse: many exact ties
+COST = st.sampled_from([0.0, 1e-5, 2e-5, 2e-5, 3e-4, 0.01])
+CAP = st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.7, math.inf, math.inf])
+LOAD = st.sampled_from([0.0, 0.0, 1.0, 3.0, 17.0])
+
+RULES = [
+    ("cheapest", {}),
+    ("strongest", {}),
+    ("threshold_greedy", {}),
+    ("threshold_greedy", {"alpha": 0.6}),
+    ("utility_greedy", {"lam": 100.0}),
+    ("utility_greedy", {"lam": 0.0}),
+    ("least_loaded", {}),
+    ("round_robin", {}),
+    ("random", {"seed": 5}),
+]
+
+
+@st.composite
+def one_queries(draw: st.DrawFn) -> tuple[OneQuery, RoutingProblem]:
+    m = draw(st.integers(1, 5))
+    q = [draw(GRID) for _ in range(m)]
+    c = [draw(COST) for _ in range(m)]
+    cap = [draw(CAP) for _ in range(m)]
+    load = [draw(LOAD) for _ in range(m)]
+    floor = draw(st.sampled_from([None, 0.5, 0.8]))
+    budget = draw(st.sampled_from([None, 1e-5]))
+    reject = draw(st.booleans())
+    one = OneQuery(q, c, cap, load, budget, floor, reject)
+    problem = RoutingProblem(quality=np.array([q]), cost=np.array([c]), capacity=np.array(cap),
+                             load=np.array(load), budget=budget, min_quality=floor, allow_reject=reject)
+    return one, problem
+
+
+@pytest.mark.parametrize(("name", "params"), RULES, ids=lambda x: str(x))
+@settings(max_examples=150, deadline=None)
+@given(cases=st.lists(one_queries(), min_size=1, max_size=6))
+def test_route_one_equals_route(name: str, params: dict, cases: list) -> None:  # type: ignore[type-arg]
+    """A sequence of one-query batches through both paths, on two policies built alike: the same model
+    each time (so the state — random draws, the round-robin cursor — moves alike too)."""
+    scalar, general = make_policy(name, **params), make_policy(name, **params)
+    for one, problem in cases:
+        got = scalar.route_one(one)
+        assert got is not None
+        assert got == int(general.route(problem).assignment[0])
+
+
+def test_every_model_full_rejects() -> None:
+    one = OneQuery([0.9, 0.2], [1.0, 0.1], [0.0, 0.9], [0.0, 0.0])
+    for name, params in RULES:
+        assert make_policy(name, **params).route_one(one) == -1
+
+
+def test_paths_without_a_scalar_form_answer_none() -> None:
+    """Budget modes read the batch's budget row and latency-weighted utility needs latencies: general path."""
+    one = OneQuery([0.9, 0.2], [1.0, 0.1], [5.0, 5.0])
+    assert make_policy("cheapest", on_budget="reject").route_one(one) is None
+    assert make_policy("threshold_greedy", on_budget="downgrade").route_one(one) is None
+    assert make_policy("utility_greedy", latency_weight=1.0).route_one(one) is None
+    assert make_policy("milp").route_one(one) is None  # batch solvers: the base class says no
