@@ -14,6 +14,7 @@ from abc import abstractmethod
 from typing import Any
 
 import simpy
+from simpy.events import NORMAL
 
 INF = math.inf
 
@@ -87,6 +88,19 @@ class Settling:
     def _settle_once(self, now: float, woken: Any) -> None: ...
 
 
+class _Wake:
+    """The least a SimPy event needs to be stepped (``callbacks``, and ``_ok`` for the failure check):
+    one wake per boundary is the engine's commonest event, and a full ``Timeout`` (environment, value,
+    delay, ``__init__``) costs several times more. Scheduled by :meth:`simpy.Environment.schedule` with
+    the priority and delay ``env.timeout`` would use, so it takes the same place in SimPy's order."""
+
+    __slots__ = ("callbacks",)
+    _ok = True
+
+    def __init__(self, cb: Any) -> None:
+        self.callbacks = [cb]
+
+
 class Wakes:
     """A SimPy wake at ``_wake_t``, the instance's next boundary, settling its group when it fires.
 
@@ -131,18 +145,20 @@ class Wakes:
 
     def _arm(self) -> None:
         """Schedule a wake at ``_wake_t`` unless one is already pending for that time."""
+        self._arm_at(self.env.now)
+
+    def _arm_at(self, now: float) -> None:
+        """:meth:`_arm` with the clock already read by the caller (``now`` is ``env.now``)."""
         t = self._wake_t
         if t == INF or t in self._pending:
             return
-        env = self.env
-        now = env.now
         d = t - now
         if now + d != t:  # not seen in practice (round-to-nearest, 0 <= now <= t); follow the clock if it is
             self._wake_t = t = now + d
             if t in self._pending:
                 return
         self._pending.add(t)
-        env.timeout(max(d, 0.0)).callbacks.append(self._cb)
+        self.env.schedule(_Wake(self._cb), NORMAL, d if d > 0.0 else 0.0)  # type: ignore[arg-type]
 
     def _on_wake(self, ev: simpy.Event) -> None:
         now = self.env.now

@@ -67,6 +67,7 @@ class _QueueGroup(Settling):
     __slots__ = (
         "queue",
         "members",
+        "solo",
         "max_kv_capacity",
         "_settling",
         "_again",
@@ -78,6 +79,7 @@ class _QueueGroup(Settling):
     def __init__(self, queue: deque[Request]) -> None:
         self.queue = queue
         self.members: list[Instance] = []
+        self.solo: Instance | None = None  # the only member of a group of one (see _settle_solo)
         self.max_kv_capacity = 0
         self._settling = False
         self._again = False
@@ -86,7 +88,17 @@ class _QueueGroup(Settling):
         self._cover_m: Instance | None = None
         self._cover_t = _INF
 
+    def join(self, m: Instance) -> None:
+        """Add ``m`` as the last member (tie-break order); the cover is chosen again."""
+        self.members.append(m)
+        self.solo = m if len(self.members) == 1 else None
+        self.max_kv_capacity = max(self.max_kv_capacity, m.kv_capacity_tokens)
+        self._cover_head = self._cover_m = None
+
     def _settle_once(self, now: float, woken: Instance | None) -> None:
+        if self.solo is not None:
+            self._settle_solo(self.solo, now, woken)
+            return
         members = self.members
         q = self.queue
         to_arm: list[Instance] = []
@@ -136,7 +148,46 @@ class _QueueGroup(Settling):
         else:
             self._cover_head = self._cover_m = None
         for m in to_arm:
-            m._arm()
+            m._arm_at(now)
+
+    def _settle_solo(self, m: Instance, now: float, woken: Instance | None) -> None:
+        """:meth:`_settle_once` for a group of one member (per-instance queues, the default): the same
+        three steps without member loops or cover bookkeeping -- the head's cover is the member's own
+        next boundary, recomputed from its memo (:meth:`Instance._next_boundary`) instead of
+        remembered. ``test_solo_settle_matches_group_settle`` compares the two paths."""
+        if m._wake_t == now and (m is woken or not m._began_at(now)):
+            m._complete(now)
+        q = self.queue
+        while q:
+            head = q[0]
+            if (
+                m.running < m.max_seqs
+                and m.kv_used_tokens + head.prompt_tokens + head.output_tokens <= m.kv_capacity_tokens
+                and not m.down
+                and m._open_at(now)
+            ):
+                q.popleft()
+                m._admit(head, now)
+            else:
+                break
+        arm = m._dirty
+        if arm:
+            m._plan(now)
+        if q:
+            head = q[0]
+            if (
+                m.running < m.max_seqs
+                and m.kv_used_tokens + head.prompt_tokens + head.output_tokens <= m.kv_capacity_tokens
+                and not m.down
+                and m._phase == _DECODE  # a prefill's wake is its end; an idle member took the head
+            ):
+                j, t = m._next_boundary(now)
+                if t != m._wake_t:
+                    m._wake_t = t
+                    m._wake_j = j
+                    arm = True
+        if arm:
+            m._arm_at(now)
 
     def _cover(self, head: Request, now: float) -> Instance | None:
         """Make sure the member that will be first at a boundary where ``head`` fits wakes up there.
@@ -226,8 +277,8 @@ class Instance(Wakes):
             _GROUPS[id(self.queue)] = group
         if group.members and group.members[0].env is not env:
             raise ValueError("instances sharing a queue must share the SimPy environment")
-        group.members.append(self)
-        group.max_kv_capacity = max(group.max_kv_capacity, self.kv_capacity_tokens)
+        self.kv_capacity_tokens = int(kv_capacity_tokens)
+        group.join(self)
         self._group = group
 
         self.down = False  # failed (sim/engine/faults.py): admits nothing until recover()
