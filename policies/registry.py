@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 from policies.errors import InvalidParameterError, UnknownPolicyError
 from policies.one_query import OneQuery
 from policies.problem import RoutingProblem
-from policies.result import RoutingResult
+from policies.result import STATUS_FEASIBLE, RoutingResult
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,9 @@ class Policy:
     needs_latency: ClassVar[bool] = False
     #: The parameter that trades spend for quality (None: the policy has no spend knob).
     spend_knob: ClassVar[SpendKnob | None] = None
+    #: The status :meth:`route` gives a one-query batch that :meth:`route_one` answers (before the
+    #: checker downgrades a violating answer to ``infeasible``): per-query rules claim ``feasible``.
+    one_query_status: ClassVar[str] = STATUS_FEASIBLE
 
     @property
     def row_independent(self) -> bool:

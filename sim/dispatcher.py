@@ -192,7 +192,7 @@ class Dispatcher:
         self._est_output = inputs.output_tokens if out is None else out
         # One-query batches through Policy.route_one (Python scalars) where it gives what route gives:
         # no SLO, latencies, estimates to record, true quality or prices in the problem.
-        self._one = self.scalar_one_query and not (
+        self._one = self.scalar_one_query and type(policy).route_one is not Policy.route_one and not (
             slo is not None or policy.needs_latency or self.record_estimates or self.pass_truth or self._price_t)
         self._capacity_list = None if self._fixed_capacity is None else self._fixed_capacity.tolist()
 
@@ -260,10 +260,8 @@ class Dispatcher:
             return
         if end - start == 1 and self._one and self.window_s <= 0:
             self.rec.arrival[start] = self.env.now
-            if self._route_one(start):
-                return
-            self._one = False  # this policy has no scalar path (its parameters decide): stop asking
-            self.route(np.arange(start, end))
+            if not self._route_one(start):  # no scalar path for this one: the general path
+                self.route(np.arange(start, end))
             return
         ids = np.arange(start, end)
         self.rec.arrival[ids] = self.env.now
@@ -501,7 +499,7 @@ class Dispatcher:
         self._rejected(0 if served else 1)
         cost = float(self.inputs.predicted_cost[rid, j]) if served else 0.0
         quality = float(self._judged_quality[rid, j]) if served else 0.0
-        self._account(1, STATUS_INFEASIBLE if infeasible else STATUS_FEASIBLE, solve_time, cost, quality,
+        self._account(1, STATUS_INFEASIBLE if infeasible else self.policy.one_query_status, solve_time, cost, quality,
                       n_budget, 0 if served else 1, violations, time.perf_counter() - t0)
         return True
 

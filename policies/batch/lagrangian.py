@@ -12,14 +12,17 @@ the dual bound ``L(ν) + ν·rhs`` is reported in ``info`` as a certificate of t
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from policies.batch import relaxation, safety, transport
 from policies.batch.base import BatchPolicy, check_gap, positive
 from policies.batch.linear_form import LinearForm
 from policies.batch.transport import Transport
 from policies.errors import InvalidParameterError
+from policies.one_query import OneQuery, best_with_room
 from policies.problem import FloatArray, RoutingProblem
 from policies.registry import register
-from policies.result import RoutingResult
+from policies.result import STATUS_OPTIMAL, RoutingResult
 
 
 @register("lagrangian")
@@ -47,9 +50,25 @@ class Lagrangian(BatchPolicy):
         self.max_evals = max_evals
         self.max_rounds = max_rounds
 
+    # Without a side row a one-query batch is a transportation problem the auction solves exactly: the
+    # bound equals the value, so route() certifies it optimal.
+    one_query_status: ClassVar[str] = STATUS_OPTIMAL
+
     def _solve(self, problem: RoutingProblem) -> RoutingResult:
         result = solve_form(self, problem, LinearForm.from_problem(problem), self.max_evals, self.max_rounds)
         return safety.exact_if_loose(problem, result, self.max_gap, self.exact_time_limit)
+
+    def route_one(self, query: OneQuery) -> int | None:
+        """Without a budget or floor (no side row): the most accurate model with room, the first of
+        ties — where the auction ends (it lowers a full model's score just below the next best, so the
+        argmax moves to the first best model with room) and which the improvement pass cannot better.
+        Rejected only when no model has room and rejection is allowed; the other cases (a side row, no
+        room without rejection) take the general path (``tests/policies/test_one_query.py``)."""
+        if query.budget is not None or query.min_quality is not None:
+            return None
+        q = query.quality
+        j = best_with_room(query, lambda j: (q[j], -j))
+        return None if j < 0 and not query.allow_reject else j
 
 
 def solve_form(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, max_evals: int = 60,

@@ -74,3 +74,32 @@ def test_paths_without_a_scalar_form_answer_none() -> None:
     assert make_policy("threshold_greedy", on_budget="downgrade").route_one(one) is None
     assert make_policy("utility_greedy", latency_weight=1.0).route_one(one) is None
     assert make_policy("milp").route_one(one) is None  # batch solvers: the base class says no
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=one_queries())
+def test_lagrangian_route_one_equals_route(case: tuple[OneQuery, RoutingProblem]) -> None:
+    """Without a side row: the same model and the status route() reports (optimal); with a budget or a
+    floor, or no room without rejection, no scalar answer."""
+    one, problem = case
+    policy = make_policy("lagrangian")
+    got = policy.route_one(one)
+    if one.budget is not None or one.min_quality is not None:
+        assert got is None
+        return
+    result = policy.route(problem)
+    if got is None:
+        assert not one.allow_reject and all(c < 1 for c in one.capacity)
+        assert result.status == "infeasible"
+        return
+    assert got == int(result.assignment[0])
+    assert result.status == type(policy).one_query_status == "optimal"
+
+
+def test_lagrangian_full_models_move_the_choice_down_the_ranking() -> None:
+    """The auction's path, by hand: the best and second-best models are full, the two tied next ones
+    have room — the first of them is chosen."""
+    one = OneQuery([0.9, 0.3, 0.8, 0.7, 0.7], [0.0] * 5, [0.0, 5.0, 0.5, 1.0, 1.0])
+    assert make_policy("lagrangian").route_one(one) == 3
+    assert make_policy("lagrangian").route(RoutingProblem(
+        quality=np.array([one.quality]), cost=np.zeros((1, 5)), capacity=np.array(one.capacity))).assignment[0] == 3

@@ -207,6 +207,9 @@ def test_single_path_matches_batch_path() -> None:
         {"policy": "utility_greedy", "capacity": "slots", "params": {"lam": 50.0}},
         {"policy": "random", "capacity": "slots"},
         {"policy": "round_robin", "capacity": "slots", "allow_reject": True},
+        {"policy": "lagrangian"},
+        {"policy": "lagrangian", "capacity": "slots", "allow_reject": True},
+        {"policy": "lagrangian", "capacity": "slots", "min_quality": 0.6},  # a side row: the general path
     ],
     ids=lambda r: "-".join(str(v) for v in r.values()),
 )
