@@ -42,6 +42,21 @@ __all__ = ["PagedGroup", "PagedInstance"]
 _INF = math.inf
 
 
+def fit_limit(sched: SchedulerConfig, kv_capacity_tokens: int) -> int:
+    """The largest ``prompt + output`` that :meth:`SchedulerConfig.fits` accepts on ``kv_capacity_tokens``
+    (0 if none): ``submit`` checks every request, so the answer is found once by bisection. Exact because
+    ``fits`` depends on ``prompt + output`` only and is monotone in it (each of its tests bounds a
+    non-decreasing function of that sum)."""
+    lo, hi = 0, kv_capacity_tokens + 2  # invariant: fits(lo) (or lo = 0), not fits(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if sched.fits(kv_capacity_tokens, mid - 1, 1):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 class _Seq:
     """Engine state of one admitted request (one admission: a preempted request gets a new one)."""
 
@@ -69,6 +84,10 @@ class _Seq:
         self.order = 0  # admission counter (release order of simultaneous finishes)
 
 
+def _order(s: _Seq) -> int:
+    return s.order
+
+
 class PagedGroup(Settling):
     """The paged instances admitting from one deque (construction order is the tie-break order).
 
@@ -87,6 +106,9 @@ class PagedGroup(Settling):
 
     def _settle_once(self, now: float, woken: PagedInstance | None) -> None:
         members = self.members
+        if len(members) == 1:
+            self._settle_alone(members[0], now, woken)
+            return
         for m in members:  # 1. steps ending now (all of them before anyone schedules)
             if m._wake_t == now and (m is woken or m._step_start != now):
                 m._complete(now)
@@ -118,6 +140,30 @@ class PagedGroup(Settling):
         else:
             self._cover_head = self._cover_m = None
         for m in to_arm:
+            m._arm()
+
+    def _settle_alone(self, m: PagedInstance, now: float, woken: PagedInstance | None) -> None:
+        """:meth:`_settle_once` for a group of one (a private queue, the common case), without the loops
+        over members: the same steps in the same order."""
+        if m._wake_t == now and (m is woken or m._step_start != now):
+            m._complete(now)
+        q = self.queue
+        if not m.down:
+            if m._fresh:
+                m._schedule_running(now)
+            if q and m._open_at(now):  # stays open at ``now`` once it is (its step begins now)
+                while q and m._accepts(q[0]):
+                    m._admit(q.popleft(), now)
+        arm = m._dirty
+        if arm:
+            m._plan(now)
+        if q:
+            head = q[0]
+            if not (head is self._cover_head and self._cover_m is m and m._wake_t == self._cover_t and not arm):
+                arm = self._cover(head, now) is not None or arm
+        else:
+            self._cover_head = self._cover_m = None
+        if arm:
             m._arm()
 
     def _cover(self, head: Request, now: float) -> PagedInstance | None:
@@ -203,6 +249,10 @@ class PagedInstance(Wakes):
         self._wm = sched.watermark_blocks(self.kv_capacity_tokens)
         self._unit = sched.prefix_block_tokens // bs
         self._prefix = sched.prefix_cache
+        self._fit_total = fit_limit(sched, self.kv_capacity_tokens)
+        self._mnbt = sched.max_num_batched_tokens
+        self._pbt = sched.prefix_block_tokens
+        self._chunked = sched.chunked_prefill
         self.down = False  # failed (sim/engine/faults.py): admits nothing until recover()
         self._reset_state()
         self._segs_idx: list[int] = []  # monotone stack of step-segment maxima: (index, value)
@@ -256,13 +306,14 @@ class PagedInstance(Wakes):
     def submit(self, req: Request) -> None:
         """Queue ``req`` (``enqueue_time = now``); it is admitted at once or at the first boundary of a
         member of its queue that accepts it."""
-        if not self.sched.fits(self.kv_capacity_tokens, req.prompt_tokens, req.output_tokens):
+        if req.prompt_tokens + req.output_tokens > self._fit_total:
             raise ValueError(f"request {req.rid} can never fit instance {self.iid}: it would block its queue")
-        req.enqueue_time = self.env.now
+        now = self.env.now
+        req.enqueue_time = now
         q = self.queue
         q.append(req)
         if len(q) == 1 or self._group._settling:
-            self._group.settle(self.env.now)
+            self._group.settle(now)
 
     def poke(self) -> None:
         if self.queue:
@@ -352,12 +403,14 @@ class PagedInstance(Wakes):
     def _release(self, s: _Seq) -> None:
         self._free += self._owned(s)
         s.own = 0
-        cache = self._cache
-        for h in reversed(s.units):
-            cache[h] -= 1
-            if cache[h] == 0:
-                self._evictable[h] = None
-        s.units = []
+        units = s.units
+        if units:
+            cache = self._cache
+            for h in reversed(units):
+                cache[h] -= 1
+                if cache[h] == 0:
+                    self._evictable[h] = None
+            s.units = []
 
     def _crossings(self, a: int, b: int) -> int:
         """Block allocations the decoding sequences need for iterations ``a <= tau < b``."""
@@ -366,13 +419,16 @@ class PagedInstance(Wakes):
         bs = self._bs
         full, rem = divmod(b - a, bs)
         total = full * self._n
-        cnt = self._cnt
-        for tau in range(a + full * bs, b):
-            total += cnt[tau % bs]
+        if rem:  # iterations a+full*bs .. b-1: residues r0 .. r0+rem-1 (mod bs), a cyclic slice of _cnt
+            cnt = self._cnt
+            r0 = a % bs
+            end = r0 + rem
+            total += sum(cnt[r0:end]) if end <= bs else sum(cnt[r0:]) + sum(cnt[: end - bs])
         return total
 
     def _exhaustion(self, avail: int) -> int:
-        """First iteration after ``_tok`` whose allocations exceed ``avail`` free blocks."""
+        """First iteration after ``_tok`` whose allocations exceed ``avail`` free blocks: never before
+        ``_tok + 1 + (avail // n) * block_size`` (each ``block_size`` iterations allocate ``n`` blocks)."""
         n = self._n
         bs = self._bs
         q, rem = divmod(avail, n)
@@ -443,18 +499,23 @@ class PagedInstance(Wakes):
 
     def _leave_decode(self, s: _Seq) -> None:
         """Materialise ``s``'s counters (its tokens, KV, blocks, longest gap) and drop it from the run."""
-        s.computed = self._tok + s.c_off
-        s.out = self._tok + s.o_off
-        s.own = self._owned(s)
+        tok = self._tok
+        c_off = s.c_off
+        s.computed = tok + c_off
+        s.out = tok + s.o_off
+        s.own = -(-(self._alloc + c_off) // self._bs) - len(s.units) * self._unit  # _owned, decoding
         s.in_decode = False
         s.dead = True
         self._cnt[s.res] -= 1
-        self._coff -= s.c_off
+        self._coff -= c_off
         self._n -= 1
-        gap = self._seg_max(s.seg0)
-        r = s.req
-        if gap == gap and not (r.max_gap >= gap):
-            r.max_gap = gap
+        idx = self._segs_idx  # _seg_max(s.seg0), inlined
+        k = bisect.bisect_left(idx, s.seg0)
+        if k < len(idx):
+            gap = self._segs_val[k]
+            r = s.req
+            if gap == gap and not (r.max_gap >= gap):
+                r.max_gap = gap
 
     def _seg_max(self, first: int) -> float:
         """Longest step among segments ``first..`` (NaN if none): a monotone stack, O(log n)."""
@@ -485,21 +546,26 @@ class PagedInstance(Wakes):
         self._fresh = False
         self._dirty = True
         self._step_start = now
-        self._budget = self.sched.max_num_batched_tokens
+        self._budget = self._mnbt
         self._preempted = False
         self._chunks = []
         tok = self._tok
-        need = self._cnt[tok % self._bs] if self._n else 0
-        if need <= self._available():
-            self._take(need)
-        else:
-            self._decode_shortage(tok)
+        if self._n:  # (no decodes: nothing to allocate)
+            need = self._cnt[tok % self._bs]
+            if need <= self._free:
+                self._free -= need
+            elif need <= self._free + self._unit * len(self._evictable):
+                self._take(need)
+            else:
+                self._decode_shortage(tok)
         self._alloc = tok + 1
-        self._decoding_step = self._n
-        self._budget -= self._n
-        for s in list(self._partial):
-            if s in self._run:
-                self._schedule_chunk(s)
+        n = self._decoding_step = self._n
+        self._budget -= n
+        if self._partial:
+            run = self._run
+            for s in list(self._partial):
+                if s in run:
+                    self._schedule_chunk(s)
 
     def _decode_shortage(self, tok: int) -> None:
         bs = self._bs
@@ -559,10 +625,10 @@ class PagedInstance(Wakes):
         admit ``r``? Step 4 of the reference."""
         if (self._preempted and not ahead) or len(self._run) >= self.max_seqs:
             return False
-        budget = (self.sched.max_num_batched_tokens - self._n) if ahead else self._budget
+        budget = (self._mnbt - self._n) if ahead else self._budget
         if budget <= 0:
             return False
-        avail = self._available()
+        avail = self._free + self._unit * len(self._evictable)
         evicted = 0
         if ahead:
             x = self._crossings(self._alloc, self._tok + ahead + 1)
@@ -570,11 +636,17 @@ class PagedInstance(Wakes):
             if x > self._free and self._unit:
                 evicted = -(-(x - self._free) // self._unit)
         prompt = r.prompt_tokens + r._generated
+        if not self._prefix:  # nothing cached: the whole prompt is to compute (the general case below)
+            if prompt > budget:
+                if not self._chunked:
+                    return False
+                prompt = budget
+            return avail + (-prompt // self._bs) >= self._wm  # avail - ceil(chunk / block_size)
         hits = self._hits(r, prompt, evicted)
-        done = len(hits) * self.sched.prefix_block_tokens
+        done = len(hits) * self._pbt
         chunk = prompt - done
         if chunk > budget:
-            if not self.sched.chunked_prefill:
+            if not self._chunked:
                 return False
             chunk = budget
         pinned = 0
@@ -592,19 +664,26 @@ class PagedInstance(Wakes):
         if first:
             r.instance = self.iid
             r.start_time = now
-        hits = self._hits(r, s.prompt)
-        cache, ev = self._cache, self._evictable
-        for h in hits:
-            if cache[h] == 0:
-                del ev[h]
-            cache[h] += 1
-        s.units = hits
-        s.computed = len(hits) * self.sched.prefix_block_tokens
-        if first:  # hits of a request re-admitted after preemption are not counted (as vLLM's stats)
-            r.cached_tokens = s.computed
-        chunk = min(s.prompt - s.computed, self._budget)
-        need = -(-(s.computed + chunk) // self._bs) - len(hits) * self._unit
-        self._take(need)
+        if self._prefix:
+            hits = self._hits(r, s.prompt)
+            cache, ev = self._cache, self._evictable
+            for h in hits:
+                if cache[h] == 0:
+                    del ev[h]
+                cache[h] += 1
+            s.units = hits
+            s.computed = len(hits) * self._pbt
+            if first:  # hits of a request re-admitted after preemption are not counted (as vLLM's stats)
+                r.cached_tokens = s.computed
+            chunk = min(s.prompt - s.computed, self._budget)
+            need = -(-(s.computed + chunk) // self._bs) - len(hits) * self._unit
+            self._take(need)
+        else:  # no cache: no hits, nothing cached to evict
+            if first:
+                r.cached_tokens = 0
+            chunk = min(s.prompt, self._budget)
+            need = -(-chunk // self._bs)
+            self._free -= need
         s.own = need
         s.chunk = chunk
         self._budget -= chunk
@@ -626,29 +705,34 @@ class PagedInstance(Wakes):
         self._dirty = False
         self._t0 = now
         n = self._n
-        prof = self.profile
-        used = self.blocks_total - self._available()
+        avail = self._free + self._unit * len(self._evictable)
+        used = self.blocks_total - avail
         if used > self.max_blocks_used_seen:
             self.max_blocks_used_seen = used
-        if self._chunks:
+        chunks = self._chunks
+        if chunks:
             ptok = 0
             attn = 0.0
-            for s in self._chunks:
-                ptok += s.chunk
-                attn += s.chunk * (s.computed + s.chunk / 2)
-            ctx = n * (self._tok + 1) + self._coff
-            self._alpha = prof.step_time(ptok, attn, n, ctx)
+            for s in chunks:
+                c = s.chunk
+                ptok += c
+                attn += c * (s.computed + c / 2)
+            alpha = self._alpha = self.profile.step_time(ptok, attn, n, n * (self._tok + 1) + self._coff)
             self._cn = 0.0
             self._is_run = False
             self._run_end_j = self._wake_j = 1
-            self._wake_t = now + self._alpha
+            self._wake_t = now + alpha
         elif n:
-            self._alpha = prof.iteration_time(n, n * (self._tok + 1) + self._coff)
-            self._cn = prof.decode_per_ctx_token_s * n
+            prof = self.profile
+            tok = self._tok
+            alpha = self._alpha = prof.iteration_time(n, n * (tok + 1) + self._coff)
+            cn = self._cn = prof.decode_per_ctx_token_s * n
             self._is_run = True
-            end = min(self._heap_min(), self._exhaustion(self._available()))
-            self._run_end_j = self._wake_j = k = end - self._tok
-            self._wake_t = now + self._T(k)
+            end = self._heap_min()
+            if end > tok + 1 + (avail // n) * self._bs:  # else before any exhaustion (see _exhaustion)
+                end = min(end, self._exhaustion(avail))
+            self._run_end_j = self._wake_j = k = end - tok
+            self._wake_t = now + (k * alpha + cn * (k * (k - 1) // 2))  # _T(k), inlined: hot path
         else:
             self._is_run = False
             self._wake_t = _INF
@@ -660,9 +744,8 @@ class PagedInstance(Wakes):
 
     def _complete(self, now: float) -> None:
         """End the step (or the run up to the boundary) due at ``now``."""
-        j = self._wake_j
         self._wake_t = _INF
-        self._advance(j, now)
+        self._advance(self._wake_j, now)
         heap = self._heap
         tok = self._tok
         done: list[_Seq] = []
@@ -672,20 +755,23 @@ class PagedInstance(Wakes):
                 self._leave_decode(s)
                 done.append(s)
         if len(done) > 1:  # freed in scheduling order, as the reference (LRU order of cached units)
-            done.sort(key=lambda x: x.order)
-        chunks, self._chunks = self._chunks, []
-        for s in chunks:
-            s.computed += s.chunk
-            s.chunk = 0
-            if self._prefix:
-                self._register(s)
-            if s.computed == s.prompt:
-                self._partial.remove(s)
-                self._token(s, now)
-                if s.out == s.req.output_tokens:
-                    done.append(s)
-                else:
-                    self._join_decode(s)
+            done.sort(key=_order)
+        chunks = self._chunks
+        if chunks:
+            self._chunks = []
+            prefix = self._prefix
+            for s in chunks:
+                s.computed += s.chunk
+                s.chunk = 0
+                if prefix:
+                    self._register(s)
+                if s.computed == s.prompt:
+                    self._partial.remove(s)
+                    self._token(s, now)
+                    if s.out == s.req.output_tokens:
+                        done.append(s)
+                    else:
+                        self._join_decode(s)
         for s in done:
             self._finish(s, now)
         self._fresh = True
@@ -695,20 +781,24 @@ class PagedInstance(Wakes):
         they allocated, the time-between-tokens log."""
         n = self._n
         self._busy += now - self._t0
-        if self.on_step is not None and j:
-            self.on_step(self._t0, self._alpha, self._cn, j, sum(s.chunk for s in self._chunks), n)
-        if n and j:
-            x = self._crossings(self._alloc, self._tok + j)
-            if x:
-                self._take(x)
-            self.step_log.add_steps(self._alpha, self._cn, j, n)
-            self._add_seg(self._alpha + self._cn * (j - 1))
-        elif j:
-            self.step_log.add_steps(self._alpha, self._cn, j, 0)
-        self._tok += j
-        self._alloc = self._tok
+        tok = self._tok
+        if j:
+            alpha = self._alpha
+            cn = self._cn
+            if self.on_step is not None:
+                self.on_step(self._t0, alpha, cn, j, sum(s.chunk for s in self._chunks), n)
+            if n:
+                x = self._crossings(self._alloc, tok + j)
+                if x:
+                    self._take(x)
+                self.step_log.add_steps(alpha, cn, j, n)
+                self._add_seg(alpha + cn * (j - 1))
+            else:
+                self.step_log.add_steps(alpha, cn, j, 0)
+            self._tok = tok = tok + j
+        self._alloc = tok
         self._t0 = now
-        used = self.blocks_total - self._available()
+        used = self.blocks_total - self._free - self._unit * len(self._evictable)
         if used > self.max_blocks_used_seen:
             self.max_blocks_used_seen = used
 

@@ -1,0 +1,78 @@
+"""The paged engine's shortcuts against the straightforward computations they replace.
+
+The engine as a whole is compared with the per-step reference in test_paged.py / test_paged_fuzz.py;
+these tests pin the pieces whose exactness rests on an argument (monotonicity, residue arithmetic) over
+many more inputs than a simulation reaches.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import simpy
+
+from sim.engine.latency import LatencyProfile
+from sim.engine.paged import PagedInstance, fit_limit
+from sim.engine.scheduler import SchedulerConfig
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fit_limit_is_where_fits_turns_false(seed: int) -> None:
+    """``fits(kv, p, o)`` is true exactly for ``p + o <= fit_limit`` (either kind, chunked or not)."""
+    rng = random.Random(seed)
+    sched = SchedulerConfig(
+        kind="reserve" if seed % 7 == 0 else "paged",
+        block_size=rng.choice([1, 2, 4, 16]),
+        max_num_batched_tokens=rng.randint(1, 300),
+        chunked_prefill=rng.random() < 0.5,
+        watermark=rng.choice([0.0, 0.01, 0.1, 0.5]),
+    )
+    kv = rng.randint(1, 400)
+    limit = fit_limit(sched, kv)
+    for total in range(1, kv + 3):
+        for prompt in {0, total // 2, total - 1}:
+            assert sched.fits(kv, prompt, total - prompt) == (total <= limit), (total, prompt, limit)
+
+
+def _instance(block_size: int) -> PagedInstance:
+    sched = SchedulerConfig(block_size=block_size, max_num_batched_tokens=64)
+    return PagedInstance(simpy.Environment(), 0, LatencyProfile(decode_base_s=1.0), 8, 10**5, sched)
+
+
+@pytest.mark.parametrize("block_size", [1, 3, 16])
+def test_crossings_sum_the_residues_of_every_iteration(block_size: int) -> None:
+    """``_crossings(a, b)`` (whole cycles plus a cyclic slice of the per-residue counts) equals the sum
+    of the counts of ``tau % block_size`` over every iteration ``a <= tau < b``."""
+    rng = random.Random(block_size)
+    inst = _instance(block_size)
+    for _ in range(300):
+        inst._cnt = [rng.randint(0, 5) for _ in range(block_size)]
+        inst._n = sum(inst._cnt)
+        a = rng.randint(0, 100)
+        b = a + rng.randint(-3, 3 * block_size + 2)
+        plain = sum(inst._cnt[tau % block_size] for tau in range(a, b)) if inst._n else 0
+        assert inst._crossings(a, b) == plain
+
+
+@pytest.mark.parametrize("block_size", [1, 3, 16])
+def test_exhaustion_is_never_before_whole_cycles_of_free_blocks(block_size: int) -> None:
+    """The bound ``_plan`` uses to skip ``_exhaustion``: the first iteration whose allocations exceed
+    ``avail`` is at least ``tok + 1 + (avail // n) * block_size``, and it is the first ``tau`` whose
+    allocations over ``tok < t <= tau`` exceed ``avail``, found by stepping one iteration at a time."""
+    rng = random.Random(10 + block_size)
+    inst = _instance(block_size)
+    for _ in range(300):
+        inst._cnt = [rng.randint(0, 4) for _ in range(block_size)]
+        if not sum(inst._cnt):
+            inst._cnt[rng.randrange(block_size)] = 1
+        n = inst._n = sum(inst._cnt)
+        inst._tok = tok = rng.randint(0, 50)
+        avail = rng.randint(0, 60)
+        tau = inst._exhaustion(avail)
+        assert tau >= tok + 1 + (avail // n) * block_size
+        used, step = 0, tok
+        while used <= avail:
+            step += 1
+            used += inst._cnt[step % block_size]
+        assert tau == step
