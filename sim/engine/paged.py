@@ -106,9 +106,34 @@ class PagedGroup(Settling):
 
     def _settle_once(self, now: float, woken: PagedInstance | None) -> None:
         members = self.members
-        if len(members) == 1:
-            self._settle_alone(members[0], now, woken)
+        if len(members) != 1:
+            self._settle_many(now, woken)
             return
+        # A group of one (a private queue, the common case): the steps of _settle_many without the loops.
+        m = members[0]
+        if m._wake_t == now and (m is woken or m._step_start != now):
+            m._complete(now)
+        q = self.queue
+        if not m.down:
+            if m._fresh:
+                m._schedule_running(now)
+            if q and m._open_at(now):  # stays open at ``now`` once it is (its step begins now)
+                while q and m._accepts(q[0]):
+                    m._admit(q.popleft(), now)
+        arm = m._dirty
+        if arm:
+            m._plan(now)
+        if q:
+            head = q[0]
+            if not (head is self._cover_head and self._cover_m is m and m._wake_t == self._cover_t and not arm):
+                arm = self._cover(head, now) is not None or arm
+        else:
+            self._cover_head = self._cover_m = None
+        if arm:
+            m._arm()
+
+    def _settle_many(self, now: float, woken: PagedInstance | None) -> None:
+        members = self.members
         for m in members:  # 1. steps ending now (all of them before anyone schedules)
             if m._wake_t == now and (m is woken or m._step_start != now):
                 m._complete(now)
@@ -140,30 +165,6 @@ class PagedGroup(Settling):
         else:
             self._cover_head = self._cover_m = None
         for m in to_arm:
-            m._arm()
-
-    def _settle_alone(self, m: PagedInstance, now: float, woken: PagedInstance | None) -> None:
-        """:meth:`_settle_once` for a group of one (a private queue, the common case), without the loops
-        over members: the same steps in the same order."""
-        if m._wake_t == now and (m is woken or m._step_start != now):
-            m._complete(now)
-        q = self.queue
-        if not m.down:
-            if m._fresh:
-                m._schedule_running(now)
-            if q and m._open_at(now):  # stays open at ``now`` once it is (its step begins now)
-                while q and m._accepts(q[0]):
-                    m._admit(q.popleft(), now)
-        arm = m._dirty
-        if arm:
-            m._plan(now)
-        if q:
-            head = q[0]
-            if not (head is self._cover_head and self._cover_m is m and m._wake_t == self._cover_t and not arm):
-                arm = self._cover(head, now) is not None or arm
-        else:
-            self._cover_head = self._cover_m = None
-        if arm:
             m._arm()
 
     def _cover(self, head: Request, now: float) -> PagedInstance | None:
@@ -300,6 +301,8 @@ class PagedInstance(Wakes):
         self._is_run = False
         self._wake_t = _INF
         self._wake_j = 0
+        self._nb_now = math.nan  # memo of _next_boundary: for this time (NaN: none) ...
+        self._nb = (0, 0.0)  # ... this answer
 
     # ------------------------------------------------------------------ public API
 
@@ -509,34 +512,13 @@ class PagedInstance(Wakes):
         self._cnt[s.res] -= 1
         self._coff -= c_off
         self._n -= 1
-        idx = self._segs_idx  # _seg_max(s.seg0), inlined
+        idx = self._segs_idx  # its longest step: the first maximum of the segments since it joined
         k = bisect.bisect_left(idx, s.seg0)
         if k < len(idx):
             gap = self._segs_val[k]
             r = s.req
             if gap == gap and not (r.max_gap >= gap):
                 r.max_gap = gap
-
-    def _seg_max(self, first: int) -> float:
-        """Longest step among segments ``first..`` (NaN if none): a monotone stack, O(log n)."""
-        idx = self._segs_idx
-        k = bisect.bisect_left(idx, first)
-        return self._segs_val[k] if k < len(idx) else math.nan
-
-    def _add_seg(self, longest: float) -> None:
-        idx, val = self._segs_idx, self._segs_val
-        while val and val[-1] <= longest:
-            val.pop()
-            idx.pop()
-        idx.append(self._nsegs)
-        val.append(longest)
-        self._nsegs += 1
-
-    def _heap_min(self) -> int:
-        heap = self._heap
-        while heap and heap[0][2].dead:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else 0
 
     # ------------------------------------------------------------------ one step, as the reference
 
@@ -704,6 +686,7 @@ class PagedInstance(Wakes):
         """The step beginning at ``now`` is fully scheduled: time it. Decodes only: a run of steps."""
         self._dirty = False
         self._t0 = now
+        self._nb_now = math.nan  # a new run or step (see _next_boundary)
         n = self._n
         avail = self._free + self._unit * len(self._evictable)
         used = self.blocks_total - avail
@@ -728,7 +711,10 @@ class PagedInstance(Wakes):
             alpha = self._alpha = prof.iteration_time(n, n * (tok + 1) + self._coff)
             cn = self._cn = prof.decode_per_ctx_token_s * n
             self._is_run = True
-            end = self._heap_min()
+            heap = self._heap  # the first finish (entries of sequences gone are dropped lazily)
+            while heap[0][2].dead:  # n > 0: a live entry is in the heap
+                heapq.heappop(heap)
+            end = heap[0][0]
             if end > tok + 1 + (avail // n) * self._bs:  # else before any exhaustion (see _exhaustion)
                 end = min(end, self._exhaustion(avail))
             self._run_end_j = self._wake_j = k = end - tok
@@ -788,16 +774,25 @@ class PagedInstance(Wakes):
             if self.on_step is not None:
                 self.on_step(self._t0, alpha, cn, j, sum(s.chunk for s in self._chunks), n)
             if n:
-                x = self._crossings(self._alloc, tok + j)
-                if x:
-                    self._take(x)
+                if tok + j > self._alloc:
+                    x = self._crossings(self._alloc, tok + j)
+                    if x:
+                        self._take(x)
                 self.step_log.add_steps(alpha, cn, j, n)
-                self._add_seg(alpha + cn * (j - 1))
+                longest = alpha + cn * (j - 1)  # a step segment: push on the monotone stack of maxima
+                idx, val = self._segs_idx, self._segs_val
+                while val and val[-1] <= longest:
+                    val.pop()
+                    idx.pop()
+                idx.append(self._nsegs)
+                val.append(longest)
+                self._nsegs += 1
             else:
                 self.step_log.add_steps(alpha, cn, j, 0)
             self._tok = tok = tok + j
         self._alloc = tok
         self._t0 = now
+        self._nb_now = math.nan  # the run starts afresh (see _next_boundary)
         used = self.blocks_total - self._free - self._unit * len(self._evictable)
         if used > self.max_blocks_used_seen:
             self.max_blocks_used_seen = used
@@ -850,18 +845,19 @@ class PagedInstance(Wakes):
         if jt is None or jt[1] >= before:
             return None
         j0 = jt[0]
+        if not (self._prefix and head.prefix and self._evictable):  # the first boundary is the only one
+            return jt if self._accepts(head, ahead=j0) else None
         cands = [j0]
-        if self._prefix and head.prefix and self._evictable:
-            hits = set(self._hits(head, head.prompt_tokens + head._generated))
-            left = len(hits)
-            for p, h in enumerate(self._evictable):
-                if not left:
-                    break
-                if h in hits:
-                    left -= 1
-                    j = self._exhaustion(self._free + self._unit * p) - self._tok
-                    if j0 < j < self._run_end_j:
-                        cands.append(j)
+        hits = set(self._hits(head, head.prompt_tokens + head._generated))
+        left = len(hits)
+        for p, h in enumerate(self._evictable):
+            if not left:
+                break
+            if h in hits:
+                left -= 1
+                j = self._exhaustion(self._free + self._unit * p) - self._tok
+                if j0 < j < self._run_end_j:
+                    cands.append(j)
         for j in sorted(cands):
             t = self._t0 + self._T(j)
             if t >= before:
@@ -872,8 +868,13 @@ class PagedInstance(Wakes):
 
     def _next_boundary(self, now: float) -> tuple[int, float]:
         """Smallest ``j >= 0`` with ``t0 + T(j) >= now`` in the current run (``j <= run end``), and that
-        time (:func:`sim.engine.closedform.first_boundary`)."""
-        return first_boundary(self._t0, self._alpha, self._cn, self._run_end_j, now)
+        time (:func:`sim.engine.closedform.first_boundary`). Remembered for the last ``now`` until the
+        run changes (an arrival asks twice: may it be admitted now, and where is it covered)."""
+        if now == self._nb_now:
+            return self._nb
+        self._nb = jt = first_boundary(self._t0, self._alpha, self._cn, self._run_end_j, now)
+        self._nb_now = now
+        return jt
 
     def _open_at(self, now: float) -> bool:
         """Is this instance at a boundary at ``now`` (so it may admit)? A decode run with a boundary
