@@ -130,7 +130,7 @@ class PagedGroup(Settling):
         else:
             self._cover_head = self._cover_m = None
         if arm:
-            m._arm()
+            m._arm_at(now)
 
     def _settle_many(self, now: float, woken: PagedInstance | None) -> None:
         members = self.members
@@ -778,6 +778,10 @@ class PagedInstance(Wakes):
                     x = self._crossings(self._alloc, tok + j)
                     if x:
                         self._take(x)
+                        # the only blocks taken since the last _plan recorded the peak
+                        used = self.blocks_total - self._free - self._unit * len(self._evictable)
+                        if used > self.max_blocks_used_seen:
+                            self.max_blocks_used_seen = used
                 self.step_log.add_steps(alpha, cn, j, n)
                 longest = alpha + cn * (j - 1)  # a step segment: push on the monotone stack of maxima
                 idx, val = self._segs_idx, self._segs_val
@@ -793,9 +797,6 @@ class PagedInstance(Wakes):
         self._alloc = tok
         self._t0 = now
         self._nb_now = math.nan  # the run starts afresh (see _next_boundary)
-        used = self.blocks_total - self._free - self._unit * len(self._evictable)
-        if used > self.max_blocks_used_seen:
-            self.max_blocks_used_seen = used
 
     def _token(self, s: _Seq, now: float) -> None:
         """``s`` completed its prompt: its first token, or its next one after a preemption."""

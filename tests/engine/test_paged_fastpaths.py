@@ -13,8 +13,11 @@ import pytest
 import simpy
 
 from sim.engine.latency import LatencyProfile
-from sim.engine.paged import PagedInstance, fit_limit
+from sim.engine.paged import PagedGroup, PagedInstance, fit_limit
 from sim.engine.scheduler import SchedulerConfig
+
+from .test_paged import PagedRun
+from .test_paged_fuzz import fuzz_case
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -76,3 +79,28 @@ def test_exhaustion_is_never_before_whole_cycles_of_free_blocks(block_size: int)
             step += 1
             used += inst._cnt[step % block_size]
         assert tau == step
+
+
+def _outcome(run: PagedRun) -> list[object]:
+    """Everything a run leaves behind, exactly (floats by their bits via repr, NaN included)."""
+    fields = ("instance", "enqueue_time", "start_time", "first_token_time", "finish_time", "preemptions",
+              "recomputed_tokens", "cached_tokens", "max_gap")
+    out: list[object] = [repr(tuple(getattr(r, f) for f in fields)) for r in run.reqs]
+    for inst in run.instances:
+        log = inst.step_log
+        out.append(repr((inst.busy_time, inst.max_blocks_used_seen, inst.max_running_seen, inst.preemptions,
+                         inst.blocks_used, inst.step_log.steps)))
+        out.append(b"".join(bytes(a) for a in (log._alpha, log._slope, log._k, log._n, log._gaps, log._gapn)))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["private", "prefix", "bounds"])
+@pytest.mark.parametrize("seed", range(12))
+def test_one_member_settle_is_the_general_settle(kind: str, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group of one settles through the inlined path of ``_settle_once``; forcing every group through
+    ``_settle_many`` (the loops over members) gives the same run, bit for bit, in every arrival mode."""
+    configs, arrivals = fuzz_case(kind, seed)
+    mode = ("early", "late", "process")[seed % 3]
+    fast = _outcome(PagedRun(configs, arrivals, mode, seed))
+    monkeypatch.setattr(PagedGroup, "_settle_once", PagedGroup._settle_many)
+    assert _outcome(PagedRun(configs, arrivals, mode, seed)) == fast
