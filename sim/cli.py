@@ -19,11 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from policies import PolicyError, available_policies, policy_class, policy_parameters
-from reports.table import summary_rows
 from sim import __version__
 from sim.console import err, out
 from sim.console import fail as _fail
@@ -162,6 +160,9 @@ def _interrupted(signum: int, written: Path | None = None) -> NoReturn:
 
 
 def _print_summary(folder: Path, summary: dict[str, Any], wall: float) -> None:
+    from rich.table import Table
+
+    from reports.table import summary_rows
     from sim.output import RUN_FILES
 
     table = Table(title=Text(f"llmsim run — {folder}"), show_header=False, title_justify="left")
@@ -273,6 +274,8 @@ def _kv_lines(sc: Scenario) -> list[str]:
 @app.command()
 def policies() -> None:
     """List the routing policies and their parameters."""
+    from rich.table import Table
+
     table = Table("policy", "kind", "parameters", "description")
     for name in available_policies():
         cls = policy_class(name)

@@ -34,12 +34,14 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from sim.errors import InputError
-from sim.runner import RunResult
+
+if TYPE_CHECKING:  # the CLI imports this module for its signal guard even where nothing runs
+    from sim.results import RunResult
 
 RUN_MARKER = "summary.json"
 # Every file a run may write, in the order they are moved into place (summary.json, the marker that

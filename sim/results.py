@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from sim.config.schema import Scenario
-from sim.metrics.summary import DeploymentStats, summarize
+if TYPE_CHECKING:  # pandas and the metrics load when a run is summarised, not with sim.runner (issue 14)
+    import pandas as pd
+
+    from sim.config.schema import Scenario
+    from sim.metrics.summary import DeploymentStats
 
 
 @dataclass
@@ -81,21 +83,6 @@ def finite(x: Any) -> Any:
     return x
 
 
-def references(quality: np.ndarray, cost: np.ndarray, model_names: tuple[str, ...]) -> dict[str, Any]:
-    """Reference rows: the oracle (best model per query) and the best single model, on these queries."""
-    if quality.shape[0] == 0:
-        return {}
-    means = quality.mean(axis=0)
-    best = int(np.argmax(means))
-    return {
-        "oracle_accuracy": float(quality.max(axis=1).mean()),
-        "best_single_model": model_names[best],
-        "best_single_model_accuracy": float(means[best]),
-        "best_single_model_cost_usd": float(cost[:, best].sum()),
-        "cheapest_single_model_cost_usd": float(cost.sum(axis=0).min()),
-    }
-
-
 def difficulty(quality: np.ndarray) -> np.ndarray:
     """Per query, 1 − its mean true quality over the models: a policy-free difficulty (report deciles)."""
     if quality.shape[1] == 0:
@@ -132,6 +119,8 @@ def slo_targets(sc: Scenario) -> dict[str, float | None]:
 
 def summarise(sc: Scenario, prepared: Any, trace: Trace) -> RunResult:
     """The run's summary and tables from the engine's trace and the prepared inputs."""
+    from sim.metrics.summary import summarize
+
     wl, pred = prepared.workload, prepared.predictions
     model_names = tuple(m.name for m in sc.models)
     summary = summarize(
@@ -183,6 +172,8 @@ def summarise(sc: Scenario, prepared: Any, trace: Trace) -> RunResult:
 
 def batches_frame(log: Any) -> pd.DataFrame:
     """One row per routed batch (batches.parquet)."""
+    import pandas as pd
+
     return pd.DataFrame(
         {
             "batch": np.arange(len(log.time)),
@@ -203,6 +194,8 @@ def batches_frame(log: Any) -> pd.DataFrame:
 def occupancy_frame(trace: Trace, model_names: tuple[str, ...]) -> pd.DataFrame:
     """Long table of the occupancy samples: per sample time and deployment, queued and running sequences
     and the slots it has (instances × max_seqs), so reports can plot utilisation and queues over time."""
+    import pandas as pd
+
     deps = trace.deployments
     k, t = len(deps), trace.sample_t
     return pd.DataFrame(

@@ -7,119 +7,45 @@ files (see :mod:`sim.output`). ``compare``, ``sweep`` and later ``plan`` call :f
 copy of it; they may pass one :class:`Prepared` to several simulations whose scenarios differ only in
 what :func:`prepare` does not read (policy, budget, deployments, ...), which is what makes their
 comparisons use common random numbers.
+
+:func:`prepare` lives in :mod:`sim.prepare` (re-exported here) and the engine side (SimPy, cluster,
+dispatcher, metrics, pandas) is imported where a simulation starts, so importing this module stays
+cheap: ``llmsim validate`` calls ``sim.runner.prepare`` without loading the engine (issue 14).
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import simpy
 
 from policies import make_policy, policy_class
 from sim import rng as rngs
-from sim.config.checks import MAX_HORIZON_S
 from sim.config.schema import NodeFailure, PriceChange, Scenario
-from sim.dispatcher import Dispatcher, RoutingInputs, SloRouting
-from sim.engine.build import build_cluster
-from sim.engine.cluster import DeploymentRuntime
-from sim.engine.faults import Failure, FaultController
-from sim.engine.request import Request
-from sim.engine.steplog import step_log_of
-from sim.errors import InputError, ScenarioError
-from sim.metrics.recorder import RequestRecorder
-from sim.metrics.sampler import OccupancySampler
-from sim.metrics.summary import DeploymentStats
-from sim.predict import Predictions, build_predictions
-from sim.results import RunResult, Trace, references, summarise
-from sim.workload.build import Workload, build_workload
+from sim.prepare import Prepared, prepare, prepare_key
+from sim.prepare import horizon as _horizon
+from sim.prepare import sample_interval as _sample_interval
+from sim.results import RunResult, Trace, summarise
+from sim.workload.build import Workload
+
+if TYPE_CHECKING:  # the engine side is imported where a simulation starts (start-up, issue 14)
+    import pandas as pd
+    import simpy
+
+    from sim.dispatcher import Dispatcher, SloRouting
+    from sim.engine.cluster import DeploymentRuntime
+    from sim.engine.faults import Failure, FaultController
+    from sim.engine.request import Request
+    from sim.metrics.recorder import RequestRecorder
+    from sim.metrics.summary import DeploymentStats
 
 __all__ = ["Prepared", "RunResult", "prepare", "prepare_key", "run", "simulate"]
 
 ProgressFn = Callable[[float], None]
-MAX_SAMPLES = 1_000_000
 PROGRESS_SLICES = 100
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A scenario's workload and predictions: everything that does not depend on cluster or policy."""
-
-    key: str  # prepare_key of the scenario it was built from
-    workload: Workload
-    predictions: Predictions
-    references: dict[str, Any]  # oracle and best-single-model rows on these queries
-
-
-def prepare_key(sc: Scenario) -> str:
-    """A hash of exactly the scenario fields :func:`prepare` reads: two scenarios with the same key get
-    identical workloads and predictions (the seed's streams are per component, see :mod:`sim.rng`)."""
-    data = sc.model_dump(mode="json")
-    read = {k: data[k] for k in ("seed", "duration_s", "num_queries", "workload", "models", "prices_file")}
-    read["predictor"] = data["router"]["predictor"]
-    rates = [e for e in data.get("events", []) if e["kind"] == "rate_change"]
-    if rates:  # only events that change the workload; absent otherwise, so keys without events stay
-        read["rate_changes"] = rates
-    text = json.dumps(read, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def prepare(sc: Scenario, base_dir: Path | None = None) -> Prepared:
-    """Build the workload and the router's predictions, running every load-time data check (trace and
-    dataset files, empty windows, zero arrivals); ``llmsim validate`` calls exactly this."""
-    try:
-        wl = build_workload(sc, base_dir)
-    except ValueError as exc:  # a generator refusing its parameters (e.g. an absurd duration)
-        if isinstance(exc, InputError):
-            raise
-        raise ScenarioError(str(exc), where="workload") from None
-    if len(wl.times) == 0:
-        raise ScenarioError(
-            "the workload has no arrivals (is duration_s too short for the arrival rate or trace window?)",
-            where="workload.arrivals",
-        )
-    _check_span(sc, wl)
-    _check_samples(sc, wl)
-    pred = build_predictions(sc, wl)
-    refs = references(wl.queries.quality, wl.cost, tuple(m.name for m in sc.models))
-    return Prepared(key=prepare_key(sc), workload=wl, predictions=pred, references=refs)
-
-
-def _horizon(sc: Scenario, wl: Workload) -> float:
-    return max(float(wl.times[-1]), sc.duration_s or 0.0)
-
-
-def _sample_interval(sc: Scenario, wl: Workload) -> float:
-    return sc.outputs.sample_interval_s or max(_horizon(sc, wl), 1e-3) / 2000.0
-
-
-def _check_span(sc: Scenario, wl: Workload) -> None:
-    """A replayed trace's span is known only once it is read (the load-time check covers generated
-    arrivals): refuse spans where float64 timestamps lose the engine's resolution."""
-    span = float(wl.times[-1])
-    if span > MAX_HORIZON_S:
-        raise ScenarioError(
-            f"the arrivals span {span:.3g} s of simulated time; at most {MAX_HORIZON_S:g} s (a trace's "
-            "time_scale below 1 stretches it; raise it or cut the trace with duration_s)",
-            where="workload.arrivals",
-        )
-
-
-def _check_samples(sc: Scenario, wl: Workload) -> None:
-    horizon, interval = _horizon(sc, wl), _sample_interval(sc, wl)
-    if horizon / interval > MAX_SAMPLES:
-        raise ScenarioError(
-            f"{horizon / interval:,.0f} occupancy samples over {horizon:g} s; at most {MAX_SAMPLES:,} "
-            "(raise sample_interval_s)",
-            where="outputs.sample_interval_s",
-        )
 
 
 def simulate(
@@ -178,6 +104,8 @@ def _make_dispatcher(
     env: simpy.Environment, sc: Scenario, prepared: Prepared, groups: Any, rec: RequestRecorder,
     on_reject: Callable[..., None],
 ) -> Dispatcher:
+    from sim.dispatcher import Dispatcher, RoutingInputs
+
     wl, pred = prepared.workload, prepared.predictions
     inputs = RoutingInputs(
         predicted_quality=pred.quality,
@@ -216,6 +144,8 @@ def _make_dispatcher(
 
 def _failures(sc: Scenario) -> list[Failure]:
     """The scenario's node_failure events in the engine's terms."""
+    from sim.engine.faults import Failure
+
     return [
         Failure(at_s=e.at_s, deployment=e.deployment, indices=e.indices, recover_at_s=e.recover_at_s,
                 lose=e.on_failure == "lose")
@@ -232,6 +162,8 @@ def _price_changes(sc: Scenario) -> list[tuple[float, int, float]]:
 
 def _slo_routing(sc: Scenario) -> SloRouting | None:
     """The dispatcher's view of ``router.slo`` (checked at load: the route_on SLO is set)."""
+    from sim.dispatcher import SloRouting
+
     slo = sc.router.slo
     if slo is None:
         return None
@@ -243,6 +175,13 @@ def _slo_routing(sc: Scenario) -> SloRouting | None:
 def _run_engine(sc: Scenario, prepared: Prepared, progress: ProgressFn | None, *, precompute: bool) -> Trace:
     """Build the cluster and dispatcher, run the SimPy environment until every query is accounted for
     (``drain``) or the horizon (no drain), and return what the engine recorded."""
+    import simpy
+
+    from sim.engine.build import build_cluster
+    from sim.engine.faults import FaultController
+    from sim.metrics.recorder import RequestRecorder
+    from sim.metrics.sampler import OccupancySampler
+
     wl = prepared.workload
     n = len(wl.times)
     horizon = _horizon(sc, wl)
@@ -335,6 +274,9 @@ def _event_rows(
 
 
 def _stats(d: DeploymentRuntime, end_time: float) -> DeploymentStats:
+    from sim.engine.steplog import step_log_of
+    from sim.metrics.summary import DeploymentStats
+
     return DeploymentStats(
         name=d.name,
         model_index=d.model_index,
@@ -349,6 +291,8 @@ def _stats(d: DeploymentRuntime, end_time: float) -> DeploymentStats:
 
 
 def _instances_frame(deployments: list[DeploymentRuntime]) -> pd.DataFrame:
+    import pandas as pd
+
     return pd.DataFrame(
         [
             {

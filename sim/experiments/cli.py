@@ -10,17 +10,19 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
 from policies import PolicyError
 from sim.console import err, fail, out, say_plain, warnings_to_stderr
 from sim.errors import InputError
+
+if TYPE_CHECKING:
+    from rich.table import Table  # imported where a table is printed (start-up, issue 14)
 
 ScenarioArg = Annotated[Path | None, typer.Argument(help="Scenario YAML (default: the embedded quickstart).")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Experiment folder (default: runs/<name>-<kind>).")]
@@ -190,6 +192,8 @@ def _print_results(job: _Job, results: Any, matched: Any) -> None:
     if job.quiet:
         out.print(Text(str(job.folder)), soft_wrap=True)
         return
+    from rich.table import Table
+
     from reports.stats import compare_table
 
     results = _configs(results)
@@ -213,6 +217,8 @@ def _print_results(job: _Job, results: Any, matched: Any) -> None:
 
 def _print_matched(job: _Job, matched: Any) -> None:
     """Each policy at the reference's spend: its knob, mean spend, accuracy ± CI, paired Δ vs reference."""
+    from rich.table import Table
+
     from reports.build import fmt
     from reports.stats import compare_table
 
@@ -407,6 +413,8 @@ def with_progress(label: str, quiet: bool, executor: Any, body: Callable[[Any, A
 
 def _run_whatif(job: _Job, plan: Any) -> None:
     """Run or resume the what-if (its report written), then print the paired table."""
+    from rich.table import Table
+
     from reports.whatif import HEADERS, whatif_rows, whatif_table
     from sim.experiments.whatif import run_whatif
 

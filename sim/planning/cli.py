@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from sim.console import out, say_plain
@@ -126,6 +125,8 @@ def _print_expected(the_plan: Any) -> None:
 
 
 def _print(the_plan: Any, results: Any, folder: Path, quiet: bool) -> None:
+    from rich.table import Table
+
     from reports.plan import CONSOLE_COLUMNS, HEADERS, plan_rows, plan_table
 
     if quiet:

@@ -32,7 +32,6 @@ from sim.workload.arrivals import Arrivals
 from sim.workload.ordering import order_queries
 from sim.workload.prefix import PrefixHashes
 from sim.workload.queryset import QuerySet
-from sim.workload.traces import load_azure_csv, load_mooncake_jsonl, replay
 
 
 @dataclass(frozen=True)
@@ -107,6 +106,8 @@ def _build_arrivals(sc: Scenario) -> tuple[Arrivals, int]:
         out = arr_mod.batch(a.batch_size, a.interval_s, rng, duration_s=duration, num_queries=count)
     else:
         assert isinstance(a, TraceArrivals)
+        from sim.workload.traces import load_azure_csv, load_mooncake_jsonl, replay  # start-up: traces only
+
         path = Path(a.path)
         fmt = a.format
         if fmt == "auto":

@@ -29,7 +29,6 @@ from typing import IO
 import numpy as np
 from numpy.typing import NDArray
 
-from sim.datasets.validate import utf8_error_line
 from sim.errors import DataError
 from sim.workload.arrivals import Arrivals
 from sim.workload.prefix import MOONCAKE_BLOCK_TOKENS, PrefixHashes
@@ -164,6 +163,8 @@ def _azure_rows(path: Path, max_rows: int | None = None) -> tuple[list[list[str]
                 if len(rows) == max_rows:
                     break
     except UnicodeDecodeError as e:
+        from sim.datasets.validate import utf8_error_line  # with pandas: only for this error (start-up)
+
         raise DataError(f"not UTF-8 text ({e.reason}); expected a CSV file", file=path,
                         where=f"line {utf8_error_line(path)}") from None
     except csv.Error as e:
