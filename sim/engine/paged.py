@@ -404,7 +404,9 @@ class PagedInstance(Wakes):
         return s.own
 
     def _release(self, s: _Seq) -> None:
-        self._free += self._owned(s)
+        """Free ``s``'s blocks and unpin its cached units (it left the decode set first, if it was in it,
+        so ``own`` is materialised)."""
+        self._free += s.own
         s.own = 0
         units = s.units
         if units:
