@@ -95,6 +95,9 @@ class DeploymentRuntime:
         # Instances not failed (sim/engine/faults.py), in construction order: routing and capacity see
         # only these. Equal to ``instances`` as long as nothing fails, so no-event runs are unchanged.
         self.up: list[Instance | PagedInstance] = list(self.instances)
+        # fits() of a reserve deployment is one comparison (its reservation against this); None: ask
+        # the scheduler (paged), or never fits (no instance)
+        self._fit_kv = kv_capacity_tokens if scheduler.kind == RESERVE.kind and self.instances else None
 
     # -- state -----------------------------------------------------------------
     @property
@@ -127,13 +130,16 @@ class DeploymentRuntime:
     def fits(self, req: Request) -> bool:
         """Whether the request can ever complete here (see :meth:`SchedulerConfig.fits`); never on a
         deployment of 0 instances (listed, not served)."""
+        if self._fit_kv is not None:
+            return req.prompt_tokens + req.output_tokens <= self._fit_kv
         return bool(self.instances) and self.scheduler.fits(self.kv_capacity_tokens, req.prompt_tokens, req.output_tokens)
 
     # -- actions ----------------------------------------------------------------
     def submit(self, req: Request) -> None:
+        p = req.prompt_tokens
         self.submitted += 1
-        self.submitted_prompt += req.prompt_tokens
-        self.submitted_prompt_sq += req.prompt_tokens * req.prompt_tokens
+        self.submitted_prompt += p
+        self.submitted_prompt_sq += p * p
         self.submitted_output += req.output_tokens
         now = self.env.now
         self._rate_r = self._rate_r * math.exp((self._rate_t - now) / RATE_TAU_S) + 1.0 / RATE_TAU_S
@@ -164,7 +170,16 @@ class DeploymentRuntime:
     def next_instance(self) -> Instance | PagedInstance:
         """With per-instance queues, the instance the next request joins (fewest running + queued per slot,
         first on ties); read by the latency estimator, so it predicts the queue a query will really join."""
-        return min(self.up or self.instances, key=lambda inst: (inst.running + inst.queue_len) / self.max_seqs)
+        insts = self.up or self.instances
+        best = insts[0]
+        if len(insts) > 1:  # min() with a key, unrolled: this runs once per submitted request
+            m = self.max_seqs
+            best_v = (best.running + len(best.queue)) / m
+            for inst in insts:
+                v = (inst.running + len(inst.queue)) / m
+                if v < best_v:
+                    best, best_v = inst, v
+        return best
 
     # -- failures (sim/engine/faults.py) -----------------------------------------
     def fail(self, indices: list[int]) -> list[tuple[Request, int]]:
@@ -223,7 +238,14 @@ class ModelGroup:
     def submit(self, req: Request) -> None:
         """To the least-loaded deployment that is up and fits it. Only when none is (every instance that
         could run it failed) is it handed to ``orphan`` (sim/engine/faults.py holds or loses it)."""
-        candidates = [d for d in self.deployments if d.up and d.fits(req)]
+        if len(self.deployments) == 1:  # the common case, without building a candidate list
+            d = self.deployments[0]
+            if d.up and d.fits(req):
+                d.submit(req)
+                return
+            candidates = []
+        else:
+            candidates = [d for d in self.deployments if d.up and d.fits(req)]
         if len(candidates) == 1:
             candidates[0].submit(req)
             return

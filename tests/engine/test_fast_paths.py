@@ -1,13 +1,20 @@
 """The reserve engine's fast paths against the straightforward ones they shortcut, exactly (bit for bit):
-a queue group of one member (``_QueueGroup._settle_solo``) against the general group settle."""
+a queue group of one member (``_QueueGroup._settle_solo``) against the general group settle, and the
+per-submission choices of deployments and models against their one-line definitions."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Generator
 
 import pytest
+import simpy
 
+from sim.engine.cluster import DeploymentRuntime, ModelGroup
 from sim.engine.instance import Instance, _QueueGroup
+from sim.engine.latency import LatencyProfile
+from sim.engine.request import Request
+from sim.engine.scheduler import RESERVE, SchedulerConfig
 
 from .reference import RefConfig
 from .test_instance import MODES, Run, add_boundary_arrivals, random_kv_cap, random_profile, random_workload
@@ -55,3 +62,51 @@ def test_solo_settle_matches_group_settle(seed: int, monkeypatch: pytest.MonkeyP
     _general_only(monkeypatch)
     slow = _state(Run(configs, arrivals, mode=mode, seed=seed))
     assert fast == slow
+
+
+# --------------------------------------------------------------------------- deployments and models
+
+
+def _deployment(env: simpy.Environment, *, instances: int, max_seqs: int, kv: int, scheduler: SchedulerConfig,
+                k: int = 0) -> DeploymentRuntime:
+    prof = LatencyProfile(prefill_base_s=0.01, prefill_per_token_s=1e-4, decode_base_s=0.02, decode_per_seq_s=1e-3)
+    return DeploymentRuntime(
+        env, name=f"d{k}", model_index=0, gpu="g", tp=1, gpu_cost_per_hour=0.0, profile=prof,
+        n_instances=instances, max_seqs=max_seqs, kv_capacity_tokens=kv, shared_queue=False,
+        max_queue=None, first_iid=10 * k, on_finish=lambda _r: None, scheduler=scheduler,
+    )
+
+
+@pytest.mark.parametrize("scheduler", [RESERVE, SchedulerConfig(kind="paged")], ids=["reserve", "paged"])
+def test_submission_choices_match_their_plain_definitions(scheduler: SchedulerConfig) -> None:
+    """next_instance (unrolled min), fits (one comparison under reserve) and ModelGroup.submit (one
+    deployment without a candidate list) against the one-line definitions they replace, at every
+    submission of a busy run with uneven instances and a deployment too small for some requests."""
+    rng = random.Random(3)
+    env = simpy.Environment()
+    deps = [_deployment(env, instances=4, max_seqs=3, kv=4000, scheduler=scheduler, k=0),
+            _deployment(env, instances=0, max_seqs=3, kv=4000, scheduler=scheduler, k=1)]
+    groups = [ModelGroup("one", deps[:1]), ModelGroup("none", deps[1:])]
+    seen: set[int] = set()
+
+    def source() -> Generator[simpy.Event, None, None]:
+        for rid in range(400):
+            yield env.timeout(rng.expovariate(40.0))
+            req = Request(rid, rng.randint(1, 3000), rng.randint(1, 2000))
+            for d in deps:
+                plain = bool(d.instances) and scheduler.fits(d.kv_capacity_tokens, req.prompt_tokens, req.output_tokens)
+                assert d.fits(req) == plain
+            for g in groups:
+                assert g.fits(req) == any(d.fits(req) for d in g.deployments)
+            d = deps[0]
+            if not d.fits(req):
+                continue
+            expect = min(d.up, key=lambda inst: (inst.running + inst.queue_len) / d.max_seqs)
+            assert d.next_instance() is expect
+            seen.add(expect.iid)
+            groups[0].submit(req)
+            assert req in expect.queue or req.instance == expect.iid
+
+    env.process(source())
+    env.run()
+    assert seen == {0, 1, 2, 3}  # every instance was the least loaded at some point
