@@ -84,7 +84,7 @@ class _Seq:
         self.order = 0  # admission counter (release order of simultaneous finishes)
 
 
-def _order(s: _Seq) -> int:
+def _order(s: _Seq) -> int:  # sort key: admission order
     return s.order
 
 
