@@ -112,14 +112,7 @@ class StepLog:
 
     def mean(self) -> float:
         """Token-weighted mean gap (NaN when empty); not bit-exact, unlike :meth:`quantiles`."""
-        total = self.tokens
-        if not total:
-            return math.nan
-        a, s, k, n = self._arrays()
-        kf = k.astype(np.float64)
-        run_sums = n * (kf * a + s * kf * (kf - 1) / 2)
-        gaps = np.frombuffer(self._gaps, dtype=np.float64) @ np.frombuffer(self._gapn, dtype=np.int64)
-        return float((run_sums.sum() + gaps) / total)
+        return StepLogs([self]).mean()
 
     def quantiles(self, qs: Sequence[float]) -> list[float]:
         """``numpy.quantile(sample, qs, method="inverted_cdf")`` of the expanded sample, exactly.
@@ -127,19 +120,79 @@ class StepLog:
         The sample holds each run's step durations ``n`` times each and every gap once; it is never
         built. NaN for every q when the log holds no token. Raises ValueError for q outside [0, 1].
         """
+        return StepLogs([self]).quantiles(qs)
+
+
+class StepLogs:
+    """The union of several :class:`StepLog` (a deployment's instances, a model's deployments, the whole
+    cluster) read in place: the same aggregates as :meth:`StepLog.merged` of them, bit for bit, without
+    copying the parts' arrays into one log (a million-request run's logs are ~80 MB; the summary reads
+    them per model and overall, which used to copy them twice more, plus once per deployment).
+
+    Quantiles sum each part's exact count at every bisection step (a count of the union is the sum of
+    the parts' counts), so they are the merged log's. The mean sums per-run token sums in the merged
+    order (numpy's pairwise sum depends on the array, so the parts' sums are not added separately):
+    only those 8 bytes a run are concatenated.
+    """
+
+    __slots__ = ("parts",)
+
+    def __init__(self, logs: Iterable[StepLog | StepLogs]) -> None:
+        parts: list[StepLog] = []
+        for log in logs:
+            parts.extend(log.parts if isinstance(log, StepLogs) else (log,))
+        self.parts: tuple[StepLog, ...] = tuple(parts)
+
+    @property
+    def steps(self) -> int:
+        """Steps recorded by :meth:`StepLog.add_steps` in any part."""
+        return sum(p.steps for p in self.parts)
+
+    @property
+    def tokens(self) -> int:
+        """Total weight of the union."""
+        return sum(p.tokens for p in self.parts)
+
+    @property
+    def max_step(self) -> float:
+        """The longest step of any part (NaN when no part has a run)."""
+        ends = [p.max_step for p in self.parts if p._k]
+        return max(ends) if ends else math.nan
+
+    def mean(self) -> float:
+        """:meth:`StepLog.mean` of the merged log (the same float: see the class docstring)."""
+        total = self.tokens
+        if not total:
+            return math.nan
+        run_sums = np.concatenate([np.zeros(0), *(_run_sums(p) for p in self.parts)])
+        gaps = np.concatenate([np.zeros(0), *(np.frombuffer(p._gaps, dtype=np.float64) for p in self.parts)])
+        gapn = np.concatenate([np.zeros(0, np.int64), *(np.frombuffer(p._gapn, dtype=np.int64) for p in self.parts)])
+        return float((run_sums.sum() + gaps @ gapn) / total)
+
+    def quantiles(self, qs: Sequence[float]) -> list[float]:
+        """:meth:`StepLog.quantiles` of the merged log."""
         q = np.asarray(qs, dtype=np.float64).reshape(-1)
         if q.size and not ((q >= 0) & (q <= 1)).all():
             raise ValueError(f"quantiles must be in [0, 1], got {list(qs)!r}")
         total = self.tokens
         if total == 0 or q.size == 0:
             return [math.nan] * int(q.size)
-        return _Sample(self).select(_ranks(total, q)).tolist()
+        samples = [_Sample(p) for p in self.parts if p.tokens]
+        return [_select(samples, int(r)) for r in _ranks(total, q)]
 
 
-def step_log_of(instances: Iterable[Any]) -> StepLog | None:
-    """The merged ``step_log`` of a deployment's instances, or None when none keeps one (reserve)."""
+def step_log_of(instances: Iterable[Any]) -> StepLogs | None:
+    """The union of a deployment's instances' ``step_log`` (read in place, not copied), or None when
+    none keeps one."""
     logs = [log for log in (getattr(inst, "step_log", None) for inst in instances) if log is not None]
-    return StepLog.merged(logs) if logs else None
+    return StepLogs(logs) if logs else None
+
+
+def _run_sums(log: StepLog) -> np.ndarray:
+    """Per run, its duration sum times its tokens (what :meth:`StepLog.mean` adds up)."""
+    a, s, k, n = log._arrays()
+    kf = k.astype(np.float64)
+    return n * (kf * a + s * kf * (kf - 1) / 2)
 
 
 def _ranks(total: int, q: np.ndarray) -> np.ndarray:
@@ -151,54 +204,81 @@ def _ranks(total: int, q: np.ndarray) -> np.ndarray:
 
 
 class _Sample:
-    """The expanded sample as sorted weighted points (flat runs and gaps) plus sloped runs."""
+    """One part's expanded sample as sorted weighted points (flat runs and gaps) plus sloped runs.
+
+    Built from masks on the log's own buffers, so a part costs one copy of its sloped runs (the flat
+    ones become points), not the intermediate copies a filter-then-split would make."""
 
     def __init__(self, log: StepLog) -> None:
         a, s, k, n = log._arrays()
-        keep = n > 0
-        a, s, k, n = a[keep], s[keep], k[keep], n[keep]
-        flat = (s == 0) | (k == 1)
-        gaps = np.frombuffer(log._gaps, dtype=np.float64)
-        values = np.concatenate([a[flat], gaps])
+        has = n > 0
+        flat = has & ((s == 0) | (k == 1))
+        sloped = has & ~flat
+        values = np.concatenate([a[flat], np.frombuffer(log._gaps, dtype=np.float64)])
         weights = np.concatenate([k[flat] * n[flat], np.frombuffer(log._gapn, dtype=np.int64)])
         order = np.argsort(values, kind="stable")
         self.values = values[order]
         self.cum = np.concatenate([[0], np.cumsum(weights[order])])
-        sl = ~flat
-        self.a, self.s, self.k, self.n = a[sl], s[sl], k[sl], n[sl]
-        self.ends = self.a + self.s * (self.k - 1).astype(np.float64)
-        self.lo = float(np.min(np.concatenate([self.values[:1], self.a])))
-        self.hi = float(np.max(np.concatenate([self.values[-1:], self.ends])))
+        self.runs = _Runs(a[sloped], s[sloped], k[sloped], n[sloped])
+        self.lo = float(np.min(np.concatenate([self.values[:1], self.runs.a])))
+        self.hi = float(np.max(np.concatenate([self.values[-1:], self.runs.ends])))
 
-    def select(self, ranks: np.ndarray) -> np.ndarray:
-        """For each rank r, the smallest sample value whose count reaches r."""
-        return np.array([self._select_one(int(r)) for r in ranks], dtype=np.float64)
+    def count(self, x: float, runs: _Runs) -> int:
+        """Tokens of this part whose gap is ``<= x`` (``runs``: this part's sloped runs, pruned)."""
+        return int(self.cum[np.searchsorted(self.values, x, side="right")]) + runs.count(x)
 
-    def _select_one(self, rank: int) -> float:
-        """Bisection on the float bits, invariant ``count(lo) < rank <= count(hi)``. Every few rounds
-        the runs entirely at or below ``lo`` are folded into a constant and those above ``hi`` dropped,
-        so late rounds only touch the runs straddling the shrinking bracket."""
-        lo, hi = _bits(self.lo) - 1, _bits(self.hi)
-        a, s, k, n = self.a, self.s, self.k, self.n
-        ends, base = self.ends, 0
-        rounds = 0
-        while hi - lo > 1:
-            mid = lo + (hi - lo) // 2
-            x = _value(mid)
-            got = int(self.cum[np.searchsorted(self.values, x, side="right")]) + base
-            if a.size:
-                got += int(_run_counts(x, a, s, k) @ n)
-            if got >= rank:
-                hi = mid
-            else:
-                lo = mid
-            rounds += 1
-            if rounds % 4 == 0 and a.size:
-                below = ends <= (_value(lo) if lo >= 0 else -1.0)
-                keep = ~below & (a <= _value(hi))
-                base += int(k[below] @ n[below])
-                a, s, k, n, ends = a[keep], s[keep], k[keep], n[keep], ends[keep]
-        return _value(hi)
+
+class _Runs:
+    """Sloped runs still straddling a bisection's bracket, plus the tokens of those folded below it."""
+
+    __slots__ = ("a", "s", "k", "n", "ends", "base")
+
+    def __init__(self, a: np.ndarray, s: np.ndarray, k: np.ndarray, n: np.ndarray, base: int = 0) -> None:
+        self.a, self.s, self.k, self.n, self.base = a, s, k, n, base
+        self.ends = a + s * (k - 1).astype(np.float64)
+
+    def count(self, x: float) -> int:
+        """Tokens of the runs ``<= x``, in slices of :data:`CHUNK` runs (bounded temporaries)."""
+        got = self.base
+        for i in range(0, self.a.size, CHUNK):
+            part = slice(i, i + CHUNK)
+            got += int(_run_counts(x, self.a[part], self.s[part], self.k[part]) @ self.n[part])
+        return got
+
+    def pruned(self, lo: int, hi: int) -> _Runs:
+        """The runs with values inside ``(lo, hi]`` (bit patterns), those entirely ``<= lo`` folded."""
+        below = self.ends <= (_value(lo) if lo >= 0 else -1.0)
+        keep = ~below & (self.a <= _value(hi))
+        out = _Runs.__new__(_Runs)
+        out.a, out.s, out.k, out.n, out.ends = self.a[keep], self.s[keep], self.k[keep], self.n[keep], self.ends[keep]
+        out.base = self.base + int(self.k[below] @ self.n[below])
+        return out
+
+
+CHUNK = 1 << 16
+"""Runs counted at once: a count's temporaries are ~10 arrays of this many elements (~5 MB)."""
+
+
+def _select(samples: list[_Sample], rank: int) -> float:
+    """The smallest value whose count over ``samples`` reaches ``rank``. Bisection on the float bits,
+    invariant ``count(lo) < rank <= count(hi)``; every few rounds each part's runs entirely at or below
+    ``lo`` are folded into a constant and those above ``hi`` dropped, so late rounds only touch the runs
+    straddling the shrinking bracket."""
+    lo = min(_bits(smp.lo) for smp in samples) - 1
+    hi = max(_bits(smp.hi) for smp in samples)
+    runs = [smp.runs for smp in samples]
+    rounds = 0
+    while hi - lo > 1:
+        mid = lo + (hi - lo) // 2
+        x = _value(mid)
+        if sum(smp.count(x, r) for smp, r in zip(samples, runs, strict=True)) >= rank:
+            hi = mid
+        else:
+            lo = mid
+        rounds += 1
+        if rounds % 4 == 0:
+            runs = [r.pruned(lo, hi) if r.a.size else r for r in runs]
+    return _value(hi)
 
 
 def _value(bits: int) -> float:

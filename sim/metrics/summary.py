@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.engine.steplog import StepLog
+from sim.engine.steplog import StepLog, StepLogs
 from sim.metrics.recorder import (
     REASON_NAMES,
     STATUS_DONE,
@@ -42,8 +42,9 @@ def dist(x: np.ndarray) -> dict[str, float | None]:
 
 @dataclass(frozen=True)
 class DeploymentStats:
-    """One deployment as the summary needs it. ``step_log``: its instances' merged
-    :class:`~sim.engine.steplog.StepLog` (paged scheduler), None when they keep none (reserve: TBT and
+    """One deployment as the summary needs it. ``step_log``: its instances' step logs
+    (:class:`~sim.engine.steplog.StepLogs`, their union read in place, or one
+    :class:`~sim.engine.steplog.StepLog`), None when they keep none (TBT and
     preemption counters are then not applicable); ``prefix_cache``: whether it caches prompt prefixes."""
 
     name: str
@@ -53,7 +54,7 @@ class DeploymentStats:
     gpus: int
     gpu_cost_per_hour: float
     busy_time_s: float
-    step_log: StepLog | None = None
+    step_log: StepLog | StepLogs | None = None
     prefix_cache: bool = False
 
 

@@ -17,20 +17,21 @@ from typing import Any
 
 import numpy as np
 
-from sim.engine.steplog import StepLog
+from sim.engine.steplog import StepLog, StepLogs
 
 TBT_QUANTILES = (50, 95, 99)
 
 
-def tbt_stats(logs: Sequence[StepLog | None]) -> dict[str, float | None]:
-    """Mean, p50/p95/p99 and the longest step of the merged logs (all None without any log, the
-    statistics None when the logs hold no token)."""
+def tbt_stats(logs: Sequence[StepLog | StepLogs | None]) -> dict[str, float | None]:
+    """Mean, p50/p95/p99 and the longest step of the union of the logs (all None without any log, the
+    statistics None when the logs hold no token). The union is read in place (:class:`StepLogs`), with
+    the results of merging the logs into one."""
     present = [log for log in logs if log is not None]
     keys = ["mean", *(f"p{p}" for p in TBT_QUANTILES), "max_step"]
     if not present:
         return dict.fromkeys(keys)
-    merged = StepLog.merged(present)
-    values = [merged.mean(), *merged.quantiles([p / 100 for p in TBT_QUANTILES]), merged.max_step]
+    union = StepLogs(present)
+    values = [union.mean(), *union.quantiles([p / 100 for p in TBT_QUANTILES]), union.max_step]
     return {k: (float(v) if np.isfinite(v) else None) for k, v in zip(keys, values, strict=True)}
 
 

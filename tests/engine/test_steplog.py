@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.engine.steplog import StepLog
+from sim.engine import steplog
+from sim.engine.steplog import StepLog, StepLogs, step_log_of
 
 Entry = tuple[float, float, int, int]
 
@@ -146,3 +147,53 @@ def test_quantile_outside_unit_interval_is_refused() -> None:
     log.add_gap(1.0)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         log.quantiles([1.5])
+
+
+parts_st = st.lists(st.tuples(entries_st, gaps_st), min_size=1, max_size=5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(parts_st, qs_st)
+def test_union_in_place_equals_the_merged_copy(parts: list[tuple[list[Entry], list[float]]],
+                                                qs: list[float]) -> None:
+    """StepLogs reads several logs in place; every aggregate equals StepLog.merged's, bit for bit (the
+    mean too: the summary's JSON is byte-identical), also nested (a model's union of deployments' unions)."""
+    logs = [build(e, g) for e, g in parts]
+    merged = StepLog.merged(logs)
+    nested = StepLogs([StepLogs(logs[:1]), *logs[1:]])
+    for union in (StepLogs(logs), nested):
+        assert union.parts == tuple(logs)
+        assert (union.tokens, union.steps) == (merged.tokens, merged.steps)
+        np.testing.assert_array_equal(union.quantiles(qs), merged.quantiles(qs))
+        np.testing.assert_array_equal([union.mean(), union.max_step], [merged.mean(), merged.max_step])
+
+
+def test_union_counts_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs are counted CHUNK at a time; tiny chunks (many slices, ragged last one) give the same answer."""
+    rng = np.random.default_rng(3)
+    logs = []
+    for _ in range(3):
+        log = StepLog()
+        for a, s, k, n in zip(rng.uniform(0.01, 0.05, 300), rng.uniform(0, 1e-4, 300), rng.integers(1, 50, 300),
+                              rng.integers(0, 9, 300), strict=True):
+            log.add_steps(float(a), float(s), int(k), int(n))
+        log.add_gap(0.2, 3)
+        logs.append(log)
+    qs = [0.0, 0.31, 0.5, 0.95, 0.99, 1.0]
+    expected = StepLogs(logs).quantiles(qs)
+    monkeypatch.setattr(steplog, "CHUNK", 7)
+    assert StepLogs(logs).quantiles(qs) == expected == StepLog.merged(logs).quantiles(qs)
+    sample = np.concatenate([expand([(log._alpha[i], log._slope[i], log._k[i], log._n[i])
+                                     for i in range(len(log._k))], [0.2] * 3) for log in logs])
+    np.testing.assert_array_equal(expected, np.quantile(sample, qs, method="inverted_cdf"))
+
+
+def test_step_log_of_reads_instances_in_place() -> None:
+    class Inst:
+        def __init__(self, log: StepLog | None) -> None:
+            self.step_log = log
+
+    a, b = build([(0.1, 0.01, 3, 2)], [0.5]), build([(0.2, 0.0, 2, 1)], [])
+    union = step_log_of([Inst(a), Inst(None), Inst(b)])
+    assert union is not None and union.parts == (a, b)
+    assert step_log_of([Inst(None)]) is None
