@@ -422,11 +422,13 @@ class PagedInstance(Wakes):
         if b <= a or not self._n:
             return 0
         bs = self._bs
+        r0 = a % bs
+        if r0 + (b - a) <= bs:  # within one cycle of residues (a short run): one slice of _cnt
+            return sum(self._cnt[r0 : r0 + (b - a)])
         full, rem = divmod(b - a, bs)
         total = full * self._n
         if rem:  # iterations a+full*bs .. b-1: residues r0 .. r0+rem-1 (mod bs), a cyclic slice of _cnt
             cnt = self._cnt
-            r0 = a % bs
             end = r0 + rem
             total += sum(cnt[r0:end]) if end <= bs else sum(cnt[r0:]) + sum(cnt[: end - bs])
         return total
