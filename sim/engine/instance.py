@@ -36,11 +36,11 @@ progress: a few events per request, no per-token or per-iteration Python work.
 
 from __future__ import annotations
 
-import heapq
 import math
 import weakref
 from collections import deque
 from collections.abc import Callable
+from heapq import heappop, heappush
 
 import simpy
 
@@ -167,42 +167,40 @@ class _QueueGroup(Settling):
             m._arm_at(now)
 
     def _settle_solo(self, m: Instance, now: float, woken: Instance | None) -> None:
-        """:meth:`_settle_once` for a group of one member (per-instance queues, the default): the same
-        three steps without member loops or cover bookkeeping -- the head's cover is the member's own
-        next boundary, recomputed from its memo (:meth:`Instance._next_boundary`) instead of
-        remembered. ``test_solo_settle_matches_group_settle`` compares the two paths."""
+        """:meth:`_settle_once` for a group of one member (per-instance queues, the default), without
+        member loops or cover bookkeeping. The same steps, fused: a head that fits a decode run between
+        boundaries is covered by that run's next boundary, which is also what decides whether the member
+        is at a boundary now (so the boundary is found once, not estimated first and then found); a
+        prefill's cover is its end, already its wake. A member that completed or admitted now is at a
+        boundary, so the head left over does not fit it and needs no cover.
+        ``test_solo_settle_matches_group_settle`` compares the two paths bit for bit."""
         if m._wake_t == now and (m is woken or not m._began_at(now)):
             m._complete(now)
         q = self.queue
         while q:
             head = q[0]
             if (
-                m.running < m.max_seqs
-                and m.kv_used_tokens + head.prompt_tokens + head.output_tokens <= m.kv_capacity_tokens
-                and not m.down
-                and m._open_at(now)
+                m.running >= m.max_seqs
+                or m.kv_used_tokens + head.prompt_tokens + head.output_tokens > m.kv_capacity_tokens
+                or m.down
             ):
-                q.popleft()
-                m._admit(head, now)
-            else:
                 break
-        arm = m._dirty
-        if arm:
-            m._plan(now)
-        if q:
-            head = q[0]
-            if (
-                m.running < m.max_seqs
-                and m.kv_used_tokens + head.prompt_tokens + head.output_tokens <= m.kv_capacity_tokens
-                and not m.down
-                and m._phase == _DECODE  # a prefill's wake is its end; an idle member took the head
-            ):
+            ph = m._phase
+            if ph == _DECODE and m._t0 != now:
                 j, t = m._next_boundary(now)
-                if t != m._wake_t:
-                    m._wake_t = t
-                    m._wake_j = j
-                    arm = True
-        if arm:
+                if t != now:  # wake at the next boundary: the head fits there (cover)
+                    if t != m._wake_t:
+                        m._wake_t = t
+                        m._wake_j = j
+                        m._arm_at(now)
+                    break
+                m._advance(j, now)  # j < k*: a completion boundary now would have been completed
+            elif ph == _PREFILL and m._pf_start != now:
+                break
+            q.popleft()
+            m._admit(head, now)
+        if m._dirty:
+            m._plan(now)
             m._arm_at(now)
 
     def _cover(self, head: Request, now: float) -> Instance | None:
@@ -473,20 +471,21 @@ class Instance(Wakes):
     def _admit(self, req: Request, now: float) -> None:
         req.instance = self.iid
         req.start_time = now
-        self.running += 1
-        self.kv_used_tokens += req.prompt_tokens + req.output_tokens
-        if self.running > self.max_running_seen:
-            self.max_running_seen = self.running
-        if self.kv_used_tokens > self.max_kv_used_seen:
-            self.max_kv_used_seen = self.kv_used_tokens
+        p = req.prompt_tokens
+        self.running = running = self.running + 1
+        self.kv_used_tokens = kv = self.kv_used_tokens + p + req.output_tokens
+        if running > self.max_running_seen:
+            self.max_running_seen = running
+        if kv > self.max_kv_used_seen:
+            self.max_kv_used_seen = kv
         if self._phase == _PREFILL:  # the prefill began now: extend its group
             self._pf_group.append(req)
-            self._pf_prompt += req.prompt_tokens
+            self._pf_prompt += p
         else:  # idle, or a decode run at a boundary now: pause it for a prefill
             self._phase = _PREFILL
             self._pf_start = now
             self._pf_group = [req]
-            self._pf_prompt = req.prompt_tokens
+            self._pf_prompt = p
         self._dirty = True
         if self.on_admit is not None:
             self.on_admit(req)
@@ -496,18 +495,21 @@ class Instance(Wakes):
         self._wake_t = _INF
         self._dirty = True
         if self._phase == _PREFILL:
-            self._busy += now - self._pf_start
-            self.step_log.add_steps(now - self._pf_start, 0.0, 1, 0)
+            step = now - self._pf_start
+            self._busy += step
+            self.step_log.add_steps(step, 0.0, 1, 0)
             group, self._pf_group = self._pf_group, []
             heap = self._heap
             before = len(heap)
+            last = self._tok - 1  # a request of o tokens has its last at counter value tok + o - 1
             for r in group:
                 r.first_token_time = now
-                if r.output_tokens == 1:
+                out = r.output_tokens
+                if out == 1:
                     self._finish(r, now)
                 else:
-                    r._finish_at = fa = self._tok + r.output_tokens - 1
-                    heapq.heappush(heap, (fa, self._seq, r))
+                    r._finish_at = fa = last + out
+                    heappush(heap, (fa, self._seq, r))
                     self._seq += 1
                     self._ctx += r.prompt_tokens + 1
             if len(heap) > before:
@@ -520,17 +522,16 @@ class Instance(Wakes):
 
     def _advance(self, j: int, now: float) -> None:
         """Account ``j`` decode iterations ending at ``now``; finish the requests whose last token it was."""
+        heap = self._heap
         if j:
             self._log_run(j, now)
-        self._tok += j
-        self._ctx += len(self._heap) * j
+        self._tok = tok = self._tok + j
+        self._ctx += len(heap) * j
         self._busy += now - self._t0
         self._t0 = now
         self._nb_t = -_INF
-        heap = self._heap
-        tok = self._tok
         while heap and heap[0][0] <= tok:
-            r = heapq.heappop(heap)[2]
+            r = heappop(heap)[2]
             self._ctx -= r.prompt_tokens + r.output_tokens  # its final context
             self._finish(r, now)
         if j:  # every sequence still decoding got its last token now
@@ -563,14 +564,15 @@ class Instance(Wakes):
         self._dirty = False
         if self._phase == _PREFILL:
             self._pf_end = self._wake_t = now + self.profile.prefill_time(self._pf_prompt)
-        elif self._heap:
-            n = len(self._heap)
-            self._alpha = self.profile.iteration_time(n, self._ctx)
-            self._cn = self.profile.decode_per_ctx_token_s * n
+        elif heap := self._heap:
+            n = len(heap)
+            prof = self.profile
+            self._alpha = alpha = prof.iteration_time(n, self._ctx)
+            self._cn = cn = prof.decode_per_ctx_token_s * n
             self._nb_t = -_INF
-            k = self._heap[0][0] - self._tok
+            k = heap[0][0] - self._tok
             self._wake_j = k
-            self._wake_t = now + (k * self._alpha + self._cn * (k * (k - 1) // 2))  # _T(k), inlined
+            self._wake_t = now + (k * alpha + cn * (k * (k - 1) // 2))  # _T(k), inlined
         else:
             self._phase = _IDLE
             self._wake_t = _INF
