@@ -16,7 +16,7 @@ cheap: ``llmsim validate`` calls ``sim.runner.prepare`` without loading the engi
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,6 @@ from sim.prepare import Prepared, prepare, prepare_key
 from sim.prepare import horizon as _horizon
 from sim.prepare import sample_interval as _sample_interval
 from sim.results import RunResult, Trace, summarise
-from sim.workload.build import Workload
 
 if TYPE_CHECKING:  # the engine side is imported where a simulation starts (start-up, issue 14)
     import pandas as pd
@@ -85,19 +84,6 @@ def _make_policy(sc: Scenario) -> Any:
     if "rng" in accepted and "rng" not in params and "seed" not in params:
         params["rng"] = rngs.stream(sc.seed, "policy")
     return make_policy(sc.router.policy, **params)
-
-
-def _arrival_process(
-    env: simpy.Environment, wl: Workload, dispatcher: Dispatcher
-) -> Generator[simpy.Event, None, None]:
-    times = wl.times
-    starts = wl.group_starts
-    ends = np.append(starts[1:], len(times))
-    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-        delay = times[s] - env.now
-        if delay > 0:
-            yield env.timeout(delay)
-        dispatcher.arrive(s, e)
 
 
 def _make_dispatcher(
@@ -179,6 +165,7 @@ def _run_engine(sc: Scenario, prepared: Prepared, progress: ProgressFn | None, *
 
     from sim.engine.build import build_cluster
     from sim.engine.faults import FaultController
+    from sim.engine.feed import ArrivalFeed
     from sim.metrics.recorder import RequestRecorder
     from sim.metrics.sampler import OccupancySampler
 
@@ -212,7 +199,7 @@ def _run_engine(sc: Scenario, prepared: Prepared, progress: ProgressFn | None, *
     if precompute:
         dispatcher.precompute()
     sampler = OccupancySampler(env, deployments, _sample_interval(sc, wl), until=horizon)
-    arrivals = env.process(_arrival_process(env, wl, dispatcher))
+    arrivals = ArrivalFeed(env, wl.times, wl.group_starts, dispatcher.arrive).done
     env.process(sampler.process())
     # Advance in slices so the caller can show progress, then make sure every arrival is processed
     # (run(until=t) leaves events at exactly t unprocessed).
