@@ -120,8 +120,6 @@ class _Single:
     choice: array  # type: ignore[type-arg]  # model index, -1 = rejected
     pcost: array  # type: ignore[type-arg]  # predicted cost
     pqual: array  # type: ignore[type-arg]  # predicted quality
-    cost: array  # type: ignore[type-arg]  # realised cost
-    quality: array  # type: ignore[type-arg]  # realised quality
     output: array  # type: ignore[type-arg]  # output tokens, >= 1
     prompt: array  # type: ignore[type-arg]  # prompt tokens
     share: float  # the vectorised policy call's time per query
@@ -252,18 +250,36 @@ class Dispatcher:
         # Per-query facts of the chosen model, for the scalar single-query path: typed arrays (indexing
         # gives the same Python scalars as lists, at 4-8 bytes a query, not 32), read once per query
         # instead of indexing (N, m) numpy arrays.
+        output = np.maximum(np.where(routed, inp.output_tokens[rows, cols], 1), 1).astype(np.int64)
         self._single = _Single(
             choice=array("q", a.tobytes()),
             pcost=array("d", np.where(routed, inp.predicted_cost[rows, cols], 0.0).tobytes()),
             pqual=array("d", np.where(routed, inp.predicted_quality[rows, cols], 0.0).tobytes()),
-            cost=array("d", np.where(routed, inp.cost[rows, cols], 0.0).tobytes()),
-            quality=array("d", np.where(routed, inp.true_quality[rows, cols], 0.0).tobytes()),
-            output=array("q", np.maximum(np.where(routed, inp.output_tokens[rows, cols], 1), 1)
-                         .astype(np.int64).tobytes()),
+            output=array("q", output.tobytes()),
             prompt=array("q", np.asarray(inp.prompt_tokens, dtype=np.int64).tobytes()),
             share=self._precompute_time_s / len(a),
         )
+        self._record_decisions(a, output)
         return True
+
+    def _record_decisions(self, a: np.ndarray, output: np.ndarray) -> None:
+        """Write every query's decision columns at once, as :meth:`_serve_one` would when it arrives:
+        every query arrives before a run ends (the runner waits for the last arrival), so each of
+        these rows is written anyway, with these values; per query only its times, batch and a
+        too-long refusal are left (:meth:`_route_single`). No price changes on this path (precompute)."""
+        inp, rec = self.inputs, self.rec
+        routed = a >= 0
+        r, c = np.flatnonzero(routed), a[routed]
+        rec.model[r] = c
+        rec.output_tokens[r] = output[r]
+        rec.predicted_quality[r] = inp.predicted_quality[r, c]
+        rec.predicted_cost[r] = inp.predicted_cost[r, c]
+        rec.cost[r] = inp.cost[r, c]
+        rec.quality[r] = inp.true_quality[r, c]
+        rec.status[r] = STATUS_IN_FLIGHT
+        refused = np.flatnonzero(~routed)
+        rec.status[refused] = STATUS_REJECTED
+        rec.reason[refused[rec.reason[refused] == REASON_NONE]] = REASON_POLICY
 
     # -- arrivals ---------------------------------------------------------------
     def arrive(self, start: int, end: int) -> None:
@@ -435,22 +451,10 @@ class Dispatcher:
         rec.batch[rid] = len(log.time)
         j = sg.choice[rid]
         served = False
-        if j < 0:
-            rec.status[rid] = STATUS_REJECTED
-            if rec.reason[rid] == REASON_NONE:
-                rec.reason[rid] = REASON_POLICY
-        else:
-            out = sg.output[rid]
-            req = self.inputs.request(rid, sg.prompt[rid], out)
+        if j >= 0:  # its decision columns are written already (_record_decisions)
+            req = self.inputs.request(rid, sg.prompt[rid], sg.output[rid])
             group = self.models[j]
-            rec.model[rid] = j
-            rec.output_tokens[rid] = out
-            rec.predicted_quality[rid] = sg.pqual[rid]
-            rec.predicted_cost[rid] = sg.pcost[rid]  # no price changes on this path (see precompute)
             if group.fits(req):
-                rec.cost[rid] = sg.cost[rid]
-                rec.quality[rid] = sg.quality[rid]
-                rec.status[rid] = STATUS_IN_FLIGHT
                 if self.record_estimates:
                     rec.pred_ttft[rid], rec.pred_e2e[rid] = self.estimator.predict_one(
                         j, req.prompt_tokens, max(int(self._est_output[rid, j]), 1))
@@ -459,6 +463,8 @@ class Dispatcher:
             else:  # its KV reservation fits no instance of this model: it could never start
                 rec.status[rid] = STATUS_REJECTED
                 rec.reason[rid] = REASON_TOO_LONG
+                rec.cost[rid] = 0.0
+                rec.quality[rid] = 0.0
         if not served:
             self._rejected(1)
         cost = sg.pcost[rid] if served else 0.0
