@@ -177,13 +177,15 @@ def _assert_same_runs(sc: object) -> None:
     assert fast.batches[cols].equals(slow.batches[cols])
 
 
-def test_single_path_matches_batch_path() -> None:
-    """The up-front single-query path (the chosen model's facts read from typed arrays) against routing
-    batch by batch, where it matters most: queries too long for the chosen model's KV cache, latency
-    estimates recorded for the chosen model, and budget and floor violations counted per batch."""
+@pytest.mark.parametrize("drain", [True, False])
+def test_single_path_matches_batch_path(drain: bool) -> None:
+    """The up-front single-query path (decision columns written at once, the chosen model's facts read
+    from typed arrays) against routing batch by batch, where it matters most: queries too long for the
+    chosen model's KV cache, latency estimates recorded for the chosen model, budget and floor violations
+    counted per batch, and a run cut off at the horizon with queries still running."""
     d = small_scenario(router={"policy": "threshold_greedy", "params": {"alpha": 0.2}, "min_quality": 0.5,
                                "budget_per_query": 0.0001},
-                       outputs={"latency_estimates": True})
+                       outputs={"latency_estimates": True}, drain=drain)
     # a KV cache of a few thousand tokens on the small model: some queries can never start there
     d["deployments"][0].update(gpu_memory_utilization=0.2005, activation_reserve_gib=1.0)
     sc = parse_scenario(yaml.safe_dump(d), file="t.yaml")
@@ -193,6 +195,8 @@ def test_single_path_matches_batch_path() -> None:
     assert res.batches["violations"].str.startswith("budget").any()
     assert res.batches["violations"].str.contains("min_quality").any()
     assert res.requests["predicted_e2e_s"].notna().any()
+    if not drain:
+        assert res.summary["queries"]["running"] > 0
     _assert_same_runs(sc)
 
 
