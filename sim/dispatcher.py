@@ -129,6 +129,10 @@ class Dispatcher:
     #: Route one-query batches through :meth:`Policy.route_one` when the policy has that path; tests switch
     #: it off to compare with the straightforward RoutingProblem path (``test_one_query_path``).
     scalar_one_query: bool = True
+    #: Keep each model's work in flight (running + queued) as a counter, +1 per submission and -1 per
+    #: finish (:meth:`finished`), instead of summing it over instances per decision; only without node
+    #: failures (a failure hands requests back). Tests switch it off to compare (``test_in_flight_counter``).
+    count_in_flight: bool = True
 
     def __init__(
         self,
@@ -149,6 +153,7 @@ class Dispatcher:
         slo: SloRouting | None = None,
         record_estimates: bool = False,
         price_changes: list[tuple[float, int, float]] | None = None,
+        failures: bool = False,
     ) -> None:
         self.env = env
         self.models = models
@@ -206,6 +211,8 @@ class Dispatcher:
         self._one = self.scalar_one_query and type(policy).route_one is not Policy.route_one and not (
             slo is not None or policy.needs_latency or self.record_estimates or self.pass_truth or self._price_t)
         self._capacity_list = None if self._fixed_capacity is None else self._fixed_capacity.tolist()
+        self._in_flight: list[int] | None = (
+            [0] * len(models) if self.count_in_flight and policy.needs_load and not failures else None)
 
     # -- deciding up front ------------------------------------------------------
     def precompute(self) -> bool:
@@ -343,9 +350,7 @@ class Dispatcher:
                 quality_std=inp.predicted_std[ids],
                 allow_reject=self.allow_reject,
                 true_quality=inp.true_quality[ids] if self.pass_truth else None,
-                load=np.array([g.in_flight for g in self.models], dtype=np.float64)
-                if self.policy.needs_load
-                else None,
+                load=np.array(self._load(), dtype=np.float64) if self.policy.needs_load else None,
                 model_names=self.model_names,
                 validate=False,
                 latency=latency,
@@ -458,7 +463,7 @@ class Dispatcher:
                 if self.record_estimates:
                     rec.pred_ttft[rid], rec.pred_e2e[rid] = self.estimator.predict_one(
                         j, req.prompt_tokens, max(int(self._est_output[rid, j]), 1))
-                group.submit(req)
+                self._submit(group, j, req)
                 served = True
             else:  # its KV reservation fits no instance of this model: it could never start
                 rec.status[rid] = STATUS_REJECTED
@@ -499,7 +504,7 @@ class Dispatcher:
             quality=self._judged_quality[rid].tolist(),
             cost=self.inputs.predicted_cost[rid].tolist(),
             capacity=capacity,
-            load=[float(g.in_flight) for g in self.models] if self.policy.needs_load else None,
+            load=[float(x) for x in self._load()] if self.policy.needs_load else None,
             budget=n_budget,
             min_quality=self.min_quality,
             allow_reject=self.allow_reject,
@@ -542,6 +547,22 @@ class Dispatcher:
             floor is not None and quality < floor - TOL)
         return kept, bool(kept) or other
 
+    def _load(self) -> list[int]:
+        """Each model's requests running or queued now."""
+        if self._in_flight is not None:
+            return self._in_flight
+        return [g.in_flight for g in self.models]
+
+    def finished(self, req: Request) -> None:
+        """A request finished (the runner's ``on_finish``): one less in flight on its model."""
+        if self._in_flight is not None:
+            self._in_flight[int(self.rec.model[req.rid])] -= 1
+
+    def _submit(self, group: ModelGroup, j: int, req: Request) -> None:
+        group.submit(req)
+        if self._in_flight is not None:
+            self._in_flight[j] += 1
+
     def _serve_one(self, rid: int, j: int) -> bool:
         """Record the decision for query ``rid`` (model ``j``, -1 = reject) and submit it; False if not served."""
         inp = self.inputs
@@ -572,7 +593,7 @@ class Dispatcher:
         if self.record_estimates and self._estimates is None:  # the precomputed path: chosen model only
             rec.pred_ttft[rid], rec.pred_e2e[rid] = self.estimator.predict_one(
                 j, req.prompt_tokens, max(int(self._est_output[rid, j]), 1))
-        group.submit(req)
+        self._submit(group, j, req)
         return True
 
     def _account(
@@ -653,7 +674,7 @@ class Dispatcher:
             req = inp.request(rid, p, o)
             group = models[j]
             if group.fits(req):
-                group.submit(req)
+                self._submit(group, j, req)
                 continue
             # Its KV reservation fits no instance of this model: it could never start.
             rec.status[rid] = STATUS_REJECTED

@@ -125,6 +125,7 @@ def _make_dispatcher(
         slo=_slo_routing(sc),
         record_estimates=sc.outputs.latency_estimates,
         price_changes=_price_changes(sc),
+        failures=bool(_failures(sc)),
     )
 
 
@@ -183,6 +184,7 @@ def _run_engine(sc: Scenario, prepared: Prepared, progress: ProgressFn | None, *
 
     def on_finish(req: Request) -> None:
         rec.on_finish(req)
+        dispatcher.finished(req)
         check_done()
 
     def on_lost(req: Request, instance: int) -> None:

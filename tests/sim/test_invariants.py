@@ -234,3 +234,23 @@ def test_one_query_path(router: dict, monkeypatch: pytest.MonkeyPatch) -> None: 
     assert fast.batches[cols].equals(slow.batches[cols])
     if router.get("capacity") == "slots":
         assert fast.summary["queries"]["rejected"] > 0
+
+
+@pytest.mark.parametrize("queue", ["per_instance", "shared"])
+@pytest.mark.parametrize("router", [{"policy": "least_loaded"}, {"policy": "least_loaded", "window_s": 0.5}])
+def test_in_flight_counter(queue: str, router: dict, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[type-arg]
+    """least_loaded's load from the dispatcher's counters (+1 per submission, -1 per finish) against
+    summing running + queued over instances, with queues building and paged preemptions."""
+    d = small_scenario(router=router, num_queries=400)
+    d["workload"]["arrivals"]["rate"] = 40.0
+    d["gpus"][0]["count"] = 8
+    for dep in d["deployments"]:
+        dep.update(max_seqs=8, queue=queue, instances=2)
+    d["deployments"][0].update(gpu_memory_utilization=0.2005, activation_reserve_gib=1.0)  # a small KV cache
+    sc = parse_scenario(yaml.safe_dump(d), file="t.yaml")
+    fast = run(sc)
+    monkeypatch.setattr(Dispatcher, "count_in_flight", False)
+    slow = run(sc)
+    assert fast.summary["scheduler"]["preemptions"] > 0
+    assert fast.requests.equals(slow.requests)
+    assert fast.summary == slow.summary
