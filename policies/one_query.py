@@ -22,7 +22,7 @@ from typing import Any
 from policies.problem import REJECT
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more, per query
 class OneQuery:
     """One query × ``m`` models: the 1 × m :class:`~policies.problem.RoutingProblem` without an SLO or a
     true quality, as sequences of Python floats (``quality[j]``, ``cost[j]``, ``capacity[j]`` with
