@@ -410,11 +410,12 @@ class PagedInstance(Wakes):
         s.own = 0
         units = s.units
         if units:
-            cache = self._cache
+            cache, ev = self._cache, self._evictable
             for h in reversed(units):
-                cache[h] -= 1
-                if cache[h] == 0:
-                    self._evictable[h] = None
+                users = cache[h] - 1
+                cache[h] = users
+                if not users:
+                    ev[h] = None
             s.units = []
 
     def _crossings(self, a: int, b: int) -> int:
@@ -478,12 +479,13 @@ class PagedInstance(Wakes):
         pbt = self.sched.prefix_block_tokens
         full = min(len(prefix), s.req.prompt_tokens // pbt, s.computed // pbt)
         cache = self._cache
-        for i in range(len(s.units), full):
+        units = s.units
+        for i in range(len(units), full):
             h = prefix[i]
             if h in cache:
                 return
             cache[h] = 1
-            s.units.append(h)
+            units.append(h)
             s.own -= self._unit
 
     # ------------------------------------------------------------------ decode set
@@ -853,15 +855,17 @@ class PagedInstance(Wakes):
         if not (self._prefix and head.prefix and self._evictable):  # the first boundary is the only one
             return jt if self._accepts(head, ahead=j0) else None
         cands = [j0]
-        hits = set(self._hits(head, head.prompt_tokens + head._generated))
-        left = len(hits)
-        for p, h in enumerate(self._evictable):
-            if not left:
-                break
+        ev = self._evictable
+        hits = {h for h in self._hits(head, head.prompt_tokens + head._generated) if h in ev}
+        left = len(hits)  # the head's cached units that the run may evict
+        free, unit, n, bs, end_j = self._free, self._unit, self._n, self._bs, self._run_end_j
+        for p, h in enumerate(ev):  # LRU first: the p-th is evicted once the run needs free + unit*p + 1
+            if not left or 1 + ((free + unit * p) // n) * bs >= end_j:
+                break  # that eviction, and any later one, is at or after the run's end (see _exhaustion)
             if h in hits:
                 left -= 1
-                j = self._exhaustion(self._free + self._unit * p) - self._tok
-                if j0 < j < self._run_end_j:
+                j = self._exhaustion(free + unit * p) - self._tok
+                if j0 < j < end_j:
                     cands.append(j)
         for j in sorted(cands):
             t = self._t0 + self._T(j)

@@ -14,6 +14,7 @@ import simpy
 
 from sim.engine.latency import LatencyProfile
 from sim.engine.paged import PagedGroup, PagedInstance, fit_limit
+from sim.engine.request import Request
 from sim.engine.scheduler import SchedulerConfig
 
 from .test_paged import PagedRun
@@ -103,4 +104,42 @@ def test_one_member_settle_is_the_general_settle(kind: str, seed: int, monkeypat
     mode = ("early", "late", "process")[seed % 3]
     fast = _outcome(PagedRun(configs, arrivals, mode, seed))
     monkeypatch.setattr(PagedGroup, "_settle_once", PagedGroup._settle_many)
+    assert _outcome(PagedRun(configs, arrivals, mode, seed)) == fast
+
+
+def _plain_first_accepting_boundary(
+    self: PagedInstance, head: Request, now: float, before: float
+) -> tuple[int, float] | None:
+    """The cover's candidate boundaries the plain way: every cached unit of the head, the whole LRU."""
+    jt = self._run_boundary_after(now)
+    if jt is None or jt[1] >= before:
+        return None
+    j0 = jt[0]
+    cands = [j0]
+    if self._prefix and head.prefix and self._evictable:
+        hits = set(self._hits(head, head.prompt_tokens + head._generated))
+        for p, h in enumerate(self._evictable):
+            if h in hits:
+                j = self._exhaustion(self._free + self._unit * p) - self._tok
+                if j0 < j < self._run_end_j:
+                    cands.append(j)
+    for j in sorted(cands):
+        t = self._t0 + self._T(j)
+        if t >= before:
+            return None
+        if self._accepts(head, ahead=j):
+            return j, t
+    return None
+
+
+# 49, 133, 140, 164: cases where a head is covered at the eviction of one of its cached units (a cover
+# taking only the first boundary differs there)
+@pytest.mark.parametrize("seed", [*range(30), 49, 133, 140, 164])
+def test_cover_scan_stops_where_evictions_pass_the_run_end(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cover looks at the head's evictable units only, up to the first LRU position whose eviction
+    cannot come before the run's end; scanning the whole LRU for every cached unit gives the same run."""
+    configs, arrivals = fuzz_case("prefix", seed)
+    mode = ("early", "late", "process")[seed % 3]
+    fast = _outcome(PagedRun(configs, arrivals, mode, seed))
+    monkeypatch.setattr(PagedInstance, "_first_accepting_boundary", _plain_first_accepting_boundary)
     assert _outcome(PagedRun(configs, arrivals, mode, seed)) == fast
