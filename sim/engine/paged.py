@@ -391,11 +391,14 @@ class PagedInstance(Wakes):
 
     def _take(self, n: int) -> None:
         """Allocate ``n`` blocks: plain free blocks first, then evict cached units, LRU first."""
-        while self._free < n:
-            h, _ = self._evictable.popitem(last=False)
-            del self._cache[h]
-            self._free += self._unit
-        self._free -= n
+        free = self._free
+        if free < n:
+            ev, cache, unit = self._evictable, self._cache, self._unit
+            while free < n:
+                h, _ = ev.popitem(last=False)
+                del cache[h]
+                free += unit
+        self._free = free - n
 
     def _owned(self, s: _Seq) -> int:
         """Blocks ``s`` owns now (a decoding sequence: from the counter; allocations through ``_alloc``)."""
@@ -455,7 +458,7 @@ class PagedInstance(Wakes):
         prefix = s.prefix
         if not self._prefix or not prefix:
             return []
-        pbt = self.sched.prefix_block_tokens
+        pbt = self._pbt
         usable = min(len(prefix), s.prompt_tokens // pbt, (prompt - 1) // pbt)
         gone: set[int] = set()
         if evicted:
@@ -476,17 +479,19 @@ class PagedInstance(Wakes):
         prefix = s.req.prefix
         if not prefix:
             return
-        pbt = self.sched.prefix_block_tokens
+        pbt = self._pbt
         full = min(len(prefix), s.req.prompt_tokens // pbt, s.computed // pbt)
         cache = self._cache
         units = s.units
+        own, unit = s.own, self._unit
         for i in range(len(units), full):
             h = prefix[i]
             if h in cache:
-                return
+                break
             cache[h] = 1
             units.append(h)
-            s.own -= self._unit
+            own -= unit
+        s.own = own
 
     # ------------------------------------------------------------------ decode set
 
