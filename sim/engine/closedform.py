@@ -50,12 +50,13 @@ def first_boundary(t0: float, alpha: float, cn: float, kmax: int, now: float) ->
     if est != est:  # zero-cost steps: the whole run sits at t0
         return kmax, t0 + run_time(alpha, cn, kmax)
     j = min(max(0, math.ceil(est)), kmax)
-    while j > 0 and t0 + run_time(alpha, cn, j - 1) >= now:
+    # run_time(alpha, cn, i), inlined (hot path)
+    while j > 0 and t0 + ((j - 1) * alpha + cn * ((j - 1) * (j - 2) // 2)) >= now:
         j -= 1
-    t = t0 + run_time(alpha, cn, j)
+    t = t0 + (j * alpha + cn * (j * (j - 1) // 2))
     while j < kmax and t < now:
         j += 1
-        t = t0 + run_time(alpha, cn, j)
+        t = t0 + (j * alpha + cn * (j * (j - 1) // 2))
     return j, t
 
 
@@ -94,11 +95,12 @@ class _Wake:
     delay, ``__init__``) costs several times more. Scheduled by :meth:`simpy.Environment.schedule` with
     the priority and delay ``env.timeout`` would use, so it takes the same place in SimPy's order."""
 
-    __slots__ = ("callbacks",)
+    __slots__ = ("callbacks", "t")
     _ok = True
 
-    def __init__(self, cb: Any) -> None:
+    def __init__(self, cb: Any, t: float) -> None:
         self.callbacks = [cb]
+        self.t = t  # the time it fires at, computed as SimPy does (so the callback need not ask the clock)
 
 
 class Wakes:
@@ -158,10 +160,12 @@ class Wakes:
             if t in self._pending:
                 return
         self._pending.add(t)
-        self.env.schedule(_Wake(self._cb), NORMAL, d if d > 0.0 else 0.0)  # type: ignore[arg-type]
+        if d < 0.0:  # not seen either (a boundary in the past): SimPy fires it now
+            d = 0.0
+        self.env.schedule(_Wake(self._cb, now + d), NORMAL, d)  # type: ignore[arg-type]
 
-    def _on_wake(self, ev: simpy.Event) -> None:
-        now = self.env.now
+    def _on_wake(self, ev: _Wake) -> None:
+        now = ev.t  # == env.now: SimPy's clock is the scheduling time plus the delay, as computed there
         self._pending.discard(now)
         if now == self._wake_t:
             self._group.settle(now, self)

@@ -100,15 +100,22 @@ class DeploymentRuntime:
         self._fit_kv = kv_capacity_tokens if scheduler.kind == RESERVE.kind and self.instances else None
 
     # -- state -----------------------------------------------------------------
+    # (plain loops rather than sum() over generators: read per query by per-query routing and the sampler)
     @property
     def running(self) -> int:
-        return sum(inst.running for inst in self.instances)
+        total = 0
+        for inst in self.instances:
+            total += inst.running
+        return total
 
     @property
     def queued(self) -> int:
         if self.queue is not None:
             return len(self.queue)
-        return sum(inst.queue_len for inst in self.instances)
+        total = 0
+        for inst in self.instances:
+            total += len(inst.queue)
+        return total
 
     def capacity(self, mode: str) -> float:
         """Queries this deployment can take now: free slots (net of the queue), plus queue room."""
@@ -117,7 +124,9 @@ class DeploymentRuntime:
             return 0.0
         if mode == "unlimited":
             return math.inf
-        free = sum(inst.free_slots for inst in up)
+        free = 0
+        for inst in up:
+            free += inst.free_slots
         queued = self.queued
         slots = max(0, free - queued)
         if mode == "slots":
@@ -224,12 +233,18 @@ class ModelGroup:
 
     @property
     def in_flight(self) -> int:
-        return sum(d.running + d.queued for d in self.deployments)
+        total = 0
+        for d in self.deployments:
+            total += d.running + d.queued
+        return total
 
     def fits(self, req: Request) -> bool:
         """Whether the request could ever run on some deployment of this model (failed ones included:
         being down is not the request's fault; see :meth:`submit`)."""
-        return any(d.fits(req) for d in self.deployments)
+        for d in self.deployments:
+            if d.fits(req):
+                return True
+        return False
 
     def can_take(self, req: Request) -> bool:
         """Some deployment that is up could run the request."""

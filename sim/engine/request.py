@@ -46,7 +46,8 @@ class Request:
     ) -> None:
         self.rid = rid
         self.prompt_tokens = int(prompt_tokens)
-        self.output_tokens = max(1, int(output_tokens))
+        out = int(output_tokens)
+        self.output_tokens = out if out > 1 else 1
         self.instance = -1
         self.enqueue_time = math.nan
         self.start_time = math.nan
