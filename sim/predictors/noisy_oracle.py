@@ -50,14 +50,30 @@ class NoisyOracle(Predictor):
         """Nothing to learn: the oracle reads the truth of the queries it predicts for."""
 
     def predict(self, qs: QuerySet) -> Prediction:
+        """Drawn :data:`PAIRS_AT_ONCE` (query, model) pairs at a time into the result arrays (whole
+        (n, m) temporaries were several times the result at a million queries); the generator yields
+        the same normals in pieces as at once, quality's for every row before the tokens', so results
+        are unchanged."""
         truth = true_quality(qs)
-        quality = np.clip(truth + self.rng.normal(0.0, self.noise, size=truth.shape), 0.0, 1.0)
-        tokens = qs.output_tokens.astype(np.float64)
-        if self.token_noise > 0:
-            tokens = tokens * np.exp(self.rng.normal(0.0, self.token_noise, size=tokens.shape))
+        n = truth.shape[0]
+        step = max(1, PAIRS_AT_ONCE // max(truth.shape[1], 1))
+        quality = np.empty(truth.shape, dtype=np.result_type(truth.dtype, np.float64))
+        for r in range(0, n, step):
+            part = truth[r : r + step]
+            np.clip(part + self.rng.normal(0.0, self.noise, size=part.shape), 0.0, 1.0, out=quality[r : r + step])
+        tokens = np.empty(qs.output_tokens.shape)
+        for r in range(0, n, step):
+            part = qs.output_tokens[r : r + step].astype(np.float64)
+            if self.token_noise > 0:
+                part = part * np.exp(self.rng.normal(0.0, self.token_noise, size=part.shape))
+            np.maximum(part, 1.0, out=tokens[r : r + step])
         return Prediction(
             quality=quality,
             # one value for every pair: a read-only broadcast view, not an (N, m) array
             quality_std=np.broadcast_to(np.float64(self.noise), truth.shape),
-            output_tokens=np.maximum(tokens, 1.0),
+            output_tokens=tokens,
         )
+
+
+PAIRS_AT_ONCE = 1 << 16
+"""Pairs (rows × models) drawn at once by :meth:`NoisyOracle.predict`."""

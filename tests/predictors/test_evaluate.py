@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,3 +62,59 @@ def test_average_ranks_is_scipys_rankdata(values: list[float]) -> None:
 
     x = np.array(values, dtype=np.float64)
     assert np.array_equal(average_ranks(x), rankdata(x) if x.size else np.zeros(0))
+
+
+def _scored(quality: np.ndarray, y: np.ndarray, std: np.ndarray, truth: np.ndarray | None) -> tuple[Prediction, QuerySet]:
+    n, m = y.shape
+    qs = QuerySet(model_names=tuple(f"m{j}" for j in range(m)), task_names=("t",), task=np.zeros(n, dtype=np.int64),
+                  prompt_tokens=np.ones(n, dtype=np.int64), quality=y, output_tokens=np.ones((n, m), dtype=np.int64),
+                  query_ids=np.arange(n), true_prob=truth)
+    return Prediction(quality=quality, quality_std=std, output_tokens=np.ones((n, m))), qs
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value")
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 900), st.integers(1, 5), st.sampled_from([0.0, 0.5, 1.0]), st.booleans(),
+       st.integers(0, 2**32 - 1))
+def test_chunked_scores_equal_the_whole_array_formulas(n: int, m: int, tie_share: float, truth: bool,
+                                                        seed: int) -> None:
+    """predictor_scores scores CHUNK pairs at a time; with CHUNK at its 128 floor (so ranges are split
+    as numpy's pairwise sum splits them, several levels deep) every score is scores_direct's float."""
+    from sim.predictors import evaluate
+
+    rng = np.random.default_rng(seed)
+    quality = rng.random((n, m))
+    tied = rng.random((n, m)) < tie_share  # ties, also across positives and negatives
+    quality[tied] = rng.choice([0.0, 0.25, 0.5, 1.0], size=int(tied.sum()))
+    y = (rng.random((n, m)) < 0.4).astype(np.float64) if seed % 2 else rng.random((n, m))
+    std = np.broadcast_to(np.float64(0.2), (n, m)) if seed % 3 else rng.random((n, m)) * 0.3
+    pred, qs = _scored(quality, y, std, rng.random((n, m)) if truth else None)
+    target = qs.true_prob if truth else y
+    with pytest.MonkeyPatch.context() as mp, np.errstate(invalid="ignore", divide="ignore"):
+        mp.setattr(evaluate, "CHUNK", 128)
+        got = evaluate._chunked_scores(pred, y, target)
+        want = evaluate.scores_direct(pred, y, target)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_scores_of_other_layouts_are_the_whole_array_ones() -> None:
+    """A Fortran-order quality (a pandas block) is summed in another order by numpy: scored whole."""
+    from sim.predictors import evaluate
+
+    rng = np.random.default_rng(0)
+    y = np.asfortranarray(rng.random((5000, 3)))
+    pred, qs = _scored(rng.random((5000, 3)), y, np.full((5000, 3), 0.1), None)
+    assert not evaluate._chunkable(pred.quality, y)
+    s = predictor_scores(pred, qs)
+    want = evaluate.scores_direct(pred, y, y)
+    assert [s["brier"], s["mae"], s["auc"], s["ece"], s["std_coverage"]] == list(want)
+
+
+def test_a_large_run_scores_like_the_whole_array_formulas() -> None:
+    """A million pairs at the real CHUNK: the pieces, the tree of sums and the rank sums at scale."""
+    from sim.predictors import evaluate
+
+    rng = np.random.default_rng(1)
+    y = (rng.random((250_001, 4)) < 0.5).astype(np.float64)
+    pred, _ = _scored(np.round(rng.random((250_001, 4)), 4), y, np.full((250_001, 4), 0.1), None)
+    assert evaluate._chunked_scores(pred, y, y) == evaluate.scores_direct(pred, y, y)
