@@ -93,14 +93,14 @@ class _Wake:
     """The least a SimPy event needs to be stepped (``callbacks``, and ``_ok`` for the failure check):
     one wake per boundary is the engine's commonest event, and a full ``Timeout`` (environment, value,
     delay, ``__init__``) costs several times more. Scheduled by :meth:`simpy.Environment.schedule` with
-    the priority and delay ``env.timeout`` would use, so it takes the same place in SimPy's order."""
+    the priority and delay ``env.timeout`` would use, so it takes the same place in SimPy's order.
+    No ``__init__`` either: :meth:`Wakes._arm_at` fills the two slots (a Python-level constructor call
+    costs more than the rest of the object)."""
 
     __slots__ = ("callbacks", "t")
+    callbacks: list[Any]
+    t: float  # the time it fires at, computed as SimPy does
     _ok = True
-
-    def __init__(self, cb: Any, t: float) -> None:
-        self.callbacks = [cb]
-        self.t = t  # the time it fires at, computed as SimPy does (so the callback need not ask the clock)
 
 
 class Wakes:
@@ -162,7 +162,10 @@ class Wakes:
         self._pending.add(t)
         if d < 0.0:  # not seen either (a boundary in the past): SimPy fires it now
             d = 0.0
-        self.env.schedule(_Wake(self._cb, now + d), NORMAL, d)  # type: ignore[arg-type]
+        ev = _Wake()
+        ev.callbacks = [self._cb]
+        ev.t = now + d
+        self.env.schedule(ev, NORMAL, d)  # type: ignore[arg-type]
 
     def _on_wake(self, ev: _Wake) -> None:
         now = ev.t  # == env.now: SimPy's clock is the scheduling time plus the delay, as computed there

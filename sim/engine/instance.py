@@ -532,8 +532,13 @@ class Instance(Wakes):
         self._nb_t = -_INF
         while heap and heap[0][0] <= tok:
             r = heappop(heap)[2]
-            self._ctx -= r.prompt_tokens + r.output_tokens  # its final context
-            self._finish(r, now)
+            kv = r.prompt_tokens + r.output_tokens  # its reservation, and its final context
+            self._ctx -= kv
+            r.finish_time = now  # _finish, inlined (one call per request)
+            self.running -= 1
+            self.kv_used_tokens -= kv
+            if self.on_finish is not None:
+                self.on_finish(r)
         if j:  # every sequence still decoding got its last token now
             self._cohorts = [(now, len(heap))] if heap else []
 
