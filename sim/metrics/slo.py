@@ -31,6 +31,7 @@ batching window's wait, already spent when the estimate is made, is not the esti
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,30 @@ import numpy as np
 from sim.metrics.recorder import STATUS_DONE, STATUS_IN_FLIGHT, STATUS_PENDING, STATUS_REJECTED
 
 METRICS = ("ttft", "e2e")
+
+
+class Spans(Mapping[str, np.ndarray]):
+    """Latencies as differences of two recorder columns, ``{name: (start column, end column)}``, computed
+    on each access and not kept (the summary reads each a few times; a million-request run would hold
+    an (N,) float64 per name otherwise). :meth:`over` gives one over a mask without the (N,) array."""
+
+    def __init__(self, rec: Any, columns: dict[str, tuple[str, str]]) -> None:
+        self.rec, self.columns = rec, columns
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        start, end = self.columns[name]
+        return np.asarray(getattr(self.rec, end) - getattr(self.rec, start))
+
+    def over(self, name: str, mask: np.ndarray) -> np.ndarray:
+        """``self[name][mask]``, subtracting only the selected elements (the same floats)."""
+        start, end = self.columns[name]
+        return np.asarray(getattr(self.rec, end)[mask] - getattr(self.rec, start)[mask])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.columns)
+
+    def __len__(self) -> int:
+        return len(self.columns)
 
 
 def judged(
@@ -63,7 +88,7 @@ def _share(hits: np.ndarray, pool: np.ndarray) -> float | None:
 
 
 def slo_section(
-    rec: Any, scope: np.ndarray, latency: dict[str, np.ndarray], targets: dict[str, float | None], end_time: float
+    rec: Any, scope: np.ndarray, latency: Mapping[str, np.ndarray], targets: dict[str, float | None], end_time: float
 ) -> dict[str, Any]:
     """``{ttft_s, e2e_s, attainment_ttft, attainment_e2e, attainment_ttft_of_completed,
     attainment_e2e_of_completed}`` over the requests ``scope``; every share None for an unset SLO or an
@@ -85,21 +110,25 @@ def slo_section(
     return out
 
 
-def estimator_section(rec: Any, scope: np.ndarray, latency: dict[str, np.ndarray]) -> dict[str, Any]:
+def estimator_section(rec: Any, scope: np.ndarray, latency: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """``{e2e_mape, e2e_bias_s, ttft_mape, ttft_bias_s, n}`` over the completed requests ``scope`` with a
     prediction, against the realised ``latency`` (keyed ``"ttft"`` / ``"e2e"``, from the predictions'
     origin) (``n``: those with an end-to-end one); None without predictions (or without the
-    recorder's prediction arrays: runs of a simulator that records none)."""
+    recorder's prediction arrays: runs of a simulator that records none). Only the pairs are widened to
+    float64 (a run without estimates, all NaN, copies nothing)."""
     out: dict[str, Any] = {}
     n = 0
     for m in ("e2e", "ttft"):
         pred = getattr(rec, f"pred_{m}", None)
         mape = bias = None
         if pred is not None:
-            predicted = np.asarray(pred, dtype=np.float64)
-            real = latency[m]
-            pairs = scope & (rec.status == STATUS_DONE) & np.isfinite(predicted) & np.isfinite(real)
-            err = predicted[pairs] - real[pairs]
+            pred = np.asarray(pred)
+            pairs = scope & (rec.status == STATUS_DONE) & np.isfinite(pred)
+            err = real = np.zeros(0)
+            if pairs.any():
+                real = latency[m]
+                pairs &= np.isfinite(real)
+                err = pred[pairs].astype(np.float64) - real[pairs]
             if m == "e2e":
                 n = int(pairs.sum())
             if err.size:

@@ -22,7 +22,7 @@ from sim.metrics.recorder import (
     STATUS_REJECTED,
     tpot,
 )
-from sim.metrics.slo import estimator_section, slo_section
+from sim.metrics.slo import Spans, estimator_section, slo_section
 from sim.metrics.tokens import scheduler_stats, tbt_stats
 from sim.workload.queryset import DATA_REPORT_KEYS
 
@@ -66,8 +66,9 @@ def token_sections(
     TPOT over completed steady-state requests (``lat_mask``, like every request latency); TBT over every
     token the deployments' step logs hold (warm-up included: a step log has no request identity).
     """
-    per_token = tpot(rec.first_token, rec.finish, rec.output_tokens)
-    latency = {"tpot": dist(per_token[mine & lat_mask]), "tbt": tbt_stats([d.step_log for d in deps])}
+    sel = mine & lat_mask  # tpot is elementwise: over the selected requests only, not (N,) temporaries
+    per_token = tpot(rec.first_token[sel], rec.finish[sel], rec.output_tokens[sel])
+    latency = {"tpot": dist(per_token), "tbt": tbt_stats([d.step_log for d in deps])}
     caching = [d.model_index for d in deps if d.prefix_cache]
     sched = scheduler_stats(rec, mine, prompt_tokens, paged=any(d.step_log is not None for d in deps),
                             cache_scope=np.isin(rec.model, caching) if caching else None)
@@ -119,20 +120,14 @@ def summarize(
     pending = status == STATUS_PENDING
     steady = rec.arrival >= warmup_s
     lat_mask = done & steady
-    # Accuracy and spend count completed queries: a query still running at a cut-off (drain: false) has
-    # no answer yet, and a rejected one scores 0 at no cost.
-    quality = np.where(done, rec.quality, 0.0)
-
     total_cost = float(rec.cost[done].sum())
     gpu_cost = float(sum(d.gpus * d.gpu_cost_per_hour for d in deployments) * end_time / 3600.0)
-    e2e = rec.finish - rec.arrival
-    ttft = rec.first_token - rec.arrival
-    qdelay = rec.start - rec.decision
-    bdelay = rec.decision - rec.arrival
     span = max(end_time, 1e-12)
-    measured = {"ttft": ttft, "e2e": e2e}
+    # Latencies are differences of the recorder's columns, computed where used (over the requests used
+    # where possible): a million-request run would otherwise hold six (N,) float temporaries throughout.
+    measured = Spans(rec, {"ttft": ("arrival", "first_token"), "e2e": ("arrival", "finish")})
     # the estimator predicts, at the routing decision, the latency from then on (sim/engine/estimate.py)
-    since_decision = {"ttft": rec.first_token - rec.decision, "e2e": rec.finish - rec.decision}
+    since_decision = Spans(rec, {"ttft": ("decision", "first_token"), "e2e": ("decision", "finish")})
     targets = dict(slo or {})
 
     per_model: dict[str, Any] = {}
@@ -190,7 +185,9 @@ def summarize(
             "pending": int(pending.sum()),
             "rejected_by_reason": reasons,
         },
-        "accuracy": float(quality.mean()) if n else None,
+        # Accuracy and spend count completed queries: a query still running at a cut-off (drain: false)
+        # has no answer yet, and a rejected one scores 0 at no cost.
+        "accuracy": float(np.where(done, rec.quality, 0.0).mean()) if n else None,
         "accuracy_of_completed": float(rec.quality[done].mean()) if done.any() else None,
         "predicted_accuracy": float(np.where(done, rec.predicted_quality, 0.0).mean()) if n else None,
         "cost": {
@@ -213,10 +210,10 @@ def summarize(
             "mean_batch_size": float(batches["mean_size"]),
         },
         "latency_s": {
-            "ttft": dist(ttft[lat_mask]),
-            "e2e": dist(e2e[lat_mask]),
-            "batching_delay": dist(bdelay[lat_mask]),
-            "queue_delay": dist(qdelay[lat_mask]),
+            "ttft": dist(measured.over("ttft", lat_mask)),
+            "e2e": dist(measured.over("e2e", lat_mask)),
+            "batching_delay": dist(rec.decision[lat_mask] - rec.arrival[lat_mask]),
+            "queue_delay": dist(rec.start[lat_mask] - rec.decision[lat_mask]),
             **token_latency,
         },
         "scheduler": sched,
