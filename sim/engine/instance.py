@@ -346,6 +346,14 @@ class Instance(Wakes):
         q = self.queue
         q.append(req)
         if len(q) == 1 or group._settling:
+            if (
+                self._phase == _PREFILL
+                and self._pf_start != now
+                and self._wake_t != now
+                and group.solo is self
+                and not group._settling
+            ):
+                return  # the prefill in progress admits the new head at its end, its wake (= _settle_solo)
             group.settle(now)
         # else the head is unchanged and already taken care of
 
