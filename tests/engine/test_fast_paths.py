@@ -1,6 +1,7 @@
 """The reserve engine's fast paths against the straightforward ones they shortcut, exactly (bit for bit):
-a queue group of one member (``_QueueGroup._settle_solo``) against the general group settle, and the
-per-submission choices of deployments and models against their one-line definitions."""
+a queue group of one member (``_QueueGroup._settle_solo``, and ``Instance.submit`` skipping the settle
+during a prefill) against the general group settle, and the per-submission choices of deployments and
+models against their one-line definitions."""
 
 from __future__ import annotations
 
