@@ -197,3 +197,21 @@ def test_step_log_of_reads_instances_in_place() -> None:
     union = step_log_of([Inst(a), Inst(None), Inst(b)])
     assert union is not None and union.parts == (a, b)
     assert step_log_of([Inst(None)]) is None
+
+
+def test_counts_outgrowing_32_bits_switch_to_64() -> None:
+    """Counts are stored in 32 bits until one does not fit; then that array widens, merges of both
+    widths work, and every aggregate is the one of the same runs stored at 64 bits throughout."""
+    big_k, big_n = 2**31 + 5, 2**31 - 1 + 2
+    small = build([(0.02, 1e-6, 10, 3)], [0.5])
+    wide = build([(0.02, 1e-6, 10, 3), (0.01, 0.0, big_k, 2), (0.03, 1e-9, 4, big_n)], [0.5])
+    assert (small._k.typecode, small._n.typecode) == ("i", "i")
+    assert (wide._k.typecode, wide._n.typecode) == ("q", "q")
+    assert wide.steps == 10 + big_k + 4 and wide.tokens == 30 + 2 * big_k + 4 * big_n + 1
+    merged = StepLog.merged([small, wide])
+    assert merged.steps == small.steps + wide.steps and merged.tokens == small.tokens + wide.tokens
+    qs = [0.0, 0.3, 0.5, 0.99, 1.0]
+    assert merged.quantiles(qs) == StepLogs([small, wide]).quantiles(qs)
+    # in closed form: 2·big_k tokens at 0.01 (most of the sample), 30 near 0.02, 4·big_n at 0.03 + 1e-9·j
+    # (j < 4, big_n each), one gap at 0.5
+    assert wide.quantiles([0.0, 0.3, 0.99, 1.0]) == [0.01, 0.01, 0.03 + 1e-9 * 3, 0.5]
