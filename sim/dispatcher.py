@@ -269,6 +269,15 @@ class Dispatcher:
         self._record_decisions(a, output)
         return True
 
+    def _precomputed_status(self, ids: np.ndarray, assignment: np.ndarray, budget: float | None) -> str:
+        """The status the policy's own check gives its answer for this batch (as ``route(problem)``
+        would: ``infeasible`` when its choices overspend the budget or miss the floor, even if a refusal
+        later leaves what is served within them). Structural violations cannot occur (see precompute)."""
+        problem = RoutingProblem(quality=self._judged_quality[ids], cost=self.inputs.predicted_cost[ids],
+                                 budget=budget, min_quality=self.min_quality, allow_reject=self.allow_reject,
+                                 validate=False)
+        return STATUS_INFEASIBLE if check_assignment(problem, assignment).violations else STATUS_FEASIBLE
+
     def _record_decisions(self, a: np.ndarray, output: np.ndarray) -> None:
         """Write every query's decision columns at once, as :meth:`_serve_one` would when it arrives:
         every query arrives before a run ends (the runner waits for the last arrival), so each of
@@ -330,7 +339,8 @@ class Dispatcher:
         budget = None if self.budget_per_query is None else self.budget_per_query * n
         if self.precomputed is not None:
             assignment = self.precomputed[ids]
-            status, solve_time = STATUS_FEASIBLE, self._precompute_time_s * n / len(self.precomputed)
+            status = self._precomputed_status(ids, assignment, budget)
+            solve_time = self._precompute_time_s * n / len(self.precomputed)
             policy_violations: list[str] = []
         else:
             inp = self.inputs
@@ -472,14 +482,18 @@ class Dispatcher:
                 rec.quality[rid] = 0.0
         if not served:
             self._rejected(1)
-        cost = sg.pcost[rid] if served else 0.0
-        quality = sg.pqual[rid] if served else 0.0
-        budget = self.budget_per_query
-        if (budget is not None and cost > budget * (1 + TOL) + 1e-12) or (
-            self.min_quality is not None and quality < self.min_quality - TOL
+        budget, floor = self.budget_per_query, self.min_quality
+        # the policy's own check of its choice (check_assignment on a batch of one; see _precomputed_status)
+        chosen_cost, chosen_quality = sg.pcost[rid], sg.pqual[rid]  # 0 when rejected
+        policy_ok = not ((budget is not None and chosen_cost > budget + TOL * max(1.0, budget)) or (
+            floor is not None and chosen_quality < floor - TOL))
+        cost = chosen_cost if served else 0.0
+        quality = chosen_quality if served else 0.0
+        if not policy_ok or (budget is not None and cost > budget * (1 + TOL) + 1e-12) or (
+            floor is not None and quality < floor - TOL
         ):
-            self._account(1, STATUS_FEASIBLE, sg.share, cost, quality, budget, 0 if served else 1, [],
-                          sg.share + time.perf_counter() - t0)
+            self._account(1, STATUS_FEASIBLE if policy_ok else STATUS_INFEASIBLE, sg.share, cost, quality, budget,
+                          0 if served else 1, [], sg.share + time.perf_counter() - t0)
             return
         log.time.append(now)  # _account's row when nothing is violated
         log.size.append(1)
@@ -586,6 +600,8 @@ class Dispatcher:
         if not group.fits(req):  # its KV reservation fits no instance of this model: it could never start
             rec.status[rid] = STATUS_REJECTED
             rec.reason[rid] = REASON_TOO_LONG
+            rec.cost[rid] = 0.0  # (written up front when decided up front: _record_decisions)
+            rec.quality[rid] = 0.0
             return False
         rec.cost[rid] = inp.cost[rid, j] * scale
         rec.quality[rid] = inp.true_quality[rid, j]

@@ -60,15 +60,24 @@ class Lagrangian(BatchPolicy):
 
     def route_one(self, query: OneQuery) -> int | None:
         """Without a budget or floor (no side row): the most accurate model with room, the first of
-        ties — where the auction ends (it lowers a full model's score just below the next best, so the
-        argmax moves to the first best model with room) and which the improvement pass cannot better.
-        Rejected only when no model has room and rejection is allowed; the other cases (a side row, no
-        room without rejection) take the general path (``tests/policies/test_one_query.py``)."""
+        ties — where the auction ends when at most one full model scores at least as much: its first
+        round lowers that model's score just below the best with room (ε ≥ 1e-12 of the spread, far above
+        float error), and the improvement pass cannot better the answer. With two or more such full
+        models their prices climb by ε in turns (a price war, finished by augmenting paths whose float
+        distances can tie differently), so those, a side row, and no room without rejection take the
+        general path (``tests/policies/test_one_query.py``)."""
         if query.budget is not None or query.min_quality is not None:
             return None
-        q = query.quality
+        q, cap = query.quality, query.capacity
         j = best_with_room(query, lambda j: (q[j], -j))
-        return None if j < 0 and not query.allow_reject else j
+        if j < 0 and not query.allow_reject:
+            return None
+        best = q[j] if j >= 0 else 0.0
+        if query.allow_reject and best < 0.0:  # (qualities are >= 0; the reject column scores 0)
+            best = 0.0
+        if sum(1 for k in range(query.m) if cap[k] < 1 and q[k] >= best) >= 2:
+            return None
+        return j
 
 
 def solve_form(policy: BatchPolicy, problem: RoutingProblem, form: LinearForm, max_evals: int = 60,

@@ -88,18 +88,25 @@ def test_lagrangian_route_one_equals_route(case: tuple[OneQuery, RoutingProblem]
         assert got is None
         return
     result = policy.route(problem)
-    if got is None:
-        assert not one.allow_reject and all(c < 1 for c in one.capacity)
-        assert result.status == "infeasible"
+    room = [k for k in range(one.m) if one.capacity[k] >= 1]
+    best = max([one.quality[k] for k in room] + ([0.0] if one.allow_reject else []), default=None)
+    if got is None:  # no room without rejection, or a price war between full models at the top
+        if best is None:
+            assert result.status == "infeasible"
+        else:
+            assert sum(1 for k in range(one.m) if one.capacity[k] < 1 and one.quality[k] >= best) >= 2
         return
     assert got == int(result.assignment[0])
     assert result.status == type(policy).one_query_status == "optimal"
 
 
 def test_lagrangian_full_models_move_the_choice_down_the_ranking() -> None:
-    """The auction's path, by hand: the best and second-best models are full, the two tied next ones
-    have room — the first of them is chosen."""
-    one = OneQuery([0.9, 0.3, 0.8, 0.7, 0.7], [0.0] * 5, [0.0, 5.0, 0.5, 1.0, 1.0])
+    """The auction's path, by hand: the best model is full (a full model below the best with room does
+    not matter), the two tied next ones have room — the first of them is chosen; with a second full model
+    above them the auction's price war decides, and route_one leaves it to route()."""
+    one = OneQuery([0.9, 0.3, 0.6, 0.7, 0.7], [0.0] * 5, [0.0, 5.0, 0.5, 1.0, 1.0])
     assert make_policy("lagrangian").route_one(one) == 3
     assert make_policy("lagrangian").route(RoutingProblem(
         quality=np.array([one.quality]), cost=np.zeros((1, 5)), capacity=np.array(one.capacity))).assignment[0] == 3
+    two_full = OneQuery([0.9, 0.3, 0.8, 0.7, 0.7], [0.0] * 5, [0.0, 5.0, 0.5, 1.0, 1.0])
+    assert make_policy("lagrangian").route_one(two_full) is None
