@@ -29,13 +29,16 @@ from sim.workload.queryset import DATA_REPORT_KEYS
 PERCENTILES = (50, 95, 99)
 
 
-def dist(x: np.ndarray) -> dict[str, float | None]:
-    """Mean and p50/p95/p99 of ``x`` (None when empty)."""
-    x = x[np.isfinite(x)]
+def dist(x: np.ndarray, *, scratch: bool = False) -> dict[str, float | None]:
+    """Mean and p50/p95/p99 of ``x`` (None when empty). ``scratch``: ``x`` is the caller's temporary, so
+    the percentiles may partition it in place instead of copying it (the same values either way)."""
+    finite = np.isfinite(x)
+    if not finite.all():
+        x, scratch = x[finite], True
     if x.size == 0:
         return {"mean": None, **{f"p{p}": None for p in PERCENTILES}}
     out: dict[str, float | None] = {"mean": float(x.mean())}
-    for p, v in zip(PERCENTILES, np.percentile(x, PERCENTILES), strict=True):
+    for p, v in zip(PERCENTILES, np.percentile(x, PERCENTILES, overwrite_input=scratch), strict=True):
         out[f"p{p}"] = float(v)
     return out
 
@@ -68,7 +71,7 @@ def token_sections(
     """
     sel = mine & lat_mask  # tpot is elementwise: over the selected requests only, not (N,) temporaries
     per_token = tpot(rec.first_token[sel], rec.finish[sel], rec.output_tokens[sel])
-    latency = {"tpot": dist(per_token), "tbt": tbt_stats([d.step_log for d in deps])}
+    latency = {"tpot": dist(per_token, scratch=True), "tbt": tbt_stats([d.step_log for d in deps])}
     caching = [d.model_index for d in deps if d.prefix_cache]
     sched = scheduler_stats(rec, mine, prompt_tokens, paged=any(d.step_log is not None for d in deps),
                             cache_scope=np.isin(rec.model, caching) if caching else None)
@@ -210,10 +213,10 @@ def summarize(
             "mean_batch_size": float(batches["mean_size"]),
         },
         "latency_s": {
-            "ttft": dist(measured.over("ttft", lat_mask)),
-            "e2e": dist(measured.over("e2e", lat_mask)),
-            "batching_delay": dist(rec.decision[lat_mask] - rec.arrival[lat_mask]),
-            "queue_delay": dist(rec.start[lat_mask] - rec.decision[lat_mask]),
+            "ttft": dist(measured.over("ttft", lat_mask), scratch=True),
+            "e2e": dist(measured.over("e2e", lat_mask), scratch=True),
+            "batching_delay": dist(rec.decision[lat_mask] - rec.arrival[lat_mask], scratch=True),
+            "queue_delay": dist(rec.start[lat_mask] - rec.decision[lat_mask], scratch=True),
             **token_latency,
         },
         "scheduler": sched,

@@ -60,3 +60,14 @@ def test_masked_tpot_is_the_full_tpot_masked() -> None:
     mask = rec.status == STATUS_DONE
     whole = tpot(rec.first_token, rec.finish, rec.output_tokens)[mask]
     np.testing.assert_array_equal(tpot(rec.first_token[mask], rec.finish[mask], rec.output_tokens[mask]), whole)
+
+
+def test_dist_on_scratch_equals_dist_on_a_copy() -> None:
+    """With scratch=True the percentiles partition the caller's temporary in place (no copy); the
+    numbers are the copying path's, and without it the input is left as it was."""
+    rng = np.random.default_rng(9)
+    for x in (rng.random(10_001) * 5, np.where(rng.random(5000) < 0.1, np.nan, rng.random(5000)), np.array([np.nan])):
+        kept = x.copy()
+        want = dist(x)
+        np.testing.assert_array_equal(x, kept)
+        assert dist(x.copy(), scratch=True) == want
