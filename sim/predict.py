@@ -61,6 +61,7 @@ def build_predictions(sc: Scenario, wl: Workload) -> Predictions:
         raise ScenarioError(f"predictor {spec.name!r}: {exc}", where="router.predictor") from None
     out_tokens = pred.output_tokens
     if wl.token_source == "trace":
+        out_tokens = np.asarray(out_tokens, dtype=np.float64)  # a float mean (counts may be integers)
         # The trace fixes the served lengths; the predictor's length estimate still drives predicted
         # cost, rescaled so its mean matches the trace's (the router knows the traffic's average length).
         scale = wl.output_tokens.mean() / max(out_tokens.mean(), 1e-12)

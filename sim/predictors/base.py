@@ -27,7 +27,9 @@ class Prediction:
     Attributes:
         quality: predicted probability of a correct / acceptable answer, in [0, 1].
         quality_std: uncertainty of ``quality`` (a standard deviation), >= 0.
-        output_tokens: predicted output length, > 0 (float: an expectation, not a count).
+        output_tokens: predicted output length, > 0 (float: an expectation, not a count; integer counts
+            when the prediction is exactly the true ones, e.g. ``noisy_oracle`` without token noise:
+            consumers widen to float64 where they compute).
     """
 
     quality: NDArray[np.float64]

@@ -53,3 +53,20 @@ def test_priced_in_slices_is_price(monkeypatch: pytest.MonkeyPatch) -> None:
     pin, pout = np.array([0.05, 3.0, np.nan]), np.array([0.08, 15.0, 0.3])
     monkeypatch.setattr(predict, "ROWS_AT_ONCE", 64)
     np.testing.assert_array_equal(predict.priced(prompt, output, pin, pout), price(prompt, output, pin, pout))
+
+
+def test_exact_counts_are_shared_read_only() -> None:
+    """No token noise and counts >= 1: the prediction is a read-only view of the counts (no float copy),
+    equal to the float formula; a 0 count (raised to 1) or token noise gives floats."""
+    qs = queryset(500, 3, seed=1)
+    qs.output_tokens[0, 0] = 0
+    counts = np.maximum(qs.output_tokens, 1)
+    exact = QuerySet(**{**qs.__dict__, "output_tokens": counts})
+    pred = NoisyOracle(np.random.default_rng(0), noise=0.1).predict(exact)
+    _, tokens = whole(exact, np.random.default_rng(0), 0.1, 0.0)
+    np.testing.assert_array_equal(pred.output_tokens, tokens)
+    assert np.shares_memory(pred.output_tokens, counts) and not pred.output_tokens.flags.writeable
+    assert counts.flags.writeable  # the query set's own array is untouched
+    assert NoisyOracle(np.random.default_rng(0)).predict(qs).output_tokens.dtype == np.float64  # has zeros
+    noisy = NoisyOracle(np.random.default_rng(0), token_noise=0.2).predict(exact)
+    assert noisy.output_tokens.dtype == np.float64
