@@ -6,8 +6,8 @@ capacity, fall-backs (SLO, latency routing, estimates, prices, oracle) and node 
 "Straightforward" = every switch the code keeps for comparison, at once: ``_no_precompute``,
 ``Dispatcher.scalar_one_query = False``, ``Dispatcher.count_in_flight = False`` and the arrival generator
 :func:`sim.engine.feed.reference_process` instead of :class:`~sim.engine.feed.ArrivalFeed`. Wall-clock
-columns aside, the summary and both tables must be equal. Tests marked ``xfail(strict=True)`` show a
-difference found by this review (see their reasons).
+columns aside, the summary and both tables must be equal. The last tests pin differences this review
+found (fixed since); ``xfail(strict=True)`` marks one still open (see its reason).
 """
 
 from __future__ import annotations
@@ -392,13 +392,11 @@ def test_batch_log_of_one_batch_at_time_zero(monkeypatch: pytest.MonkeyPatch) ->
     assert typed.equals(listed)
 
 
-# -- differences found ------------------------------------------------------------------------------------
+# -- differences this review found, fixed since: regression tests -------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="review (issue 14, since 2bd91cf): with a batching window, a window "
-                   "holding ONE query that is too long for its precomputed model keeps the cost_usd and "
-                   "quality _record_decisions wrote up front (_enqueue → _serve_one never zeroes them), "
-                   "where batch-by-batch routing leaves 0.0; requests.parquet differs (summary does not)")
-def test_window_of_one_too_long_query_keeps_cost_and_quality(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_window_of_one_too_long_query_zeroes_cost_and_quality(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review (since 2bd91cf, fixed in 77f2574): with a batching window, a window of ONE query too
+    long for its up-front model kept the cost_usd and quality written up front; batch by batch gives 0."""
     sc = _scenario({"policy": "threshold_greedy", "params": {"alpha": 0.2}, "window_s": 0.05}, dep0=SMALL_KV)
     fast, slow = _runs(sc, None, monkeypatch)
     req = fast.requests
@@ -408,11 +406,10 @@ def test_window_of_one_too_long_query_keeps_cost_and_quality(monkeypatch: pytest
     assert (too_long["cost_usd"] == 0.0).all()
 
 
-@pytest.mark.xfail(strict=True, reason="review (older than issue 14: the precomputed path): a batch whose "
-                   "policy answer overspends the budget only through a query then refused as too long is "
-                   "'feasible' when decided up front but 'infeasible' (the policy's own check) batch by "
-                   "batch; budget.policy_infeasible_batches 1 vs 72 here")
 def test_precomputed_status_when_the_overspend_is_refused_as_too_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review (older than issue 14, fixed in 77f2574): a batch whose policy answer overspends the
+    budget only through a query then refused as too long was 'feasible' decided up front, 'infeasible'
+    (the policy's own check) batch by batch: budget.policy_infeasible_batches 1 vs 72 here."""
     d = small_scenario(router={"policy": "strongest", "budget_per_query": 0.0002})
     d["deployments"][0].update(SMALL_KV)
     d["models"][0]["strength"], d["models"][1]["strength"] = 0.9, 0.2  # strongest picks the small KV cache
@@ -422,10 +419,9 @@ def test_precomputed_status_when_the_overspend_is_refused_as_too_long(monkeypatc
     assert fast.batches["status"].equals(slow.batches["status"])
 
 
-@pytest.mark.xfail(strict=True, reason="review (issue 14, since 757c5ff): lagrangian with max_rounds=1 on "
-                   "coarse (tied) predictions: the scalar one-query path answers the first tied model, "
-                   "route() falls back to HiGHS, which picks another; models, latencies, accuracy differ")
 def test_lagrangian_few_rounds_scalar_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review (since 757c5ff, fixed in 77f2574): lagrangian with max_rounds=1 on coarse (tied)
+    predictions: the scalar path answered the first tied model where route() fell back to HiGHS."""
     d = small_scenario(router={"policy": "lagrangian", "params": {"max_rounds": 1}, "capacity": "slots",
                                "allow_reject": True}, num_queries=200)
     d["models"] = [dict(copy.deepcopy(d["models"][0]), name=f"m{k}", strength=0.2 + 0.1 * k) for k in range(5)]
