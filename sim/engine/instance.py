@@ -291,7 +291,6 @@ class Instance(Wakes):
             _GROUPS[id(self.queue)] = group
         if group.members and group.members[0].env is not env:
             raise ValueError("instances sharing a queue must share the SimPy environment")
-        self.kv_capacity_tokens = int(kv_capacity_tokens)
         group.join(self)
         self._group = group
 
