@@ -88,6 +88,10 @@ def _assert_same(fast: Any, slow: Any) -> None:
 
 MIXED = {
     "threshold_greedy-too-long": ({"policy": "threshold_greedy", "params": {"alpha": 0.2}}, {}, SMALL_KV, None),
+    "cheapest-budget-too-long": ({"policy": "cheapest", "budget_per_query": 5e-5, "min_quality": 0.4}, {}, SMALL_KV,
+                                 None),
+    "threshold_greedy-window-budget-too-long": ({"policy": "threshold_greedy", "window_s": 0.02,
+                                                 "budget_per_query": 2e-4}, {}, SMALL_KV, None),
     "random-slots": ({"policy": "random", "capacity": "slots", "allow_reject": True}, {"max_seqs": 2}, {}, 20.0),
     "round_robin-slots": ({"policy": "round_robin", "capacity": "slots"}, {"max_seqs": 2}, {}, 20.0),
     "utility-queue": ({"policy": "utility_greedy", "params": {"lam": 300.0}}, {"max_seqs": 2, "max_queue": 1}, {},
@@ -240,7 +244,7 @@ def test_counters_equal_instance_sums_at_every_decision(case: str, monkeypatch: 
     monkeypatch.setattr(Dispatcher, "_load", compare)
     res = simulate(sc)
     assert len(checked) == len(res.batches) > 40
-    assert res.summary["queries"]["arrived"] > 0
+    assert res.summary["queries"]["rejected_by_reason"]["too_long"] > 0  # refused, never counted in flight
 
 
 # -- the scalar path's replica of the checker -------------------------------------------------------------
