@@ -72,7 +72,9 @@ def row_minimiser(form: LinearForm) -> tuple[IntArray, float]:
     precision, so the least value is exact up to HiGHS's tolerances.
     """
     assert form.row is not None
-    scale = float(np.abs(form.score).max(initial=0.0)) or 1.0
+    # at least 1e-12: scores near the smallest subnormal would make tau overflow to inf (and the
+    # transportation costs inf - inf); such scores are zero to every solver anyway
+    scale = max(float(np.abs(form.score).max(initial=0.0)) or 1.0, 1e-12)
     tau = 1e-9 / (scale * max(form.n, 1))
     t = transport.exact(-form.row + tau * form.score, form.cap)
     least = form.side(t.cols)

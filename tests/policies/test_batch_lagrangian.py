@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from policies import InvalidParameterError, RoutingProblem, check_assignment, solve
+from policies import InvalidParameterError, RoutingProblem, check_assignment, make_policy, solve
 from tests.policies.conftest import realistic
 
 
@@ -96,3 +96,13 @@ def test_no_side_row_is_the_transport_optimum() -> None:
 def test_bad_parameters(bad: dict[str, object]) -> None:
     with pytest.raises(InvalidParameterError):
         solve(realistic(10, 2), "lagrangian", **bad)
+
+
+def test_subnormal_quality_with_a_budget_is_routed() -> None:
+    """A valid problem whose best quality is the smallest subnormal: the row minimiser's tie-break weight
+    (1e-9 over the largest score) overflowed to inf and HiGHS refused the costs (found by review)."""
+    problem = RoutingProblem(quality=np.array([[0.0, 5e-324]]), cost=np.array([[1e-6, 1e-6]]),
+                             capacity=np.array([1.0, 1.0]), budget=0.0)
+    result = make_policy("lagrangian").route(problem)
+    assert result.status == "infeasible"  # the budget 0 cannot pay for either model
+    assert result.assignment.shape == (1,)
