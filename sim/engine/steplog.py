@@ -148,9 +148,14 @@ def _extend(counts: array[int], more: array[int]) -> array[int]:
     return wide
 
 
+def _stored(counts: array[int]) -> np.ndarray:
+    """A count array's buffer as numpy (int32 or int64, no copy); products must widen first."""
+    return np.frombuffer(counts, dtype=np.int32 if counts.typecode == "i" else np.int64)
+
+
 def _ints(counts: array[int]) -> np.ndarray:
     """A count array as int64 (a copy when stored in 32 bits): products and sums stay exact."""
-    return np.frombuffer(counts, dtype=np.int32 if counts.typecode == "i" else np.int64).astype(np.int64, copy=False)
+    return _stored(counts).astype(np.int64, copy=False)
 
 
 class StepLogs:
@@ -240,12 +245,13 @@ class _Sample:
     ones become points), not the intermediate copies a filter-then-split would make."""
 
     def __init__(self, log: StepLog) -> None:
-        a, s, k, n = log._arrays()
+        a, s = np.frombuffer(log._alpha, dtype=np.float64), np.frombuffer(log._slope, dtype=np.float64)
+        k, n = _stored(log._k), _stored(log._n)  # as stored (32 bits mostly): products widen below
         has = n > 0
         flat = has & ((s == 0) | (k == 1))
         sloped = has & ~flat
         values = np.concatenate([a[flat], np.frombuffer(log._gaps, dtype=np.float64)])
-        weights = np.concatenate([k[flat] * n[flat], np.frombuffer(log._gapn, dtype=np.int64)])
+        weights = np.concatenate([k[flat].astype(np.int64) * n[flat], np.frombuffer(log._gapn, dtype=np.int64)])
         order = np.argsort(values, kind="stable")
         self.values = values[order]
         self.cum = np.concatenate([[0], np.cumsum(weights[order])])
@@ -259,7 +265,8 @@ class _Sample:
 
 
 class _Runs:
-    """Sloped runs still straddling a bisection's bracket, plus the tokens of those folded below it."""
+    """Sloped runs still straddling a bisection's bracket, plus the tokens of those folded below it. ``k`` and
+    ``n`` keep the log's storage width (int32 mostly): every product with them is taken in int64."""
 
     __slots__ = ("a", "s", "k", "n", "ends", "base")
 
@@ -281,7 +288,7 @@ class _Runs:
         keep = ~below & (self.a <= _value(hi))
         out = _Runs.__new__(_Runs)
         out.a, out.s, out.k, out.n, out.ends = self.a[keep], self.s[keep], self.k[keep], self.n[keep], self.ends[keep]
-        out.base = self.base + int(self.k[below] @ self.n[below])
+        out.base = self.base + int(self.k[below].astype(np.int64) @ self.n[below])
         return out
 
 

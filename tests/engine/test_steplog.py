@@ -215,3 +215,13 @@ def test_counts_outgrowing_32_bits_switch_to_64() -> None:
     # in closed form: 2·big_k tokens at 0.01 (most of the sample), 30 near 0.02, 4·big_n at 0.03 + 1e-9·j
     # (j < 4, big_n each), one gap at 0.5
     assert wide.quantiles([0.0, 0.3, 0.99, 1.0]) == [0.01, 0.01, 0.03 + 1e-9 * 3, 0.5]
+
+
+def test_products_of_32_bit_counts_do_not_overflow() -> None:
+    """k and n each fit in 32 bits but k·n does not: token weights, and the counts of sloped runs folded
+    below the bisection's bracket, are taken in int64."""
+    k, n = 2**20, 5000
+    log = build([(0.005, 1e-12, k, n), (0.01, 0.0, k, n), (0.02, 1e-9, k, n)], [])
+    assert (log._k.typecode, log._n.typecode) == ("i", "i") and log.tokens == 3 * k * n
+    j = (3 * k * n * 3 // 4 - 2 * k * n) // n - 1  # the 0.75 quantile's index in the last run (exact rank)
+    assert log.quantiles([0.5, 0.75, 1.0]) == [0.01, 0.02 + 1e-9 * j, 0.02 + 1e-9 * (k - 1)]
