@@ -62,3 +62,13 @@ def test_vs_fleet_sim_smoke() -> None:
     assert _completed(out, "llmsim") == [150, 300]
     assert _completed(out, "fleet_sim") == [150, 300]
     assert out.count("ratio llmsim / fleet_sim") == 2
+
+
+def test_phases_smoke() -> None:
+    """benchmarks/phases.py: one row per phase, in order, each with a wall time and two memory readings."""
+    out = _run("benchmarks/phases.py", "--n", "200")
+    rows = [line.split() for line in out.splitlines()
+            if line.split() and line.split()[0] in ("imports", "prepare", "engine", "summarise", "write")]
+    assert [r[0] for r in rows] == ["imports", "prepare", "engine", "summarise", "write"]
+    # the phase's own peak is at least the RSS it ends with
+    assert all(len(r) == 4 and float(r[1]) >= 0 and float(r[3]) >= float(r[2]) > 0 for r in rows)
