@@ -479,13 +479,16 @@ class Dispatcher:
         j = sg.choice[rid]
         served = False
         if j >= 0:  # its decision columns are written already (_record_decisions)
-            req = self.inputs.request(rid, sg.prompt[rid], sg.output[rid])
+            prefix = self.inputs.prefix  # RoutingInputs.request, inlined (hot path)
+            req = Request(rid, sg.prompt[rid], sg.output[rid], None if prefix is None else prefix.row(rid))
             group = self.models[j]
             if group.fits(req):
                 if self.record_estimates:
                     rec.pred_ttft[rid], rec.pred_e2e[rid] = self.estimator.predict_one(
                         j, req.prompt_tokens, max(int(self._est_output[rid, j]), 1))
-                self._submit(group, j, req)
+                group.submit(req)
+                if self._in_flight is not None:  # (_submit, inlined)
+                    self._in_flight[j] += 1
                 served = True
             else:  # its KV reservation fits no instance of this model: it could never start
                 rec.status[rid] = STATUS_REJECTED
