@@ -169,3 +169,27 @@ def on_tolerance_edge(problem: RoutingProblem, best: float | None, brute: Any = 
         tightened["min_quality"] = min(1.0, problem.min_quality + 1e-9)  # a floor of 1 cannot be raised
     exact = brute_force if brute is None else brute  # the enumeration ``best`` came from
     return bool(tightened) and exact(dataclasses.replace(problem, **tightened))[0] is None
+
+
+def as_problem(one: Any) -> RoutingProblem:
+    """The 1 × m RoutingProblem equivalent to a :class:`policies.one_query.OneQuery`."""
+    return RoutingProblem(quality=np.array([list(one.quality)]), cost=np.array([list(one.cost)]),
+                          capacity=np.array(list(one.capacity)),
+                          load=None if one.load is None else np.array(list(one.load)), budget=one.budget,
+                          min_quality=one.min_quality, allow_reject=one.allow_reject)
+
+
+def one_queries(quality: Any, cost: Any, capacity: Any, load: Any, floors: list[float | None],
+                budgets: list[float | None], max_m: int) -> Any:
+    """Strategy over (OneQuery, its RoutingProblem) pairs of 1..max_m models, values drawn per model."""
+    from policies.one_query import OneQuery
+
+    @st.composite
+    def draw_one(draw: st.DrawFn) -> tuple[Any, RoutingProblem]:
+        m = draw(st.integers(1, max_m))
+        one = OneQuery([draw(quality) for _ in range(m)], [draw(cost) for _ in range(m)],
+                       [draw(capacity) for _ in range(m)], [draw(load) for _ in range(m)],
+                       draw(st.sampled_from(budgets)), draw(st.sampled_from(floors)), draw(st.booleans()))
+        return one, as_problem(one)
+
+    return draw_one()

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from policies import RoutingProblem, make_policy
 from policies.one_query import OneQuery
+from tests.policies.conftest import one_queries
 
 GRID = st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.5, 0.7, 0.9, 1.0])  # coarse: many exact ties
 COST = st.sampled_from([0.0, 1e-5, 2e-5, 2e-5, 3e-4, 0.01])
@@ -32,25 +33,13 @@ RULES = [
 ]
 
 
-@st.composite
-def one_queries(draw: st.DrawFn) -> tuple[OneQuery, RoutingProblem]:
-    m = draw(st.integers(1, 5))
-    q = [draw(GRID) for _ in range(m)]
-    c = [draw(COST) for _ in range(m)]
-    cap = [draw(CAP) for _ in range(m)]
-    load = [draw(LOAD) for _ in range(m)]
-    floor = draw(st.sampled_from([None, 0.5, 0.8]))
-    budget = draw(st.sampled_from([None, 1e-5]))
-    reject = draw(st.booleans())
-    one = OneQuery(q, c, cap, load, budget, floor, reject)
-    problem = RoutingProblem(quality=np.array([q]), cost=np.array([c]), capacity=np.array(cap),
-                             load=np.array(load), budget=budget, min_quality=floor, allow_reject=reject)
-    return one, problem
+def one_query_cases() -> st.SearchStrategy[tuple[OneQuery, RoutingProblem]]:
+    return one_queries(GRID, COST, CAP, LOAD, floors=[None, 0.5, 0.8], budgets=[None, 1e-5], max_m=5)
 
 
 @pytest.mark.parametrize(("name", "params"), RULES, ids=lambda x: str(x))
 @settings(max_examples=150, deadline=None)
-@given(cases=st.lists(one_queries(), min_size=1, max_size=6))
+@given(cases=st.lists(one_query_cases(), min_size=1, max_size=6))
 def test_route_one_equals_route(name: str, params: dict, cases: list) -> None:  # type: ignore[type-arg]
     """A sequence of one-query batches through both paths, on two policies built alike: the same model
     each time (so the state — random draws, the round-robin cursor — moves alike too)."""
@@ -77,7 +66,7 @@ def test_paths_without_a_scalar_form_answer_none() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(case=one_queries())
+@given(case=one_query_cases())
 def test_lagrangian_route_one_equals_route(case: tuple[OneQuery, RoutingProblem]) -> None:
     """Without a side row: the same model and the status route() reports (optimal); with a budget or a
     floor, or no room without rejection, no scalar answer."""

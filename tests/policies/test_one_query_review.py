@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from policies import RoutingProblem, check_assignment, make_policy
 from policies.one_query import OneQuery
+from tests.policies.conftest import one_queries
 
 
 def _near(values: list[float], top: float = math.inf) -> st.SearchStrategy[float]:
@@ -44,20 +45,9 @@ CAPACITY = st.one_of(st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, math.inf, math.in
 LOAD = st.sampled_from([0.0, 1.0, 2.0, 3.0, 5.0, 100.0])
 
 
-@st.composite
-def one_queries(draw: st.DrawFn) -> tuple[OneQuery, RoutingProblem]:
-    m = draw(st.integers(1, 8))
-    q = [draw(QUALITY) for _ in range(m)]
-    c = [draw(COST) for _ in range(m)]
-    cap = [draw(CAPACITY) for _ in range(m)]
-    load = [draw(LOAD) for _ in range(m)]
-    floor = draw(st.sampled_from([None, 0.0, 0.5, 0.7, 1.0]))
-    budget = draw(st.sampled_from([None, 0.0, 1e-5, 1.0]))
-    reject = draw(st.booleans())
-    one = OneQuery(q, c, cap, load, budget, floor, reject)
-    problem = RoutingProblem(quality=np.array([q]), cost=np.array([c]), capacity=np.array(cap),
-                             load=np.array(load), budget=budget, min_quality=floor, allow_reject=reject)
-    return one, problem
+def one_query_cases() -> st.SearchStrategy[tuple[OneQuery, RoutingProblem]]:
+    return one_queries(QUALITY, COST, CAPACITY, LOAD, floors=[None, 0.0, 0.5, 0.7, 1.0],
+                       budgets=[None, 0.0, 1e-5, 1.0], max_m=8)
 
 
 RULES: list[tuple[str, dict[str, Any]]] = [
@@ -79,7 +69,7 @@ RULES: list[tuple[str, dict[str, Any]]] = [
 
 @pytest.mark.parametrize(("name", "params"), RULES, ids=lambda x: str(x))
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cases=st.lists(one_queries(), min_size=1, max_size=5))
+@given(cases=st.lists(one_query_cases(), min_size=1, max_size=5))
 def test_route_one_equals_route_on_adversarial_floats(name: str, params: dict[str, Any],
                                                       cases: list[tuple[OneQuery, RoutingProblem]]) -> None:
     """Per query of a sequence: the same model from both paths, and where route_one declines (None) the
