@@ -121,6 +121,13 @@ def _compact(x: np.ndarray) -> array:  # type: ignore[type-arg]
     return array("q", x.tobytes())
 
 
+def _misses_rows(cost: float, quality: float, budget: float | None, floor: float | None) -> bool:
+    """:func:`check_assignment`'s budget and floor tests for a batch of one query (its cost and quality),
+    in Python scalars for the one-query paths."""
+    return (budget is not None and cost > budget + TOL * max(1.0, budget)) or (
+        floor is not None and quality < floor - TOL)
+
+
 @dataclass(frozen=True)
 class _Single:
     """Every query's decision made up front (:meth:`Dispatcher.precompute`) and the chosen model's facts
@@ -500,8 +507,7 @@ class Dispatcher:
         budget, floor = self.budget_per_query, self.min_quality
         # the policy's own check of its choice (check_assignment on a batch of one; see _precomputed_status)
         chosen_cost, chosen_quality = sg.pcost[rid], sg.pqual[rid]  # 0 when rejected
-        policy_ok = not ((budget is not None and chosen_cost > budget + TOL * max(1.0, budget)) or (
-            floor is not None and chosen_quality < floor - TOL))
+        policy_ok = not _misses_rows(chosen_cost, chosen_quality, budget, floor)
         cost = chosen_cost if served else 0.0
         quality = chosen_quality if served else 0.0
         if not policy_ok or (budget is not None and cost > budget * (1 + TOL) + 1e-12) or (
@@ -572,8 +578,7 @@ class Dispatcher:
                 kept.append(f"capacity of {label}: load 1 > {cap:g}")
             cost, quality = query.cost[j], query.quality[j]
         budget, floor = query.budget, query.min_quality
-        other = (budget is not None and cost > budget + TOL * max(1.0, budget)) or (
-            floor is not None and quality < floor - TOL)
+        other = _misses_rows(cost, quality, budget, floor)
         return kept, bool(kept) or other
 
     def _load(self) -> list[int]:
