@@ -89,13 +89,13 @@ class Settling:
     def _settle_once(self, now: float, woken: Any) -> None: ...
 
 
-class _Wake:
+class Wake:
     """The least a SimPy event needs to be stepped (``callbacks``, and ``_ok`` for the failure check):
     one wake per boundary is the engine's commonest event, and a full ``Timeout`` (environment, value,
     delay, ``__init__``) costs several times more. Scheduled by :meth:`simpy.Environment.schedule` with
     the priority and delay ``env.timeout`` would use, so it takes the same place in SimPy's order.
     No ``__init__`` either: :meth:`Wakes._arm_at` fills the two slots (a Python-level constructor call
-    costs more than the rest of the object)."""
+    costs more than the rest of the object); the arrival feed (:mod:`sim.engine.feed`) uses it too."""
 
     __slots__ = ("callbacks", "t")
     callbacks: list[Any]
@@ -162,12 +162,12 @@ class Wakes:
         self._pending.add(t)
         if d < 0.0:  # not seen either (a boundary in the past): SimPy fires it now
             d = 0.0
-        ev = _Wake()
+        ev = Wake()
         ev.callbacks = [self._cb]
         ev.t = now + d
         self.env.schedule(ev, NORMAL, d)  # type: ignore[arg-type]
 
-    def _on_wake(self, ev: _Wake) -> None:
+    def _on_wake(self, ev: Wake) -> None:
         now = ev.t  # == env.now: SimPy's clock is the scheduling time plus the delay, as computed there
         self._pending.discard(now)
         if now == self._wake_t:

@@ -20,17 +20,16 @@ import numpy as np
 import simpy
 from simpy.core import NORMAL, URGENT
 
+from sim.engine.closedform import Wake
+
 ArriveFn = Callable[[int, int], None]
 
 
-class _Tick:
-    """The least SimPy's ``step`` needs of an event: its callbacks, and ``_ok`` for the failure check."""
-
-    __slots__ = ("callbacks",)
-    _ok = True
-
-    def __init__(self, cb: Callable[[Any], None]) -> None:
-        self.callbacks = [cb]
+def _tick(cb: Callable[[Any], None]) -> Wake:
+    """A bare event calling ``cb`` when SimPy steps it (its time slot unused here)."""
+    ev = Wake()
+    ev.callbacks = [cb]
+    return ev
 
 
 class ArrivalFeed:
@@ -51,7 +50,7 @@ class ArrivalFeed:
         self.arrive = arrive
         self.done = env.event()
         self._k = 0
-        env.schedule(_Tick(self._begin), URGENT, 0)  # type: ignore[arg-type]
+        env.schedule(_tick(self._begin), URGENT, 0)  # type: ignore[arg-type]
 
     def _begin(self, _ev: Any) -> None:
         self._from(0)
@@ -71,7 +70,7 @@ class ArrivalFeed:
             delay = float(times[starts[k]]) - env.now
             if delay > 0:
                 self._k = k
-                env.schedule(_Tick(self._fire), NORMAL, delay)  # type: ignore[arg-type]
+                env.schedule(_tick(self._fire), NORMAL, delay)  # type: ignore[arg-type]
                 return
             self.arrive(starts[k], ends[k])
             k += 1
