@@ -105,6 +105,7 @@ def _make_dispatcher(
         predicted_output_tokens=pred.output_tokens,
     )
     r = sc.router
+    failures = bool(_failures(sc))
     return Dispatcher(
         env,
         groups,
@@ -119,13 +120,13 @@ def _make_dispatcher(
         model_names=tuple(m.name for m in sc.models),
         on_reject=on_reject,
         # a failed model's capacity drops to 0 whatever the mode, so with failures it can always bind
-        capacity_never_binds=not _failures(sc) and (
+        capacity_never_binds=not failures and (
             r.capacity == "unlimited"
             or (r.capacity == "slots_and_queue" and all(d.max_queue is None for d in sc.deployments))),
         slo=_slo_routing(sc),
         record_estimates=sc.outputs.latency_estimates,
         price_changes=_price_changes(sc),
-        failures=bool(_failures(sc)),
+        failures=failures,
     )
 
 
