@@ -15,7 +15,7 @@ import simpy
 
 from sim.engine.instance import Instance
 from sim.engine.latency import LatencyProfile
-from sim.engine.paged import PagedGroup, PagedInstance
+from sim.engine.paged import PagedGroup, PagedInstance, fit_limit
 from sim.engine.request import Request
 from sim.engine.scheduler import RESERVE, SchedulerConfig
 
@@ -95,9 +95,12 @@ class DeploymentRuntime:
         # Instances not failed (sim/engine/faults.py), in construction order: routing and capacity see
         # only these. Equal to ``instances`` as long as nothing fails, so no-event runs are unchanged.
         self.up: list[Instance | PagedInstance] = list(self.instances)
-        # fits() of a reserve deployment is one comparison (its reservation against this); None: ask
-        # the scheduler (paged), or never fits (no instance)
-        self._fit_kv = kv_capacity_tokens if scheduler.kind == RESERVE.kind and self.instances else None
+        # fits() is one comparison against the largest ``prompt + output`` the scheduler accepts (reserve:
+        # the KV capacity; paged: found once, see fit_limit); -1: never fits (no instance)
+        self.fit_tokens = -1
+        if self.instances:
+            self.fit_tokens = (kv_capacity_tokens if scheduler.kind == RESERVE.kind
+                               else fit_limit(scheduler, kv_capacity_tokens))
 
     # -- state -----------------------------------------------------------------
     # (plain loops rather than sum() over generators: read per query by per-query routing and the sampler)
@@ -138,10 +141,9 @@ class DeploymentRuntime:
 
     def fits(self, req: Request) -> bool:
         """Whether the request can ever complete here (see :meth:`SchedulerConfig.fits`); never on a
-        deployment of 0 instances (listed, not served)."""
-        if self._fit_kv is not None:
-            return req.prompt_tokens + req.output_tokens <= self._fit_kv
-        return bool(self.instances) and self.scheduler.fits(self.kv_capacity_tokens, req.prompt_tokens, req.output_tokens)
+        deployment of 0 instances (listed, not served). Per submitted request, so one comparison with
+        :attr:`fit_tokens` (exact: ``fits`` depends on ``prompt + output`` only, monotonically)."""
+        return req.prompt_tokens + req.output_tokens <= self.fit_tokens
 
     # -- actions ----------------------------------------------------------------
     def submit(self, req: Request) -> None:
@@ -227,6 +229,8 @@ class ModelGroup:
         # fixed for the run: failures change which instances are up, not how many there are
         self.served = [d for d in deployments if d.instances]
         self.orphan: Callable[[Request], None] | None = None  # set by sim.engine.faults
+        # the largest prompt + output some deployment accepts (see DeploymentRuntime.fit_tokens)
+        self._fit_tokens = max((d.fit_tokens for d in deployments), default=-1)
 
     def capacity(self, mode: str) -> float:
         return sum(d.capacity(mode) for d in self.deployments)
@@ -240,11 +244,9 @@ class ModelGroup:
 
     def fits(self, req: Request) -> bool:
         """Whether the request could ever run on some deployment of this model (failed ones included:
-        being down is not the request's fault; see :meth:`submit`)."""
-        for d in self.deployments:
-            if d.fits(req):
-                return True
-        return False
+        being down is not the request's fault; see :meth:`submit`). Some deployment accepts it exactly
+        when the largest of their limits does (one comparison: read per routed request)."""
+        return req.prompt_tokens + req.output_tokens <= self._fit_tokens
 
     def can_take(self, req: Request) -> bool:
         """Some deployment that is up could run the request."""

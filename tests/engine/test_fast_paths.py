@@ -87,7 +87,8 @@ def test_submission_choices_match_their_plain_definitions(scheduler: SchedulerCo
     env = simpy.Environment()
     deps = [_deployment(env, instances=4, max_seqs=3, kv=4000, scheduler=scheduler, k=0),
             _deployment(env, instances=0, max_seqs=3, kv=4000, scheduler=scheduler, k=1)]
-    groups = [ModelGroup("one", deps[:1]), ModelGroup("none", deps[1:])]
+    deps.append(_deployment(env, instances=1, max_seqs=3, kv=2500, scheduler=scheduler, k=2))
+    groups = [ModelGroup("one", deps[:1]), ModelGroup("none", deps[1:2]), ModelGroup("two", [deps[2], deps[0]])]
     seen: set[int] = set()
 
     def source() -> Generator[simpy.Event, None, None]:
