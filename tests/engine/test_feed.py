@@ -13,7 +13,7 @@ import simpy
 from sim.engine.feed import ArrivalFeed, reference_process
 
 
-def _trace(times: np.ndarray, starts: np.ndarray, use_feed: bool) -> list[tuple[Any, ...]]:
+def _trace(times: np.ndarray, starts: np.ndarray | None, use_feed: bool) -> list[tuple[Any, ...]]:
     """Every arrive call and every event the calls and a competing process cause, in firing order;
     the run stops when the arrivals end (as the runner's ``env.run(until=arrivals)``)."""
     env = simpy.Environment()
@@ -35,7 +35,7 @@ def _trace(times: np.ndarray, starts: np.ndarray, use_feed: bool) -> list[tuple[
 
     env.process(rival())
     end = ArrivalFeed(env, times, starts, arrive).done if use_feed else env.process(
-        reference_process(env, times, starts, arrive))
+        reference_process(env, times, np.arange(len(times)) if starts is None else starts, arrive))
     env.process(rival())
     env.run(until=end)
     log.append((env.now, "end"))
@@ -61,3 +61,13 @@ def test_everything_at_time_zero() -> None:
     times = np.zeros(5)
     starts = np.array([0, 2, 3])
     assert _trace(times, starts, True) == _trace(times, starts, False)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_unit_groups_without_a_starts_array(seed: int) -> None:
+    """``starts=None`` (every query its own group, no index array kept) feeds as ``arange`` does."""
+    rng = np.random.default_rng(seed)
+    times = np.maximum.accumulate(np.cumsum(rng.choice([0.0, 0.1, 0.25], size=200)))
+    feed, ref = _trace(times, None, True), _trace(times, None, False)
+    assert feed == ref == _trace(times, np.arange(200), True)
+    assert sum(1 for x in feed if x[1] == "arrive") == 200
