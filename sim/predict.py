@@ -69,7 +69,9 @@ def build_predictions(sc: Scenario, wl: Workload) -> Predictions:
     if wl.token_source == "pool" and wl.queries.cost_usd is not None:
         cost = recorded_cost_prediction(sc, wl, out_tokens)
     else:
-        cost = priced(wl.prompt_tokens, out_tokens, *_prices(sc))
+        # without token noise the predicted cost is often the realised one, value for value: then it
+        # is a read-only view of it, not a second (N, m) array (32 MB a million queries of four models)
+        cost = priced(wl.prompt_tokens, out_tokens, *_prices(sc), same_as=wl.cost)
     _warn_zero_predicted(sc, cost, wl.cost)
     return Predictions(
         quality=pred.quality,
@@ -84,14 +86,37 @@ ROWS_AT_ONCE = 1 << 14
 """Queries priced at once by :func:`priced`."""
 
 
-def priced(prompt: np.ndarray, output: np.ndarray, price_in: np.ndarray, price_out: np.ndarray) -> np.ndarray:
+def priced(prompt: np.ndarray, output: np.ndarray, price_in: np.ndarray, price_out: np.ndarray, *,
+           same_as: np.ndarray | None = None) -> np.ndarray:
     """:func:`~sim.workload.build.price` of every query, a slice of rows at a time into the result: the
     formula is elementwise, so the floats are the same, without its three (N, m) temporaries (~100 MB
-    at a million queries of four models)."""
-    out = np.empty(output.shape, dtype=np.float64)
+    at a million queries of four models).
+
+    ``same_as``: an array the result may equal (the realised cost, when the predicted output tokens are
+    the served ones and so are the prices). While every slice equals its rows of ``same_as`` bit for bit
+    nothing is stored; if all do, a read-only view of ``same_as`` is returned instead of a copy."""
+    shared = same_as is not None and same_as.shape == output.shape and same_as.dtype == np.float64
+    out = None if shared else np.empty(output.shape, dtype=np.float64)
     for r in range(0, output.shape[0], ROWS_AT_ONCE):
-        out[r : r + ROWS_AT_ONCE] = price(prompt[r : r + ROWS_AT_ONCE], output[r : r + ROWS_AT_ONCE], price_in, price_out)
+        part = price(prompt[r : r + ROWS_AT_ONCE], output[r : r + ROWS_AT_ONCE], price_in, price_out)
+        if out is None:  # every slice so far equals same_as
+            assert same_as is not None
+            if _identical(part, same_as[r : r + ROWS_AT_ONCE]):
+                continue
+            out = np.empty(output.shape, dtype=np.float64)
+            out[:r] = same_as[:r]
+        out[r : r + ROWS_AT_ONCE] = part
+    if out is None:
+        assert same_as is not None
+        view = same_as.view()
+        view.flags.writeable = False
+        return view
     return out
+
+
+def _identical(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bit-for-bit equal float arrays (NaN equals NaN with the same bits; -0.0 differs from 0.0)."""
+    return a.shape == b.shape and bool(np.array_equal(a.view(np.int64), np.ascontiguousarray(b).view(np.int64)))
 
 
 PRICE_DISAGREEMENT = 0.2

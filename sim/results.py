@@ -54,12 +54,59 @@ class RunResult:
         return state
 
 
+@dataclass(frozen=True)
+class Routing:
+    """What the summary reads of the dispatcher: its batch log and counters. Not the dispatcher itself,
+    which holds the run's per-query routing inputs (predictions, costs, decisions made up front: ~150 MB
+    at a million queries) that nothing needs once the engine has stopped (issue 14)."""
+
+    log: Any  # sim.dispatcher.BatchLog
+    budget_violations: int
+    overspend_usd: float
+    quality_floor_misses: int
+    capacity_refusals: int
+
+    @classmethod
+    def of(cls, dispatcher: Any) -> Routing:
+        return cls(log=dispatcher.log, budget_violations=dispatcher.budget_violations,
+                   overspend_usd=dispatcher.overspend_usd, quality_floor_misses=dispatcher.quality_floor_misses,
+                   capacity_refusals=dispatcher.capacity_refusals)
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What :func:`summarise` and the requests table read of the prepared inputs. A run that prepared its
+    own inputs keeps only these through summarising (the rest — predictions, per-model costs and output
+    tokens, arrival times, ~200 MB at a million queries of four models — is freed when the engine stops;
+    issue 14); the requests table is built from these, so it keeps no more than they hold."""
+
+    query_ids: np.ndarray
+    task: np.ndarray
+    task_names: tuple[str, ...]
+    prompt_tokens: np.ndarray  # as served
+    quality: np.ndarray  # (N, m) realised, for the requests table's difficulty column
+    data_report: dict[str, int] | None
+    references: dict[str, Any]
+    scores: dict[str, Any]  # the predictor's
+
+    @classmethod
+    def of(cls, prepared: Any) -> RunInputs:
+        """From a :class:`sim.prepare.Prepared` (a RunInputs is returned as it is)."""
+        if isinstance(prepared, RunInputs):
+            return prepared
+        wl = prepared.workload
+        q = wl.queries
+        return cls(query_ids=q.query_ids, task=q.task, task_names=q.task_names, prompt_tokens=wl.prompt_tokens,
+                   quality=q.quality, data_report=q.data_report, references=prepared.references,
+                   scores=prepared.predictions.scores)
+
+
 @dataclass
 class Trace:
     """What the engine leaves behind: recorder, dispatcher log and counters, samples, instance peaks."""
 
     rec: Any  # sim.metrics.recorder.RequestRecorder
-    dispatcher: Any  # sim.dispatcher.Dispatcher (its log and counters)
+    routing: Routing
     deployments: list[DeploymentStats]
     instances: pd.DataFrame
     sample_t: np.ndarray
@@ -92,7 +139,7 @@ def difficulty(quality: np.ndarray) -> np.ndarray:
 
 def batch_budget_stats(sc: Scenario, trace: Trace) -> dict[str, Any]:
     """The dispatcher's per-batch counters, as :func:`sim.metrics.summary.summarize` takes them."""
-    d, log = trace.dispatcher, trace.dispatcher.log
+    d, log = trace.routing, trace.routing.log
     return {
         "count": len(log.time),
         "budget_per_query": sc.router.budget_per_query,
@@ -118,10 +165,11 @@ def slo_targets(sc: Scenario) -> dict[str, float | None]:
 
 
 def summarise(sc: Scenario, prepared: Any, trace: Trace) -> RunResult:
-    """The run's summary and tables from the engine's trace and the prepared inputs."""
+    """The run's summary and tables from the engine's trace and the prepared inputs (a
+    :class:`sim.prepare.Prepared`, or the :class:`RunInputs` of one)."""
     from sim.metrics.summary import summarize
 
-    wl, pred = prepared.workload, prepared.predictions
+    inputs = RunInputs.of(prepared)
     model_names = tuple(m.name for m in sc.models)
     summary = summarize(
         rec=trace.rec,
@@ -134,9 +182,9 @@ def summarise(sc: Scenario, prepared: Any, trace: Trace) -> RunResult:
         arrivals_end=trace.arrivals_end,
         warmup_s=sc.warmup_s,
         batches=batch_budget_stats(sc, trace),
-        references=prepared.references,
-        data=wl.queries.data_report,
-        prompt_tokens=wl.prompt_tokens,
+        references=inputs.references,
+        data=inputs.data_report,
+        prompt_tokens=inputs.prompt_tokens,
         slo=slo_targets(sc),
     )
     summary = finite({
@@ -145,22 +193,23 @@ def summarise(sc: Scenario, prepared: Any, trace: Trace) -> RunResult:
         "policy": sc.router.policy,
         "predictor": sc.router.predictor.name,
         **summary,
-        "predictor_scores": pred.scores,
+        "predictor_scores": inputs.scores,
         **({} if trace.events is None else {"events": trace.events}),
     })
+    rec = trace.rec
 
     def requests() -> pd.DataFrame:
-        frame = trace.rec.to_frame(
-            query_ids=wl.queries.query_ids,
-            task=wl.queries.task,
-            task_names=wl.queries.task_names,
-            prompt_tokens=wl.prompt_tokens,
+        frame = rec.to_frame(
+            query_ids=inputs.query_ids,
+            task=inputs.task,
+            task_names=inputs.task_names,
+            prompt_tokens=inputs.prompt_tokens,
             model_names=model_names,
         )
-        frame["difficulty"] = difficulty(wl.queries.quality)
+        frame["difficulty"] = difficulty(inputs.quality)
         return frame
 
-    log = trace.dispatcher.log
+    log = trace.routing.log
     return RunResult(
         summary=summary,
         requests_table=requests,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from sim.config.schema import NodeFailure, PriceChange, Scenario
 from sim.prepare import Prepared, prepare, prepare_key
 from sim.prepare import horizon as _horizon
 from sim.prepare import sample_interval as _sample_interval
-from sim.results import RunResult, Trace, summarise
+from sim.results import Routing, RunInputs, RunResult, Trace, summarise
 
 if TYPE_CHECKING:  # the engine side is imported where a simulation starts (start-up, issue 14)
     import pandas as pd
@@ -60,11 +61,26 @@ def simulate(
     window simulated. ``_no_precompute`` forces batch-by-batch routing even where deciding all queries
     up front is equivalent (tests use it to check that equivalence)."""
     if prepared is None:
-        prepared = prepare(sc, base_dir)
+        prepared = _for_this_run(prepare(sc, base_dir))
     elif prepared.key != prepare_key(sc):
         raise ValueError("prepared inputs come from a scenario with a different workload or predictor")
     trace = _run_engine(sc, prepared, progress, precompute=not _no_precompute)
-    return summarise(sc, prepared, trace)
+    # From here on only what the summary and the tables read is kept: prepared here, the rest of the
+    # inputs is freed before summarising (issue 14's memory target; a caller's ``prepared`` stays theirs).
+    inputs = RunInputs.of(prepared)
+    del prepared
+    return summarise(sc, inputs, trace)
+
+
+def _for_this_run(prepared: Prepared) -> Prepared:
+    """``prepared`` without what only :func:`prepare` itself reads: the synthetic pool's success
+    probabilities and difficulties (the predictor and the ordering used them; the engine and summary
+    never do). Only for inputs :func:`simulate` prepared itself, which no one else sees."""
+    q = prepared.workload.queries
+    if q.true_prob is None and q.difficulty is None:
+        return prepared
+    wl = replace(prepared.workload, queries=replace(q, true_prob=None, difficulty=None))
+    return replace(prepared, workload=wl)
 
 
 def run(
@@ -179,13 +195,14 @@ def _run_engine(sc: Scenario, prepared: Prepared, progress: ProgressFn | None, *
     done = env.event()
 
     def check_done(_k: int = 0) -> None:
-        # `dispatcher` is bound below, before any request can finish, be rejected or be lost.
-        if rec.completed + dispatcher.rejected + rec.lost >= n and not done.triggered:
+        # `dispatcher` is bound below, before any request can finish, be rejected or be lost (and deleted
+        # once the run is over, which is what ruff's F821 sees)
+        if rec.completed + dispatcher.rejected + rec.lost >= n and not done.triggered:  # noqa: F821
             done.succeed()
 
     def on_finish(req: Request) -> None:
         rec.on_finish(req)
-        dispatcher.finished(req)
+        dispatcher.finished(req)  # noqa: F821
         check_done()
 
     def on_lost(req: Request, instance: int) -> None:
@@ -225,9 +242,14 @@ def _run_engine(sc: Scenario, prepared: Prepared, progress: ProgressFn | None, *
         dispatcher.flush()  # a window still open at the cut-off is routed now, then the run stops
         end_time = float(env.now)
     st, sq, sr = sampler.arrays()
+    routing = Routing.of(dispatcher)
+    # The engine's callbacks (on_finish, check_done) reach the dispatcher through this frame's cell, and
+    # the engine reaches them: a reference cycle, which would keep the dispatcher's per-query inputs
+    # (~150 MB at a million queries) until the next cyclic collection. Without the cell they go now.
+    del dispatcher
     return Trace(
         rec=rec,
-        dispatcher=dispatcher,
+        routing=routing,
         deployments=[_stats(d, end_time) for d in deployments],
         instances=_instances_frame(deployments),
         sample_t=st,

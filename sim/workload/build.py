@@ -39,7 +39,9 @@ class Workload:
     """N arrivals, each matched with one query (row i of ``queries`` arrives at ``times[i]``)."""
 
     times: np.ndarray  # (N,)
-    group_starts: np.ndarray  # indices where a new arrival group begins
+    # indices where a new arrival group begins; None when every arrival is a group of its own (then it
+    # would be 0 .. N-1: 8 bytes a query for nothing, issue 14)
+    group_starts: np.ndarray | None
     queries: QuerySet  # N rows, in arrival order
     prompt_tokens: np.ndarray  # (N,) as served (pool's or trace's)
     output_tokens: np.ndarray  # (N, m) as served
@@ -314,7 +316,7 @@ def build_workload(sc: Scenario, base_dir: Path | None = None) -> Workload:
     starts = np.flatnonzero(np.r_[True, np.diff(arrivals.group) != 0]) if n else np.zeros(0, np.int64)
     return Workload(
         times=arrivals.times,
-        group_starts=starts.astype(np.int64),
+        group_starts=None if len(starts) == n else starts.astype(np.int64),
         queries=queries,
         prompt_tokens=np.asarray(prompt, dtype=np.int64),
         output_tokens=np.asarray(output, dtype=np.int64),

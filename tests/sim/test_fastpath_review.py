@@ -40,7 +40,9 @@ SMALL_KV = {"gpu_memory_utilization": 0.2005, "activation_reserve_gib": 1.0}  # 
 class _ReferenceFeed:
     """The arrival generator in ArrivalFeed's shape (``done`` is the process)."""
 
-    def __init__(self, env: simpy.Environment, times: np.ndarray, starts: np.ndarray, arrive: Any) -> None:
+    def __init__(self, env: simpy.Environment, times: np.ndarray, starts: np.ndarray | None, arrive: Any) -> None:
+        if starts is None:  # every arrival its own group (the workload keeps no 0 .. N-1 then)
+            starts = np.arange(len(times))
         self.done = env.process(feed.reference_process(env, times, starts, arrive))
 
 
