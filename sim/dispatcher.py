@@ -29,6 +29,7 @@ import time
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import simpy
@@ -95,21 +96,121 @@ def _ints() -> array:  # type: ignore[type-arg]
 class BatchLog:
     """One row per routed batch (batches.parquet). Costs and qualities are predicted, of served queries.
 
-    Numbers are kept in typed arrays (8 bytes a row each, where a list holds a 32-byte float object per
-    row: at Δ = 0 a million-query run has a million rows); the two text columns hold shared strings."""
+    A row is stored in one of two ways (:meth:`columns` gives the table either way):
 
+    * whole: a batch routed by :meth:`Dispatcher.route` or a one-query path that logs through
+      :meth:`Dispatcher._account` (a violation to report) — every column, plus its row number in ``at``;
+    * by its query: a one-query batch decided up front with nothing to report (the common case of
+      :meth:`Dispatcher._route_single`, so nearly every row of a Δ = 0 run). Its columns are its query's
+      arrival time, size 1, "feasible", the up-front call's share of solve time, the budget, the predicted
+      cost and quality of the chosen model (0 when not served; the recorder holds them), 0 / 1 rejected,
+      no violations: only the query (``one``: its id, ``~id`` when not served) and the wall-clock routing
+      time are kept, 16 bytes a row instead of 80 (a million-query run has a million rows, issue 14).
+
+    Numbers are kept in typed arrays (8 bytes a row each, where a list holds a 32-byte float object per
+    row); the two text columns hold shared strings."""
+
+    routing_time_s: array = field(default_factory=_floats)  # type: ignore[type-arg]  # every row, in order
+    # whole rows
+    at: array = field(default_factory=_ints)  # type: ignore[type-arg]
     time: array = field(default_factory=_floats)  # type: ignore[type-arg]
     size: array = field(default_factory=_ints)  # type: ignore[type-arg]
     status: list[str] = field(default_factory=list)
     # the policy call (its share when decided up front)
     solve_time_s: array = field(default_factory=_floats)  # type: ignore[type-arg]
-    # the whole routing path (wall clock), see route()
-    routing_time_s: array = field(default_factory=_floats)  # type: ignore[type-arg]
     predicted_cost: array = field(default_factory=_floats)  # type: ignore[type-arg]
     budget: array = field(default_factory=_floats)  # type: ignore[type-arg]
     predicted_mean_quality: array = field(default_factory=_floats)  # type: ignore[type-arg]
     rejected: array = field(default_factory=_ints)  # type: ignore[type-arg]
     violations: list[str] = field(default_factory=list)
+    # rows kept by their query, and where their other columns come from (set with the first of them)
+    one: array = field(default_factory=_ints)  # type: ignore[type-arg]
+    one_source: _OneRows | None = None
+
+    def __len__(self) -> int:
+        return len(self.routing_time_s)
+
+    def add(self, time_s: float, size: int, status: str, solve_time_s: float, routing_time_s: float,
+            predicted_cost: float, budget: float | None, predicted_mean_quality: float, rejected: int,
+            violations: str) -> None:
+        """Append a whole row."""
+        self.at.append(len(self.routing_time_s))
+        self.routing_time_s.append(routing_time_s)
+        self.time.append(time_s)
+        self.size.append(size)
+        self.status.append(status)
+        self.solve_time_s.append(solve_time_s)
+        self.predicted_cost.append(predicted_cost)
+        self.budget.append(np.nan if budget is None else budget)
+        self.predicted_mean_quality.append(predicted_mean_quality)
+        self.rejected.append(rejected)
+        self.violations.append(violations)
+
+    def sizes(self) -> np.ndarray:
+        """The size column (int64), without building the others."""
+        out = np.ones(len(self), dtype=np.int64)
+        out[np.frombuffer(self.at, dtype=np.int64)] = np.frombuffer(self.size, dtype=np.int64)
+        return out
+
+    def infeasible(self) -> int:
+        """Rows whose status is "infeasible" (rows kept by their query are "feasible")."""
+        return sum(st == STATUS_INFEASIBLE for st in self.status)
+
+    def columns(self) -> dict[str, Any]:
+        """Every column, one entry per row in order (numbers as numpy arrays, text as lists)."""
+        n = len(self)
+        whole = np.frombuffer(self.at, dtype=np.int64)
+        by_query = np.ones(n, dtype=bool)
+        by_query[whole] = False
+        ones = np.frombuffer(self.one, dtype=np.int64)
+        served = ones >= 0
+        rid = np.where(served, ones, ~ones)
+        src = self.one_source
+        if ones.size:
+            assert src is not None and int(by_query.sum()) == ones.size
+        cols: dict[str, Any] = {}
+        for name, dtype, fill in (("time", np.float64, None), ("size", np.int64, 1),
+                                  ("solve_time_s", np.float64, None), ("predicted_cost", np.float64, None),
+                                  ("budget", np.float64, None), ("predicted_mean_quality", np.float64, None),
+                                  ("rejected", np.int64, None)):
+            col = np.empty(n, dtype=dtype)
+            col[whole] = np.frombuffer(getattr(self, name), dtype=dtype)
+            if ones.size:
+                assert src is not None
+                col[by_query] = fill if fill is not None else src.column(name, rid, served)
+            cols[name] = col
+        cols["routing_time_s"] = np.frombuffer(self.routing_time_s, dtype=np.float64).copy()
+        for name, default in (("status", STATUS_FEASIBLE), ("violations", "")):
+            text = [default] * n
+            for k, value in zip(whole.tolist(), getattr(self, name), strict=True):
+                text[k] = value
+            cols[name] = text
+        return cols
+
+
+@dataclass(frozen=True)
+class _OneRows:
+    """Where the columns of :class:`BatchLog`'s rows kept by their query come from: the recorder's
+    arrival time, predicted cost and quality of the query (what :meth:`Dispatcher._route_single` logged:
+    the decision is made at arrival, and those columns hold the chosen model's predictions, written up
+    front by :meth:`Dispatcher._record_decisions`), and the constants of the run."""
+
+    rec: RequestRecorder
+    solve_time_s: float
+    budget: float | None
+
+    def column(self, name: str, rid: np.ndarray, served: np.ndarray) -> np.ndarray | float:
+        rec = self.rec
+        if name == "time":
+            return rec.arrival[rid]
+        if name == "solve_time_s":
+            return self.solve_time_s
+        if name == "budget":
+            return np.nan if self.budget is None else self.budget
+        if name == "rejected":
+            return np.where(served, 0, 1)
+        values = rec.predicted_cost if name == "predicted_cost" else rec.predicted_quality
+        return np.where(served, values[rid], 0.0)
 
 
 def _compact(x: np.ndarray) -> array:  # type: ignore[type-arg]
@@ -130,12 +231,11 @@ def _misses_rows(cost: float, quality: float, budget: float | None, floor: float
 
 @dataclass(frozen=True)
 class _Single:
-    """Every query's decision made up front (:meth:`Dispatcher.precompute`) and the chosen model's facts
-    (0 / 1 token for rejected queries), for :meth:`Dispatcher._route_single`."""
+    """Every query's decision made up front (:meth:`Dispatcher.precompute`) and the chosen model's tokens
+    (1 output token for rejected queries), for :meth:`Dispatcher._route_single`. The chosen model's
+    predicted cost and quality are the recorder's (written up front, 0 for rejected queries)."""
 
     choice: array  # type: ignore[type-arg]  # model index, -1 = rejected
-    pcost: array  # type: ignore[type-arg]  # predicted cost
-    pqual: array  # type: ignore[type-arg]  # predicted quality
     output: array  # type: ignore[type-arg]  # output tokens, >= 1
     prompt: array  # type: ignore[type-arg]  # prompt tokens
     share: float  # the vectorised policy call's time per query
@@ -149,6 +249,9 @@ class Dispatcher:
     #: finish (:meth:`finished`), instead of summing it over instances per decision; only without node
     #: failures (a failure hands requests back). Tests switch it off to compare (``test_in_flight_counter``).
     count_in_flight: bool = True
+    #: Keep a one-query batch decided up front with nothing to report by its query in the batch log
+    #: (:class:`BatchLog`); tests switch it off to compare with whole rows (``test_batch_log_rows``).
+    rows_by_query: bool = True
 
     def __init__(
         self,
@@ -197,6 +300,7 @@ class Dispatcher:
         self.precomputed: np.ndarray | None = None
         self._precompute_time_s = 0.0
         self._single: _Single | None = None
+        self._judge_single = True  # set by precompute
         # When no model's capacity can ever bind (unlimited queues), capacity is a constant: skip the sums.
         # A model listed without instances (``instances: 0``) has none, for the whole run.
         self.capacity_never_binds = capacity_never_binds
@@ -276,8 +380,6 @@ class Dispatcher:
         output = np.maximum(np.where(routed, inp.output_tokens[rows, cols], 1), 1).astype(np.int64)
         self._single = _Single(
             choice=_compact(a),
-            pcost=array("d", np.where(routed, inp.predicted_cost[rows, cols], 0.0).tobytes()),
-            pqual=array("d", np.where(routed, inp.predicted_quality[rows, cols], 0.0).tobytes()),
             output=_compact(output),
             prompt=_compact(np.asarray(inp.prompt_tokens)),
             share=self._precompute_time_s / len(a),
@@ -286,6 +388,9 @@ class Dispatcher:
         self.precomputed = np.frombuffer(self._single.choice, dtype=np.int32 if self._single.choice.itemsize == 4
                                          else np.int64)
         self._record_decisions(a, output)
+        # a batch of one decided up front has a budget or floor to judge, else nothing to report
+        self._judge_single = self.budget_per_query is not None or self.min_quality is not None or not self.rows_by_query
+        self.log.one_source = _OneRows(self.rec, self._single.share, self.budget_per_query)
         return True
 
     def _precomputed_status(self, ids: np.ndarray, assignment: np.ndarray, budget: float | None) -> str:
@@ -482,7 +587,7 @@ class Dispatcher:
         now = self.env.now
         rec.arrival[rid] = now
         rec.decision[rid] = now
-        rec.batch[rid] = len(log.time)
+        rec.batch[rid] = len(log.routing_time_s)
         j = sg.choice[rid]
         served = False
         if j >= 0:  # its decision columns are written already (_record_decisions)
@@ -504,28 +609,29 @@ class Dispatcher:
                 rec.quality[rid] = 0.0
         if not served:
             self._rejected(1)
+        if self._judge_single and self._judged_single(rid, served, t0):
+            return
+        log.one.append(rid if served else ~rid)  # the row, kept by its query (BatchLog)
+        log.routing_time_s.append(sg.share + time.perf_counter() - t0)
+
+    def _judged_single(self, rid: int, served: bool, t0: float) -> bool:
+        """:meth:`_route_single`'s budget and floor checks (True: a whole row was logged through
+        :meth:`_account`; False: nothing to report, the caller keeps the row by its query)."""
+        sg = self._single
+        assert sg is not None
         budget, floor = self.budget_per_query, self.min_quality
-        # the policy's own check of its choice (check_assignment on a batch of one; see _precomputed_status)
-        chosen_cost, chosen_quality = sg.pcost[rid], sg.pqual[rid]  # 0 when rejected
+        # the policy's own check of its choice (check_assignment on a batch of one; see _precomputed_status);
+        # the recorder holds the chosen model's predictions (0 when rejected), written up front
+        chosen_cost, chosen_quality = self.rec.predicted_cost.item(rid), self.rec.predicted_quality.item(rid)
         policy_ok = not _misses_rows(chosen_cost, chosen_quality, budget, floor)
         cost = chosen_cost if served else 0.0
         quality = chosen_quality if served else 0.0
-        if not policy_ok or (budget is not None and cost > budget * (1 + TOL) + 1e-12) or (
-            floor is not None and quality < floor - TOL
-        ):
-            self._account(1, STATUS_FEASIBLE if policy_ok else STATUS_INFEASIBLE, sg.share, cost, quality, budget,
-                          0 if served else 1, [], sg.share + time.perf_counter() - t0)
-            return
-        log.time.append(now)  # _account's row when nothing is violated
-        log.size.append(1)
-        log.status.append(STATUS_FEASIBLE)
-        log.solve_time_s.append(sg.share)
-        log.routing_time_s.append(sg.share + time.perf_counter() - t0)
-        log.predicted_cost.append(cost)
-        log.budget.append(np.nan if budget is None else budget)
-        log.predicted_mean_quality.append(quality)
-        log.rejected.append(0 if served else 1)
-        log.violations.append("")
+        if policy_ok and self.rows_by_query and not (budget is not None and cost > budget * (1 + TOL) + 1e-12) and not (
+                floor is not None and quality < floor - TOL):
+            return False
+        self._account(1, STATUS_FEASIBLE if policy_ok else STATUS_INFEASIBLE, sg.share, cost, quality, budget,
+                      0 if served else 1, [], sg.share + time.perf_counter() - t0)
+        return True
 
     def _route_one(self, rid: int) -> bool:
         """:meth:`route` for a batch of one query, with the policy's scalar path (False, having done
@@ -602,7 +708,7 @@ class Dispatcher:
         inp = self.inputs
         rec = self.rec
         rec.decision[rid] = self.env.now
-        rec.batch[rid] = len(self.log.time)
+        rec.batch[rid] = len(self.log.routing_time_s)
         if j < 0:
             rec.status[rid] = STATUS_REJECTED
             if rec.reason[rid] == REASON_NONE:
@@ -657,17 +763,8 @@ class Dispatcher:
                 violations.append(f"min_quality: mean {mean_quality:.6g} < {self.min_quality:.6g}")
         if violations:
             status = STATUS_INFEASIBLE
-        log = self.log
-        log.time.append(self.env.now)
-        log.size.append(n)
-        log.status.append(status)
-        log.solve_time_s.append(solve_time_s)
-        log.routing_time_s.append(routing_time_s)
-        log.predicted_cost.append(cost)
-        log.budget.append(np.nan if budget is None else budget)
-        log.predicted_mean_quality.append(mean_quality)
-        log.rejected.append(rejected)
-        log.violations.append("; ".join(violations))
+        self.log.add(self.env.now, n, status, solve_time_s, routing_time_s, cost, budget, mean_quality, rejected,
+                     "; ".join(violations))
 
     def _rejected(self, k: int) -> None:
         self.rejected += k
@@ -684,7 +781,7 @@ class Dispatcher:
         inp = self.inputs
         rec = self.rec
         rec.decision[ids] = self.env.now
-        rec.batch[ids] = len(self.log.time)
+        rec.batch[ids] = len(self.log.routing_time_s)
         served = assignment.copy()
         routed = assignment >= 0
         rows, cols = ids[routed], assignment[routed]

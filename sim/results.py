@@ -140,17 +140,18 @@ def difficulty(quality: np.ndarray) -> np.ndarray:
 def batch_budget_stats(sc: Scenario, trace: Trace) -> dict[str, Any]:
     """The dispatcher's per-batch counters, as :func:`sim.metrics.summary.summarize` takes them."""
     d, log = trace.routing, trace.routing.log
+    sizes = log.sizes()
     return {
-        "count": len(log.time),
+        "count": len(log),
         "budget_per_query": sc.router.budget_per_query,
         "over_budget": d.budget_violations,
         "overspend_usd": d.overspend_usd,
         "quality_floor": sc.router.min_quality,
         "floor_misses": d.quality_floor_misses,
         "capacity_refusals": d.capacity_refusals,
-        "mean_size": float(np.mean(log.size)) if log.size else 0.0,
-        "sizes": np.asarray(log.size, dtype=np.int64),
-        "infeasible": sum(st == "infeasible" for st in log.status),
+        "mean_size": float(np.mean(sizes)) if sizes.size else 0.0,
+        "sizes": sizes,
+        "infeasible": log.infeasible(),
     }
 
 
@@ -220,22 +221,23 @@ def summarise(sc: Scenario, prepared: Any, trace: Trace) -> RunResult:
 
 
 def batches_frame(log: Any) -> pd.DataFrame:
-    """One row per routed batch (batches.parquet)."""
+    """One row per routed batch (batches.parquet), from the dispatcher's :class:`~sim.dispatcher.BatchLog`."""
     import pandas as pd
 
+    cols = log.columns()
     return pd.DataFrame(
         {
-            "batch": np.arange(len(log.time)),
-            "time_s": log.time,
-            "size": log.size,
-            "status": log.status,
-            "solve_time_s": log.solve_time_s,
-            "routing_time_s": log.routing_time_s,
-            "predicted_cost_usd": log.predicted_cost,
-            "budget_usd": log.budget,
-            "predicted_mean_quality": log.predicted_mean_quality,
-            "rejected": log.rejected,
-            "violations": log.violations,
+            "batch": np.arange(len(log)),
+            "time_s": cols["time"],
+            "size": cols["size"],
+            "status": cols["status"],
+            "solve_time_s": cols["solve_time_s"],
+            "routing_time_s": cols["routing_time_s"],
+            "predicted_cost_usd": cols["predicted_cost"],
+            "budget_usd": cols["budget"],
+            "predicted_mean_quality": cols["predicted_mean_quality"],
+            "rejected": cols["rejected"],
+            "violations": cols["violations"],
         }
     )
 

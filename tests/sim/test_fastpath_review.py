@@ -352,7 +352,8 @@ def test_tied_predictions_on_alike_models(policy: str, monkeypatch: pytest.Monke
 
 @dataclasses.dataclass
 class _ListBatchLog:
-    """BatchLog as it was before its typed arrays (7325310): a list per column."""
+    """BatchLog as it was before its typed arrays (7325310): a list per column, every row whole (run with
+    ``Dispatcher.rows_by_query`` off, so no row is kept by its query)."""
 
     time: list[Any] = dataclasses.field(default_factory=list)
     size: list[Any] = dataclasses.field(default_factory=list)
@@ -364,17 +365,40 @@ class _ListBatchLog:
     predicted_mean_quality: list[Any] = dataclasses.field(default_factory=list)
     rejected: list[Any] = dataclasses.field(default_factory=list)
     violations: list[str] = dataclasses.field(default_factory=list)
+    one_source: Any = None
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def add(self, *row: Any) -> None:
+        time_s, size, status, solve, routing, cost, budget, quality, rejected, violations = row
+        for name, value in (("time", time_s), ("size", size), ("status", status), ("solve_time_s", solve),
+                            ("routing_time_s", routing), ("predicted_cost", cost),
+                            ("budget", np.nan if budget is None else budget),
+                            ("predicted_mean_quality", quality), ("rejected", rejected), ("violations", violations)):
+            getattr(self, name).append(value)
+
+    def sizes(self) -> np.ndarray:
+        return np.asarray(self.size, dtype=np.int64)
+
+    def infeasible(self) -> int:
+        return sum(st == "infeasible" for st in self.status)
+
+    def columns(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "one_source"}
 
 
-def _batch_tables(sc: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+def _batch_tables(sc: Any, monkeypatch: pytest.MonkeyPatch, prepared: Prepared | None = None) -> tuple[Any, Any]:
     import sim.dispatcher
 
-    typed = simulate(sc).batches
+    typed = simulate(sc, prepared=prepared)
     monkeypatch.setattr(sim.dispatcher, "BatchLog", _ListBatchLog)
-    listed = simulate(sc).batches
+    monkeypatch.setattr(Dispatcher, "rows_by_query", False)
+    listed = simulate(sc, prepared=prepared)
     monkeypatch.undo()
-    cols = [c for c in typed.columns if c not in WALL_CLOCK]
-    return typed[cols], listed[cols]
+    assert typed.summary == listed.summary
+    cols = [c for c in typed.batches.columns if c not in WALL_CLOCK]
+    return typed.batches[cols], listed.batches[cols]
 
 
 @pytest.mark.parametrize("router", [{"policy": "lagrangian", "budget_per_query": 1e-4},
@@ -384,6 +408,32 @@ def test_batch_log_arrays_equal_lists(router: dict[str, Any], monkeypatch: pytes
     d["workload"]["arrivals"] = {"type": "batch", "batch_size": 20, "interval_s": 5.0}
     typed, listed = _batch_tables(parse_scenario(yaml.safe_dump(d), file="t.yaml"), monkeypatch)
     assert typed.equals(listed)
+
+
+ROWS_BY_QUERY = {
+    "plain": ({"policy": "threshold_greedy"}, {}),
+    "too-long-floor": ({"policy": "threshold_greedy", "params": {"alpha": 0.2}, "min_quality": 0.5}, SMALL_KV),
+    "budget-reject": ({"policy": "cheapest", "budget_per_query": 5e-5, "allow_reject": True}, SMALL_KV),
+    "floor-budget": ({"policy": "threshold_greedy", "min_quality": 0.7, "budget_per_query": 2e-4}, {}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROWS_BY_QUERY))
+@pytest.mark.parametrize("grouped", [False, True])
+def test_batch_log_rows_by_query_equal_whole_rows(case: str, grouped: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Δ = 0 runs decided up front: one-query rows kept by their query (columns read back from the recorder)
+    give the table of every row stored whole; with violations, too-long and policy refusals, and (grouped)
+    arrival groups routed as batches between them."""
+    router, dep0 = ROWS_BY_QUERY[case]
+    sc = _scenario(router, dep0=dep0)
+    prepared = _regrouped(sc, seed=5) if grouped else None
+    by_query, whole = _batch_tables(sc, monkeypatch, prepared)
+    assert by_query.equals(whole)
+    assert (by_query["size"] == 1).any() and ((by_query["size"] > 1).any() == grouped)
+    if case != "plain":  # rows logged whole (violations) between rows kept by their query
+        assert (by_query["violations"] != "").any() and (by_query["violations"] == "").any()
+    if case in ("too-long-floor", "budget-reject"):
+        assert (by_query["rejected"] > 0).any()
 
 
 def test_batch_log_of_one_batch_at_time_zero(monkeypatch: pytest.MonkeyPatch) -> None:
