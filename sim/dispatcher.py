@@ -249,6 +249,9 @@ class Dispatcher:
     #: finish (:meth:`finished`), instead of summing it over instances per decision; only without node
     #: failures (a failure hands requests back). Tests switch it off to compare (``test_in_flight_counter``).
     count_in_flight: bool = True
+    #: With no batching window every decision is made at arrival: the recorder keeps one column for both
+    #: (:meth:`RequestRecorder.decide_at_arrival`); tests switch it off to compare (``test_decision_column``).
+    decisions_at_arrival: bool = True
     #: Keep a one-query batch decided up front with nothing to report by its query in the batch log
     #: (:class:`BatchLog`); tests switch it off to compare with whole rows (``test_batch_log_rows``).
     rows_by_query: bool = True
@@ -310,6 +313,10 @@ class Dispatcher:
         # when asked (``outputs.latency_estimates``: it costs about a third more run time at Δ = 0).
         self.slo = slo
         self.record_estimates = record_estimates or slo is not None
+        if self.record_estimates or policy.needs_latency:  # latency-based routing records what it routed on
+            recorder.keep_estimates()
+        if window_s <= 0 and self.decisions_at_arrival:
+            recorder.decide_at_arrival()
         self.estimator = LatencyEstimator(models)
         # Price changes (scenario events, docs/events.md): (time, per-model factor on the base prices)
         # steps, looked up at each decision's time; empty = base prices, and nothing is multiplied.
@@ -572,8 +579,10 @@ class Dispatcher:
             return
         pos = np.flatnonzero(served >= 0)
         cols = served[pos]
-        self.rec.pred_ttft[ids[pos]] = est[0][pos, cols]
-        self.rec.pred_e2e[ids[pos]] = est[1][pos, cols]
+        rec = self.rec
+        assert rec.pred_ttft is not None and rec.pred_e2e is not None  # (keep_estimates)
+        rec.pred_ttft[ids[pos]] = est[0][pos, cols]
+        rec.pred_e2e[ids[pos]] = est[1][pos, cols]
 
     def _route_single(self, rid: int) -> None:
         """One query, decided up front: the bookkeeping of :meth:`route` → :meth:`_serve_one` →
@@ -595,9 +604,11 @@ class Dispatcher:
             req = Request(rid, sg.prompt[rid], sg.output[rid], None if prefix is None else prefix.row(rid))
             group = self.models[j]
             if group.fits(req):
-                if self.record_estimates:
-                    rec.pred_ttft[rid], rec.pred_e2e[rid] = self.estimator.predict_one(
-                        j, req.prompt_tokens, max(int(self._est_output[rid, j]), 1))
+                if self.record_estimates:  # (_estimate_one, inlined)
+                    pt, pe = rec.pred_ttft, rec.pred_e2e
+                    assert pt is not None and pe is not None
+                    pt[rid], pe[rid] = self.estimator.predict_one(j, req.prompt_tokens,
+                                                                  max(int(self._est_output[rid, j]), 1))
                 group.submit(req)
                 if self._in_flight is not None:  # (_submit, inlined)
                     self._in_flight[j] += 1
@@ -632,6 +643,13 @@ class Dispatcher:
         self._account(1, STATUS_FEASIBLE if policy_ok else STATUS_INFEASIBLE, sg.share, cost, quality, budget,
                       0 if served else 1, [], sg.share + time.perf_counter() - t0)
         return True
+
+    def _estimate_one(self, rid: int, j: int, req: Request) -> None:
+        """Record the latency estimate of query ``rid`` on its chosen model ``j`` (one-query paths)."""
+        rec = self.rec
+        assert rec.pred_ttft is not None and rec.pred_e2e is not None  # (keep_estimates)
+        rec.pred_ttft[rid], rec.pred_e2e[rid] = self.estimator.predict_one(
+            j, req.prompt_tokens, max(int(self._est_output[rid, j]), 1))
 
     def _route_one(self, rid: int) -> bool:
         """:meth:`route` for a batch of one query, with the policy's scalar path (False, having done
@@ -733,8 +751,7 @@ class Dispatcher:
         rec.quality[rid] = inp.true_quality[rid, j]
         rec.status[rid] = STATUS_IN_FLIGHT
         if self.record_estimates and self._estimates is None:  # the precomputed path: chosen model only
-            rec.pred_ttft[rid], rec.pred_e2e[rid] = self.estimator.predict_one(
-                j, req.prompt_tokens, max(int(self._est_output[rid, j]), 1))
+            self._estimate_one(rid, j, req)
         self._submit(group, j, req)
         return True
 

@@ -66,12 +66,25 @@ class RequestRecorder:
         self.recomputed_tokens = np.zeros(n, dtype=np.int32)
         self.cached_tokens = np.zeros(n, dtype=np.int32)
         self.max_gap = np.full(n, np.nan, dtype=np.float32)
-        # The latency estimator's prediction for the chosen model at decision time (NaN: none made).
-        self.pred_ttft = np.full(n, np.nan, dtype=np.float32)
-        self.pred_e2e = np.full(n, np.nan, dtype=np.float32)
+        # The latency estimator's prediction for the chosen model at decision time (NaN: none made); None
+        # until the dispatcher keeps estimates (keep_estimates): most runs make none, 8 bytes a request
+        self.pred_ttft: np.ndarray | None = None
+        self.pred_e2e: np.ndarray | None = None
         self.retries = np.zeros(n, dtype=np.int32)  # restarts after node failures
         self.completed = 0
         self.lost = 0
+
+    def keep_estimates(self) -> None:
+        """Make room for latency predictions (``pred_ttft`` / ``pred_e2e``, NaN until one is made)."""
+        if self.pred_ttft is None or self.pred_e2e is None:
+            self.pred_ttft = np.full(self.n, np.nan, dtype=np.float32)
+            self.pred_e2e = np.full(self.n, np.nan, dtype=np.float32)
+
+    def decide_at_arrival(self) -> None:
+        """Every routing decision is made when its query arrives (no batching window): one column then
+        holds both times (``decision`` is ``arrival``; 8 bytes a request less, issue 14). Writing a
+        decision time writes the arrival time it equals."""
+        self.decision = self.arrival
 
     def on_lost(self, req: Request, instance: int) -> None:
         """``req`` is lost to a node failure (``instance``: the failed instance it ran on, -1 if none)."""
@@ -108,6 +121,7 @@ class RequestRecorder:
         model_names: tuple[str, ...],
     ) -> pd.DataFrame:
         models = np.array(list(model_names) + [""], dtype=object)
+        none = np.full(self.n, np.nan, dtype=np.float32)  # no estimates kept
         tasks = np.array(list(task_names), dtype=object)
         return pd.DataFrame(
             {
@@ -130,8 +144,8 @@ class RequestRecorder:
                 "recomputed_tokens": self.recomputed_tokens,
                 "cached_tokens": self.cached_tokens,
                 "retries": self.retries,
-                "predicted_ttft_s": self.pred_ttft,
-                "predicted_e2e_s": self.pred_e2e,
+                "predicted_ttft_s": none if self.pred_ttft is None else self.pred_ttft,
+                "predicted_e2e_s": none if self.pred_e2e is None else self.pred_e2e,
                 "cost_usd": self.cost,
                 "predicted_cost_usd": self.predicted_cost,
                 "predicted_quality": self.predicted_quality,

@@ -110,3 +110,59 @@ def test_the_dispatcher_is_freed_when_the_engine_stops(monkeypatch: pytest.Monke
         if enabled:
             gc.enable()
     assert alive == [False]
+
+
+def _same_results(a: Any, b: Any) -> None:
+    assert a.summary == b.summary
+    pd.testing.assert_frame_equal(a.requests, b.requests)
+    pd.testing.assert_frame_equal(a.batches.drop(columns=WALL_CLOCK), b.batches.drop(columns=WALL_CLOCK))
+
+
+@pytest.mark.parametrize("router", [{"policy": "threshold_greedy"}, {"policy": "least_loaded"},
+                                    {"policy": "lagrangian", "budget_per_query": 1e-4}])
+def test_decision_column_is_the_arrival_column_without_a_window(router: dict[str, Any],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Δ = 0: the recorder's decision column is its arrival column (one array); the results are those of
+    two columns written separately."""
+    import sim.dispatcher
+    from sim.metrics.recorder import RequestRecorder
+
+    recs: list[RequestRecorder] = []
+    init = RequestRecorder.__init__
+
+    def tracked(self: RequestRecorder, n: int) -> None:
+        init(self, n)
+        recs.append(self)
+
+    monkeypatch.setattr(RequestRecorder, "__init__", tracked)
+    sc = _scenario(router=router)
+    one = simulate(sc)
+    assert recs[-1].decision is recs[-1].arrival
+    monkeypatch.setattr(sim.dispatcher.Dispatcher, "decisions_at_arrival", False)
+    two = simulate(sc)
+    assert recs[-1].decision is not recs[-1].arrival
+    _same_results(one, two)
+    windowed = simulate(_scenario(router={**router, "window_s": 0.5}))
+    assert recs[-1].decision is not recs[-1].arrival
+    assert (windowed.requests["decision_s"] > windowed.requests["arrival_s"]).any()
+
+
+@pytest.mark.parametrize("router", [{"policy": "threshold_greedy"}, {"policy": "latency_aware"},
+                                    {"policy": "cheapest", "slo": {"e2e_s": 5.0}}])
+def test_latency_estimates_kept_only_when_made(router: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recorder's prediction columns exist only when the dispatcher makes estimates; a run without
+    them gives the results of one keeping all-NaN columns."""
+    from sim.metrics.recorder import RequestRecorder
+
+    sc = _scenario(router=router)
+    lean = simulate(sc)
+    made = router["policy"] != "threshold_greedy"
+    assert lean.requests["predicted_e2e_s"].notna().any() == made
+    init = RequestRecorder.__init__
+
+    def always(self: RequestRecorder, n: int) -> None:
+        init(self, n)
+        self.keep_estimates()
+
+    monkeypatch.setattr(RequestRecorder, "__init__", always)
+    _same_results(lean, simulate(sc))
