@@ -72,6 +72,11 @@ def build_predictions(sc: Scenario, wl: Workload) -> Predictions:
         # without token noise the predicted cost is often the realised one, value for value: then it
         # is a read-only view of it, not a second (N, m) array (32 MB a million queries of four models)
         cost = priced(wl.prompt_tokens, out_tokens, *_prices(sc), same_as=wl.cost)
+        if cost.base is wl.cost:
+            # One buffer behind both: a write into the realised cost (a caller rescaling a model's prices
+            # on a Prepared) would silently change the predicted cost too, which two arrays never did.
+            # Read-only on both sides, such a write fails instead of changing what the router knew.
+            wl.cost.flags.writeable = False
     _warn_zero_predicted(sc, cost, wl.cost)
     return Predictions(
         quality=pred.quality,
