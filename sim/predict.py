@@ -155,7 +155,13 @@ def recorded_cost_prediction(sc: Scenario, wl: Workload, out_tokens: np.ndarray)
     train = wl.train if wl.train is not None and wl.train.cost_usd is not None and wl.train.n else None
     _warn_price_disagreement(sc, train if train is not None else wl.queries)
     if sc.router.predictor.name == "noisy_oracle" or train is None:
-        return np.asarray(wl.queries.cost_usd, dtype=np.float64)
+        recorded = np.asarray(wl.queries.cost_usd, dtype=np.float64)
+        if recorded is wl.queries.cost_usd:
+            # The dataset's own array is the prediction (one buffer, as priced(same_as=...) shares one):
+            # read-only, so a write into the recorded costs fails instead of changing what the router
+            # predicts behind its back.
+            recorded.flags.writeable = False
+        return recorded
     rates = fit_token_rates(train)
     return wl.prompt_tokens[:, None] * rates[None, :, 0] + out_tokens * rates[None, :, 1]
 

@@ -135,6 +135,30 @@ def test_shared_cost_is_read_only_on_both_sides() -> None:
     assert noisy.predictions.cost.flags.writeable and noisy.workload.cost.flags.writeable
 
 
+def test_recorded_costs_predicted_as_they_are_refuse_writes(tmp_path: Any) -> None:
+    """With a dataset's recorded costs and noisy_oracle the prediction is the recorded array itself (no
+    copy, older than 76fc32a): read-only, so a write into it fails instead of changing the prediction."""
+    table = tmp_path / "scores.csv"
+    rows = ["query_id,task,model,score,prompt,input_tokens,output_tokens,cost_usd"]
+    for q in range(40):
+        for m, recorded in (("small", 0.001 * (q + 1)), ("big", 0.01 * (q + 1))):
+            rows.append(f"q{q},qa,{m},1,question {q},{100 + q},10,{recorded}")
+    table.write_text("\n".join(rows) + "\n")
+    data = small_scenario(num_queries=12, workload={
+        "arrivals": {"type": "poisson", "rate": 5.0},
+        "pool": {"type": "dataset", "kind": "long_table", "path": str(table), "test_fraction": 0.5}})
+    for m in data["models"]:
+        m.pop("strength")
+    prep = prepare(_parse(data))
+    recorded = prep.workload.queries.cost_usd
+    assert recorded is not None and prep.predictions.cost is recorded
+    with pytest.raises(ValueError, match="read-only"):
+        recorded[0, 0] = 1.0
+    res = simulate(_parse(data), prepared=prep)
+    served = res.requests[res.requests.status == "completed"]
+    assert len(served) and np.array_equal(served.predicted_cost_usd.to_numpy(), served.cost_usd.to_numpy())
+
+
 # -- the batch log's rows kept by their query (66e377e) ------------------------------------------------------
 
 WHOLE = st.tuples(
