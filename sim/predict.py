@@ -72,11 +72,7 @@ def build_predictions(sc: Scenario, wl: Workload) -> Predictions:
         # without token noise the predicted cost is often the realised one, value for value: then it
         # is a read-only view of it, not a second (N, m) array (32 MB a million queries of four models)
         cost = priced(wl.prompt_tokens, out_tokens, *_prices(sc), same_as=wl.cost)
-        if cost.base is wl.cost:
-            # One buffer behind both: a write into the realised cost (a caller rescaling a model's prices
-            # on a Prepared) would silently change the predicted cost too, which two arrays never did.
-            # Read-only on both sides, such a write fails instead of changing what the router knew.
-            wl.cost.flags.writeable = False
+    _freeze_if_shared(cost, (wl.cost, wl.queries.cost_usd))
     _warn_zero_predicted(sc, cost, wl.cost)
     return Predictions(
         quality=pred.quality,
@@ -85,6 +81,17 @@ def build_predictions(sc: Scenario, wl: Workload) -> Predictions:
         cost=cost,
         scores=predictor_scores(pred, wl.queries),
     )
+
+
+def _freeze_if_shared(cost: np.ndarray, held: tuple[np.ndarray | None, ...]) -> None:
+    """Make the predicted cost and every workload array it shares a buffer with read-only. One buffer
+    behind both (the realised cost when :func:`priced` found them equal, a dataset's recorded costs
+    predicted as they are): a write into one (a caller rescaling prices on a Prepared) would silently
+    change what the router predicts, which two arrays never did; read-only, such a write fails."""
+    for arr in held:
+        if arr is not None and np.shares_memory(cost, arr):
+            cost.flags.writeable = False
+            arr.flags.writeable = False
 
 
 ROWS_AT_ONCE = 1 << 14
@@ -155,13 +162,7 @@ def recorded_cost_prediction(sc: Scenario, wl: Workload, out_tokens: np.ndarray)
     train = wl.train if wl.train is not None and wl.train.cost_usd is not None and wl.train.n else None
     _warn_price_disagreement(sc, train if train is not None else wl.queries)
     if sc.router.predictor.name == "noisy_oracle" or train is None:
-        recorded = np.asarray(wl.queries.cost_usd, dtype=np.float64)
-        if recorded is wl.queries.cost_usd:
-            # The dataset's own array is the prediction (one buffer, as priced(same_as=...) shares one):
-            # read-only, so a write into the recorded costs fails instead of changing what the router
-            # predicts behind its back.
-            recorded.flags.writeable = False
-        return recorded
+        return np.asarray(wl.queries.cost_usd, dtype=np.float64)  # (read-only in build_predictions)
     rates = fit_token_rates(train)
     return wl.prompt_tokens[:, None] * rates[None, :, 0] + out_tokens * rates[None, :, 1]
 
