@@ -604,11 +604,8 @@ class Dispatcher:
             req = Request(rid, sg.prompt[rid], sg.output[rid], None if prefix is None else prefix.row(rid))
             group = self.models[j]
             if group.fits(req):
-                if self.record_estimates:  # (_estimate_one, inlined)
-                    pt, pe = rec.pred_ttft, rec.pred_e2e
-                    assert pt is not None and pe is not None
-                    pt[rid], pe[rid] = self.estimator.predict_one(j, req.prompt_tokens,
-                                                                  max(int(self._est_output[rid, j]), 1))
+                if self.record_estimates:
+                    self._estimate_one(rid, j, req)
                 group.submit(req)
                 if self._in_flight is not None:  # (_submit, inlined)
                     self._in_flight[j] += 1
