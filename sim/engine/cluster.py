@@ -184,10 +184,10 @@ class DeploymentRuntime:
         insts = self.up or self.instances
         best = insts[0]
         if len(insts) > 1:  # min() with a key, unrolled: this runs once per submitted request
-            m = self.max_seqs
-            best_v = (best.running + len(best.queue)) / m
+            # per slot, every instance having max_seqs of them: the same order as the integer counts
+            best_v = best.running + len(best.queue)
             for inst in insts:
-                v = (inst.running + len(inst.queue)) / m
+                v = inst.running + len(inst.queue)
                 if v < best_v:
                     best, best_v = inst, v
         return best

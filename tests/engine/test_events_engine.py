@@ -108,6 +108,8 @@ def _fuzz(seed: int, scheduler: str, shared: bool) -> None:
         for inst in deps[0].instances:
             assert inst.running <= inst.max_seqs
             assert inst.kv_used_tokens <= inst.kv_capacity_tokens
+            if scheduler == "paged":  # its counter (read per routed request) is what it holds
+                assert inst.running == len(inst._run)  # type: ignore[union-attr]
 
     def on_finish(r: Request) -> None:
         assert r.rid not in outcome

@@ -99,6 +99,8 @@ class InvariantRun:
                 self.violations.append(f"{where}: {inst} blocks out of range")
             if inst.running > inst.max_seqs:
                 self.violations.append(f"{where}: {inst} over max_seqs")
+            if inst.running != len(inst._run):  # the counter kept for next_instance (issue 14)
+                self.violations.append(f"{where}: {inst} counts {inst.running} running, holds {len(inst._run)}")
             owned = 0
             for s in inst._run:
                 rid = s.req.rid
