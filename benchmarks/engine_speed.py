@@ -31,6 +31,7 @@ from collections.abc import Generator
 import numpy as np
 import simpy
 import yaml
+from child import ensure_bytecode
 
 from sim.config import parse_scenario
 from sim.runner import run
@@ -107,6 +108,7 @@ def _process_wall(args: list[str], repeats: int) -> float:
 def process_rows(n: int, repeats: int) -> list[tuple[str, float, float]]:
     """Issue 14's whole-process rows: lagrangian at window 0 vs threshold_greedy on quickstart, and
     start-up (`llmsim validate` of the default scenario vs importing numpy and pandas)."""
+    ensure_bytecode()  # time llmsim as installed (child.py)
     llmsim = [sys.executable, "-m", "sim.cli"]
     with tempfile.TemporaryDirectory() as tmp:
         run_args = ["run", "--set", f"num_queries={n}", "--overwrite", "-q"]
