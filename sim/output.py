@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from sim.errors import InputError
+from sim.tables import write_parquet
 
 if TYPE_CHECKING:  # the CLI imports this module for its signal guard even where nothing runs
     from sim.results import RunResult
@@ -370,14 +371,15 @@ def _write_files(tmp: Path, result: RunResult, resolved_config: dict[str, Any], 
             yaml.safe_dump(resolved_config, sort_keys=False, allow_unicode=True), encoding="utf-8"),
         "run_info.json": lambda p: p.write_text(json.dumps(run_info, indent=2) + "\n", encoding="utf-8"),
         # a few thousand samples per deployment: always written (reports plot utilisation and queues)
-        "occupancy.parquet": lambda p: result.occupancy.to_parquet(p, index=False),
+        "occupancy.parquet": lambda p: write_parquet(result.columns("occupancy"), p),
         # one row per instance: what requests.parquet's `instance` and a failure's instance_ids refer to
-        "instances.parquet": lambda p: result.instances.to_parquet(p, index=False),
+        "instances.parquet": lambda p: write_parquet(result.columns("instances"), p),
     }
+    # written from the tables' columns by pyarrow, without pandas (sim.tables)
     if requests:
-        writers["requests.parquet"] = lambda p: result.requests.to_parquet(p, index=False)
+        writers["requests.parquet"] = lambda p: write_parquet(result.columns("requests"), p)
     if batches:
-        writers["batches.parquet"] = lambda p: result.batches.to_parquet(p, index=False)
+        writers["batches.parquet"] = lambda p: write_parquet(result.columns("batches"), p)
     for name, write in writers.items():
         GUARD.check()
         write(tmp / name)

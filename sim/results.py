@@ -12,46 +12,77 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if TYPE_CHECKING:  # pandas and the metrics load when a run is summarised, not with sim.runner (issue 14)
-    import pandas as pd
+from sim.tables import Columns, frame
+
+if TYPE_CHECKING:  # the metrics load when a run is summarised, not with sim.runner; pandas when a table
+    import pandas as pd  # is read as a DataFrame (sim.tables; issue 14)
 
     from sim.config.schema import Scenario
     from sim.metrics.summary import DeploymentStats
+
+
+#: The run's tables, as :meth:`RunResult.columns` names them (each written as ``<name>.parquet``).
+TABLES = ("requests", "batches", "instances", "occupancy")
 
 
 @dataclass
 class RunResult:
     """One simulated run: the summary (summary.json) and its tables (the run folder's parquet files).
 
-    ``requests`` and ``batches`` are built on first access: they hold one row per query (one per batch:
-    per query at window 0), ~250 bytes a row, and most callers (``llmsim run`` with those outputs off,
-    compare, sweep, plan) only read the summary. The builders hold the recorder's arrays, not copies."""
+    The tables are numpy columns (:mod:`sim.tables`), read as DataFrames through ``requests``,
+    ``batches``, ``instances`` (one row per instance: limits and the peaks it reached) and ``occupancy``
+    (one row per sample time and deployment: queued and running sequences); pandas loads then, not
+    before. ``requests`` and ``batches`` are built on first access: they hold one row per query (one per
+    batch: per query at window 0), ~250 bytes a row, and most callers (``llmsim run`` with those outputs
+    off, compare, sweep, plan) only read the summary. Their builders hold the recorder's arrays, not
+    copies."""
 
     summary: dict[str, Any]
-    requests_table: Callable[[], pd.DataFrame] = field(repr=False)
-    batches_table: Callable[[], pd.DataFrame] = field(repr=False)
-    instances: pd.DataFrame  # one row per instance: limits and the peaks it reached (invariant checks)
-    occupancy: pd.DataFrame  # one row per (sample time, deployment): queued and running sequences
-    _built: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    tables: dict[str, Callable[[], Columns]] = field(repr=False)  # builders, by name (TABLES)
+    _frames: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    def columns(self, name: str) -> Columns:
+        """Table ``name`` (one of :data:`TABLES`) as columns, built afresh from the recorded arrays."""
+        return self.tables[name]()
+
+    def frame(self, name: str) -> pd.DataFrame:
+        """Table ``name`` as a DataFrame, built on first access and kept."""
+        if name not in self._frames:
+            self._frames[name] = frame(self.columns(name))
+        return self._frames[name]
 
     @property
     def requests(self) -> pd.DataFrame:
-        if "requests" not in self._built:
-            self._built["requests"] = self.requests_table()
-        return self._built["requests"]
+        return self.frame("requests")
 
     @property
     def batches(self) -> pd.DataFrame:
-        if "batches" not in self._built:
-            self._built["batches"] = self.batches_table()
-        return self._built["batches"]
+        return self.frame("batches")
+
+    @property
+    def instances(self) -> pd.DataFrame:
+        return self.frame("instances")
+
+    @property
+    def occupancy(self) -> pd.DataFrame:
+        return self.frame("occupancy")
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled (a Dask worker sends its result back) with the tables built: the builders are closures."""
+        """Pickled (a Dask worker sends its result back) with every table built as columns: the builders
+        are closures over the recorder."""
         state = dict(self.__dict__)
-        state["_built"] = {"requests": self.requests, "batches": self.batches}
-        state["requests_table"] = state["batches_table"] = None
+        state["tables"] = {name: _Built(self.columns(name)) for name in TABLES}
         return state
+
+
+@dataclass(frozen=True)
+class _Built:
+    """A table already built, standing in for its builder (what a pickled :class:`RunResult` holds)."""
+
+    cols: Columns
+
+    def __call__(self) -> Columns:
+        return self.cols
 
 
 @dataclass(frozen=True)
@@ -108,7 +139,7 @@ class Trace:
     rec: Any  # sim.metrics.recorder.RequestRecorder
     routing: Routing
     deployments: list[DeploymentStats]
-    instances: pd.DataFrame
+    instances: Columns  # one row per instance (instances.parquet)
     sample_t: np.ndarray
     sample_queued: np.ndarray  # (samples, deployments)
     sample_running: np.ndarray
@@ -199,63 +230,56 @@ def summarise(sc: Scenario, prepared: Any, trace: Trace) -> RunResult:
     })
     rec = trace.rec
 
-    def requests() -> pd.DataFrame:
-        frame = rec.to_frame(
+    def requests() -> Columns:
+        cols = rec.columns(
             query_ids=inputs.query_ids,
             task=inputs.task,
             task_names=inputs.task_names,
             prompt_tokens=inputs.prompt_tokens,
             model_names=model_names,
         )
-        frame["difficulty"] = difficulty(inputs.quality)
-        return frame
+        cols["difficulty"] = difficulty(inputs.quality)
+        return cols
 
     log = trace.routing.log
-    return RunResult(
-        summary=summary,
-        requests_table=requests,
-        batches_table=lambda: batches_frame(log),
-        instances=trace.instances,
-        occupancy=occupancy_frame(trace, model_names),
-    )
+    instances = trace.instances
+    occupancy = occupancy_columns(trace, model_names)
+    return RunResult(summary=summary, tables={
+        "requests": requests,
+        "batches": lambda: batches_columns(log),
+        "instances": lambda: instances,
+        "occupancy": lambda: occupancy,
+    })
 
 
-def batches_frame(log: Any) -> pd.DataFrame:
+def batches_columns(log: Any) -> Columns:
     """One row per routed batch (batches.parquet), from the dispatcher's :class:`~sim.dispatcher.BatchLog`."""
-    import pandas as pd
-
     cols = log.columns()
-    return pd.DataFrame(
-        {
-            "batch": np.arange(len(log)),
-            "time_s": cols["time"],
-            "size": cols["size"],
-            "status": cols["status"],
-            "solve_time_s": cols["solve_time_s"],
-            "routing_time_s": cols["routing_time_s"],
-            "predicted_cost_usd": cols["predicted_cost"],
-            "budget_usd": cols["budget"],
-            "predicted_mean_quality": cols["predicted_mean_quality"],
-            "rejected": cols["rejected"],
-            "violations": cols["violations"],
-        }
-    )
+    return {
+        "batch": np.arange(len(log)),
+        "time_s": cols["time"],
+        "size": cols["size"],
+        "status": np.array(cols["status"], dtype=object),
+        "solve_time_s": cols["solve_time_s"],
+        "routing_time_s": cols["routing_time_s"],
+        "predicted_cost_usd": cols["predicted_cost"],
+        "budget_usd": cols["budget"],
+        "predicted_mean_quality": cols["predicted_mean_quality"],
+        "rejected": cols["rejected"],
+        "violations": np.array(cols["violations"], dtype=object),
+    }
 
 
-def occupancy_frame(trace: Trace, model_names: tuple[str, ...]) -> pd.DataFrame:
+def occupancy_columns(trace: Trace, model_names: tuple[str, ...]) -> Columns:
     """Long table of the occupancy samples: per sample time and deployment, queued and running sequences
     and the slots it has (instances × max_seqs), so reports can plot utilisation and queues over time."""
-    import pandas as pd
-
     deps = trace.deployments
     k, t = len(deps), trace.sample_t
-    return pd.DataFrame(
-        {
-            "time_s": np.repeat(t, k),
-            "deployment": np.tile(np.array([d.name for d in deps], dtype=object), t.size),
-            "model": np.tile(np.array([model_names[d.model_index] for d in deps], dtype=object), t.size),
-            "queued": trace.sample_queued.reshape(-1).astype(np.int64),
-            "running": trace.sample_running.reshape(-1).astype(np.int64),
-            "slots": np.tile(np.array([d.instances * d.max_seqs for d in deps], dtype=np.int64), t.size),
-        }
-    )
+    return {
+        "time_s": np.repeat(t, k),
+        "deployment": np.tile(np.array([d.name for d in deps], dtype=object), t.size),
+        "model": np.tile(np.array([model_names[d.model_index] for d in deps], dtype=object), t.size),
+        "queued": trace.sample_queued.reshape(-1).astype(np.int64),
+        "running": trace.sample_running.reshape(-1).astype(np.int64),
+        "slots": np.tile(np.array([d.instances * d.max_seqs for d in deps], dtype=np.int64), t.size),
+    }

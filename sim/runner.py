@@ -9,7 +9,7 @@ what :func:`prepare` does not read (policy, budget, deployments, ...), which is 
 comparisons use common random numbers.
 
 :func:`prepare` lives in :mod:`sim.prepare` (re-exported here) and the engine side (SimPy, cluster,
-dispatcher, metrics, pandas) is imported where a simulation starts, so importing this module stays
+dispatcher, metrics) is imported where a simulation starts (and pandas not at all: :mod:`sim.tables`), so importing this module stays
 cheap: ``llmsim validate`` calls ``sim.runner.prepare`` without loading the engine (issue 14).
 """
 
@@ -30,9 +30,9 @@ from sim.prepare import Prepared, prepare, prepare_key
 from sim.prepare import horizon as _horizon
 from sim.prepare import sample_interval as _sample_interval
 from sim.results import Routing, RunInputs, RunResult, Trace, summarise
+from sim.tables import Columns
 
 if TYPE_CHECKING:  # the engine side is imported where a simulation starts (start-up, issue 14)
-    import pandas as pd
     import simpy
 
     from sim.dispatcher import Dispatcher, SloRouting
@@ -251,7 +251,7 @@ def _run_engine(sc: Scenario, prepared: Prepared, progress: ProgressFn | None, *
         rec=rec,
         routing=routing,
         deployments=[_stats(d, end_time) for d in deployments],
-        instances=_instances_frame(deployments),
+        instances=_instances_columns(deployments),
         sample_t=st,
         sample_queued=sq,
         sample_running=sr,
@@ -302,21 +302,19 @@ def _stats(d: DeploymentRuntime, end_time: float) -> DeploymentStats:
     )
 
 
-def _instances_frame(deployments: list[DeploymentRuntime]) -> pd.DataFrame:
-    import pandas as pd
+def _instances_columns(deployments: list[DeploymentRuntime]) -> Columns:
+    """One row per instance (instances.parquet): its limits and the peaks it reached."""
+    rows = [(d, inst) for d in deployments for inst in d.instances]
 
-    return pd.DataFrame(
-        [
-            {
-                "deployment": d.name,
-                "instance": inst.iid,
-                "max_seqs": d.max_seqs,
-                "kv_capacity_tokens": d.kv_capacity_tokens,
-                "max_running_seen": inst.max_running_seen,
-                "max_kv_used_seen": inst.max_kv_used_seen,
-                "busy_time_s": inst.busy_time,
-            }
-            for d in deployments
-            for inst in d.instances
-        ]
-    )
+    def ints(f: Callable[[DeploymentRuntime, Any], int]) -> np.ndarray:
+        return np.array([f(d, inst) for d, inst in rows], dtype=np.int64)
+
+    return {
+        "deployment": np.array([d.name for d, _ in rows], dtype=object),
+        "instance": ints(lambda _d, inst: inst.iid),
+        "max_seqs": ints(lambda d, _i: d.max_seqs),
+        "kv_capacity_tokens": ints(lambda d, _i: d.kv_capacity_tokens),
+        "max_running_seen": ints(lambda _d, inst: inst.max_running_seen),
+        "max_kv_used_seen": ints(lambda _d, inst: inst.max_kv_used_seen),
+        "busy_time_s": np.array([inst.busy_time for _, inst in rows], dtype=np.float64),
+    }

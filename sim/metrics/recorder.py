@@ -1,15 +1,16 @@
 """Per-request records kept as preallocated numpy columns (no per-request dicts, no god-object).
 
 The dispatcher writes routing columns when a batch is decided; instances report finishes through
-:meth:`RequestRecorder.on_finish`. :meth:`to_frame` gives the tidy table written to requests.parquet.
+:meth:`RequestRecorder.on_finish`. :meth:`columns` gives the tidy table written to requests.parquet
+(numpy columns: pandas is not imported to run a simulation; see :mod:`sim.tables`).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from sim.engine.request import Request
+from sim.tables import Columns
 
 STATUS_PENDING = 0  # arrived, not yet routed (waiting in a batching window)
 STATUS_IN_FLIGHT = 1  # routed to a model; queued or running
@@ -111,7 +112,7 @@ class RequestRecorder:
         self.status[rid] = STATUS_DONE
         self.completed += 1
 
-    def to_frame(
+    def columns(
         self,
         *,
         query_ids: np.ndarray,
@@ -119,39 +120,38 @@ class RequestRecorder:
         task_names: tuple[str, ...],
         prompt_tokens: np.ndarray,
         model_names: tuple[str, ...],
-    ) -> pd.DataFrame:
+    ) -> Columns:
+        """One row per request (requests.parquet), from the recorded columns and the inputs named."""
         models = np.array(list(model_names) + [""], dtype=object)
         none = np.full(self.n, np.nan, dtype=np.float32)  # no estimates kept
         tasks = np.array(list(task_names), dtype=object)
-        return pd.DataFrame(
-            {
-                "request_id": np.arange(self.n, dtype=np.int64),
-                "query_id": np.asarray(query_ids).astype(str),
-                "task": tasks[task],
-                "arrival_s": self.arrival,
-                "decision_s": self.decision,
-                "start_s": self.start,
-                "first_token_s": self.first_token,
-                "finish_s": self.finish,
-                "batch": self.batch.astype(np.int64),
-                "model": models[self.model],  # -1 indexes the trailing "" (not routed)
-                "instance": self.instance.astype(np.int64),
-                "prompt_tokens": np.asarray(prompt_tokens, dtype=np.int64),
-                "output_tokens": self.output_tokens.astype(np.int64),
-                "tpot_s": tpot(self.first_token, self.finish, self.output_tokens),
-                "max_tbt_s": self.max_gap,
-                "preemptions": self.preemptions,
-                "recomputed_tokens": self.recomputed_tokens,
-                "cached_tokens": self.cached_tokens,
-                "retries": self.retries,
-                "predicted_ttft_s": none if self.pred_ttft is None else self.pred_ttft,
-                "predicted_e2e_s": none if self.pred_e2e is None else self.pred_e2e,
-                "cost_usd": self.cost,
-                "predicted_cost_usd": self.predicted_cost,
-                "predicted_quality": self.predicted_quality,
-                "quality": self.quality,
-                "status": np.array([STATUS_NAMES[s] for s in range(5)], dtype=object)[self.status],
-                "reject_reason": np.array([{**REASON_NAMES, **LOST_REASON_NAMES}[r] for r in range(5)],
-                                          dtype=object)[self.reason],
-            }
-        )
+        return {
+            "request_id": np.arange(self.n, dtype=np.int64),
+            "query_id": np.asarray(query_ids).astype(str),
+            "task": tasks[task],
+            "arrival_s": self.arrival,
+            "decision_s": self.decision,
+            "start_s": self.start,
+            "first_token_s": self.first_token,
+            "finish_s": self.finish,
+            "batch": self.batch.astype(np.int64),
+            "model": models[self.model],  # -1 indexes the trailing "" (not routed)
+            "instance": self.instance.astype(np.int64),
+            "prompt_tokens": np.asarray(prompt_tokens, dtype=np.int64),
+            "output_tokens": self.output_tokens.astype(np.int64),
+            "tpot_s": tpot(self.first_token, self.finish, self.output_tokens),
+            "max_tbt_s": self.max_gap,
+            "preemptions": self.preemptions,
+            "recomputed_tokens": self.recomputed_tokens,
+            "cached_tokens": self.cached_tokens,
+            "retries": self.retries,
+            "predicted_ttft_s": none if self.pred_ttft is None else self.pred_ttft,
+            "predicted_e2e_s": none if self.pred_e2e is None else self.pred_e2e,
+            "cost_usd": self.cost,
+            "predicted_cost_usd": self.predicted_cost,
+            "predicted_quality": self.predicted_quality,
+            "quality": self.quality,
+            "status": np.array([STATUS_NAMES[s] for s in range(5)], dtype=object)[self.status],
+            "reject_reason": np.array([{**REASON_NAMES, **LOST_REASON_NAMES}[r] for r in range(5)],
+                                      dtype=object)[self.reason],
+        }

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
 from sim import output
@@ -101,11 +100,11 @@ def test_failed_run_removes_the_parents_it_created(write_scenario, tmp_path: Pat
 
 def test_os_error_while_writing_is_one_message(monkeypatch: pytest.MonkeyPatch, scenario: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    def full_disk(self: pd.DataFrame, path: Any, **kw: Any) -> None:
+    def full_disk(cols: Any, path: Any) -> None:
         Path(path).write_bytes(b"PAR1 truncated")
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", full_disk)
+    monkeypatch.setattr(output, "write_parquet", full_disk)
     out = tmp_path / "run"
     res = cli(capsys, "run", str(scenario), "--out", str(out))
     assert_one_error_line(*res, str(out), "cannot write the run folder: No space left on device")
@@ -115,11 +114,11 @@ def test_os_error_while_writing_is_one_message(monkeypatch: pytest.MonkeyPatch, 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_while_writing_leaves_nothing(monkeypatch: pytest.MonkeyPatch, scenario: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str], signum: int) -> None:
-    def interrupted(self: pd.DataFrame, path: Any, **kw: Any) -> None:
+    def interrupted(cols: Any, path: Any) -> None:
         Path(path).write_bytes(b"PAR1 truncated")
         raise Interrupted(signum)
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", interrupted)
+    monkeypatch.setattr(output, "write_parquet", interrupted)
     code, stdout, err = cli(capsys, "run", str(scenario), "--out", str(tmp_path / "run"))
     assert (code, stdout, err) == (128 + signum, "", "interrupted: nothing was written\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scenario.yaml"]
@@ -131,10 +130,10 @@ def test_interrupt_while_overwriting_keeps_the_old_run(monkeypatch: pytest.Monke
     assert cli(capsys, "run", str(scenario), "--out", str(out), "-q")[0] == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
-    def interrupted(self: pd.DataFrame, path: Any, **kw: Any) -> None:
+    def interrupted(cols: Any, path: Any) -> None:
         raise Interrupted(signal.SIGTERM)
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", interrupted)
+    monkeypatch.setattr(output, "write_parquet", interrupted)
     assert cli(capsys, "run", str(scenario), "--out", str(out), "--overwrite", "--seed", "5")[0] == 143
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert llmsim_leftovers(tmp_path) == []

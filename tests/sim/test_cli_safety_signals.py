@@ -21,20 +21,19 @@ from tests.sim.conftest import REPO
 # real signal, delivered through the real handler, at a known point).
 DRIVER = """
 import os, signal, sys, time
-import pandas as pd
 import sim.output as output
 from sim.cli import main
 
 where, signum = sys.argv[1], int(sys.argv[2])
 if where == "writing":
-    orig = pd.DataFrame.to_parquet
-    def to_parquet(self, path, **kw):
-        orig(self, path, **kw)
+    orig = output.write_parquet
+    def write_parquet(cols, path):
+        orig(cols, path)
         with open(path, "r+b") as f:
             f.truncate(100)  # a half-written file, as a real interruption would leave it
         os.kill(os.getpid(), signum)
         time.sleep(30)  # the handler raises here
-    pd.DataFrame.to_parquet = to_parquet
+    output.write_parquet = write_parquet
 elif where == "commit":
     orig_commit = output._commit
     def commit(*a, **k):

@@ -21,6 +21,7 @@ from sim.metrics.recorder import STATUS_DONE, STATUS_IN_FLIGHT, RequestRecorder
 from sim.metrics.summary import DeploymentStats, summarize
 from sim.output import dumps_summary
 from sim.results import finite
+from sim.tables import frame
 
 MODELS = ("small", "big")
 
@@ -98,8 +99,8 @@ def case() -> tuple[RequestRecorder, np.ndarray, dict[str, Any]]:
 
 def test_request_table_has_tpot_and_scheduler_columns(case: Any) -> None:
     rec, prompt, _ = case
-    df = rec.to_frame(query_ids=np.arange(7), task=np.zeros(7, dtype=int), task_names=("t",), prompt_tokens=prompt,
-                      model_names=MODELS)
+    df = frame(rec.columns(query_ids=np.arange(7), task=np.zeros(7, dtype=int), task_names=("t",), prompt_tokens=prompt,
+                           model_names=MODELS))
     tpot = df["tpot_s"].to_numpy()
     np.testing.assert_allclose(tpot[[0, 2, 3, 4]], [0.5, 0.2, 0.1, 0.05], rtol=1e-12)
     assert np.isnan(tpot[[1, 5, 6]]).all()  # one-token output, running, rejected

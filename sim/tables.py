@@ -1,0 +1,97 @@
+"""A run's result tables as columns (name → 1-D numpy array): a DataFrame or a parquet file only when asked.
+
+Why: importing pandas takes ~0.27 s here, about a third of a small ``llmsim run`` (issue 14), and a run
+needs none of it. The engine and the summary work on numpy arrays; the run folder's parquet files are
+written from the columns by pyarrow (~0.04 s to import), through its buffer API, since
+``pyarrow.array`` on a numpy array imports pandas; pandas loads only when a caller reads a table as a
+DataFrame (:class:`sim.results.RunResult`'s ``requests``, ``batches``, ``instances``, ``occupancy``).
+
+The files hold what ``pandas.DataFrame(columns).to_parquet(index=False)`` wrote before, column for
+column: text as ``large_string`` (an object column of no rows has no type: ``null``), NaN in a float
+column as null, numbers and booleans in their own width. Only pandas' schema metadata is absent, which
+pandas needs to restore an index or extension types these tables do not have;
+``tests/sim/test_tables.py`` writes both ways and compares what is read back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: A table: column name → 1-D array, every array of the same length, in column order.
+Columns = dict[str, np.ndarray]
+
+
+def frame(cols: Columns) -> pd.DataFrame:
+    """The table as a DataFrame (the constructor every table used before it was kept as columns)."""
+    import pandas as pd
+
+    return pd.DataFrame(cols)
+
+
+def _validity(missing: np.ndarray) -> tuple[Any, int]:
+    """Arrow's validity bitmap for a mask of missing values (None when nothing is missing), and the count."""
+    import pyarrow as pa
+
+    nulls = int(missing.sum())
+    return (pa.py_buffer(np.packbits(~missing, bitorder="little")) if nulls else None), nulls
+
+
+def _utf8(col: np.ndarray) -> tuple[np.ndarray, bytes]:
+    """A text column's UTF-8 bytes, concatenated, and each value's length in bytes. ASCII text (the
+    tables' names, statuses and ids) is converted by numpy, ~10× faster than a str at a time."""
+    items = col.tolist()
+    n = len(items)
+    if col.dtype == object:
+        if not set(map(type, items)) <= {str}:  # (pandas would type a column of None otherwise)
+            raise TypeError("a text column holds something other than str: these tables have no missing text")
+        col = col.astype(str)  # (numpy drops trailing NULs: such a value goes the slow way below)
+    col = np.ascontiguousarray(col)
+    width = col.dtype.itemsize // 4
+    lens = np.strings.str_len(col).astype(np.int64)
+    if n and width and (lens == np.fromiter(map(len, items), dtype=np.int64, count=n)).all():
+        points = col.view(np.uint32).reshape(n, width)
+        kept = points != 0  # each value's characters, then NUL padding ...
+        if points.max() < 128 and (kept.sum(axis=1) == lens).all():  # ... when ASCII without NUL inside
+            return lens, points[kept].astype(np.uint8).tobytes()
+    enc = [v.encode() for v in items]
+    return np.fromiter(map(len, enc), dtype=np.int64, count=n), b"".join(enc)
+
+
+def _arrow(col: np.ndarray) -> Any:
+    """One column as pandas hands it to pyarrow (``to_parquet``): text (str only) as ``large_string``
+    (pandas' ``str`` type), an object column of no rows untyped (``null``), NaN in floats as null,
+    numbers in their own width. Built from the array's buffers: ``pyarrow.array`` on a numpy
+    array imports pandas to look for pandas types, which is the import this module avoids."""
+    import pyarrow as pa
+
+    n, kind = len(col), col.dtype.kind
+    if kind == "O" and n == 0:
+        return pa.nulls(0)
+    if kind in "OU":
+        lens, data = _utf8(col)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        return pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)],
+                                     null_count=0)
+    if kind == "b":
+        return pa.Array.from_buffers(pa.bool_(), n, [None, pa.py_buffer(np.packbits(col, bitorder="little"))],
+                                     null_count=0)
+    if kind not in "iuf":
+        raise TypeError(f"no parquet column for numpy dtype {col.dtype}")
+    valid, nulls = _validity(np.isnan(col)) if kind == "f" else (None, 0)
+    values = np.ascontiguousarray(col, dtype=col.dtype.newbyteorder("="))
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), n, [valid, pa.py_buffer(values)], null_count=nulls)
+
+
+def write_parquet(cols: Columns, path: Path) -> None:
+    """Write the table to ``path`` as a parquet file (no index column, as ``to_parquet(index=False)``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_arrays([_arrow(np.asarray(c)) for c in cols.values()], names=list(cols)), path)
