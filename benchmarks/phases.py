@@ -9,6 +9,7 @@ temporaries are freed before it ends still shows them. Issue 14's 1 M run, outpu
 
     python benchmarks/phases.py --n 1000000
     python benchmarks/phases.py --n 300000 --set outputs.requests=true
+    python benchmarks/phases.py --scenario my.yaml     # any scenario, at its own num_queries
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ class Phases:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=1_000_000, help="num_queries of the quickstart run")
+    ap.add_argument("--scenario", type=Path, default=QUICKSTART, help="scenario file (default: quickstart)")
+    ap.add_argument("--n", type=int, default=None,
+                    help="num_queries (default: 1,000,000 for quickstart, the file's own otherwise)")
     ap.add_argument("--set", action="append", default=[], help="more --set KEY=VALUE for llmsim run")
     args = ap.parse_args()
     phases = Phases()
@@ -71,9 +74,10 @@ def main() -> None:
     phases.wrap(sim.runner, "_run_engine", "engine")
     phases.wrap(sim.runner, "summarise", "summarise")
     phases.wrap(sim.output, "write_run", "write")
-    sets = [f"num_queries={args.n}", "outputs.requests=false", "outputs.batches=false", *args.set]
+    n = 1_000_000 if args.n is None and args.scenario == QUICKSTART else args.n
+    sets = ([] if n is None else [f"num_queries={n}"]) + ["outputs.requests=false", "outputs.batches=false", *args.set]
     with tempfile.TemporaryDirectory(prefix="llmsim-phases-") as tmp:
-        argv = ["run", str(QUICKSTART), "--out", str(Path(tmp) / "run"), "-q"]
+        argv = ["run", str(args.scenario), "--out", str(Path(tmp) / "run"), "-q"]
         for s in sets:
             argv += ["--set", s]
         try:
