@@ -142,7 +142,7 @@ def main() -> None:
     least = copy.deepcopy(sc).model_copy(update={"router": sc.router.model_copy(update={"policy": "least_loaded",
                                                                                          "params": {}})})
 
-    # A small run first: the engine side (SimPy, cluster, dispatcher, pandas) is imported where a simulation
+    # A small run first: the engine side (SimPy, cluster, dispatcher, metrics) is imported where a simulation
     # starts, so without it the first timed row would carry those imports (the whole-process rows keep them).
     for warm in (cluster_scenario(2000, args.rate), cluster_scenario(2000, args.rate, "paged")):
         run(parse_scenario(yaml.safe_dump(warm), file="<warm-up>"))

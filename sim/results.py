@@ -42,8 +42,15 @@ class RunResult:
     _frames: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
 
     def columns(self, name: str) -> Columns:
-        """Table ``name`` (one of :data:`TABLES`) as columns, built afresh from the recorded arrays."""
-        return self.tables[name]()
+        """Table ``name`` (one of :data:`TABLES`) as columns: a new dict of read-only views. Many columns
+        are the recorded arrays themselves, some shared by two tables (a batch row kept by its query
+        reads the query's arrival time), so a write must not reach them; a DataFrame is a copy."""
+        out = {}
+        for key, col in self.tables[name]().items():
+            view = col.view()
+            view.flags.writeable = False
+            out[key] = view
+        return out
 
     def frame(self, name: str) -> pd.DataFrame:
         """Table ``name`` as a DataFrame, built on first access and kept."""
@@ -72,6 +79,7 @@ class RunResult:
         are closures over the recorder."""
         state = dict(self.__dict__)
         state["tables"] = {name: _Built(self.columns(name)) for name in TABLES}
+        state["_frames"] = {}  # (built again from the columns on access: each table travels once)
         return state
 
 

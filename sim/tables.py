@@ -7,14 +7,16 @@ written from the columns by pyarrow (~0.04 s to import), through its buffer API,
 DataFrame (:class:`sim.results.RunResult`'s ``requests``, ``batches``, ``instances``, ``occupancy``).
 
 The files hold what ``pandas.DataFrame(columns).to_parquet(index=False)`` wrote before, column for
-column: text as ``large_string`` (an object column of no rows has no type: ``null``), NaN in a float
-column as null, numbers and booleans in their own width. Only pandas' schema metadata is absent, which
+column: text as ``large_string`` (``string`` under pandas 2; an object column of no rows has no type:
+``null``), NaN in a float column as null, numbers and booleans in their own width. Only pandas' schema metadata is absent, which
 pandas needs to restore an index or extension types these tables do not have;
 ``tests/sim/test_tables.py`` writes both ways and compares what is read back.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,43 +44,64 @@ def _validity(missing: np.ndarray) -> tuple[Any, int]:
     return (pa.py_buffer(np.packbits(~missing, bitorder="little")) if nulls else None), nulls
 
 
+@functools.cache
+def _pandas_major() -> int:
+    """The installed pandas' major version, read from its metadata without importing it (3 if unknown)."""
+    try:
+        return int(importlib.metadata.version("pandas").split(".")[0])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return 3
+
+
+def _text_type() -> Any:
+    """The arrow type pandas gives text: ``large_string`` from pandas 3 (its ``str`` dtype), ``string``
+    before (text was an object column then)."""
+    import pyarrow as pa
+
+    return pa.large_string() if _pandas_major() >= 3 else pa.string()
+
+
 def _utf8(col: np.ndarray) -> tuple[np.ndarray, bytes]:
-    """A text column's UTF-8 bytes, concatenated, and each value's length in bytes. ASCII text (the
-    tables' names, statuses and ids) is converted by numpy, ~10× faster than a str at a time."""
+    """A text column's UTF-8 bytes, concatenated, and each value's length in bytes.
+
+    ASCII text of similar lengths (the tables' names, statuses and ids) is converted by numpy as a
+    fixed-width array, ~10× faster than a str at a time; anything else (non-ASCII, a NUL, values whose
+    longest is far above their mean, which would make that array huge) goes a str at a time."""
     items = col.tolist()
     n = len(items)
-    if col.dtype == object:
-        if not set(map(type, items)) <= {str}:  # (pandas would type a column of None otherwise)
-            raise TypeError("a text column holds something other than str: these tables have no missing text")
-        col = col.astype(str)  # (numpy drops trailing NULs: such a value goes the slow way below)
-    col = np.ascontiguousarray(col)
-    width = col.dtype.itemsize // 4
-    lens = np.strings.str_len(col).astype(np.int64)
-    if n and width and (lens == np.fromiter(map(len, items), dtype=np.int64, count=n)).all():
-        points = col.view(np.uint32).reshape(n, width)
-        kept = points != 0  # each value's characters, then NUL padding ...
-        if points.max() < 128 and (kept.sum(axis=1) == lens).all():  # ... when ASCII without NUL inside
-            return lens, points[kept].astype(np.uint8).tobytes()
+    if col.dtype == object and not set(map(type, items)) <= {str}:  # (pandas types a column of None otherwise)
+        raise TypeError("a text column holds something other than str: these tables have no missing text")
+    chars = np.fromiter(map(len, items), dtype=np.int64, count=n)  # code points
+    if n and chars.max() <= 4 * chars.mean() + 16:
+        fixed = np.ascontiguousarray(col if col.dtype.kind == "U" else col.astype(str))
+        width = fixed.dtype.itemsize // 4
+        # numpy drops a trailing NUL (then the lengths differ) and counts one inside (then `kept` does not)
+        if width and (np.char.str_len(fixed) == chars).all():
+            points = fixed.view(np.uint32).reshape(n, width)
+            kept = points != 0
+            if points.max() < 128 and (kept.sum(axis=1) == chars).all():
+                return chars, points[kept].astype(np.uint8).tobytes()
     enc = [v.encode() for v in items]
     return np.fromiter(map(len, enc), dtype=np.int64, count=n), b"".join(enc)
 
 
 def _arrow(col: np.ndarray) -> Any:
-    """One column as pandas hands it to pyarrow (``to_parquet``): text (str only) as ``large_string``
-    (pandas' ``str`` type), an object column of no rows untyped (``null``), NaN in floats as null,
+    """One column as pandas hands it to pyarrow (``to_parquet``): text (str only) as pandas types it
+    (:func:`_text_type`), an object column of no rows untyped (``null``; text of no rows under
+    pandas 2, where text was an object column), NaN in floats as null,
     numbers in their own width. Built from the array's buffers: ``pyarrow.array`` on a numpy
     array imports pandas to look for pandas types, which is the import this module avoids."""
     import pyarrow as pa
 
     n, kind = len(col), col.dtype.kind
-    if kind == "O" and n == 0:
+    if n == 0 and (kind == "O" or (kind == "U" and _pandas_major() < 3)):  # an object column of no rows
         return pa.nulls(0)
     if kind in "OU":
         lens, data = _utf8(col)
-        offsets = np.zeros(n + 1, dtype=np.int64)
+        text = _text_type()
+        offsets = np.zeros(n + 1, dtype=np.int64 if text == pa.large_string() else np.int32)
         np.cumsum(lens, out=offsets[1:])
-        return pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)],
-                                     null_count=0)
+        return pa.Array.from_buffers(text, n, [None, pa.py_buffer(offsets), pa.py_buffer(data)], null_count=0)
     if kind == "b":
         return pa.Array.from_buffers(pa.bool_(), n, [None, pa.py_buffer(np.packbits(col, bitorder="little"))],
                                      null_count=0)

@@ -73,6 +73,26 @@ def test_views_nan_and_empty_text(tmp_path: Path) -> None:
         _same_files({k: v[cut].astype(str) for k, v in base.items() if v.dtype == object}, tmp_path)
 
 
+def test_long_tailed_text_goes_a_value_at_a_time(tmp_path: Path) -> None:
+    """One long value among short ones would make numpy's fixed-width array huge: the per-value path."""
+    col = np.array(["ok"] * 999 + ["x" * 3000], dtype=object)
+    _same_files({"violations": col, "i": np.arange(1000)}, tmp_path)
+
+
+def test_text_type_follows_the_installed_pandas(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+
+    from sim import tables
+
+    for version, expected in (("2.3.3", pa.string()), ("3.1.1", pa.large_string()), ("unknown", pa.large_string())):
+        tables._pandas_major.cache_clear()
+        monkeypatch.setattr(tables.importlib.metadata, "version", lambda _name, v=version: v)
+        assert tables._text_type() == expected
+        array = tables._arrow(np.array(["a", "bc"], dtype=object))
+        assert array.type == expected and array.to_pylist() == ["a", "bc"]
+    tables._pandas_major.cache_clear()
+
+
 @pytest.mark.parametrize("bad", [np.array(["a", None], dtype=object), np.array([1, 2], dtype=object)])
 def test_text_columns_hold_text_only(bad: np.ndarray, tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="text column"):
@@ -97,6 +117,13 @@ def test_every_table_of_a_run(sets: dict, tmp_path: Path) -> None:  # type: igno
         _same_files(cols, tmp_path)
         pd.testing.assert_frame_equal(res.frame(name), frame(cols))
     assert (res.requests["status"] == "completed").sum() == res.summary["queries"]["completed"]
-    back = pickle.loads(pickle.dumps(res))  # (a Dask worker's result) tables travel as columns
+    size = len(pickle.dumps(res))  # every frame built above: each table still travels once, as columns
+    back = pickle.loads(pickle.dumps(res))  # (a Dask worker's result)
     for name in TABLES:
         pd.testing.assert_frame_equal(back.frame(name), res.frame(name))
+    fresh = simulate(type(sc).model_validate(d))
+    assert len(pickle.dumps(fresh)) == pytest.approx(size, rel=0.05)
+    for name in TABLES:  # the recorded arrays behind the columns cannot be written through them
+        for col in res.columns(name).values():
+            with pytest.raises(ValueError, match="read-only"):
+                col[:1] = col[:1]
