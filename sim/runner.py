@@ -9,8 +9,9 @@ what :func:`prepare` does not read (policy, budget, deployments, ...), which is 
 comparisons use common random numbers.
 
 :func:`prepare` lives in :mod:`sim.prepare` (re-exported here) and the engine side (SimPy, cluster,
-dispatcher, metrics) is imported where a simulation starts (and pandas not at all: :mod:`sim.tables`), so importing this module stays
-cheap: ``llmsim validate`` calls ``sim.runner.prepare`` without loading the engine (issue 14).
+dispatcher, metrics) is imported where a simulation starts (pandas not at all: :mod:`sim.tables`), so
+importing this module stays cheap: ``llmsim validate`` calls ``sim.runner.prepare`` without loading the
+engine (issue 14).
 """
 
 from __future__ import annotations
@@ -305,16 +306,12 @@ def _stats(d: DeploymentRuntime, end_time: float) -> DeploymentStats:
 def _instances_columns(deployments: list[DeploymentRuntime]) -> Columns:
     """One row per instance (instances.parquet): its limits and the peaks it reached."""
     rows = [(d, inst) for d in deployments for inst in d.instances]
-
-    def ints(f: Callable[[DeploymentRuntime, Any], int]) -> np.ndarray:
-        return np.array([f(d, inst) for d, inst in rows], dtype=np.int64)
-
     return {
         "deployment": np.array([d.name for d, _ in rows], dtype=object),
-        "instance": ints(lambda _d, inst: inst.iid),
-        "max_seqs": ints(lambda d, _i: d.max_seqs),
-        "kv_capacity_tokens": ints(lambda d, _i: d.kv_capacity_tokens),
-        "max_running_seen": ints(lambda _d, inst: inst.max_running_seen),
-        "max_kv_used_seen": ints(lambda _d, inst: inst.max_kv_used_seen),
+        "instance": np.array([inst.iid for _, inst in rows], dtype=np.int64),
+        "max_seqs": np.array([d.max_seqs for d, _ in rows], dtype=np.int64),
+        "kv_capacity_tokens": np.array([d.kv_capacity_tokens for d, _ in rows], dtype=np.int64),
+        "max_running_seen": np.array([inst.max_running_seen for _, inst in rows], dtype=np.int64),
+        "max_kv_used_seen": np.array([inst.max_kv_used_seen for _, inst in rows], dtype=np.int64),
         "busy_time_s": np.array([inst.busy_time for _, inst in rows], dtype=np.float64),
     }

@@ -8,9 +8,9 @@ DataFrame (:class:`sim.results.RunResult`'s ``requests``, ``batches``, ``instanc
 
 The files hold what ``pandas.DataFrame(columns).to_parquet(index=False)`` wrote before, column for
 column: text as ``large_string`` (``string`` under pandas 2; an object column of no rows has no type:
-``null``), NaN in a float column as null, numbers and booleans in their own width. Only pandas' schema metadata is absent, which
-pandas needs to restore an index or extension types these tables do not have;
-``tests/sim/test_tables.py`` writes both ways and compares what is read back.
+``null``), NaN in a float column as null, numbers and booleans in their own width. Only pandas' schema
+metadata is absent, which pandas needs to restore an index or extension types these tables do not
+have; ``tests/sim/test_tables.py`` writes both ways and compares what is read back.
 """
 
 from __future__ import annotations
