@@ -98,7 +98,7 @@ class Wake:
     costs more than the rest of the object); the arrival feed (:mod:`sim.engine.feed`) uses it too."""
 
     __slots__ = ("callbacks", "t")
-    callbacks: list[Any]
+    callbacks: Any  # a list; SimPy sets it to None once the event is processed
     t: float  # the time it fires at, computed as SimPy does
     _ok = True
 

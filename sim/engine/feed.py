@@ -48,9 +48,10 @@ class ArrivalFeed:
         self.env = env
         # Read through memoryviews: a Python float / int per index, no numpy scalar, and no Python list of
         # a million boxed numbers (~40 MB at 1 M arrivals, issue 14). Same values: float64 / int64 as given.
-        self.times = memoryview(np.ascontiguousarray(times, dtype=np.float64))  # type: ignore[arg-type]
+        # (Typed Any: typeshed says a memoryview's items are ints, which a mypyc build would enforce.)
+        self.times: Any = memoryview(np.ascontiguousarray(times, dtype=np.float64))  # type: ignore[arg-type]
         self.n = len(times)  # end of the last group
-        self.starts: memoryview | range = (  # None: every query its own group, 0 .. n - 1
+        self.starts: Any = (  # None: every query its own group, 0 .. n - 1
             range(self.n) if starts is None
             else memoryview(np.ascontiguousarray(starts, dtype=np.int64)))  # type: ignore[arg-type]
         self.arrive = arrive

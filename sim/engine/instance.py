@@ -84,8 +84,8 @@ class _QueueGroup(Settling):
         self._settling = False
         self._again = False
         # the head last covered, by which member, at which boundary (see _cover)
-        self._cover_head: Request | None = None
-        self._cover_m: Instance | None = None
+        self._cover_head = None  # Request | None (typed by Settling)
+        self._cover_m = None  # Instance | None (typed by Settling)
         self._cover_t = _INF
 
     def join(self, m: Instance) -> None:
@@ -236,9 +236,28 @@ class _QueueGroup(Settling):
         return None
 
 
-# Instances constructed with the same deque object share a group; keyed by id(queue), the group keeps
-# its queue alive so the id cannot be reused while the group exists.
-_GROUPS: weakref.WeakValueDictionary[int, _QueueGroup] = weakref.WeakValueDictionary()
+# Instances constructed with the same deque object share a group. The groups live on the SimPy environment
+# they run in (made with it, gone with it), keyed by id(queue): a group keeps its queue alive, so the id
+# cannot be reused while its entry exists. Not one module-level weak dictionary of groups: a group compiled
+# by mypyc (setup.py, issue 14) cannot be weakly referenced. The environment each queue belongs to is
+# remembered weakly (an entry lives as long as that environment, hence as long as its queue), so a queue
+# shared across two environments is still refused.
+_QUEUE_ENV: weakref.WeakValueDictionary[int, simpy.Environment] = weakref.WeakValueDictionary()
+_ENV_GROUPS = "_llmsim_queue_groups"
+
+
+def _group_of(env: simpy.Environment, queue: deque[Request]) -> _QueueGroup:
+    """The group of the instances admitting from ``queue`` in ``env`` (made by the first of them)."""
+    key = id(queue)
+    owner = _QUEUE_ENV.get(key)
+    if owner is not None and owner is not env:
+        raise ValueError("instances sharing a queue must share the SimPy environment")
+    groups: dict[int, _QueueGroup] = env.__dict__.setdefault(_ENV_GROUPS, {})
+    group = groups.get(key)
+    if group is None:
+        group = groups[key] = _QueueGroup(queue)
+        _QUEUE_ENV[key] = env
+    return group
 
 
 class Instance(Wakes):
@@ -258,8 +277,6 @@ class Instance(Wakes):
     Read-only state (for dispatchers and metrics): ``running``, ``kv_used_tokens``, ``queue_len``,
     ``free_slots``, ``busy_time``, ``max_running_seen``, ``max_kv_used_seen``.
     """
-
-    _group: _QueueGroup
 
     def __init__(
         self,
@@ -285,14 +302,10 @@ class Instance(Wakes):
         self.on_admit = on_admit
 
         self.queue: deque[Request] = deque() if queue is None else queue
-        group = _GROUPS.get(id(self.queue))
-        if group is None or group.queue is not self.queue:
-            group = _QueueGroup(self.queue)
-            _GROUPS[id(self.queue)] = group
-        if group.members and group.members[0].env is not env:
-            raise ValueError("instances sharing a queue must share the SimPy environment")
+        group = _group_of(env, self.queue)
         group.join(self)
         self._group = group
+        self._qg = group  # the same, typed as its class (``_group`` is typed by the base, Wakes)
 
         self.down = False  # failed (sim/engine/faults.py): admits nothing until recover()
         self.running = 0
@@ -335,7 +348,7 @@ class Instance(Wakes):
     def submit(self, req: Request) -> None:
         """Queue ``req`` (``enqueue_time = now``) and admit it at once if this instance (or a sibling on a
         shared queue) is idle or at a boundary, else at the first boundary where it can be admitted."""
-        group = self._group
+        group = self._qg
         if req.prompt_tokens + req.output_tokens > group.max_kv_capacity:
             raise ValueError(
                 f"request {req.rid} needs {req.kv_tokens} KV tokens, more than the "

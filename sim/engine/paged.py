@@ -100,8 +100,8 @@ class PagedGroup(Settling):
         self.members: list[PagedInstance] = []
         self._settling = False
         self._again = False
-        self._cover_head: Request | None = None
-        self._cover_m: PagedInstance | None = None
+        self._cover_head = None  # Request | None (typed by Settling)
+        self._cover_m = None  # PagedInstance | None (typed by Settling)
         self._cover_t = _INF
 
     def _settle_once(self, now: float, woken: PagedInstance | None) -> None:
@@ -207,8 +207,6 @@ class PagedInstance(Wakes):
     ``kv_used_tokens``, ``busy_time``, ``max_running_seen``, ``max_blocks_used_seen``, ``preemptions``,
     ``step_log`` (time between tokens).
     """
-
-    _group: PagedGroup
 
     def __init__(
         self,

@@ -270,9 +270,10 @@ class _Runs:
 
     __slots__ = ("a", "s", "k", "n", "ends", "base")
 
-    def __init__(self, a: np.ndarray, s: np.ndarray, k: np.ndarray, n: np.ndarray, base: int = 0) -> None:
+    def __init__(self, a: np.ndarray, s: np.ndarray, k: np.ndarray, n: np.ndarray, base: int = 0,
+                 ends: np.ndarray | None = None) -> None:
         self.a, self.s, self.k, self.n, self.base = a, s, k, n, base
-        self.ends = a + s * (k - 1).astype(np.float64)
+        self.ends = a + s * (k - 1).astype(np.float64) if ends is None else ends  # each run's last value
 
     def count(self, x: float) -> int:
         """Tokens of the runs ``<= x``, in slices of :data:`CHUNK` runs (bounded temporaries)."""
@@ -286,10 +287,8 @@ class _Runs:
         """The runs with values inside ``(lo, hi]`` (bit patterns), those entirely ``<= lo`` folded."""
         below = self.ends <= (_value(lo) if lo >= 0 else -1.0)
         keep = ~below & (self.a <= _value(hi))
-        out = _Runs.__new__(_Runs)
-        out.a, out.s, out.k, out.n, out.ends = self.a[keep], self.s[keep], self.k[keep], self.n[keep], self.ends[keep]
-        out.base = self.base + int(self.k[below].astype(np.int64) @ self.n[below])
-        return out
+        return _Runs(self.a[keep], self.s[keep], self.k[keep], self.n[keep],
+                     self.base + int(self.k[below].astype(np.int64) @ self.n[below]), self.ends[keep])
 
 
 CHUNK = 1 << 16

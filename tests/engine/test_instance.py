@@ -572,3 +572,32 @@ def test_next_boundary_is_exact_against_brute_force(seed: int) -> None:
             t += prof.iteration_time(n, cc)
             cc += n
         assert bounds[-1] == pytest.approx(t, rel=1e-12, abs=1e-9)
+
+
+def test_instances_on_one_deque_share_one_group_per_environment() -> None:
+    """The queue-group registry (``_group_of``): one group per deque within an environment; a deque shared
+    across two environments is refused; nothing outlives the environment (no registry leak)."""
+    import gc
+    import weakref
+
+    from sim.engine import instance as instance_mod
+
+    prof = LatencyProfile(0.01, 1e-4, 0.0, 0.02)
+    env = simpy.Environment()
+    q: deque[Request] = deque()
+    a, b = Instance(env, 0, prof, 2, 1000, queue=q), Instance(env, 1, prof, 2, 1000, queue=q)
+    c = Instance(env, 2, prof, 2, 1000)  # a queue of its own
+    assert a._group is b._group and a._group.members == [a, b]
+    assert c._group is not a._group and c._group.members == [c]
+    with pytest.raises(ValueError, match="share the SimPy environment"):
+        Instance(simpy.Environment(), 3, prof, 2, 1000, queue=q)
+    qid = id(q)
+    assert instance_mod._QUEUE_ENV[qid] is env
+    env_ref = weakref.ref(env)
+    del env, a, b, c, q
+    gc.collect()
+    assert env_ref() is None  # the environment, its groups and their queues are gone ...
+    assert qid not in instance_mod._QUEUE_ENV  # ... and with them the registry's entry
+    env2 = simpy.Environment()  # a fresh deque (whatever its id) starts a fresh group
+    d = Instance(env2, 0, prof, 2, 1000, queue=deque())
+    assert d._group.members == [d]
