@@ -88,6 +88,16 @@ def ensure_bytecode(packages: tuple[str, ...] = ("sim", "policies", "reports")) 
             compileall.compile_dir(folder, quiet=1)
 
 
+def build() -> str:
+    """Which llmsim the rows time: its engine compiled by mypyc (a regular ``pip install .``, setup.py) or
+    pure Python (an editable install, ``LLMSIM_PURE_PYTHON=1``, no C compiler): ~1.7x apart."""
+    import sim.engine
+
+    where = Path(sim.engine.__file__).parents[1]
+    kind = "engine compiled by mypyc" if sim.engine.compiled() else "engine in pure Python (not compiled)"
+    return f"build: {kind} (llmsim imported from {where})"
+
+
 def llmsim_cmd(scenario: Path, out: Path, *sets: str) -> list[str]:
     """``llmsim run`` as ``python -m sim.cli`` with this interpreter, quiet, into a fresh folder.
 

@@ -31,7 +31,7 @@ from collections.abc import Generator
 import numpy as np
 import simpy
 import yaml
-from child import ensure_bytecode
+from child import build, ensure_bytecode
 
 from sim.config import parse_scenario
 from sim.runner import run
@@ -171,6 +171,7 @@ def main() -> None:
         ("bare SimPy M/M/c loop (c = 10)", bare_wall, bare_rate),
     ]
     proc = [] if args.no_process else process_rows(args.process_n, args.repeats)
+    print(build())
     print(f"requests per run: {args.n:,}, in-process rows best of {args.best_of} "
           f"(whole-process rows: {args.process_n:,}, median of {args.repeats})")
     print(f"{'what':<68} {'wall s':>8} {'requests/s':>12}")

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from child import build
+
 QUICKSTART = Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.yaml"
 
 
@@ -70,6 +72,7 @@ def main() -> None:
     from sim.cli import main as cli
 
     phases.mark("imports")
+    print(build(), flush=True)
     phases.wrap(sim.runner, "prepare", "prepare")
     phases.wrap(sim.runner, "_run_engine", "engine")
     phases.wrap(sim.runner, "summarise", "summarise")

@@ -23,7 +23,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from child import ChildRun, ensure_bytecode, llmsim_cmd, run_child
+from child import ChildRun, build, ensure_bytecode, llmsim_cmd, run_child
 from tracegen import synthetic
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.yaml"
@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--trace-need", type=int, default=10_000, help="num_queries of the trace case")
     args = ap.parse_args()
     ensure_bytecode()  # time llmsim as installed (child.py)
+    print(build())
     print(f"{'what':<44} {'requests':>10} {'wall s':>8} {'peak MB':>9} {'req/s':>10} {'completed':>10}")
     with tempfile.TemporaryDirectory(prefix="llmsim-scale-") as tmp:
         work = Path(tmp)

@@ -37,7 +37,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from child import ensure_bytecode, llmsim_cmd, median, run_child
+from child import build, ensure_bytecode, llmsim_cmd, median, run_child
 from tracegen import replicate
 
 TRACE = Path(__file__).resolve().parents[2] / "shared/data/traces/AzureLLMInferenceTrace_conv.csv"
@@ -138,6 +138,7 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=128, help="concurrent sequences per instance (both)")
     args = ap.parse_args()
     ensure_bytecode()  # time llmsim as installed (child.py)
+    print(build())
     if importlib.util.find_spec("fleet_sim") is None:
         print("vs_fleet_sim: skipped, the fleet simulator is not installed (pip install vllm-sr-sim)")
         return

@@ -1,1 +1,31 @@
-"""The SimPy engine: model instances doing continuous batching, grouped into deployments."""
+"""The SimPy engine: model instances doing continuous batching, grouped into deployments.
+
+The modules in :data:`NATIVE_MODULES` are compiled with mypyc by a regular install (``setup.py``, issue 14):
+same source, same results, ~1.7x faster. :func:`compiled` says whether this install runs them compiled.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+
+# Compiled together by setup.py (its NATIVE list; tests/engine/test_compiled.py keeps the two equal).
+NATIVE_MODULES = (
+    "sim.engine.closedform",
+    "sim.engine.paged",
+    "sim.engine.instance",
+    "sim.engine.cluster",
+    "sim.engine.feed",
+)
+
+
+def compiled() -> bool:
+    """True when every module of :data:`NATIVE_MODULES` loads from a C extension (found, not imported):
+    a regular install that had a C compiler. False for an editable install, a checkout on ``sys.path``, or
+    ``LLMSIM_PURE_PYTHON=1``."""
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    for name in NATIVE_MODULES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not (spec.origin or "").endswith(suffixes):
+            return False
+    return True
