@@ -77,12 +77,17 @@ class QuerySet:
     def subset(self, idx: NDArray[np.int64] | slice) -> QuerySet:
         """Rows ``idx`` (any numpy index), keeping every per-query array aligned."""
         changes: dict[str, object] = {}
+        # np.take gives what fancy indexing gives, ~5x faster on the (n, m) arrays (issue 14: 0.4 s of a
+        # million-query run's preparation); slices and masks index as before
+        rows = idx if isinstance(idx, np.ndarray) and idx.dtype.kind in "iu" else None
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name in ("model_names", "task_names", "data_report") or v is None:
                 continue
             if f.name == "prompts":
                 changes[f.name] = tuple(np.asarray(v, dtype=object)[idx].tolist())
+            elif rows is not None:
+                changes[f.name] = np.take(np.asarray(v), rows, axis=0)
             else:
                 changes[f.name] = np.asarray(v)[idx]
         return replace(self, **changes)  # type: ignore[arg-type]
