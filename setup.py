@@ -9,7 +9,9 @@ the test suite runs them (``python -m pytest`` imports ``sim`` from the checkout
 No compilation (pure Python, same results, slower):
 * ``LLMSIM_PURE_PYTHON=1 pip install .``;
 * an editable install (``pip install -e .``): the sources you edit are what runs;
-* no C compiler: the extensions are optional, so the install goes on without them (with pip's warning).
+* the C compilation fails (no compiler, say): the install goes on without any extension, with a warning.
+
+The C is compiled without floating-point contraction, so results do not depend on the compiler or CPU.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import sys
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
 # Compiled together (one mypyc group: calls between them stay native). A module here must not be
 # monkeypatched, weakly referenced or subclassed by uncompiled code at run time.
@@ -31,20 +34,42 @@ NATIVE = [
 ]
 
 
+# The setuptools commands that build extensions; the others (egg_info, dist_info: pip asking for metadata;
+# editable_wheel, develop: ``pip install -e .``, pure Python on purpose) get none, so mypyc runs once.
+_BUILDS = {"bdist_wheel", "build", "build_ext", "install", "bdist_egg"}
+_SHARED = "llmsim_engine__mypyc"  # the group's shared library: the modules' code (each module is a stub)
+
+
 def _wanted() -> bool:
     if os.environ.get("LLMSIM_PURE_PYTHON", "") not in ("", "0"):
         return False
-    # setuptools runs this file with the command it builds: "editable_wheel" for ``pip install -e .``
-    return not any(arg.startswith(("editable_wheel", "develop")) for arg in sys.argv[1:])
+    commands = set(sys.argv[1:])
+    return bool(commands & _BUILDS) and not commands & {"editable_wheel", "develop"}
 
 
 def _forget_old_builds() -> None:
-    """Delete the extensions an earlier build of this checkout left in ``build/lib*``: setuptools packs
-    what it finds there, so after a failed compilation an old engine would ship beside newer sources."""
-    for name in NATIVE:
-        stem = name.removesuffix(".py")
-        for path in glob.glob(f"build/lib*/{stem}.*.so") + glob.glob("build/lib*/llmsim_engine__mypyc.*.so"):
-            os.remove(path)
+    """Delete the extensions an earlier build of this checkout left in ``build/lib*`` (those of modules no
+    longer compiled too): setuptools packs what it finds there, so after a failed compilation an old
+    engine would ship beside newer sources."""
+    for path in glob.glob("build/lib*/sim/**/*.so", recursive=True) + glob.glob(f"build/lib*/{_SHARED}.*.so"):
+        os.remove(path)
+
+
+class _AllOrNothing(build_ext):
+    """Build every extension or none: the per-module stubs import the shared library, so a stub built
+    without it (a compiler error there, e.g. a new warning under mypyc's -Werror) would break
+    ``import sim.engine.paged``. On any failure the built ones are removed and llmsim installs as pure
+    Python, with a warning (no C compiler: the same)."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # CompileError, LinkError, DistutilsExecError, a missing compiler, ...
+            for path in self.get_outputs():
+                if os.path.exists(path):
+                    os.remove(path)
+            print(f"llmsim: WARNING: the engine could not be compiled ({exc}); installing it as pure Python "
+                  "(same results, ~1.7x slower)", file=sys.stderr)
 
 
 def _ext_modules() -> list:
@@ -60,14 +85,16 @@ def _ext_modules() -> list:
     # imports not installed there (numpy, simpy, ...) are typed Any, as the compiled code treats them anyway.
     try:
         exts = mypycify(["--config-file=", "--ignore-missing-imports", *NATIVE],
-                        opt_level="3", group_name="llmsim_engine")
+                        opt_level="3", group_name=_SHARED.removesuffix("__mypyc"))
     except (Exception, SystemExit) as exc:  # mypyc refused a module (it exits on type errors)
         print(f"llmsim: mypyc could not compile the engine ({exc!r}); installing it as pure Python",
               file=sys.stderr)
         return []
     for ext in exts:
-        ext.optional = True  # no C compiler: pure Python, not a failed install
+        # Results must not depend on the compiler: no fused multiply-add (GCC contracts a*b + c by default
+        # on aarch64 and with -march=native, which rounds once instead of twice, off by 1 ulp)
+        ext.extra_compile_args = [*ext.extra_compile_args, "-ffp-contract=off"]
     return exts
 
 
-setup(ext_modules=_ext_modules())
+setup(ext_modules=_ext_modules(), cmdclass={"build_ext": _AllOrNothing})

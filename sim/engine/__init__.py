@@ -19,12 +19,16 @@ NATIVE_MODULES = (
 )
 
 
+# The library holding the compiled code of all of them (each module's own extension is a stub importing it).
+NATIVE_LIBRARY = "llmsim_engine__mypyc"
+
+
 def compiled() -> bool:
-    """True when every module of :data:`NATIVE_MODULES` loads from a C extension (found, not imported):
-    a regular install that had a C compiler. False for an editable install, a checkout on ``sys.path``, or
-    ``LLMSIM_PURE_PYTHON=1``."""
+    """True when every module of :data:`NATIVE_MODULES`, and their shared library, load from C extensions
+    (found, not imported): a regular install that had a C compiler. False for an editable install, a
+    checkout on ``sys.path``, or ``LLMSIM_PURE_PYTHON=1``."""
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-    for name in NATIVE_MODULES:
+    for name in (*NATIVE_MODULES, NATIVE_LIBRARY):
         spec = importlib.util.find_spec(name)
         if spec is None or not (spec.origin or "").endswith(suffixes):
             return False

@@ -13,6 +13,7 @@ llmsim is not compiled and the comparison is skipped; CI sets ``LLMSIM_REQUIRE_C
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import subprocess
@@ -28,17 +29,18 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
-def _setup_native() -> list[str]:
+def _setup_constant(name: str) -> object:
     tree = ast.parse((ROOT / "setup.py").read_text())
     for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "NATIVE":
-            return list(ast.literal_eval(node.value))
-    raise AssertionError("setup.py has no NATIVE list")
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == name:
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"setup.py has no {name}")
 
 
 def test_setup_compiles_the_modules_the_engine_names() -> None:
-    native = _setup_native()
+    native = list(_setup_constant("NATIVE"))  # type: ignore[call-overload]
     assert [p.removesuffix(".py").replace("/", ".") for p in native] == list(sim.engine.NATIVE_MODULES)
+    assert _setup_constant("_SHARED") == sim.engine.NATIVE_LIBRARY
     for path in native:
         assert (ROOT / path).is_file(), path
 
@@ -49,11 +51,27 @@ def test_this_checkout_runs_its_source() -> None:
     assert Path(sim.engine.__file__).resolve().parent == ROOT / "sim" / "engine"
 
 
+_INSTALLED = """
+import hashlib, importlib.util, json, pathlib, sim.engine
+sources = {}
+for name in sim.engine.NATIVE_MODULES:  # the .py installed beside each extension (or the module itself)
+    origin = pathlib.Path(importlib.util.find_spec(name).origin)
+    source = origin.with_name(origin.name.split(".")[0] + ".py")
+    sources[name] = hashlib.sha256(source.read_bytes()).hexdigest() if source.exists() else None
+print(json.dumps({"compiled": sim.engine.compiled(), "file": sim.engine.__file__, "sources": sources}))
+"""
+
+
 def _installed(cwd: Path) -> dict[str, object]:
-    code = "import json, sim.engine; print(json.dumps({'compiled': sim.engine.compiled(), 'file': sim.engine.__file__}))"
-    proc = subprocess.run([sys.executable, "-I", "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-I", "-c", _INSTALLED], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr
     return dict(json.loads(proc.stdout))
+
+
+def _checkout_sources() -> dict[str, str]:
+    return {name: hashlib.sha256((ROOT / (name.replace(".", "/") + ".py")).read_bytes()).hexdigest()
+            for name in sim.engine.NATIVE_MODULES}
 
 
 def test_installed_build_gives_the_source_results(tmp_path: Path) -> None:
@@ -63,6 +81,11 @@ def test_installed_build_gives_the_source_results(tmp_path: Path) -> None:
         if os.environ.get("LLMSIM_REQUIRE_COMPILED", "") not in ("", "0"):
             pytest.fail(message + " and LLMSIM_REQUIRE_COMPILED is set")
         pytest.skip(message + " (editable install, LLMSIM_PURE_PYTHON=1 or no C compiler)")
+    if info["sources"] != _checkout_sources():  # compiled from other sources: comparing would prove nothing
+        message = f"the installed llmsim ({info['file']}) was built from other sources than this checkout's"
+        if os.environ.get("LLMSIM_REQUIRE_COMPILED", "") not in ("", "0"):
+            pytest.fail(message)
+        pytest.skip(message + " (reinstall it: pip install .)")
     chosen = compiled_digest.variants()
     spec = tmp_path / "variants.json"
     spec.write_text(json.dumps(chosen))
