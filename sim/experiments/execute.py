@@ -199,10 +199,12 @@ def completed_summary(folder: Path, spec: RunSpec) -> dict[str, Any] | None:
 
 
 def write_one(folder: Path, spec: RunSpec, result: RunResult, wall_s: float) -> None:
+    from sim.engine import compiled as engine_compiled
     from sim.output import write_run
 
     info = {"llmsim_version": __version__, "run_id": spec.run_id, "policy": spec.policy, "seed": spec.seed,
-            "params": spec.params, "wall_time_s": wall_s, "python": sys.version.split()[0]}
+            "params": spec.params, "wall_time_s": wall_s, "python": sys.version.split()[0],
+            "engine_compiled": engine_compiled()}
     sc = spec.scenario
     # overwrite: a folder of this name without this run id is a stale or broken run of this experiment
     # (llmsim wrote it); only the run's own files are replaced.

@@ -103,3 +103,13 @@ def test_installed_build_gives_the_source_results(tmp_path: Path) -> None:
         assert not errors, errors
     else:
         assert len(errors) < len(ours) // 3, errors
+
+
+def test_run_info_says_which_engine_ran(tmp_path: Path) -> None:
+    """run_info.json (wall times live there) records the build, since the two builds' times differ."""
+    from tests.sim.conftest import cli
+
+    result = cli("run", "--set", "num_queries=50", "--out", str(tmp_path / "run"), "-q")
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "run" / "run_info.json").read_text())
+    assert info["engine_compiled"] is sim.engine.compiled() is False  # this checkout: the source
