@@ -112,9 +112,17 @@ def _arrow(col: np.ndarray) -> Any:
     return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), n, [valid, pa.py_buffer(values)], null_count=nulls)
 
 
+ROW_GROUP_ROWS = 1 << 17
+"""Rows per parquet row group. The writer holds a row group's encoded columns until it is complete: one
+group of a million requests (pyarrow's default size) took ~280 MB more at the end of a run, groups of
+131,072 rows take ~40 MB, for files ~10 % larger (issue 14: 1 M requests with their tables in 600 MB)."""
+
+
 def write_parquet(cols: Columns, path: Path) -> None:
-    """Write the table to ``path`` as a parquet file (no index column, as ``to_parquet(index=False)``)."""
+    """Write the table to ``path`` as a parquet file (no index column, as ``to_parquet(index=False)``), in
+    row groups of :data:`ROW_GROUP_ROWS` rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.Table.from_arrays([_arrow(np.asarray(c)) for c in cols.values()], names=list(cols)), path)
+    table = pa.Table.from_arrays([_arrow(np.asarray(c)) for c in cols.values()], names=list(cols))
+    pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS)

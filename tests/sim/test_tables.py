@@ -62,6 +62,23 @@ def test_written_as_pandas_wrote_it(cols: dict[str, np.ndarray], tmp_path_factor
     _same_files(cols, tmp_path_factory.mktemp("t"))
 
 
+@settings(max_examples=60, deadline=None)
+@given(cols=tables())
+def test_row_groups_hold_the_same_table(cols: dict[str, np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Written in row groups of ROW_GROUP_ROWS rows (4 here; 131,072 in a run): the same table read back."""
+    from sim import tables as tables_mod
+
+    tmp = tmp_path_factory.mktemp("g")
+    old = tables_mod.ROW_GROUP_ROWS
+    tables_mod.ROW_GROUP_ROWS = 4
+    try:
+        _same_files(cols, tmp)
+    finally:
+        tables_mod.ROW_GROUP_ROWS = old
+    rows = len(next(iter(cols.values())))
+    assert pq.ParquetFile(tmp / "new.parquet").metadata.num_row_groups == max(1, -(-rows // 4))
+
+
 def test_views_nan_and_empty_text(tmp_path: Path) -> None:
     base = {"f": np.array([1.0, np.nan, -0.0, np.inf]), "h": np.array([np.nan] * 4, dtype=np.float32),
             "s": np.array(["", "é", "a b", "🙂"], dtype=object), "i": np.arange(4, dtype=np.int64),
