@@ -66,23 +66,41 @@ def _utf8(col: np.ndarray) -> tuple[np.ndarray, bytes]:
 
     ASCII text of similar lengths (the tables' names, statuses and ids) is converted by numpy as a
     fixed-width array, ~10× faster than a str at a time; anything else (non-ASCII, a NUL, values whose
-    longest is far above their mean, which would make that array huge) goes a str at a time."""
-    items = col.tolist()
-    n = len(items)
-    if col.dtype == object and not set(map(type, items)) <= {str}:  # (pandas types a column of None otherwise)
-        raise TypeError("a text column holds something other than str: these tables have no missing text")
-    chars = np.fromiter(map(len, items), dtype=np.int64, count=n)  # code points
-    if n and chars.max() <= 4 * chars.mean() + 16:
-        fixed = np.ascontiguousarray(col if col.dtype.kind == "U" else col.astype(str))
-        width = fixed.dtype.itemsize // 4
-        # numpy drops a trailing NUL (then the lengths differ) and counts one inside (then `kept` does not)
-        if width and (np.char.str_len(fixed) == chars).all():
-            points = fixed.view(np.uint32).reshape(n, width)
-            kept = points != 0
-            if points.max() < 128 and (kept.sum(axis=1) == chars).all():
-                return chars, points[kept].astype(np.uint8).tobytes()
+    longest is far above their mean, which would make that array huge) goes a str at a time. A numpy
+    text column is read as it is, with no str per value (a million ids took ~130 MB as Python strs)."""
+    if col.dtype.kind == "U":  # its values are what it holds: numpy keeps no trailing NUL
+        fixed = np.ascontiguousarray(col)
+        got = _ascii(fixed, np.char.str_len(fixed).astype(np.int64))
+        if got is not None:
+            return got
+        items = col.tolist()
+    else:
+        items = col.tolist()
+        if not set(map(type, items)) <= {str}:  # (pandas types a column of None otherwise)
+            raise TypeError("a text column holds something other than str: these tables have no missing text")
+        chars = np.fromiter(map(len, items), dtype=np.int64, count=len(items))  # code points
+        if len(items) and chars.max() <= 4 * chars.mean() + 16:
+            got = _ascii(np.ascontiguousarray(col.astype(str)), chars)
+            if got is not None:
+                return got
     enc = [v.encode() for v in items]
-    return np.fromiter(map(len, enc), dtype=np.int64, count=n), b"".join(enc)
+    return np.fromiter(map(len, enc), dtype=np.int64, count=len(enc)), b"".join(enc)
+
+
+def _ascii(fixed: np.ndarray, chars: np.ndarray) -> tuple[np.ndarray, bytes] | None:
+    """``fixed`` (numpy text, C-contiguous) as ASCII bytes if each value is ``chars`` code points of ASCII
+    without NUL; ``None`` otherwise (numpy drops a trailing NUL, then the lengths differ, and counts one
+    inside, then ``kept`` does not)."""
+    n, width = len(fixed), fixed.dtype.itemsize // 4
+    if not n or not width or not (np.char.str_len(fixed) == chars).all():
+        return None
+    points = fixed.view(np.uint32).reshape(n, width)
+    if points.max() >= 128:
+        return None
+    kept = points != 0
+    if not (kept.sum(axis=1) == chars).all():
+        return None
+    return chars, points.astype(np.uint8)[kept].tobytes()
 
 
 def _arrow(col: np.ndarray) -> Any:

@@ -144,3 +144,16 @@ def test_every_table_of_a_run(sets: dict, tmp_path: Path) -> None:  # type: igno
         for col in res.columns(name).values():
             with pytest.raises(ValueError, match="read-only"):
                 col[:1] = col[:1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(ids=st.one_of(hnp.arrays(st.sampled_from([np.int64, np.int32, np.uint64, np.uint8]), st.integers(0, 20)),
+                     st.lists(TEXT, max_size=8).map(lambda v: np.array(v, dtype=object))))
+def test_query_ids_as_text(ids: np.ndarray) -> None:
+    """requests.parquet's query_id: integer ids in a column as wide as the longest, the same text."""
+    from sim.metrics.recorder import _id_text
+
+    text = _id_text(ids)
+    assert text.tolist() == ids.astype(str).tolist()
+    if ids.dtype.kind in "iu" and ids.size:
+        assert text.dtype.itemsize // 4 == max(len(str(v)) for v in ids.tolist())
