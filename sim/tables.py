@@ -131,16 +131,29 @@ def _arrow(col: np.ndarray) -> Any:
 
 
 ROW_GROUP_ROWS = 1 << 17
-"""Rows per parquet row group. The writer holds a row group's encoded columns until it is complete: one
-group of a million requests (pyarrow's default size) took ~280 MB more at the end of a run, groups of
-131,072 rows take ~40 MB, for files ~10 % larger (issue 14: 1 M requests with their tables in 600 MB)."""
+"""Rows per parquet row group, converted and written one at a time: a million-row table converted and
+written at once took ~280 MB more at the end of a 1 M-request run (issue 14: its tables in 600 MB)."""
 
 
 def write_parquet(cols: Columns, path: Path) -> None:
     """Write the table to ``path`` as a parquet file (no index column, as ``to_parquet(index=False)``), in
-    row groups of :data:`ROW_GROUP_ROWS` rows."""
+    row groups of :data:`ROW_GROUP_ROWS` rows, each converted to arrow only when it is written."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_arrays([_arrow(np.asarray(c)) for c in cols.values()], names=list(cols))
-    pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS)
+    names = list(cols)
+    arrays = [np.asarray(c) for c in cols.values()]
+    n = len(arrays[0]) if arrays else 0
+    rows = ROW_GROUP_ROWS
+
+    def part(lo: int, hi: int) -> Any:
+        return pa.Table.from_arrays([_arrow(a[lo:hi]) for a in arrays], names=names)
+
+    first = part(0, min(n, rows))
+    if n <= rows:
+        pq.write_table(first, path)
+        return
+    with pq.ParquetWriter(path, first.schema) as writer:  # what write_table does, a group at a time
+        writer.write_table(first)
+        for lo in range(rows, n, rows):
+            writer.write_table(part(lo, lo + rows))
