@@ -69,8 +69,7 @@ def _utf8(col: np.ndarray) -> tuple[np.ndarray, bytes]:
     longest is far above their mean, which would make that array huge) goes a str at a time. A numpy
     text column is read as it is, with no str per value (a million ids took ~130 MB as Python strs)."""
     if col.dtype.kind == "U":  # its values are what it holds: numpy keeps no trailing NUL
-        fixed = np.ascontiguousarray(col)
-        got = _ascii(fixed, np.char.str_len(fixed).astype(np.int64))
+        got = _ascii(np.ascontiguousarray(col))
         if got is not None:
             return got
         items = col.tolist()
@@ -87,13 +86,17 @@ def _utf8(col: np.ndarray) -> tuple[np.ndarray, bytes]:
     return np.fromiter(map(len, enc), dtype=np.int64, count=len(enc)), b"".join(enc)
 
 
-def _ascii(fixed: np.ndarray, chars: np.ndarray) -> tuple[np.ndarray, bytes] | None:
-    """``fixed`` (numpy text, C-contiguous) as ASCII bytes if each value is ``chars`` code points of ASCII
-    without NUL; ``None`` otherwise (numpy drops a trailing NUL, then the lengths differ, and counts one
-    inside, then ``kept`` does not)."""
+def _ascii(fixed: np.ndarray, chars: np.ndarray | None = None) -> tuple[np.ndarray, bytes] | None:
+    """``fixed`` (numpy text, C-contiguous) as ASCII bytes if each value is ASCII without NUL and, when
+    given, ``chars`` code points long (the values it was made from); ``None`` otherwise (numpy drops a
+    trailing NUL, then the lengths differ, and counts one inside, then ``kept`` does not)."""
     n, width = len(fixed), fixed.dtype.itemsize // 4
-    if not n or not width or not (np.char.str_len(fixed) == chars).all():
+    if not n or not width:
         return None
+    lens = np.char.str_len(fixed).astype(np.int64)
+    if chars is not None and not (lens == chars).all():
+        return None
+    chars = lens
     points = fixed.view(np.uint32).reshape(n, width)
     if points.max() >= 128:
         return None
@@ -150,9 +153,6 @@ def write_parquet(cols: Columns, path: Path) -> None:
         return pa.Table.from_arrays([_arrow(a[lo:hi]) for a in arrays], names=names)
 
     first = part(0, min(n, rows))
-    if n <= rows:
-        pq.write_table(first, path)
-        return
     with pq.ParquetWriter(path, first.schema) as writer:  # what write_table does, a group at a time
         writer.write_table(first)
         for lo in range(rows, n, rows):
