@@ -134,30 +134,85 @@ def _arrivals(
 
 def _azure_rows(path: Path, max_rows: int | None = None) -> tuple[list[list[str]], list[int]]:
     """Data rows as [timestamp, context, generated] strings, with their 1-based line numbers; only the
-    first ``max_rows`` data rows when given (the rest of the file is not read)."""
+    first ``max_rows`` data rows when given (the rest of the file is not read).
+
+    A whole file of plain fields (:func:`_plain_azure_rows`: no quotes, NULs or bare ``\\r``, the
+    published traces) is split on commas directly, ~4× faster than the csv module on 19 k rows; anything
+    else, and a prefix of a file, goes through :func:`_csv_azure_rows`. Both give the same rows, lines
+    and errors (``test_plain_and_csv_readers_agree``)."""
+    if max_rows is None:
+        plain = _plain_azure_rows(path)
+        if plain is not None:
+            return plain
+    return _csv_azure_rows(path, max_rows)
+
+
+def _azure_header(header: list[str], path: Path) -> list[int]:
+    """Positions of :data:`AZURE_COLUMNS` in a stripped header row (DataError when one is missing)."""
     expected = ",".join(AZURE_COLUMNS)
+    if not any(header):
+        raise DataError(f"empty file; expected a header {expected}", file=path, where="line 1")
+    missing = [c for c in AZURE_COLUMNS if c not in header]
+    if missing:
+        raise DataError(f"missing column {missing[0]!r}; expected a header {expected}", file=path, where="line 1")
+    return [header.index(c) for c in AZURE_COLUMNS]
+
+
+def _field_count_error(row: list[str], header: list[str], path: Path, line: int) -> DataError:
+    return DataError(f"{len(row)} fields; expected {len(header)} ({','.join(header)})", file=path,
+                     where=f"line {line}")
+
+
+def _no_azure_rows(path: Path) -> DataError:
+    return DataError("no data rows; expected at least one request after the header", file=path, where="line 2")
+
+
+def _plain_azure_rows(path: Path) -> tuple[list[list[str]], list[int]] | None:
+    """:func:`_csv_azure_rows` of a whole file, for text the csv module would split exactly like
+    ``str.split``: no quote character, no NUL, no ``\\r`` outside ``\\r\\n``, no line longer than the
+    csv field size limit. None (nothing decided) for any other file, including one that is not UTF-8."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        return None
+    text = text.replace("\r\n", "\n")
+    if '"' in text or "\r" in text or "\x00" in text:
+        return None
+    lines = text.split("\n")
+    if max(map(len, lines)) > csv.field_size_limit():
+        return None
+    header = [h.strip() for h in lines[0].split(",")]
+    pick = _azure_header(header, path)
+    width = len(header)
+    rows, numbers = [], []
+    for number, line in enumerate(lines[1:], 2):  # without quotes, a row is one line
+        row = line.split(",")
+        if len(row) == width:
+            picked = [row[i].strip() for i in pick]
+            if picked[0] or picked[1] or picked[2] or any(cell.strip() for cell in row):
+                rows.append(picked)
+                numbers.append(number)
+        elif any(cell.strip() for cell in row):  # not a blank line
+            raise _field_count_error(row, header, path, number)
+    if not rows:
+        raise _no_azure_rows(path)
+    return rows, numbers
+
+
+def _csv_azure_rows(path: Path, max_rows: int | None) -> tuple[list[list[str]], list[int]]:
+    """:func:`_azure_rows` through the csv module (quoted fields, any line ending, a file's prefix)."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             header = [h.strip() for h in next(reader, [])]
-            if not any(header):
-                raise DataError(f"empty file; expected a header {expected}", file=path, where="line 1")
-            missing = [c for c in AZURE_COLUMNS if c not in header]
-            if missing:
-                raise DataError(
-                    f"missing column {missing[0]!r}; expected a header {expected}", file=path, where="line 1"
-                )
-            pick = [header.index(c) for c in AZURE_COLUMNS]
+            pick = _azure_header(header, path)
             rows, lines = [], []
             for row in reader:
                 if not any(cell.strip() for cell in row):
                     continue  # blank line (e.g. a trailing newline)
                 if len(row) != len(header):
-                    raise DataError(
-                        f"{len(row)} fields; expected {len(header)} ({','.join(header)})",
-                        file=path,
-                        where=f"line {reader.line_num}",
-                    )
+                    raise _field_count_error(row, header, path, reader.line_num)
                 rows.append([row[i].strip() for i in pick])
                 lines.append(reader.line_num)
                 if len(rows) == max_rows:
@@ -170,8 +225,7 @@ def _azure_rows(path: Path, max_rows: int | None = None) -> tuple[list[list[str]
     except csv.Error as e:
         raise DataError(f"malformed CSV ({e})", file=path, where=f"line {reader.line_num}") from None
     if not rows:
-        raise DataError("no data rows; expected at least one request after the header", file=path,
-                        where="line 2")
+        raise _no_azure_rows(path)
     return rows, lines
 
 
@@ -198,6 +252,19 @@ def _split_zone(stamp: str) -> tuple[str, int]:
     return naive, (1 if zone[0] == "+" else -1) * minutes * 60 * 10**9
 
 
+_ZONE_MARK = re.compile(r"-[\d:]{0,5}$", re.MULTILINE)
+"""A ``-`` within a line's last six characters: where a negative UTC offset (``-05``, ``-0530``,
+``-05:30``) would be."""
+
+
+def _no_zone(stamps: list[str]) -> bool:
+    """Whether no stripped timestamp has a zone :data:`_TZ_SUFFIX` would split off, decided on the joined
+    text in three C-level scans (``Z``, ``+``, :data:`_ZONE_MARK`) rather than a regex per row. False
+    only means "maybe": the caller then splits row by row."""
+    text = "\n".join(stamps)
+    return "Z" not in text and "+" not in text and _ZONE_MARK.search(text) is None
+
+
 def _parse_ns(value: str) -> int | None:
     """One timestamp → UTC nanoseconds, or None when it is not a datetime."""
     naive, offset = _split_zone(value)
@@ -216,15 +283,19 @@ def _azure_timestamps(stamps: list[str], lines: list[int], path: Path) -> NDArra
     Naive times are taken as they are (the published traces are naive UTC); zone-aware ones (``Z``,
     ``+01:00``) are converted to UTC, so a trace mixing both stays in one time base.
     """
-    split = [_split_zone(s) for s in stamps]
+    if _no_zone(stamps):  # the published traces: nothing to split off (_split_zone would return each as is)
+        naive, offsets = stamps, None
+    else:
+        split = [_split_zone(s) for s in stamps]
+        naive, offsets = [t for t, _ in split], np.array([o for _, o in split], dtype=np.int64)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # zones are split off above; what is left must not warn
-            ns = np.array([t for t, _ in split], dtype="datetime64[ns]").view(np.int64)
+            ns = np.array(naive, dtype="datetime64[ns]").view(np.int64)
     except ValueError:
         ns = None
     if ns is not None and not np.any(ns == np.iinfo(np.int64).min):  # NaT parses but is not a time
-        return ns - np.array([o for _, o in split], dtype=np.int64)
+        return ns if offsets is None else ns - offsets
     for value, line in zip(stamps, lines, strict=True):
         ok = _parse_ns(value) is not None
         if not ok:
