@@ -62,16 +62,18 @@ class DeploymentStats:
 
 
 def token_sections(
-    rec: Any, mine: np.ndarray, lat_mask: np.ndarray, deps: list[DeploymentStats], prompt_tokens: np.ndarray | None
+    rec: Any, mine: np.ndarray, lat_mask: np.ndarray, deps: list[DeploymentStats], prompt_tokens: np.ndarray | None,
+    tbt_cache: dict[tuple[int, ...], Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(``{"tpot": ..., "tbt": ...}``, scheduler counters) for the requests ``mine`` served by ``deps``.
 
     TPOT over completed steady-state requests (``lat_mask``, like every request latency); TBT over every
-    token the deployments' step logs hold (warm-up included: a step log has no request identity).
+    token the deployments' step logs hold (warm-up included: a step log has no request identity;
+    ``tbt_cache``: see :func:`~sim.metrics.tokens.tbt_stats`).
     """
     sel = mine & lat_mask  # tpot is elementwise: over the selected requests only, not (N,) temporaries
     per_token = tpot(rec.first_token[sel], rec.finish[sel], rec.output_tokens[sel])
-    latency = {"tpot": dist(per_token, scratch=True), "tbt": tbt_stats([d.step_log for d in deps])}
+    latency = {"tpot": dist(per_token, scratch=True), "tbt": tbt_stats([d.step_log for d in deps], tbt_cache)}
     caching = [d.model_index for d in deps if d.prefix_cache]
     sched = scheduler_stats(rec, mine, prompt_tokens, paged=any(d.step_log is not None for d in deps),
                             cache_scope=np.isin(rec.model, caching) if caching else None)
@@ -134,6 +136,7 @@ def summarize(
     targets = dict(slo or {})
 
     per_model: dict[str, Any] = {}
+    tbt_cache: dict[tuple[int, ...], Any] = {}  # a one-model cluster: its model's TBT is the overall one
     for j, name in enumerate(model_names):
         mine = rec.model == j
         served = mine & done
@@ -154,7 +157,7 @@ def summarize(
             "mean_queue": float(sample_queued[:, cols].sum(axis=1).mean()) if sample_t.size else 0.0,
             "peak_queue": int(sample_queued[:, cols].sum(axis=1).max()) if sample_t.size else 0,
         }
-        latency, sched = token_sections(rec, mine, lat_mask, deps, prompt_tokens)
+        latency, sched = token_sections(rec, mine, lat_mask, deps, prompt_tokens, tbt_cache)
         per_model[name].update(latency_s=latency, scheduler=sched,
                                slo=slo_section(rec, mine & steady, measured, targets, end_time),
                                estimator=estimator_section(rec, mine & steady, since_decision))
@@ -176,7 +179,8 @@ def summarize(
     floor = batches.get("quality_floor")
     floor_realised = _floor_misses_realised(rec, done | running, sizes, floor)
     occupancy = (sample_queued + sample_running).sum(axis=1)
-    token_latency, sched = token_sections(rec, np.ones(n, dtype=bool), lat_mask, deployments, prompt_tokens)
+    token_latency, sched = token_sections(rec, np.ones(n, dtype=bool), lat_mask, deployments, prompt_tokens,
+                                          tbt_cache)
     summary: dict[str, Any] = {
         "queries": {
             "arrived": int(n),

@@ -205,3 +205,26 @@ def test_compare_table_shows_na_or_leaves_out_inapplicable_metrics() -> None:
     assert cells[("reserve", "latency_s.tbt.p99")] == "n/a" and cells[("reserve", "scheduler.preemptions")] == "n/a"
     assert cells[("paged", "latency_s.tbt.p99")] == "0.022 s"
     assert cells[("paged", "scheduler.preemptions")] == "4"
+
+
+def test_tbt_cache_gives_the_uncached_statistics_once_per_union(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A summary computes each union's TBT once (a one-model cluster's per-model TBT is the overall one):
+    cached answers equal fresh ones, differ for another union or order, and a caller cannot alter them."""
+    from sim.engine import steplog
+    from sim.metrics.tokens import tbt_stats
+
+    a, b = StepLog(), StepLog()
+    a.add_steps(0.01, 0.001, 50, 3)
+    a.add_gap(0.2, 2)
+    b.add_steps(0.02, 0.0, 10, 4)
+    calls: list[int] = []
+    real = steplog.StepLogs.quantiles
+    monkeypatch.setattr(steplog.StepLogs, "quantiles", lambda self, qs: calls.append(1) or real(self, qs))
+    cache: dict[tuple[int, ...], Any] = {}
+    first = tbt_stats([a, b, None], cache)
+    again = tbt_stats([a, None, b], cache)
+    assert again == first == tbt_stats([a, b]) and len(calls) == 2  # one fresh, one for the uncached call
+    again["p50"] = -1.0
+    assert tbt_stats([a, b], cache)["p50"] == first["p50"]
+    assert tbt_stats([b, a], cache) == tbt_stats([b, a]) and tbt_stats([a], cache) == tbt_stats([a])
+    assert len(calls) == 6
