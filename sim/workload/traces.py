@@ -132,9 +132,14 @@ def _arrivals(
 # ---------------------------------------------------------------------------------------------------
 
 
-def _azure_rows(path: Path, max_rows: int | None = None) -> tuple[list[list[str]], list[int]]:
-    """Data rows as [timestamp, context, generated] strings, with their 1-based line numbers; only the
-    first ``max_rows`` data rows when given (the rest of the file is not read).
+#: The [timestamp, context, generated] columns of a trace's data rows as strings, and each row's 1-based
+#: line number.
+AzureColumns = tuple[list[list[str]], list[int]]
+
+
+def _azure_rows(path: Path, max_rows: int | None = None) -> AzureColumns:
+    """The data rows' :data:`AzureColumns`; only the first ``max_rows`` data rows when given (the rest of
+    the file is not read).
 
     A whole file of plain fields (:func:`_plain_azure_rows`: no quotes, NULs or bare ``\\r``, the
     published traces) is split on commas directly, ~4× faster than the csv module on 19 k rows; anything
@@ -167,7 +172,7 @@ def _no_azure_rows(path: Path) -> DataError:
     return DataError("no data rows; expected at least one request after the header", file=path, where="line 2")
 
 
-def _plain_azure_rows(path: Path) -> tuple[list[list[str]], list[int]] | None:
+def _plain_azure_rows(path: Path) -> AzureColumns | None:
     """:func:`_csv_azure_rows` of a whole file, for text the csv module would split exactly like
     ``str.split``: no quote character, no NUL, no ``\\r`` outside ``\\r\\n``, no line longer than the
     csv field size limit. None (nothing decided) for any other file, including one that is not UTF-8."""
@@ -185,6 +190,9 @@ def _plain_azure_rows(path: Path) -> tuple[list[list[str]], list[int]] | None:
     header = [h.strip() for h in lines[0].split(",")]
     pick = _azure_header(header, path)
     width = len(header)
+    regular = _regular_columns(lines[1:], width, pick)
+    if regular is not None:
+        return regular
     rows, numbers = [], []
     for number, line in enumerate(lines[1:], 2):  # without quotes, a row is one line
         row = line.split(",")
@@ -197,10 +205,31 @@ def _plain_azure_rows(path: Path) -> tuple[list[list[str]], list[int]] | None:
             raise _field_count_error(row, header, path, number)
     if not rows:
         raise _no_azure_rows(path)
-    return rows, numbers
+    return _columns(rows), numbers
 
 
-def _csv_azure_rows(path: Path, max_rows: int | None) -> tuple[list[list[str]], list[int]]:
+def _regular_columns(body: list[str], width: int, pick: list[int]) -> AzureColumns | None:
+    """The columns of data lines that all (but a last empty one) have ``width`` fields and a timestamp,
+    split and stripped a column at a time; None for any other body (the row loop decides, e.g. a blank
+    line to skip or a row to refuse)."""
+    if body and not body[-1]:
+        body = body[:-1]  # the file's final newline
+    rows = [line.split(",") for line in body]
+    if not rows or set(map(len, rows)) != {width}:
+        return None
+    fields = list(zip(*rows, strict=True))
+    columns = [list(map(str.strip, fields[i])) for i in pick]
+    if "" in columns[0]:  # a row without a timestamp may be blank
+        return None
+    return columns, list(range(2, 2 + len(rows)))
+
+
+def _columns(rows: list[list[str]]) -> list[list[str]]:
+    """Rows of [timestamp, context, generated] as those three columns."""
+    return [list(col) for col in zip(*rows, strict=True)]
+
+
+def _csv_azure_rows(path: Path, max_rows: int | None) -> AzureColumns:
     """:func:`_azure_rows` through the csv module (quoted fields, any line ending, a file's prefix)."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
@@ -226,7 +255,7 @@ def _csv_azure_rows(path: Path, max_rows: int | None) -> tuple[list[list[str]], 
         raise DataError(f"malformed CSV ({e})", file=path, where=f"line {reader.line_num}") from None
     if not rows:
         raise _no_azure_rows(path)
-    return rows, lines
+    return _columns(rows), lines
 
 
 _TZ_SUFFIX = re.compile(r"(?<=\d)(Z|[+-]\d{2}(?::?\d{2})?)$")
@@ -323,8 +352,7 @@ def load_azure_csv(path: str | Path, *, sort: bool = False, max_rows: int | None
         raise ValueError("max_rows needs the file's own order (sort=False)")
     path = Path(path)
     _open_checked(path, "an Azure LLM inference trace CSV")
-    rows, lines = _azure_rows(path, max_rows)
-    stamps, context, generated = (list(col) for col in zip(*rows, strict=True))
+    (stamps, context, generated), lines = _azure_rows(path, max_rows)
     ns = _azure_timestamps(stamps, lines, path)
     prompt = _tokens(context, "ContextTokens", lines, path)
     output = _tokens(generated, "GeneratedTokens", lines, path)
