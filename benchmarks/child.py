@@ -99,11 +99,12 @@ def build() -> str:
 
 
 def llmsim_cmd(scenario: Path, out: Path, *sets: str) -> list[str]:
-    """``llmsim run`` as ``python -m sim.cli`` with this interpreter, quiet, into a fresh folder.
+    """``llmsim run`` as ``python -m sim`` (what the console script runs) with this interpreter, quiet,
+    into a fresh folder.
 
     Children run in a temporary directory, so ``sim`` resolves as installed (or via PYTHONPATH), never
     from a stray checkout in the current directory."""
-    cmd = [sys.executable, "-m", "sim.cli", "run", str(scenario), "--out", str(out), "-q"]
+    cmd = [sys.executable, "-m", "sim", "run", str(scenario), "--out", str(out), "-q"]
     for s in sets:
         cmd += ["--set", s]
     return cmd

@@ -109,7 +109,7 @@ def process_rows(n: int, repeats: int) -> list[tuple[str, float, float]]:
     """Issue 14's whole-process rows: lagrangian at window 0 vs threshold_greedy on quickstart, and
     start-up (`llmsim validate` of the default scenario vs importing numpy and pandas)."""
     ensure_bytecode()  # time llmsim as installed (child.py)
-    llmsim = [sys.executable, "-m", "sim.cli"]
+    llmsim = [sys.executable, "-m", "sim"]
     with tempfile.TemporaryDirectory() as tmp:
         run_args = ["run", "--set", f"num_queries={n}", "--overwrite", "-q"]
         greedy = _process_wall([*llmsim, *run_args, "--out", f"{tmp}/g"], repeats)

@@ -22,7 +22,7 @@ import typer
 from rich.text import Text
 
 from policies import PolicyError, available_policies, policy_class, policy_parameters
-from sim import __version__
+from sim import __version__, startup
 from sim.console import err, out
 from sim.console import fail as _fail
 from sim.console import say as _say
@@ -79,7 +79,9 @@ def _load(scenario: Path | None, sets: list[str]) -> Any:
     else:
         text = read_scenario_text(scenario)
         name, base = str(scenario), scenario.resolve().parent
-    return parse_scenario(text, file=name, base_dir=base, overrides=sets)
+    sc = parse_scenario(text, file=name, base_dir=base, overrides=sets)
+    startup.resume()  # inputs loaded: start-up is over (see sim.startup)
+    return sc
 
 
 class _LazyProgress:

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from policies import PolicyError
+from sim import startup
 from sim.console import err, fail, out, say_plain, warnings_to_stderr
 from sim.errors import InputError
 
@@ -115,6 +116,7 @@ def _run_job(job: _Job) -> None:
     from reports.build import write_report
     from sim.experiments.folder import run_experiment
 
+    startup.resume()  # inputs loaded: start-up is over (see sim.startup)
     extra = {"baseline": job.baseline, "match_spend": job.match_spend, "at_spend": job.at_spend}
     progress = _Progress(f"{job.exp.kind} {job.exp.scenario_name}", not job.quiet)
     try:
@@ -401,6 +403,7 @@ def whatif(
 def with_progress(label: str, quiet: bool, executor: Any, body: Callable[[Any, Any], Any]) -> Any:
     """``body(on_start, on_done)`` under a progress bar; the bar stops and the executor closes however it
     ends (finished, bad input, Ctrl-C)."""
+    startup.resume()  # inputs loaded: start-up is over (see sim.startup)
     progress = _Progress(label, not quiet)
     try:
         try:
