@@ -2,7 +2,8 @@
 
 ``benchmarks/scale.py`` gives a whole run's peak; this splits it at the phase boundaries of
 :func:`sim.runner.simulate` (imports, prepare, engine, summarise, writing the run folder) by wrapping
-those functions and running ``llmsim run`` itself (``sim.cli.main``). After each phase it prints the
+those functions and running ``llmsim run`` itself (``sim.cli.main``, with start-up garbage collection
+deferred as the console script does, ``sim.startup``). After each phase it prints the
 phase's wall time, the resident memory then, and the phase's own peak: the kernel's high-water mark
 (``VmHWM``) is reset at every boundary (``/proc/self/clear_refs``; Linux only), so a phase whose
 temporaries are freed before it ends still shows them. Issue 14's 1 M run, outputs off:
@@ -66,6 +67,9 @@ def main() -> None:
                     help="num_queries (default: 1,000,000 for quickstart, the file's own otherwise)")
     ap.add_argument("--set", action="append", default=[], help="more --set KEY=VALUE for llmsim run")
     args = ap.parse_args()
+    from sim import startup
+
+    startup.defer()  # as the console script (sim.__main__) does before its imports
     phases = Phases()
     import sim.output
     import sim.runner

@@ -308,6 +308,7 @@ def calibrate(
         from sim.profiles import calibrate_file, format_report
         from sim.profiles.fidelity import calibration_fidelity, format_calibration_fidelity
 
+        startup.resume()  # start-up is over before reading and simulating the table (sim.startup)
         report = calibrate_file(csv)
         out.print(format_report(report), highlight=False, markup=False, soft_wrap=True)
         check = format_calibration_fidelity(calibration_fidelity(report))

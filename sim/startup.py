@@ -6,10 +6,14 @@ exits. CPython's cyclic collector runs every 700 net allocations and, as survivo
 older generations again and again, finding nothing to free: ~5 % of a 19 k-request run's wall time.
 The console script therefore raises the collector's first threshold until the inputs are loaded
 (:func:`defer`), then moves everything start-up built into the permanent generation (``gc.freeze``,
-which CPython recommends for exactly this) and restores the thresholds (:func:`resume`), so the
-simulation's collections never rescan start-up's objects. Collection is only postponed, never off: a
-command that never calls :func:`resume` still collects, every :data:`STARTUP_THRESHOLD` allocations.
-Library use (``import sim``) is untouched: nothing here runs unless the command line calls it.
+which CPython recommends for exactly this) and restores the thresholds (:func:`resume`), so neither
+the simulation's collections nor the interpreter's last one at exit rescan start-up's objects. Every
+command calls :func:`resume` once its inputs are read, before any simulation, so what gets frozen is
+start-up's own objects plus at most a few hundred garbage ones. Collection is only postponed, never
+off: a command that never resumes still collects every :data:`STARTUP_THRESHOLD` allocations.
+
+Only the console script's process (:mod:`sim.__main__`) defers; library use (``import sim``,
+:func:`sim.cli.main` in process) is untouched, since :func:`resume` does nothing unless deferred.
 """
 
 from __future__ import annotations
@@ -20,34 +24,24 @@ import gc
 STARTUP_THRESHOLD = 100_000
 
 _saved: tuple[int, int, int] | None = None
-_frozen = False
 
 
 def defer() -> None:
-    """Raise the first collection threshold until :func:`resume` or :func:`end`."""
+    """Raise the first collection threshold until :func:`resume` (a threshold of 0, collection
+    switched off by the caller, stays 0)."""
     global _saved
     if _saved is None:
         _saved = gc.get_threshold()
-        gc.set_threshold(max(STARTUP_THRESHOLD, _saved[0]), _saved[1], _saved[2])
+        if _saved[0]:
+            gc.set_threshold(max(STARTUP_THRESHOLD, _saved[0]), _saved[1], _saved[2])
 
 
 def resume() -> None:
-    """Start-up is over: freeze what it built and collect as usual again (no-op unless deferred)."""
-    global _saved, _frozen
+    """Start-up is over: freeze what it built and collect as usual again (a no-op unless deferred, and
+    after the first call)."""
+    global _saved
     if _saved is None:
         return
     gc.freeze()
-    _frozen = True
     gc.set_threshold(*_saved)
     _saved = None
-
-
-def end() -> None:
-    """Undo :func:`defer` and :func:`resume` (the command line is returning to an in-process caller)."""
-    global _saved, _frozen
-    if _frozen:
-        gc.unfreeze()
-        _frozen = False
-    if _saved is not None:
-        gc.set_threshold(*_saved)
-        _saved = None

@@ -22,7 +22,8 @@ def test_validate_imports_no_heavy_module() -> None:
     code = (
         "import sys\n"
         "from sim.__main__ import main\n"  # the console script's entry point
-        "try:\n    main(['validate', 'scenarios/quickstart.yaml'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "sys.argv = ['llmsim', 'validate', 'scenarios/quickstart.yaml']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -33,7 +34,7 @@ def test_a_run_never_imports_pandas(tmp_path: Path) -> None:
     """``llmsim run`` writing every table, then ``llmsim validate``: pandas stays out of the process."""
     code = (
         "import sys\n"
-        "from sim.__main__ import main\n"
+        "from sim.cli import main\n"  # in process, twice (the console script exits after one command)
         "for argv in (['run', sys.argv[1], '--out', sys.argv[2], '-q', '--set', 'num_queries=300'],\n"
         "             ['validate', sys.argv[1]]):\n"
         "    try:\n"

@@ -443,6 +443,7 @@ def report(folder: Annotated[Path, typer.Argument(help="A run, compare or sweep 
     from reports.build import write_report
     from reports.errors import ReportError
 
+    startup.resume()  # start-up is over before reading the folder's tables (sim.startup)
     try:
         written = write_report(folder, _spend(at_spend))
     except (ReportError, InputError) as exc:

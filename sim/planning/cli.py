@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from sim import startup
 from sim.console import out, say_plain
 from sim.errors import InputError
 from sim.experiments.cli import (
@@ -89,6 +90,7 @@ def plan(
                            search_steps=search_steps)
         executor = _executor("local", jobs, None)  # a bad --jobs is refused before any probe runs
         source = read_source(scenario)
+        startup.resume()  # inputs read: start-up is over before the rate probes simulate (sim.startup)
         target = out_dir or Path("runs") / f"{_name(source)}-plan"
         check_plan_folder(target)
         if not quiet:

@@ -230,7 +230,7 @@ def test_quiet_run_with_milp_prints_only_the_path(tmp_path: Path) -> None:
     """Seed 1 of the adversarial scenario makes HiGHS print ``HighsMipSolverData::...`` from C++."""
     out = tmp_path / "run"
     res = subprocess.run(
-        [sys.executable, "-m", "sim.cli", "run", str(SCENARIOS / "adversarial_batches.yaml"), "--policy", "milp",
+        [sys.executable, "-m", "sim", "run", str(SCENARIOS / "adversarial_batches.yaml"), "--policy", "milp",
          "--seed", "1", "-q", "--out", str(out)],
         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
     )

@@ -146,7 +146,7 @@ def test_second_run_into_a_locked_folder_fails(scenario: Path, tmp_path: Path,
         res = cli(capsys, "run", str(scenario), "--out", str(out))
         assert_one_error_line(*res, str(out), f"another llmsim run (pid {os.getpid()}) is writing to this folder")
         # another process is refused too (flock is per open file, and per process)
-        proc = subprocess.run([sys.executable, "-m", "sim.cli", "run", str(scenario), "--out", str(out)],
+        proc = subprocess.run([sys.executable, "-m", "sim", "run", str(scenario), "--out", str(out)],
                               capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
         assert proc.returncode == 2 and "another llmsim run" in proc.stderr, proc.stderr
     assert not out.exists() and llmsim_leftovers(tmp_path) == []

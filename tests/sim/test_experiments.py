@@ -183,7 +183,7 @@ def test_ctrl_c_keeps_finished_runs_and_the_rerun_completes(scenario_file: Path,
     import time
 
     out = tmp_path / "sw"
-    args = [sys.executable, "-m", "sim.cli", "sweep", str(scenario_file), "--grid",
+    args = [sys.executable, "-m", "sim", "sweep", str(scenario_file), "--grid",
             "router.window_s=0:3:0.25", "--policies", "milp", "--set", "num_queries=600", "--out", str(out),
             "--jobs", "1", "-q"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -284,7 +284,7 @@ def test_sigterm_to_the_parent_ends_its_workers_and_keeps_finished_runs(scenario
     import time
 
     out = tmp_path / "sw"
-    args = [sys.executable, "-m", "sim.cli", "sweep", str(scenario_file), "--grid", "router.window_s=0:3:0.25",
+    args = [sys.executable, "-m", "sim", "sweep", str(scenario_file), "--grid", "router.window_s=0:3:0.25",
             "--policies", "milp,lagrangian", "--set", "num_queries=600", "--out", str(out), "--jobs", "2", "-q"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
