@@ -175,9 +175,18 @@ def _no_azure_rows(path: Path) -> DataError:
 def _plain_azure_rows(path: Path) -> AzureColumns | None:
     """:func:`_csv_azure_rows` of a whole file, for text the csv module would split exactly like
     ``str.split``: no quote character, no NUL, no ``\\r`` outside ``\\r\\n``, no line longer than the
-    csv field size limit. None (nothing decided) for any other file, including one that is not UTF-8."""
+    csv field size limit. None (nothing decided) for any other file, including one that is not UTF-8.
+    The header line is read and checked first, so a file that is not a trace fails before the rest is
+    read."""
+    limit = csv.field_size_limit()
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
+            first = f.readline()
+            head = first.removesuffix("\n").removesuffix("\r")
+            if first.endswith("\r") or '"' in head or "\x00" in head or len(head) > limit:
+                return None
+            header = [h.strip() for h in head.split(",")]
+            pick = _azure_header(header, path)
             text = f.read()
     except UnicodeDecodeError:
         return None
@@ -185,16 +194,15 @@ def _plain_azure_rows(path: Path) -> AzureColumns | None:
     if '"' in text or "\r" in text or "\x00" in text:
         return None
     lines = text.split("\n")
-    if max(map(len, lines)) > csv.field_size_limit():
+    del text
+    if max(map(len, lines)) > limit:
         return None
-    header = [h.strip() for h in lines[0].split(",")]
-    pick = _azure_header(header, path)
     width = len(header)
-    regular = _regular_columns(lines[1:], width, pick)
+    regular = _regular_columns(lines, width, pick)
     if regular is not None:
         return regular
     rows, numbers = [], []
-    for number, line in enumerate(lines[1:], 2):  # without quotes, a row is one line
+    for number, line in enumerate(lines, 2):  # without quotes, a row is one line
         row = line.split(",")
         if len(row) == width:
             picked = [row[i].strip() for i in pick]

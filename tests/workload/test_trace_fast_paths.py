@@ -31,10 +31,12 @@ from sim.workload.traces import (
 CELLS = st.sampled_from([
     "2024-01-01 00:00:00.1234567", " 2024-01-01 00:00:01 ", "2024-01-01T00:00:02Z", "2024-01-01 00:00:03+01:00",
     "2024-01-01 00:00:04-0530", "12", " 7 ", "", "  ", "x", '"3"', '"a,b"', "\x00", "1\r2", "-5",
+    "1\x0b", "\x0c", "\x1c", "2\x85", "\u2028", "\xa0",  # what str.splitlines would break a line at
 ])
 LINE = st.one_of(
     st.lists(CELLS, min_size=0, max_size=5).map(",".join),
-    st.sampled_from([",,", " , ,\t", ",,,", "   ", "\u2003,,", "2024-01-01 00:00:09,5,6"]),  # blank rows, a good one
+    st.sampled_from([",,", " , ,\t", ",,,", "   ", "\u2003,,", "2024-01-01 00:00:09,5,6",  # blank rows, a good one
+                     ",,,x", " ,,, x", "x,,,"]),  # only an extra column filled (a row, not a blank line)
 )
 HEADERS = st.sampled_from([
     "TIMESTAMP,ContextTokens,GeneratedTokens", " GeneratedTokens ,TIMESTAMP,ContextTokens,extra",
@@ -93,7 +95,8 @@ def test_no_zone_only_when_no_row_has_one(stamps: list[str]) -> None:
 
 def test_zoned_and_naive_timestamps_parse_as_before(tmp_path: Path) -> None:
     stamps = ["2024-01-01 00:00:00.1234567", "2024-01-01 01:00:00+01:00", "2024-01-01 00:00:01Z",
-              "2024-01-01 00:00:02-0530"]
+              "2024-01-01 00:00:02-0530", "2024-01-01 00:00:03-05:30", "2024-01-01 00:00:04-05"]
+    assert not any(_no_zone([s]) for s in stamps[1:])
     lines = list(range(2, 2 + len(stamps)))
     got = _azure_timestamps(stamps, lines, tmp_path / "t.csv")
     naive = np.array([_split_zone(s)[0] for s in stamps], dtype="datetime64[ns]").view(np.int64)
