@@ -23,7 +23,7 @@ from sim.metrics.recorder import (
     tpot,
 )
 from sim.metrics.slo import Spans, estimator_section, slo_section
-from sim.metrics.tokens import scheduler_stats, tbt_stats
+from sim.metrics.tokens import TbtCache, scheduler_stats, tbt_stats
 from sim.workload.queryset import DATA_REPORT_KEYS
 
 PERCENTILES = (50, 95, 99)
@@ -63,13 +63,13 @@ class DeploymentStats:
 
 def token_sections(
     rec: Any, mine: np.ndarray, lat_mask: np.ndarray, deps: list[DeploymentStats], prompt_tokens: np.ndarray | None,
-    tbt_cache: dict[tuple[int, ...], Any] | None = None,
+    tbt_cache: TbtCache | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(``{"tpot": ..., "tbt": ...}``, scheduler counters) for the requests ``mine`` served by ``deps``.
 
     TPOT over completed steady-state requests (``lat_mask``, like every request latency); TBT over every
     token the deployments' step logs hold (warm-up included: a step log has no request identity;
-    ``tbt_cache``: see :func:`~sim.metrics.tokens.tbt_stats`).
+    ``tbt_cache``: see :class:`~sim.metrics.tokens.TbtCache`).
     """
     sel = mine & lat_mask  # tpot is elementwise: over the selected requests only, not (N,) temporaries
     per_token = tpot(rec.first_token[sel], rec.finish[sel], rec.output_tokens[sel])
@@ -136,7 +136,7 @@ def summarize(
     targets = dict(slo or {})
 
     per_model: dict[str, Any] = {}
-    tbt_cache: dict[tuple[int, ...], Any] = {}  # a one-model cluster: its model's TBT is the overall one
+    tbt_cache = TbtCache()  # no union's TBT and no part's sample computed twice
     for j, name in enumerate(model_names):
         mine = rec.model == j
         served = mine & done

@@ -22,27 +22,37 @@ from sim.engine.steplog import StepLog, StepLogs
 TBT_QUANTILES = (50, 95, 99)
 
 
-def tbt_stats(logs: Sequence[StepLog | StepLogs | None],
-              cache: dict[tuple[int, ...], dict[str, float | None]] | None = None) -> dict[str, float | None]:
+class TbtCache:
+    """What one summary's TBT sections share while its step logs are alive and unchanged: each union's
+    statistics, by its parts in order (a one-model cluster's model is the whole cluster), and each part's
+    sorted sample (a part is in its model's union and in the cluster's). The exact quantiles are the
+    summary's costliest part (~1 s at a million requests); this way no union and no part's sample is
+    computed twice."""
+
+    __slots__ = ("stats", "samples")
+
+    def __init__(self) -> None:
+        self.stats: dict[tuple[int, ...], dict[str, float | None]] = {}
+        self.samples: dict[int, Any] = {}
+
+
+def tbt_stats(logs: Sequence[StepLog | StepLogs | None], cache: TbtCache | None = None) -> dict[str, float | None]:
     """Mean, p50/p95/p99 and the longest step of the union of the logs (all None without any log, the
     statistics None when the logs hold no token). The union is read in place (:class:`StepLogs`), with
-    the results of merging the logs into one.
-
-    ``cache`` (one summary's, while its logs are alive) keeps each result by the union's parts in
-    order: a one-model cluster's per-model TBT is the overall one, and its exact quantiles are the
-    summary's costliest part (~1 s at a million requests) — computed once, not twice."""
+    the results of merging the logs into one; ``cache``: see :class:`TbtCache`."""
     present = [log for log in logs if log is not None]
     keys = ["mean", *(f"p{p}" for p in TBT_QUANTILES), "max_step"]
     if not present:
         return dict.fromkeys(keys)
     union = StepLogs(present)
     key = tuple(id(part) for part in union.parts)
-    if cache is not None and key in cache:
-        return dict(cache[key])
-    values = [union.mean(), *union.quantiles([p / 100 for p in TBT_QUANTILES]), union.max_step]
+    if cache is not None and key in cache.stats:
+        return dict(cache.stats[key])
+    quantiles = union.quantiles([p / 100 for p in TBT_QUANTILES], None if cache is None else cache.samples)
+    values = [union.mean(), *quantiles, union.max_step]
     stats = {k: (float(v) if np.isfinite(v) else None) for k, v in zip(keys, values, strict=True)}
     if cache is not None:
-        cache[key] = dict(stats)
+        cache.stats[key] = dict(stats)
     return stats
 
 

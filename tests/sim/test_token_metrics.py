@@ -207,24 +207,36 @@ def test_compare_table_shows_na_or_leaves_out_inapplicable_metrics() -> None:
     assert cells[("paged", "scheduler.preemptions")] == "4"
 
 
-def test_tbt_cache_gives_the_uncached_statistics_once_per_union(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A summary computes each union's TBT once (a one-model cluster's per-model TBT is the overall one):
-    cached answers equal fresh ones, differ for another union or order, and a caller cannot alter them."""
+def test_tbt_cache_gives_the_uncached_statistics_once_per_union_and_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A summary computes each union's TBT once (a one-model cluster's per-model TBT is the overall one)
+    and each part's sorted sample once (a part is in its model's union and the cluster's): cached answers
+    equal fresh ones, differ for another union or order, and a caller cannot alter them."""
     from sim.engine import steplog
-    from sim.metrics.tokens import tbt_stats
+    from sim.metrics.tokens import TbtCache, tbt_stats
 
-    a, b = StepLog(), StepLog()
+    a, b, c = StepLog(), StepLog(), StepLog()
     a.add_steps(0.01, 0.001, 50, 3)
     a.add_gap(0.2, 2)
     b.add_steps(0.02, 0.0, 10, 4)
-    calls: list[int] = []
-    real = steplog.StepLogs.quantiles
-    monkeypatch.setattr(steplog.StepLogs, "quantiles", lambda self, qs: calls.append(1) or real(self, qs))
-    cache: dict[tuple[int, ...], Any] = {}
+    c.add_steps(0.005, 0.002, 30, 2)
+    calls: list[str] = []
+    real_q, real_sample = steplog.StepLogs.quantiles, steplog._Sample.__init__
+    monkeypatch.setattr(steplog.StepLogs, "quantiles",
+                        lambda self, qs, samples=None: calls.append("q") or real_q(self, qs, samples))
+
+    def sample(self: Any, log: StepLog) -> None:
+        calls.append("s")
+        real_sample(self, log)
+
+    monkeypatch.setattr(steplog._Sample, "__init__", sample)
+    fresh = {key: tbt_stats(logs) for key, logs in (("ab", [a, b]), ("ba", [b, a]), ("a", [a]), ("abc", [a, b, c]))}
+    calls.clear()
+    cache = TbtCache()
     first = tbt_stats([a, b, None], cache)
     again = tbt_stats([a, None, b], cache)
-    assert again == first == tbt_stats([a, b]) and len(calls) == 2  # one fresh, one for the uncached call
+    assert again == first == fresh["ab"] and calls == ["q", "s", "s"]  # one union, two samples
     again["p50"] = -1.0
     assert tbt_stats([a, b], cache)["p50"] == first["p50"]
-    assert tbt_stats([b, a], cache) == tbt_stats([b, a]) and tbt_stats([a], cache) == tbt_stats([a])
-    assert len(calls) == 6
+    assert tbt_stats([b, a], cache) == fresh["ba"] and tbt_stats([a], cache) == fresh["a"]
+    assert tbt_stats([a, b, c], cache) == fresh["abc"]
+    assert calls.count("q") == 4 and calls.count("s") == 3  # every part's sample built once
