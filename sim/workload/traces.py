@@ -21,7 +21,7 @@ import json
 import math
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
@@ -163,13 +163,25 @@ def _azure_header(header: list[str], path: Path) -> list[int]:
     return [header.index(c) for c in AZURE_COLUMNS]
 
 
-def _field_count_error(row: list[str], header: list[str], path: Path, line: int) -> DataError:
-    return DataError(f"{len(row)} fields; expected {len(header)} ({','.join(header)})", file=path,
-                     where=f"line {line}")
-
-
-def _no_azure_rows(path: Path) -> DataError:
-    return DataError("no data rows; expected at least one request after the header", file=path, where="line 2")
+def _data_rows(rows: Iterable[tuple[list[str], int]], header: list[str], pick: list[int], path: Path,
+               max_rows: int | None = None) -> AzureColumns:
+    """:data:`AzureColumns` of ``(fields, line number)`` rows: blank rows skipped, the picked fields
+    stripped, a row of another width than the header a DataError; the first ``max_rows`` only, if given.
+    Both readers' row loop (without quotes, a plain file's row is one line)."""
+    picked, lines = [], []
+    for row, line in rows:
+        if not any(cell.strip() for cell in row):
+            continue  # blank line (e.g. a trailing newline)
+        if len(row) != len(header):
+            raise DataError(f"{len(row)} fields; expected {len(header)} ({','.join(header)})", file=path,
+                            where=f"line {line}")
+        picked.append([row[i].strip() for i in pick])
+        lines.append(line)
+        if len(picked) == max_rows:
+            break
+    if not picked:
+        raise DataError("no data rows; expected at least one request after the header", file=path, where="line 2")
+    return [list(col) for col in zip(*picked, strict=True)], lines
 
 
 def _plain_azure_rows(path: Path) -> AzureColumns | None:
@@ -201,19 +213,7 @@ def _plain_azure_rows(path: Path) -> AzureColumns | None:
     regular = _regular_columns(lines, width, pick)
     if regular is not None:
         return regular
-    rows, numbers = [], []
-    for number, line in enumerate(lines, 2):  # without quotes, a row is one line
-        row = line.split(",")
-        if len(row) == width:
-            picked = [row[i].strip() for i in pick]
-            if picked[0] or picked[1] or picked[2] or any(cell.strip() for cell in row):
-                rows.append(picked)
-                numbers.append(number)
-        elif any(cell.strip() for cell in row):  # not a blank line
-            raise _field_count_error(row, header, path, number)
-    if not rows:
-        raise _no_azure_rows(path)
-    return _columns(rows), numbers
+    return _data_rows(((line.split(","), number) for number, line in enumerate(lines, 2)), header, pick, path)
 
 
 def _regular_columns(body: list[str], width: int, pick: list[int]) -> AzureColumns | None:
@@ -232,11 +232,6 @@ def _regular_columns(body: list[str], width: int, pick: list[int]) -> AzureColum
     return columns, list(range(2, 2 + len(rows)))
 
 
-def _columns(rows: list[list[str]]) -> list[list[str]]:
-    """Rows of [timestamp, context, generated] as those three columns."""
-    return [list(col) for col in zip(*rows, strict=True)]
-
-
 def _csv_azure_rows(path: Path, max_rows: int | None) -> AzureColumns:
     """:func:`_azure_rows` through the csv module (quoted fields, any line ending, a file's prefix)."""
     try:
@@ -244,16 +239,7 @@ def _csv_azure_rows(path: Path, max_rows: int | None) -> AzureColumns:
             reader = csv.reader(f)
             header = [h.strip() for h in next(reader, [])]
             pick = _azure_header(header, path)
-            rows, lines = [], []
-            for row in reader:
-                if not any(cell.strip() for cell in row):
-                    continue  # blank line (e.g. a trailing newline)
-                if len(row) != len(header):
-                    raise _field_count_error(row, header, path, reader.line_num)
-                rows.append([row[i].strip() for i in pick])
-                lines.append(reader.line_num)
-                if len(rows) == max_rows:
-                    break
+            return _data_rows(((row, reader.line_num) for row in reader), header, pick, path, max_rows)
     except UnicodeDecodeError as e:
         from sim.datasets.validate import utf8_error_line  # with pandas: only for this error (start-up)
 
@@ -261,9 +247,6 @@ def _csv_azure_rows(path: Path, max_rows: int | None) -> AzureColumns:
                         where=f"line {utf8_error_line(path)}") from None
     except csv.Error as e:
         raise DataError(f"malformed CSV ({e})", file=path, where=f"line {reader.line_num}") from None
-    if not rows:
-        raise _no_azure_rows(path)
-    return _columns(rows), lines
 
 
 _TZ_SUFFIX = re.compile(r"(?<=\d)(Z|[+-]\d{2}(?::?\d{2})?)$")
