@@ -16,7 +16,6 @@ have; ``tests/sim/test_tables.py`` writes both ways and compares what is read ba
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +46,8 @@ def _validity(missing: np.ndarray) -> tuple[Any, int]:
 @functools.cache
 def _pandas_major() -> int:
     """The installed pandas' major version, read from its metadata without importing it (3 if unknown)."""
+    import importlib.metadata  # (only when a text column is written: not at start-up)
+
     try:
         return int(importlib.metadata.version("pandas").split(".")[0])
     except (importlib.metadata.PackageNotFoundError, ValueError):

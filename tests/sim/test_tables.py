@@ -97,13 +97,15 @@ def test_long_tailed_text_goes_a_value_at_a_time(tmp_path: Path) -> None:
 
 
 def test_text_type_follows_the_installed_pandas(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
     import pyarrow as pa
 
     from sim import tables
 
     for version, expected in (("2.3.3", pa.string()), ("3.1.1", pa.large_string()), ("unknown", pa.large_string())):
         tables._pandas_major.cache_clear()
-        monkeypatch.setattr(tables.importlib.metadata, "version", lambda _name, v=version: v)
+        monkeypatch.setattr(importlib.metadata, "version", lambda _name, v=version: v)
         assert tables._text_type() == expected
         array = tables._arrow(np.array(["a", "bc"], dtype=object))
         assert array.type == expected and array.to_pylist() == ["a", "bc"]
