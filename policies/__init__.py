@@ -37,7 +37,7 @@ from policies import per_query as _per_query  # noqa: E402,F401  isort: skip
 
 _ALLOCATION = ("AllocationProblem", "AllocationResult", "InfeasibleAllocationError", "InvalidAllocationError",
                "allocate_greedy", "allocate_milp", "allocate_proportional", "allocate_uniform",
-               "evaluate_allocation")
+               "balanced_share", "evaluate_allocation")
 
 
 if TYPE_CHECKING:  # the same names, typed, for mypy and editors
@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # the same names, typed, for mypy and editors
         allocate_milp,
         allocate_proportional,
         allocate_uniform,
+        balanced_share,
         evaluate_allocation,
     )
 
@@ -72,6 +73,7 @@ __all__ = [
     "allocate_milp",
     "allocate_proportional",
     "allocate_uniform",
+    "balanced_share",
     "evaluate_allocation",
     "STATUS_FEASIBLE",
     "STATUS_INFEASIBLE",

@@ -46,6 +46,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -340,12 +341,13 @@ def _build(p: AllocationProblem, x_lb: IntArray, x_ub: IntArray, integral_routin
 def _solve(p: AllocationProblem, x_lb: IntArray, x_ub: IntArray, *, integral_routing: bool,
            time_limit: float, mip_rel_gap: float, method: str, status_if_optimal: str,
            objective: str = "quality", headroom_share: FloatArray | None = None,
-           max_headroom: float = MAX_HEADROOM) -> AllocationResult:
+           max_headroom: float = MAX_HEADROOM, min_headroom: float | None = None) -> AllocationResult:
     """Build and solve; map HiGHS's answer to an :class:`AllocationResult` (raise when infeasible).
 
     ``objective="quality"`` maximises mean routed quality; ``"cost"`` minimises $/hour (quality breaks
     ties, weighted :data:`COST_TIE_BREAK`), which with ``min_quality`` answers "the cheapest allocation
-    that reaches this accuracy"."""
+    that reaches this accuracy"; ``"headroom"`` maximises the load headroom factor (:func:`_with_headroom`),
+    or with ``min_headroom`` minimises $/hour among allocations keeping at least that factor."""
     t0 = time.perf_counter()
     obj, a, lo, hi, lb, ub, integ, offsets = _build(p, x_lb, x_ub, integral_routing)
     c = -obj
@@ -355,7 +357,7 @@ def _solve(p: AllocationProblem, x_lb: IntArray, x_ub: IntArray, *, integral_rou
     elif objective == "headroom":
         assert headroom_share is not None
         c, a, lo, hi, lb, ub, integ = _with_headroom(p, obj, a, lo, hi, lb, ub, integ, headroom_share,
-                                                     max_headroom)
+                                                     max_headroom, min_headroom)
     with quiet_stdout():
         res = milp(c, integrality=integ, bounds=Bounds(lb, ub), constraints=LinearConstraint(a, lo, hi),
                    options={"time_limit": max(float(time_limit), 1e-3), "mip_rel_gap": float(mip_rel_gap),
@@ -382,12 +384,16 @@ def _solve(p: AllocationProblem, x_lb: IntArray, x_ub: IntArray, *, integral_rou
 
 def _with_headroom(p: AllocationProblem, obj: FloatArray, a: sp.csr_matrix, lo: FloatArray, hi: FloatArray,
                    lb: FloatArray, ub: FloatArray, integ: FloatArray, share: FloatArray,
-                   max_headroom: float = MAX_HEADROOM
+                   max_headroom: float = MAX_HEADROOM, min_headroom: float | None = None
                    ) -> tuple[FloatArray, sp.csr_matrix, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
     """Append the headroom factor h (one more column) and, per model j with routed share σ_j > 0, the row
     Σ_{d: j(d)=j} r_d x_d − h·λ·σ_j ≥ 0; the objective maximises h (every used model's capacity at the
-    SLO is at least h times its traffic), with a tiny $/hour penalty so GPUs that add no headroom stay
-    idle. The quality floor (``min_quality``) is already a row of ``a``."""
+    SLO is at least h times its traffic), with a tiny $/hour penalty. The quality floor (``min_quality``)
+    is already a row of ``a``.
+
+    With ``min_headroom`` the objective is $/hour alone and h ≥ ``min_headroom``: the third stage of
+    :func:`allocate_milp`, which drops the instances that add neither headroom nor quality (the tiny
+    penalty above sits below HiGHS's tolerances, so it cannot be relied on to do that)."""
     nv = obj.size
     rows, cols, vals = [], [], []
     used = [j for j in range(p.m) if share[j] > 1e-12]
@@ -403,8 +409,13 @@ def _with_headroom(p: AllocationProblem, obj: FloatArray, a: sp.csr_matrix, lo: 
     c[nv] = -1.0
     price_scale = max(float(p.price_per_hour.sum()), 1e-9)
     c[: p.d] += HEADROOM_COST_WEIGHT * p.price_per_hour / price_scale
+    h_lb = 0.0
+    if min_headroom is not None:
+        c = np.zeros(nv + 1)
+        c[: p.d] = p.price_per_hour / price_scale
+        h_lb = min(min_headroom, max_headroom)
     return (c, a2, np.concatenate([lo, np.zeros(len(used))]), np.concatenate([hi, np.full(len(used), np.inf)]),
-            np.append(lb, 0.0), np.append(ub, max_headroom), np.append(integ, 0.0))
+            np.append(lb, h_lb), np.append(ub, max_headroom), np.append(integ, 0.0))
 
 
 def _infeasible_message(p: AllocationProblem) -> str:
@@ -457,7 +468,11 @@ def allocate_milp(p: AllocationProblem, *, integral_routing: bool = False, time_
     every model's capacity at the SLO is at least h × its traffic (with the first solve's routing mix).
     Spare GPUs so go where queues would build first, which is what a simulated SLO rewards.
     ``max_headroom`` caps h: beyond it spare GPUs stay idle (a huge inventory is not filled for a small
-    load).
+    load). Then the cheapest allocation keeping that h and quality is taken, and instances that add
+    nothing are dropped (:func:`_trim`, :func:`_drop_idle`).
+
+    The result's ``expected_quality`` and ``routed_share`` are those of its counts' best routing, as
+    :func:`evaluate_allocation` scores any fixed allocation (also with ``objective="cost"``).
     """
     if objective not in ("quality", "cost"):
         raise InvalidAllocationError(f"objective must be 'quality' or 'cost', got {objective!r}")
@@ -466,21 +481,167 @@ def allocate_milp(p: AllocationProblem, *, integral_routing: bool = False, time_
     first = _solve(p, lo, hi, integral_routing=integral_routing, time_limit=time_limit, mip_rel_gap=mip_rel_gap,
                    method="milp" if objective == "quality" else "milp-cost", status_if_optimal="optimal",
                    objective=objective)
-    if headroom is None or objective != "quality":
+    if objective == "cost":  # quality sits at its floor there: report what the counts reach
+        return _rescored(p, first, integral_routing, time_limit)
+    if headroom is None:
         return first
     if headroom < 0 or not np.isfinite(headroom):
         raise InvalidAllocationError(f"headroom must be a finite tolerance >= 0, got {headroom!r}")
     floor = max(0.0, first.expected_quality - headroom)
     q = dataclasses.replace(p, min_quality=floor if p.min_quality is None else max(floor, p.min_quality))
+    kw: dict[str, Any] = {"integral_routing": integral_routing, "time_limit": time_limit, "method": "milp+headroom",
+          "status_if_optimal": "optimal"}
     try:
-        second = _solve(q, lo, hi, integral_routing=integral_routing, time_limit=time_limit,
-                        mip_rel_gap=mip_rel_gap, method="milp+headroom", status_if_optimal="optimal",
-                        objective="headroom", headroom_share=first.routed_share, max_headroom=max_headroom)
+        second = _solve(q, lo, hi, mip_rel_gap=mip_rel_gap, objective="headroom", headroom_share=first.routed_share,
+                        max_headroom=max_headroom, **kw)
+        final = _trim(p, q, second, first.routed_share, max_headroom, mip_rel_gap, kw)
     except InfeasibleAllocationError:  # only HiGHS's tolerances can make the first optimum infeasible here
         return first
-    second.bound = first.bound
-    second.solve_time_s += first.solve_time_s
-    return second
+    final.bound = first.bound
+    final.status = "limit" if "limit" in (first.status, second.status, final.status) else final.status
+    final.solve_time_s += first.solve_time_s + second.solve_time_s
+    return final
+
+
+def _trim(p: AllocationProblem, q: AllocationProblem, second: AllocationResult, share: FloatArray,
+          max_headroom: float, mip_rel_gap: float, kw: dict[str, Any]) -> AllocationResult:
+    """Stages 3 and 4 of :func:`allocate_milp`'s headroom mode.
+
+    3. The cheapest allocation keeping the second stage's headroom factor and the quality its counts
+       reach with their best routing: instances that add neither are dropped (a $/hour term small enough
+       not to trade against h cannot be weighted into the second stage's objective: HiGHS's tolerances
+       swallow it).
+    4. The result scored like every fixed allocation (:func:`evaluate_allocation`): the headroom stages
+       only hold quality at their floor, so the routing they return is not the counts' best, and the
+       reported quality and routed share would be below what the same counts score as a baseline.
+    """
+    kept = _solve(p, second.counts, second.counts, mip_rel_gap=1e-9, **kw)
+    cheap = dataclasses.replace(q, min_quality=max(float(q.min_quality or 0.0), kept.expected_quality))
+    h = min(_headroom_factor(p, second.counts, share), max_headroom)
+    lo, hi = np.zeros(p.d, dtype=np.int64), p.upper_bounds()
+    try:
+        third = _solve(cheap, lo, hi, mip_rel_gap=mip_rel_gap, objective="headroom", headroom_share=share,
+                       max_headroom=max_headroom, min_headroom=h * (1 - 1e-9), **kw)
+    except InfeasibleAllocationError:  # tolerances only: the second stage's counts satisfy every row
+        third = second
+    if np.array_equal(third.counts, second.counts):
+        final = kept
+    else:
+        final = _solve(p, third.counts, third.counts, mip_rel_gap=1e-9, **kw)
+    final.solve_time_s += kept.solve_time_s + (third.solve_time_s if third is not second else 0.0)
+    if third.status == "limit":
+        final.status = "limit"
+    return _drop_idle(p, final, max_headroom, kw)
+
+
+def _drop_idle(p: AllocationProblem, res: AllocationResult, max_headroom: float, kw: dict[str, Any]
+               ) -> AllocationResult:
+    """Stage 5 of :func:`allocate_milp`'s headroom mode: remove, most expensive first and one at a time,
+    every instance whose removal lowers neither the counts' best quality nor their headroom factor with
+    the routing that keeps that quality with the most headroom (:func:`balanced_share`).
+
+    Why, after stage 3: stages 2 and 3 measure headroom with the first stage's routing mix, fixed. When
+    models tie for some queries, the mix can move to another model, and an instance kept for the fixed
+    mix adds nothing to the load the allocation actually sustains. Removing an instance never raises
+    either measure, so a single pass to a fixed point leaves no instance that adds nothing.
+    """
+    t0 = time.perf_counter()
+    counts = res.counts.copy()
+    best = res
+    h0 = min(_headroom_factor(p, counts, balanced_share(p, counts, res.expected_quality)), max_headroom)
+    changed = True
+    while changed:
+        changed = False
+        for d in np.argsort(-p.price_per_hour, kind="stable"):
+            if counts[d] == 0:
+                continue
+            trial = counts.copy()
+            trial[d] -= 1
+            try:
+                r = _solve(p, trial, trial, mip_rel_gap=1e-9, **kw)
+            except InfeasibleAllocationError:
+                continue
+            if r.expected_quality < res.expected_quality - 10 * QUALITY_TOL:
+                continue
+            h = min(_headroom_factor(p, trial, balanced_share(p, trial, r.expected_quality)), max_headroom)
+            if h >= h0 * (1 - 1e-9):
+                counts, best, changed = trial, r, True
+    if best is not res:
+        best.status, best.bound = res.status, res.bound
+        best.solve_time_s = res.solve_time_s
+    best.solve_time_s += time.perf_counter() - t0
+    return best
+
+
+def _rescored(p: AllocationProblem, res: AllocationResult, integral_routing: bool, time_limit: float
+              ) -> AllocationResult:
+    """``res`` with the quality and routed share of its counts' best routing (:func:`evaluate_allocation`'s
+    yardstick): a solve whose objective is not quality returns some routing above the floor, not the best."""
+    try:
+        best = _solve(p, res.counts, res.counts, integral_routing=integral_routing, time_limit=time_limit,
+                      mip_rel_gap=1e-9, method=res.method, status_if_optimal=res.status)
+    except InfeasibleAllocationError:  # tolerances only: res's own routing satisfies every row
+        return res
+    best.bound = res.bound
+    best.solve_time_s += res.solve_time_s
+    return best
+
+
+def balanced_share(p: AllocationProblem, counts: IntArray, quality: float, *, time_limit: float = 60.0
+                   ) -> FloatArray:
+    """Routed share (m,) of the LP routing of fixed ``counts`` that keeps mean routed quality at ``quality``
+    (e.g. :func:`evaluate_allocation`'s value) and leaves the most load headroom: it minimises the largest
+    traffic / capacity-at-the-SLO ratio over the models.
+
+    Why: many routings often reach the same best quality (models of equal predicted quality for some
+    queries), and the one HiGHS returns may send every tied query to one model; a sustainable load
+    computed from that share would call instances idle that the tied routing can use. Falls back to the
+    best routing's share when there is no traffic or HiGHS finds the floor infeasible (tolerances).
+    """
+    c = _int_array("counts", counts)
+    q = dataclasses.replace(p, min_quality=min(max(float(quality), 0.0), 1.0))
+    obj, a, lo, hi, lb, ub, integ, offsets = _build(q, c, c, False)
+    cap = np.bincount(p.model, weights=p.rate * c, minlength=p.m)
+    used = [j for j in range(p.m) if cap[j] > 0]
+    fallback = dataclasses.replace(p, min_quality=None)
+    if p.arrival_rate <= 0 or not used:
+        return evaluate_allocation(fallback, c, time_limit=time_limit).routed_share
+    nv = obj.size
+    rows, cols, vals = [], [], []
+    for r, j in enumerate(used):  # λ·share_j(y) − t·cap_j ≤ 0
+        for s, qs in enumerate(p.quality):
+            n = qs.shape[0]
+            rows += [r] * n
+            cols += (offsets[s] + np.arange(n) * p.m + j).tolist()
+            vals += [p.arrival_rate / (n * p.s)] * n
+        rows.append(r)
+        cols.append(nv)
+        vals.append(-float(cap[j]))
+    extra = sp.csr_matrix((vals, (rows, cols)), shape=(len(used), nv + 1))
+    a2 = sp.vstack([sp.hstack([a, sp.csr_matrix((a.shape[0], 1))]), extra]).tocsr()
+    cost = np.zeros(nv + 1)
+    cost[nv] = 1.0
+    with quiet_stdout():
+        res = milp(cost, integrality=np.append(integ, 0.0), bounds=Bounds(np.append(lb, 0.0), np.append(ub, np.inf)),
+                   constraints=LinearConstraint(a2, np.concatenate([lo, np.full(len(used), -np.inf)]),
+                                                np.concatenate([hi, np.zeros(len(used))])),
+                   options={"time_limit": max(float(time_limit), 1e-3), "presolve": True})
+    if res.x is None or res.status not in (0, 1):
+        return evaluate_allocation(fallback, c, time_limit=time_limit).routed_share
+    x = np.asarray(res.x)
+    share = np.zeros(p.m)
+    for s, qs in enumerate(p.quality):
+        share += x[offsets[s]:offsets[s + 1]].reshape(qs.shape).sum(axis=0) / (qs.shape[0] * p.s)
+    return share
+
+
+def _headroom_factor(p: AllocationProblem, counts: IntArray, share: FloatArray) -> float:
+    """min over models with traffic of capacity at the SLO / (λ × share): the second stage's h of ``counts``."""
+    cap = np.bincount(p.model, weights=p.rate * counts, minlength=p.m)
+    used = share > 1e-12
+    if not np.any(used) or p.arrival_rate <= 0:
+        return MAX_HEADROOM
+    return float(np.min(cap[used] / (p.arrival_rate * share[used])))
 
 
 def evaluate_allocation(p: AllocationProblem, counts: IntArray, *, integral_routing: bool = False,

@@ -34,6 +34,7 @@ from policies import (
     allocate_milp,
     allocate_proportional,
     allocate_uniform,
+    balanced_share,
     evaluate_allocation,
 )
 from sim.config.load import parse_scenario
@@ -219,9 +220,15 @@ def _no_rate_message(cands: list[Candidate], rates: list[RateResult], slo: Slo) 
 
 
 # ---------------------------------------------------------------------- allocations
-def _as_allocation(label: str, res: AllocationResult, problem: AllocationProblem, note: str = "") -> Allocation:
-    return Allocation(label, res.method, res.counts, res.expected_quality, res.cost_per_hour, res.routed_share,
-                      sustainable_load(problem, res.counts, res.routed_share), note)
+def _as_allocation(label: str, res: AllocationResult, problem: AllocationProblem, note: str = "",
+                   scored: AllocationProblem | None = None) -> Allocation:
+    """``res`` as a plan row. Its routed share, and the sustainable load read from it, are those of the
+    routing that keeps the counts' expected quality with the most load headroom (:func:`balanced_share`,
+    solved on ``scored``, the problem ``res`` was solved on): the same yardstick for every row, whatever
+    routing among equally good ones the solver returned."""
+    share = balanced_share(problem if scored is None else scored, res.counts, res.expected_quality)
+    return Allocation(label, res.method, res.counts, res.expected_quality, res.cost_per_hour, share,
+                      sustainable_load(problem, res.counts, share), note)
 
 
 def max_load(problem: AllocationProblem) -> float:
@@ -278,10 +285,10 @@ def _baseline(problem: AllocationProblem, fn: Callable[[AllocationProblem], Allo
     scored with rejection allowed and says so."""
     free = dataclasses.replace(problem, min_quality=None)
     try:
-        return _as_allocation(label, fn(free), problem)
+        return _as_allocation(label, fn(free), problem, scored=free)
     except InfeasibleAllocationError:
-        res = fn(dataclasses.replace(free, allow_reject=True))
-        return _as_allocation(label, res, problem, note="cannot serve every query at the SLO rates")
+        lax = dataclasses.replace(free, allow_reject=True)
+        return _as_allocation(label, fn(lax), problem, note="cannot serve every query at the SLO rates", scored=lax)
 
 
 def solve(problem: AllocationProblem, opts: PlanOptions) -> list[Allocation]:
@@ -295,9 +302,10 @@ def solve(problem: AllocationProblem, opts: PlanOptions) -> list[Allocation]:
     if opts.min_accuracy is None and best.cost_per_hour > spend + 1e-9:
         cap = spend if problem.max_cost_per_hour is None else min(spend, problem.max_cost_per_hour)
         try:
-            res = allocate_milp(dataclasses.replace(problem, max_cost_per_hour=cap), headroom=HEADROOM_TOLERANCE,
-                                max_headroom=MAX_HEADROOM)
-            out.insert(1, _as_allocation(MATCHED, res, problem, note=f"at the cheaper baseline's {cap:.4g} $/h"))
+            capped = dataclasses.replace(problem, max_cost_per_hour=cap)
+            res = allocate_milp(capped, headroom=HEADROOM_TOLERANCE, max_headroom=MAX_HEADROOM)
+            out.insert(1, _as_allocation(MATCHED, res, problem, note=f"at the cheaper baseline's {cap:.4g} $/h",
+                                         scored=capped))
         except InfeasibleAllocationError:
             pass  # nothing fits at that spend without rejection: the table shows the spends as they are
     return out
@@ -306,7 +314,7 @@ def solve(problem: AllocationProblem, opts: PlanOptions) -> list[Allocation]:
 def evaluate(problem: AllocationProblem, counts: np.ndarray, label: str, note: str = "") -> Allocation:
     """Score fixed counts (e.g. a plan found by the SLO search) on the plan's problem."""
     free = dataclasses.replace(problem, min_quality=None, allow_reject=True)
-    return _as_allocation(label, evaluate_allocation(free, counts, method="search"), problem, note)
+    return _as_allocation(label, evaluate_allocation(free, counts, method="search"), problem, note, scored=free)
 
 
 # ---------------------------------------------------------------------- the experiment

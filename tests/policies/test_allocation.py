@@ -25,8 +25,10 @@ from policies import (
     allocate_milp,
     allocate_proportional,
     allocate_uniform,
+    balanced_share,
     evaluate_allocation,
 )
+from policies.allocation import MAX_HEADROOM, _drop_idle, _solve
 
 TOL = 1e-6
 
@@ -467,6 +469,10 @@ def test_headroom_against_enumeration(p: AllocationProblem) -> None:
     assert res.expected_quality >= first.expected_quality - tol - TOL
     _check_feasible(p, res.counts)
     floor = dataclasses.replace(p, min_quality=max(0.0, first.expected_quality - tol))
+    # the second stage itself (stage 5 may then drop instances the first stage's mix would use)
+    res = _solve(floor, np.zeros(p.d, dtype=np.int64), p.upper_bounds(), integral_routing=False, time_limit=60.0,
+                 mip_rel_gap=1e-9, method="t", status_if_optimal="optimal", objective="headroom",
+                 headroom_share=first.routed_share)
     best = -np.inf
     for x in itertools.product(*[range(int(u) + 1) for u in p.upper_bounds()]):
         xa = np.array(x, dtype=np.int64)
@@ -480,3 +486,91 @@ def test_headroom_against_enumeration(p: AllocationProblem) -> None:
     got = _headroom(p, res.counts, first.routed_share)
     if np.isfinite(best):
         assert got == pytest.approx(best, rel=1e-6, abs=1e-6)
+
+
+def _balanced_headroom(p: AllocationProblem, counts: np.ndarray) -> tuple[float, float]:
+    """(best quality, headroom with the most balanced routing keeping it) of fixed counts; -inf if none."""
+    try:
+        best = evaluate_allocation(p, counts).expected_quality
+    except InfeasibleAllocationError:
+        return -np.inf, -np.inf
+    return best, min(_headroom(p, counts, balanced_share(p, counts, best)), MAX_HEADROOM)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tiny_problems())
+def test_headroom_result_is_scored_and_has_no_idle_instance(p: AllocationProblem) -> None:
+    """The headroom mode reports what its counts reach with their best routing (the yardstick of every
+    baseline), and no instance of it can go without lowering that quality or the balanced headroom."""
+    if not np.any(p.upper_bounds() >= 1) or p.arrival_rate == 0:
+        return
+    try:
+        first = allocate_milp(p)
+    except InfeasibleAllocationError:
+        return
+    res = allocate_milp(p, headroom=1e-3)
+    best = evaluate_allocation(p, res.counts)
+    assert res.expected_quality == pytest.approx(best.expected_quality, abs=TOL)
+    assert res.expected_quality >= first.expected_quality - 1e-3 - TOL
+    assert res.routed_share == pytest.approx(best.routed_share, abs=TOL)
+    q0, h0 = _balanced_headroom(p, res.counts)
+    for d in np.flatnonzero(res.counts):
+        fewer = res.counts.copy()
+        fewer[d] -= 1
+        q, h = _balanced_headroom(p, fewer)
+        assert q < q0 - 1e-8 or h < h0 * (1 - 1e-9), f"instance {d} of {res.counts.tolist()} adds nothing"
+
+
+def test_idle_instance_for_the_first_mix_is_dropped() -> None:
+    """Hand case of stage 5: two models of equal quality (every routing ties), rates 1/s each, λ = 1,
+    headroom capped at 3. For a first-stage mix of 3/4 : 1/4, (3, 1) is what stages 2 and 3 keep (h = 3
+    needs 2.25 and 0.75 of capacity); the traffic can all move to model 0, which sustains 3 × λ alone,
+    so the (dearer, so tried first) instance of model 1 adds nothing and goes; then none of model 0's
+    can (h would fall to 2)."""
+    p = AllocationProblem(model=[0, 1], gpu_type=[0, 0], gpus=[1, 1], price_per_hour=[1.0, 2.0], rate=[1.0, 1.0],
+                          slots=[4.0, 4.0], inventory=[4], quality=[np.full((4, 2), 0.5)], cost=[np.zeros((4, 2))],
+                          arrival_rate=1.0)
+    kept = evaluate_allocation(p, np.array([3, 1]))
+    kw = {"integral_routing": False, "time_limit": 60.0, "method": "milp+headroom", "status_if_optimal": "optimal"}
+    res = _drop_idle(p, kept, 3.0, kw)
+    assert res.counts.tolist() == [3, 0]
+    assert res.expected_quality == pytest.approx(0.5, abs=TOL)
+    assert _balanced_headroom(p, res.counts)[1] == pytest.approx(3.0)
+
+
+def test_cost_objective_reports_the_counts_best_quality() -> None:
+    """``objective="cost"`` holds quality at its floor; the result reports what its counts reach."""
+    for floor in (0.4, 0.5, 0.6):
+        p = hand_problem(min_quality=floor)
+        res = allocate_milp(p, objective="cost")
+        assert res.expected_quality == pytest.approx(evaluate_allocation(p, res.counts).expected_quality, abs=TOL)
+
+
+def test_balanced_share_splits_ties_by_capacity() -> None:
+    """Two models of equal quality for every query, capacities 3/s and 1/s: the best quality does not
+    care where the queries go, the most balanced routing sends 3/4 of them to the bigger model."""
+    p = AllocationProblem(model=[0, 1], gpu_type=[0, 0], gpus=[1, 1], price_per_hour=[1.0, 1.0], rate=[3.0, 1.0],
+                          slots=[4.0, 4.0], inventory=[2], quality=[np.full((4, 2), 0.7)], cost=[np.zeros((4, 2))],
+                          arrival_rate=2.0)
+    counts = np.array([1, 1])
+    share = balanced_share(p, counts, evaluate_allocation(p, counts).expected_quality)
+    assert share == pytest.approx([0.75, 0.25], abs=TOL)
+    assert _headroom(p, counts, share) == pytest.approx(2.0)  # (3 + 1) / 2
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tiny_problems(), st.lists(st.integers(0, 2), min_size=3, max_size=3))
+def test_balanced_share_keeps_quality_and_never_lowers_headroom(p: AllocationProblem, raw: list[int]) -> None:
+    """Against the best routing HiGHS returns: the balanced one reaches the same quality (its share is
+    that of a routing reaching it) and its headroom is at least as large."""
+    counts = np.minimum(np.array(raw[: p.d], dtype=np.int64), p.upper_bounds())
+    if not p.fits(counts):
+        return
+    try:
+        best = evaluate_allocation(p, counts)
+    except InfeasibleAllocationError:
+        return
+    share = balanced_share(p, counts, best.expected_quality)
+    assert share.sum() <= 1 + TOL and np.all(share >= -TOL)
+    if p.arrival_rate > 0 and np.any(best.routed_share > 1e-12):
+        assert _headroom(p, counts, share) >= _headroom(p, counts, best.routed_share) * (1 - 1e-6) - 1e-9

@@ -272,8 +272,9 @@ def test_identical_allocations_share_their_runs(tmp_path: Path) -> None:
     assert simulated == {a["label"] for a in allocs if a["same_as"] is None}
     table = pd.read_csv(folder / "plan.csv").set_index("plan")
     for a in allocs:
-        if a["same_as"]:
-            assert table.loc[a["label"], "accuracy"] == table.loc[a["same_as"], "accuracy"]
+        if a["same_as"]:  # one allocation, one yardstick: simulated and expected numbers are the twin's
+            for col in ("accuracy", "expected_accuracy", "sustainable_load_qps"):
+                assert table.loc[a["label"], col] == pytest.approx(table.loc[a["same_as"], col], rel=1e-9), col
 
 
 def test_a_missed_slo_is_searched_and_explained(tmp_path: Path) -> None:
