@@ -300,7 +300,9 @@ def _check_names(labels: list[str], baseline: str | None, match_spend: str | Non
 def compare(
     scenario: ScenarioArg = None,
     policies: Annotated[str, typer.Option(help="Comma-separated policies, parameters inline: "
-                                                "lagrangian,utility_greedy:lam=31.5,robust:kappa=1:gamma=2")] = "",
+                                                "lagrangian,utility_greedy:lam=31.5,robust:kappa=1:gamma=2. "
+                                                "Each runs with its inline parameters only: the scenario's "
+                                                "router.params are not carried over.")] = "",
     seeds: Annotated[int, typer.Option(help="Seeds per policy: the scenario's seed and the next N-1.")] = 3,
     baseline: Annotated[str | None, typer.Option(help="Policy the others are paired against (default: the "
                                                       "first).")] = None,
