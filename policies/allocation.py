@@ -542,30 +542,26 @@ def _drop_idle(p: AllocationProblem, res: AllocationResult, max_headroom: float,
 
     Why, after stage 3: stages 2 and 3 measure headroom with the first stage's routing mix, fixed. When
     models tie for some queries, the mix can move to another model, and an instance kept for the fixed
-    mix adds nothing to the load the allocation actually sustains. Removing an instance never raises
-    either measure, so a single pass to a fixed point leaves no instance that adds nothing.
+    mix adds nothing to the load the allocation actually sustains. One pass is enough: with fewer
+    instances neither measure can rise, so an instance that could not go stays needed after later removals.
     """
     t0 = time.perf_counter()
     counts = res.counts.copy()
     best = res
     h0 = min(_headroom_factor(p, counts, balanced_share(p, counts, res.expected_quality)), max_headroom)
-    changed = True
-    while changed:
-        changed = False
-        for d in np.argsort(-p.price_per_hour, kind="stable"):
-            if counts[d] == 0:
-                continue
+    for d in np.argsort(-p.price_per_hour, kind="stable"):
+        while counts[d] > 0:
             trial = counts.copy()
             trial[d] -= 1
             try:
                 r = _solve(p, trial, trial, mip_rel_gap=1e-9, **kw)
             except InfeasibleAllocationError:
-                continue
+                break
             if r.expected_quality < res.expected_quality - 10 * QUALITY_TOL:
-                continue
-            h = min(_headroom_factor(p, trial, balanced_share(p, trial, r.expected_quality)), max_headroom)
-            if h >= h0 * (1 - 1e-9):
-                counts, best, changed = trial, r, True
+                break
+            if min(_headroom_factor(p, trial, balanced_share(p, trial, r.expected_quality)), max_headroom) < h0 * (1 - 1e-9):
+                break
+            counts, best = trial, r
     if best is not res:
         best.status, best.bound = res.status, res.bound
         best.solve_time_s = res.solve_time_s
