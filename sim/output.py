@@ -3,8 +3,9 @@
 Safety rules (issue 8), because a run folder lives among the user's own files:
 
 * Never delete or replace anything llmsim did not write. An existing non-empty folder is refused unless
-  it is a run folder (it has ``summary.json``) and ``overwrite`` is set; even then only the names in
-  :data:`RUN_FILES` are replaced or removed, every other file stays.
+  it is a run folder (:func:`is_run_folder`: its ``summary.json`` is an llmsim summary) and
+  ``overwrite`` is set; even then only the names in :data:`RUN_FILES` are replaced or removed, every
+  other file stays, and a failed replacement puts the previous run's files back (:func:`_commit`).
 * Everything is first written into a temporary sibling (``.llmsim-tmp-<tag>-<random>``) holding an
   owner file (:data:`OWNER_FILE`); only then is it moved into place, a folder rename or one
   ``os.replace`` per file. A failed or interrupted run leaves nothing; a killed one leaves a marked
@@ -107,12 +108,17 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
         if not path.is_dir():
             raise InputError("exists and is not a folder; choose another --out", file=shown(out))
         if any(path.iterdir()):
-            if not (path / RUN_MARKER).is_file():
+            if not is_run_folder(path):
                 raise InputError("exists and is not an llmsim run folder; choose another --out or remove it",
                                  file=shown(out))
             if not overwrite:
                 raise InputError("already holds a run; pass --overwrite to replace its run files (other "
                                  "files in it are kept) or choose another --out", file=shown(out))
+            for name in RUN_FILES:  # a run file's name taken by a folder (or a device) would stop the commit
+                f = path / name
+                if (f.exists() or f.is_symlink()) and not (f.is_file() or f.is_symlink()):
+                    raise InputError(f"{name} there is not a file (llmsim writes its run file of that name); "
+                                     "move it away or choose another --out", file=shown(out))
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -122,6 +128,35 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
     if len(path.name.encode("utf-8", "surrogateescape")) > _name_max(parent):
         raise InputError(f"folder name is {len(path.name)} characters; this file system allows at most "
                          f"{_name_max(parent)}", file=shown(out))
+
+
+#: Fields every summary.json llmsim writes has (``sim.metrics.summary``): how a run folder is told from
+#: a folder that happens to hold a file of that name.
+SUMMARY_FIELDS = ("scenario", "policy", "seed", "queries")
+
+
+def _json_object(path: Path, size_limit: int = 64 << 20) -> dict[str, Any] | None:
+    """``path`` parsed as a JSON object, or None (missing, unreadable, too big, not JSON, not an object)."""
+    try:
+        if not path.is_file() or path.stat().st_size > size_limit:
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_run_folder(path: Path) -> bool:
+    """Whether ``path`` holds a run llmsim wrote: its summary.json is an llmsim summary, or (a commit cut
+    short before summary.json, which moves last, was replaced) its run_info.json is llmsim's. A file of
+    that name alone is not enough: its run files would be replaced."""
+    summary = _json_object(path / RUN_MARKER)
+    if summary is not None:
+        return all(k in summary for k in SUMMARY_FIELDS)
+    if (path / RUN_MARKER).exists() or (path / RUN_MARKER).is_symlink():
+        return False  # something else under the marker's name
+    info = _json_object(path / "run_info.json")
+    return info is not None and "llmsim_version" in info and "wall_time_s" in info
 
 
 def _name_max(directory: Path) -> int:
@@ -265,7 +300,13 @@ def _remove_tmp(tmp: Path) -> None:
     still leaves it recognisable), then the folder."""
     with contextlib.suppress(OSError):
         for p in tmp.iterdir():
-            if p.name != OWNER_FILE:
+            if p.name == OWNER_FILE:
+                continue
+            if p.is_dir() and not p.is_symlink():  # .previous: the replaced run's files (_commit)
+                for q in p.iterdir():
+                    q.unlink()
+                p.rmdir()
+            else:
                 p.unlink()
         (tmp / OWNER_FILE).unlink(missing_ok=True)
         tmp.rmdir()
@@ -388,16 +429,36 @@ def _write_files(tmp: Path, result: RunResult, resolved_config: dict[str, Any], 
 
 def _commit(tmp: Path, out: Path, names: list[str]) -> None:
     """Move the finished files into ``out``: a rename of the whole folder when ``out`` does not exist,
-    else one ``os.replace`` per run file (other files in ``out`` stay)."""
+    else one ``os.replace`` per run file (other files in ``out`` stay).
+
+    Replacing files one by one cannot be atomic, but it is all or nothing on errors: the previous run's
+    files are first moved aside into ``tmp``, and put back if any move fails, so an error never leaves
+    a folder mixing two runs. summary.json (the marker) is replaced in place, last."""
     if not out.exists():
         os.replace(tmp, out)
         (out / OWNER_FILE).unlink()
         return
-    for name in RUN_FILES:  # summary.json last
-        if name in names:
-            os.replace(tmp / name, out / name)
-        elif (out / name).is_file():
-            (out / name).unlink()  # a previous run wrote it; this run does not (e.g. requests: false)
+    aside = tmp / ".previous"
+    aside.mkdir()
+    moved: list[str] = []
+    placed: list[str] = []
+    try:
+        for name in RUN_FILES:
+            if name != RUN_MARKER and ((out / name).is_file() or (out / name).is_symlink()):
+                os.replace(out / name, aside / name)  # (files a previous run wrote that this one does not
+                moved.append(name)  # write, e.g. requests: false, go too)
+        for name in RUN_FILES:  # summary.json last
+            if name in names:
+                os.replace(tmp / name, out / name)
+                placed.append(name)
+        if RUN_MARKER not in names and (out / RUN_MARKER).is_file():
+            (out / RUN_MARKER).unlink()
+    except OSError:
+        for name in placed:
+            (out / name).unlink(missing_ok=True)
+        for name in moved:
+            os.replace(aside / name, out / name)
+        raise
     _remove_tmp(tmp)
 
 
