@@ -147,14 +147,13 @@ def _json_object(path: Path, size_limit: int = 64 << 20) -> dict[str, Any] | Non
 
 
 def is_run_folder(path: Path) -> bool:
-    """Whether ``path`` holds a run llmsim wrote: its summary.json is an llmsim summary, or (a commit cut
-    short before summary.json, which moves last, was replaced) its run_info.json is llmsim's. A file of
-    that name alone is not enough: its run files would be replaced."""
+    """Whether ``path`` holds a run llmsim wrote: its summary.json is an llmsim summary, or its
+    run_info.json is llmsim's (a commit cut short before summary.json, which moves last, or a damaged
+    summary that a resumed experiment redoes). A file named summary.json alone is not enough: the
+    folder's run files would be replaced."""
     summary = _json_object(path / RUN_MARKER)
-    if summary is not None:
-        return all(k in summary for k in SUMMARY_FIELDS)
-    if (path / RUN_MARKER).exists() or (path / RUN_MARKER).is_symlink():
-        return False  # something else under the marker's name
+    if summary is not None and all(k in summary for k in SUMMARY_FIELDS):
+        return True
     info = _json_object(path / "run_info.json")
     return info is not None and "llmsim_version" in info and "wall_time_s" in info
 

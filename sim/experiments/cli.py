@@ -4,10 +4,12 @@ Registered on the main app by :func:`register`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import shutil
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -26,7 +28,15 @@ if TYPE_CHECKING:
     from rich.table import Table  # imported where a table is printed (start-up, issue 14)
 
 ScenarioArg = Annotated[Path | None, typer.Argument(help="Scenario YAML (default: the embedded quickstart).")]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="Experiment folder (default: runs/<name>-<kind>).")]
+def _out_path(value: str) -> Path:
+    """``--out`` as a folder path; an empty one is refused (``Path("")`` would be the current folder)."""
+    if not value.strip():
+        raise typer.BadParameter("expected a folder path, got an empty string")
+    return Path(value)
+
+
+OutOpt = Annotated[Path | None, typer.Option("--out", parser=_out_path,
+                                             help="Experiment folder (default: runs/<name>-<kind>).")]
 SetsOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a field of every run: KEY.PATH=VALUE.")]
 JobsOpt = Annotated[int | None, typer.Option("--jobs", help="Worker processes (default: the core count).")]
 ExecOpt = Annotated[str, typer.Option("--executor", help="local (worker processes) or dask.")]
@@ -119,17 +129,46 @@ def _run_job(job: _Job) -> None:
     startup.resume()  # inputs loaded: start-up is over (see sim.startup)
     extra = {"baseline": job.baseline, "match_spend": job.match_spend, "at_spend": job.at_spend}
     progress = _Progress(f"{job.exp.kind} {job.exp.scenario_name}", not job.quiet)
-    try:
+    with no_partial_output(job.folder):
         try:
-            results = run_experiment(job.folder, job.exp, job.executor, command=job.command, extra=extra,
-                                     on_start=progress.start, on_done=progress.done)
+            try:
+                results = run_experiment(job.folder, job.exp, job.executor, command=job.command, extra=extra,
+                                         on_start=progress.start, on_done=progress.done)
+            finally:
+                progress.stop()
+            matched = _matched(job, results) if job.match_spend else None
         finally:
-            progress.stop()
-        matched = _matched(job, results) if job.match_spend else None
-    finally:
-        job.executor.close()
-    write_report(job.folder)
+            job.executor.close()
+        write_report(job.folder)
     _print_results(job, results, matched)
+
+
+@contextlib.contextmanager
+def no_partial_output(folder: Path) -> Iterator[None]:
+    """Bad input found only while running (a trace or dataset read by the workers, a folder that cannot
+    be written) leaves no partial output: a folder this command created, with the parents it created,
+    is removed (nothing else is in it). A resumed folder keeps what it had and the runs that finished:
+    they are valid results of the same experiment. An interruption keeps everything (to resume)."""
+    from reports.errors import ReportError
+
+    fresh = _new_root(folder)
+    try:
+        yield
+    except (InputError, PolicyError, ReportError, OSError):
+        if fresh is not None:
+            shutil.rmtree(fresh, ignore_errors=True)
+        raise
+
+
+def _new_root(folder: Path) -> Path | None:
+    """The outermost folder on ``folder``'s path that does not exist yet (None if ``folder`` exists):
+    everything under it is this command's, so a run that fails on bad input can remove it all."""
+    path = Path(os.path.abspath(folder))
+    if path.exists() or path.is_symlink():
+        return None
+    while not (path.parent.exists() or path.parent.is_symlink()) and path.parent != path.parent.parent:
+        path = path.parent
+    return path
 
 
 def _matched(job: _Job, results: Any) -> Any:
@@ -265,14 +304,18 @@ def _reference_rows(grid: Table, results: Any, width: int) -> None:
 def _guarded(body: Callable[[], None], folder: Callable[[], Path | None]) -> None:
     """Run ``body`` with input warnings as ``warning:`` lines; bad input → one message, exit 2; Ctrl-C →
     exit 130, SIGTERM → 143, finished runs kept (the same signal guard as ``llmsim run``)."""
+    from reports.errors import ReportError
     from sim.output import GUARD, Interrupted
 
     GUARD.install()
     try:
         with warnings_to_stderr():
             body()
-    except (InputError, PolicyError) as exc:
+    except (InputError, PolicyError, ReportError) as exc:
         fail(exc)
+    except OSError as exc:  # the experiment folder could not be written (a directory in the way, disk full)
+        name = f" ({exc.filename})" if exc.filename else ""
+        fail(InputError(f"cannot write the experiment folder: {exc.strerror or exc}{name}", file=folder()))
     except (Interrupted, KeyboardInterrupt) as exc:
         where = folder()
         if where is None:
@@ -423,9 +466,10 @@ def _run_whatif(job: _Job, plan: Any) -> None:
     from reports.whatif import HEADERS, whatif_rows, whatif_table
     from sim.experiments.whatif import run_whatif
 
-    results = with_progress(f"whatif {job.exp.scenario_name}", job.quiet, job.executor,
-                            lambda start, done: run_whatif(job.folder, plan, job.executor, command=job.command,
-                                                           on_start=start, on_done=done))
+    with no_partial_output(job.folder):
+        results = with_progress(f"whatif {job.exp.scenario_name}", job.quiet, job.executor,
+                                lambda start, done: run_whatif(job.folder, plan, job.executor, command=job.command,
+                                                               on_start=start, on_done=done))
     if job.quiet:
         out.print(Text(str(job.folder)), soft_wrap=True)
         return

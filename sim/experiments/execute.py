@@ -190,12 +190,15 @@ def completed_summary(folder: Path, spec: RunSpec) -> dict[str, Any] | None:
     run = folder / spec.run_dir
     try:
         info = json.loads((run / "run_info.json").read_text(encoding="utf-8"))
-        if info.get("run_id") != spec.run_id:
+        if not isinstance(info, dict) or info.get("run_id") != spec.run_id:
             return None
-        summary: dict[str, Any] = json.loads((run / "summary.json").read_text(encoding="utf-8"))
-        return summary
+        summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    from sim.output import SUMMARY_FIELDS
+
+    # a damaged file is a run to redo, not a result (its folder is llmsim's: write_run may replace it)
+    return summary if isinstance(summary, dict) and all(k in summary for k in SUMMARY_FIELDS) else None
 
 
 def write_one(folder: Path, spec: RunSpec, result: RunResult, wall_s: float) -> None:

@@ -58,7 +58,10 @@ def check_folder(folder: Path, kind: str, command: str | None = None) -> None:
                              "another --out", file=folder)
         if (folder / MANIFEST_FILE).exists():
             manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
-            old = role(manifest) if isinstance(manifest, dict) else "unknown"
+            if not isinstance(manifest, dict) or "llmsim_version" not in manifest:  # llmsim writes it always
+                raise InputError("holds a manifest.json that llmsim did not write; choose another --out",
+                                 file=folder)
+            old = role(manifest)
             if old != command:
                 raise InputError(f"holds a {old} experiment, not a {command}; choose another --out", file=folder)
         folder.mkdir(parents=True, exist_ok=True)
