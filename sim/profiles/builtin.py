@@ -33,7 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sim.engine.latency import LatencyProfile
+from sim.engine.latency import MIXED_TERMS, LatencyProfile
 from sim.profiles.fit import DECODE_TERMS, PREFILL_TERMS
 from sim.profiles.hardware import GPUS, canonical_gpu, gpu_ratios, scale_profile
 
@@ -99,6 +99,8 @@ class BuiltinProfile:
             "engine": self.engine,
         }
         out.update({c: getattr(self.profile, c) for c in (*COEFFICIENTS, "step_overhead_s")})
+        # mixed-step coefficients only where given (fitted): None means derived from the pure ones
+        out.update({c: v for c in MIXED_TERMS if (v := getattr(self.profile, c)) is not None})
         out.update(
             {
                 "derived": self.derived,
@@ -115,7 +117,8 @@ class BuiltinProfile:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> BuiltinProfile:
-        coefficients = {c: float(d[c]) for c in COEFFICIENTS}
+        coefficients: dict[str, float] = {c: float(d[c]) for c in COEFFICIENTS}
+        coefficients.update({c: float(d[c]) for c in MIXED_TERMS if d.get(c) is not None})
         return cls(
             name=str(d["name"]),
             model=str(d["model"]),
