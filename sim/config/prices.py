@@ -10,50 +10,80 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import get_args
 
-from sim.config.schema import Scenario
+from sim.config.schema import PricePerMTok, Scenario
 from sim.errors import DataError, ScenarioError
 from sim.pricing import _lookup
 
 COLUMNS = ("model", "price_in_per_mtok", "price_out_per_mtok")
 
 
+def _price_range() -> tuple[float, float]:
+    """The scenario schema's range for price_in_per_mtok / price_out_per_mtok (``PricePerMTok``): a price
+    from the file is written into the run folder's scenario.yaml, which must validate when rerun."""
+    bounds = {type(m).__name__: m for info in get_args(PricePerMTok)[1:] for m in getattr(info, "metadata", ())}
+    return float(bounds["Ge"].ge), float(bounds["Le"].le)
+
+
+PRICE_MIN, PRICE_MAX = _price_range()
+
+
 def read_price_file(path: Path, model_names: list[str]) -> dict[str, tuple[float, float]]:
-    """Read a price table; every row must name a scenario model and hold two finite prices >= 0."""
+    """Read a price table; every row must name a scenario model and hold two prices in the schema's range.
+
+    UTF-8 with or without a BOM (like the trace and dataset readers); undecodable bytes and malformed CSV
+    are errors naming the line, not tracebacks."""
+    reader = None
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(f"missing column {missing[0]!r}; expected columns {', '.join(COLUMNS)}",
-                                file=path, where="line 1")
-            table: dict[str, tuple[float, float]] = {}
-            first_line: dict[str, int] = {}
-            for line, row in enumerate(reader, start=2):
-                name = (row["model"] or "").strip()
-                if name not in model_names:
-                    raise DataError(f"unknown model {name!r}; the scenario's models are: {', '.join(model_names)}",
-                                    file=path, where=f"line {line}, column model")
-                if name in first_line:
-                    # Last-row-wins would silently pick one of two prices; which one was meant is unknowable.
-                    raise DataError(f"duplicate row for model {name!r} (lines {first_line[name]} and {line}); "
-                                    "expected one row per model", file=path, where=f"line {line}, column model")
-                first_line[name] = line
-                pair = []
-                for col in COLUMNS[1:]:
-                    try:
-                        v = float(row[col])
-                    except (TypeError, ValueError):
-                        raise DataError(f"expected a number >= 0, got {row[col]!r}", file=path,
-                                        where=f"line {line}, column {col}") from None
-                    if not math.isfinite(v) or v < 0:
-                        raise DataError(f"expected a number >= 0, got {row[col]!r}", file=path,
-                                        where=f"line {line}, column {col}")
-                    pair.append(v)
-                table[name] = (pair[0], pair[1])
-            return table
+            return _price_rows(reader, path, model_names)
+    except UnicodeDecodeError as exc:
+        from sim.datasets.validate import utf8_error_line  # pandas: only on this error path
+
+        raise DataError(f"not UTF-8 text ({exc.reason}); expected a CSV price table", file=path,
+                        where=f"line {utf8_error_line(path)}") from None
+    except csv.Error as exc:
+        line = reader.reader.line_num if reader is not None else 1  # DictReader's own lags on an error
+        raise DataError(f"malformed CSV ({exc})", file=path, where=f"line {line}") from None
     except OSError as exc:
         raise DataError(f"cannot read the price table: {exc}", file=path) from None
+
+
+def _price_rows(reader: csv.DictReader[str], path: Path, model_names: list[str]) -> dict[str, tuple[float, float]]:
+    """The table of an open price file (rules in :func:`read_price_file`); lines are the file's own."""
+    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise DataError(f"missing column {missing[0]!r}; expected columns {', '.join(COLUMNS)}",
+                        file=path, where="line 1")
+    table: dict[str, tuple[float, float]] = {}
+    first_line: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num  # the row's last line (a quoted field may span lines; blank lines are skipped)
+        name = (row["model"] or "").strip()
+        if name not in model_names:
+            raise DataError(f"unknown model {name!r}; the scenario's models are: {', '.join(model_names)}",
+                            file=path, where=f"line {line}, column model")
+        if name in first_line:
+            # Last-row-wins would silently pick one of two prices; which one was meant is unknowable.
+            raise DataError(f"duplicate row for model {name!r} (lines {first_line[name]} and {line}); "
+                            "expected one row per model", file=path, where=f"line {line}, column model")
+        first_line[name] = line
+        table[name] = (_price(row, COLUMNS[1], path, line), _price(row, COLUMNS[2], path, line))
+    return table
+
+
+def _price(row: dict[str, str | None], col: str, path: Path, line: int) -> float:
+    """One price cell, in the schema's range (``PRICE_MIN`` .. ``PRICE_MAX`` USD per million tokens)."""
+    expected = f"expected a price in USD per million tokens from {PRICE_MIN:g} to {PRICE_MAX:g}"
+    try:
+        value = float(row[col])  # type: ignore[arg-type]  # None (a short row): TypeError
+    except (TypeError, ValueError):
+        raise DataError(f"{expected}, got {row[col]!r}", file=path, where=f"line {line}, column {col}") from None
+    if not (math.isfinite(value) and PRICE_MIN <= value <= PRICE_MAX):
+        raise DataError(f"{expected}, got {row[col]!r}", file=path, where=f"line {line}, column {col}")
+    return value
 
 
 def records_costs(sc: Scenario, base_dir: Path | None) -> bool:

@@ -29,8 +29,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sim.datasets.common import encode_tasks
-from sim.datasets.tokens import DEFAULT_OUTPUT_TOKENS, estimate_tokens
-from sim.datasets.validate import utf8_error_line
+from sim.datasets.tokens import DEFAULT_OUTPUT_TOKENS, check_token_option, estimate_tokens
+from sim.datasets.validate import require_file, utf8_error_line
 from sim.errors import DataError
 from sim.workload.queryset import QuerySet
 
@@ -62,6 +62,7 @@ def load_dcrouter(
     """Load one dcrouter JSON file or a directory holding train.json / test.json."""
     if task not in TASK_MODES:
         raise ValueError(f"task={task!r}: expected one of {', '.join(TASK_MODES)}")
+    output_tokens = check_token_option("output_tokens", output_tokens)
     root = Path(path)
     if root.is_dir():
         files = [root / name for name in SPLIT_FILES if (root / name).is_file()]
@@ -116,8 +117,7 @@ def load_dcrouter_splits(
 
 
 def _read_list(file: Path) -> list[object]:
-    if not file.is_file():
-        raise DataError("file not found (expected a dcrouter JSON file)", file=file)
+    require_file(file, "a dcrouter JSON file")
     try:
         with file.open(encoding="utf-8") as fh:
             data = json.load(fh)
@@ -128,6 +128,8 @@ def _read_list(file: Path) -> list[object]:
     except RecursionError:
         raise DataError("JSON nested too deeply; expected a list of {question, scores} objects", file=file,
                         where="line 1") from None
+    except ValueError:  # JSON that parses but for an integer too long for int() (4300 digits by default)
+        raise _huge_integer(file) from None
     except UnicodeDecodeError as exc:
         raise DataError(f"not UTF-8 text ({exc.reason})", file=file,
                         where=f"line {utf8_error_line(file)}") from None
@@ -139,6 +141,23 @@ def _read_list(file: Path) -> list[object]:
             where=f"line {_first_value_line(file)}",
         )
     return data
+
+
+_HUGE_INT = re.compile(r'(?:"((?:[^"\\]|\\.)*)"\s*:\s*)?-?(\d{1000,})')
+"""A JSON integer of at least 1000 digits, and the key whose value it is, if any."""
+
+
+def _huge_integer(file: Path) -> DataError:
+    """The error for a file holding an integer too long for Python to read, at its line and key: the
+    json module's message names neither, and no score or question needs such a number."""
+    text = file.read_text(encoding="utf-8")
+    found = _HUGE_INT.search(text)
+    if found is None:
+        return DataError("a number too long to read; expected scores in [0, 1]", file=file, where="line 1")
+    key, digits = found.group(1), found.group(2)
+    line = text.count("\n", 0, found.start(2)) + 1
+    return DataError(f"{f'{key!r} is ' if key else ''}an integer of {len(digits)} digits; expected a score in [0, 1]",
+                     file=file, where=f"line {line}")
 
 
 def _first_value_line(file: Path) -> int:

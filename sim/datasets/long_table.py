@@ -27,6 +27,7 @@ from sim.datasets.common import apply_missing_policy, encode_tasks, pivot
 from sim.datasets.tokens import (
     DEFAULT_OUTPUT_TOKENS,
     DEFAULT_PROMPT_TOKENS,
+    check_token_option,
     estimate_tokens,
     fill_output_tokens,
 )
@@ -60,6 +61,8 @@ def load_long_table(
                                  ("on_missing_score", on_missing_score, ("error", "drop"))):
         if value not in allowed:
             raise ValueError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
+    default_prompt_tokens = check_token_option("default_prompt_tokens", default_prompt_tokens)
+    default_output_tokens = check_token_option("default_output_tokens", default_output_tokens)
     df = read_table(path)
     require_columns(df, REQUIRED, path, OPTIONAL)
     for col in ("query_id", "task", "model"):

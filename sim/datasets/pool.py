@@ -18,6 +18,7 @@ One function, :func:`load_pool`, so the workload builder and ``llmsim validate``
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,10 @@ from sim import rng as rngs
 from sim.config.checks import name_list, short
 from sim.config.schema import DatasetPool
 from sim.datasets import LOADERS
-from sim.datasets.dcrouter import split_labels
+from sim.datasets.common import MISSING_POLICIES
+from sim.datasets.dcrouter import TASK_MODES, split_labels
 from sim.datasets.split import train_test_split
+from sim.datasets.tokens import token_option_problem
 from sim.errors import DataError, InputError, ScenarioError, warn_input
 from sim.workload.queryset import QuerySet
 
@@ -41,15 +44,53 @@ ROW_OPTION_KINDS = ("routerbench", "long_table")
 """Loaders that take ``on_duplicate`` / ``on_missing_score``."""
 
 
+TOKEN_OPTIONS = ("output_tokens", "default_prompt_tokens", "default_output_tokens")
+"""Loader options that are token counts (positive integers, :func:`token_option_problem`)."""
+CHOICE_OPTIONS: dict[str, tuple[str, ...]] = {"task": TASK_MODES, "missing": MISSING_POLICIES}
+"""Loader options that take one of a few words."""
+PYTHON_ONLY = ("rng",)
+"""Loader arguments that are Python objects, not scenario values."""
+
+
+def accepted_options(kind: str) -> list[str]:
+    """The ``workload.pool.options`` names the loader of ``kind`` takes (its keyword-only arguments)."""
+    params = inspect.signature(LOADERS[kind]).parameters.values()
+    return [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in PYTHON_ONLY]
+
+
+def check_options(pool: DatasetPool) -> None:
+    """ScenarioError naming ``workload.pool.options.<name>`` for an option the loader does not take or a
+    value it cannot use, before the loader runs: its own failure (a TypeError, ``int('x')``) names
+    neither the option nor what was expected, and a token count of 0 or -1 would be used as given."""
+    if pool.kind not in LOADERS:
+        return  # load_full names the kind
+    accepted = accepted_options(pool.kind)
+    for name, value in pool.options.items():
+        where = f"workload.pool.options.{name}"
+        if name in ROW_OPTIONS:
+            continue  # the older spelling of the pool's own fields: loader_options decides
+        if name not in accepted:
+            raise ScenarioError(f"unknown option {name!r} for the {pool.kind} loader; its options are: "
+                                f"{', '.join(accepted)}", where=where)
+        problem = token_option_problem(value) if name in TOKEN_OPTIONS else None
+        if name in CHOICE_OPTIONS and value not in CHOICE_OPTIONS[name]:
+            problem = f"expected one of {', '.join(CHOICE_OPTIONS[name])}, got {short(value)}"
+        if problem is not None:
+            raise ScenarioError(problem, where=where)
+
+
 def loader_options(pool: DatasetPool, names: list[str]) -> dict[str, Any]:
     """Keyword arguments for the pool's loader (ScenarioError for options its kind cannot honour)."""
+    check_options(pool)
     opts: dict[str, Any] = dict(pool.options)
     for key in ROW_OPTIONS:
         # The field, unless left at its default while options names the key (the older spelling).
         value = getattr(pool, key) if getattr(pool, key) != "error" else opts.get(key, "error")
         if pool.kind in ROW_OPTION_KINDS:
             opts[key] = value
-        elif value != "error":
+        elif value == "error":
+            opts.pop(key, None)  # what a strict loader does anyway
+        else:
             raise ScenarioError(
                 f"{key}: {value} is not supported by the {pool.kind} loader (only by "
                 f"{', '.join(ROW_OPTION_KINDS)}); {pool.kind} files are checked strictly",
@@ -107,10 +148,25 @@ def load_pool(pool: DatasetPool, names: list[str], seed: int, n_arrivals: int,
         seen = set(test.prompts)
         keep = np.array([p not in seen for p in train.prompts], dtype=bool)
         if not keep.all():
+            _warn_if_no_training(keep, pool)
             train = train.subset(np.flatnonzero(keep))
     if pool.split == "files":
         _check_test_size(test.n, full.n, pool, n_arrivals)
     return train, test
+
+
+def _warn_if_no_training(keep: NDArray[np.bool_], pool: DatasetPool) -> None:
+    """Name the dataset when removing repeated prompts leaves the train part empty (every train prompt is
+    also a test prompt, e.g. a file repeating one question): otherwise the first sign is a predictor
+    failing on an empty training set, which names neither the file nor the cause. A warning, not an
+    error: the noisy_oracle predictor needs no training set."""
+    if keep.size and not keep.any():
+        warn_input(
+            f"all {keep.size} training queries repeat a prompt of the test part, so none is left to train "
+            "the predictor on (a predictor must not see the simulated queries' own labels); task_mean and "
+            "knn cannot be fitted: use a dataset with more distinct prompts",
+            file=", ".join(pool.paths),
+        )
 
 
 def _seeded_test_size(n: int, fraction: float) -> int:

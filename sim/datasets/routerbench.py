@@ -38,6 +38,7 @@ from sim.datasets.validate import (
     check_score,
     read_table,
     require_columns,
+    require_file,
     require_present,
     row_where,
 )
@@ -219,8 +220,7 @@ def _read(path: Path, trusted: bool) -> pd.DataFrame:
             "or mark the file trusted in the scenario (trusted: true) if you trust its source",
             file=path,
         )
-    if not path.is_file():
-        raise DataError("file not found (expected a RouterBench .pkl file)", file=path)
+    require_file(path, "a RouterBench .pkl file")
     try:
         obj = pd.read_pickle(path)
     except Exception as exc:  # a corrupt pickle can raise almost anything

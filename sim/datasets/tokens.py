@@ -31,6 +31,29 @@ DEFAULT_PROMPT_TOKENS = 512
 """Prompt length used by the long-table loader when the file has neither prompts nor input_tokens."""
 
 
+MAX_TOKENS = 10_000_000
+"""Largest token count a loader option may set (the scenario schema's ``MAX_TOKENS``): ten times the
+longest context window of any public model."""
+
+
+def token_option_problem(value: object) -> str | None:
+    """What is wrong with a loader's token-count option (``output_tokens``, ``default_prompt_tokens``,
+    ...), or None: 0 or a negative count would bill nothing (or less than nothing), a fraction would be
+    truncated silently, and null or text would fail deep inside the loader."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 1 <= value <= MAX_TOKENS:
+        shown = "null" if value is None else repr(value)[:60]
+        return f"expected a positive integer token count (1 to {MAX_TOKENS:,}), got {shown}"
+    return None
+
+
+def check_token_option(name: str, value: object) -> int:
+    """The option as an int, or a ValueError naming it (:func:`token_option_problem`)."""
+    problem = token_option_problem(value)
+    if problem is not None:
+        raise ValueError(f"{name}: {problem}")
+    return int(value)  # type: ignore[call-overload]  # an int or numpy integer, checked above
+
+
 def tokens_from_chars(n_chars: NDArray[np.floating] | NDArray[np.integer]) -> NDArray[np.float64]:
     """``max(1, ceil(chars / 4))`` elementwise; NaN stays NaN (unknown length stays unknown)."""
     chars = np.asarray(n_chars, dtype=np.float64)

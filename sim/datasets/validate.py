@@ -43,11 +43,19 @@ def utf8_error_line(path: Path) -> int:
     return 1
 
 
+def require_file(path: Path, expected: str) -> None:
+    """DataError unless ``path`` is a file (``expected`` says which kind): a directory is named as one,
+    since "not found" would send the user looking for a path that is plainly there."""
+    if path.is_dir():
+        raise DataError(f"is a directory; expected {expected}", file=path)
+    if not path.is_file():
+        raise DataError(f"file not found (expected {expected})", file=path)
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a ``.csv`` or ``.parquet`` file into a DataFrame with a fresh positional index."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found (expected a .csv or .parquet file)", file=path)
+    require_file(path, "a .csv or .parquet file")
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":

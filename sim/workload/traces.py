@@ -21,6 +21,7 @@ import json
 import math
 import re
 import warnings
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -81,7 +82,7 @@ def _tokens(values: list[str], column: str, lines: list[int], path: Path) -> NDA
 
 def _order(keys: np.ndarray, shown: list[str], lines: list[int], path: Path, sort: bool) -> np.ndarray:
     """Permutation putting rows in time order: identity when sorted, else stable sort or DataError."""
-    back = np.flatnonzero(np.diff(keys) < 0)
+    back = np.flatnonzero(keys[1:] < keys[:-1])  # not np.diff: int64 ns centuries apart would overflow
     if back.size == 0:
         return np.arange(len(keys))
     if not sort:
@@ -253,11 +254,16 @@ _TZ_SUFFIX = re.compile(r"(?<=\d)(Z|[+-]\d{2}(?::?\d{2})?)$")
 """A UTC designator or offset after a time of day: ``…46.68Z``, ``…46+01:00``, ``…46-0530``."""
 
 
+#: Largest UTC offset accepted (real zones span -12:00 .. +14:00; ISO 8601 allows up to 24:00).
+MAX_ZONE_MINUTES = 24 * 60
+
+
 def _split_zone(stamp: str) -> tuple[str, int]:
     """``(naive datetime text, offset in ns)`` of one timestamp; naive text has offset 0.
 
     numpy parses zone-aware strings only with a deprecation warning (a ``UserWarning`` on stderr), so the
     zone is split off here and applied exactly: a time with offset +01:00 is one hour ahead of UTC.
+    ValueError for an offset no clock has (``+99:99``): applied as is, it would move the row by days.
     """
     text = stamp.strip()
     match = _TZ_SUFFIX.search(text) if (" " in text or "T" in text) else None
@@ -268,8 +274,10 @@ def _split_zone(stamp: str) -> tuple[str, int]:
     if zone == "Z":
         return naive, 0
     digits = zone[1:].replace(":", "")
-    minutes = int(digits[:2]) * 60 + (int(digits[2:]) if len(digits) > 2 else 0)
-    return naive, (1 if zone[0] == "+" else -1) * minutes * 60 * 10**9
+    hours, mins = int(digits[:2]), (int(digits[2:]) if len(digits) > 2 else 0)
+    if mins > 59 or hours * 60 + mins > MAX_ZONE_MINUTES:
+        raise ValueError(f"zone offset {zone} is not a UTC offset; expected one within ±24:00, like +01:00")
+    return naive, (1 if zone[0] == "+" else -1) * (hours * 60 + mins) * 60 * 10**9
 
 
 _ZONE_MARK = re.compile(r"-[\d:]{0,5}$", re.MULTILINE)
@@ -285,46 +293,101 @@ def _no_zone(stamps: list[str]) -> bool:
     return "Z" not in text and "+" not in text and _ZONE_MARK.search(text) is None
 
 
-def _parse_ns(value: str) -> int | None:
-    """One timestamp → UTC nanoseconds, or None when it is not a datetime."""
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_BARE_NUMBER = re.compile(_NUMBER)
+"""A timestamp that is only a number (``0``, ``1700000000``, ``1.5e9``): numpy reads ``0`` .. ``9999`` as
+calendar *years* and longer ones wrap, so relative or epoch times would pass as a decades-long trace."""
+_YEAR = re.compile(r"([+-]?\d{1,9})-")
+"""The year a datetime starts with (``2023-11-16 …``)."""
+NS_RANGE = "1677-09-21 .. 2262-04-11"
+"""What ``datetime64[ns]`` holds; numpy wraps years outside it silently (1600 reads as 2185)."""
+
+
+def _stamp_ns(value: str, line: int, path: Path) -> int:
+    """One timestamp → UTC nanoseconds, or a DataError naming the line (:func:`_one_stamp_ns`)."""
+    try:
+        return _one_stamp_ns(value)
+    except ValueError as e:
+        raise DataError(f"TIMESTAMP = {value!r}; {e}", file=path, where=f"line {line}") from None
+
+
+def _one_stamp_ns(value: str) -> int:
+    """One timestamp → UTC nanoseconds; ValueError saying what was expected. This is the definition of a
+    valid TIMESTAMP: :func:`_fast_timestamps` only accepts files whose every row this accepts."""
+    expected = f"expected a datetime like {_AZURE_EXAMPLE!r}"
+    if _BARE_NUMBER.fullmatch(value):
+        raise ValueError(f"a bare number; {expected} (relative seconds or epoch numbers are not the Azure format)")
     naive, offset = _split_zone(value)
+    year = _YEAR.match(naive)
+    parsed = _datetime_ns(naive)
+    if year is None or (parsed is None and 1678 <= int(year.group(1)) <= 2261):
+        raise ValueError(expected)
+    if parsed is None or int(year.group(1)) != _year_of(np.array([parsed]))[0]:
+        raise ValueError(f"year {year.group(1)} is outside {NS_RANGE}, the range of nanosecond times; {expected}")
+    return parsed - offset
+
+
+def _datetime_ns(naive: str) -> int | None:
+    """numpy's reading of one zone-free datetime as (possibly wrapped) nanoseconds; None if it is none."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # an unrecognised zone: numpy warns, then fails or parses
             parsed = np.datetime64(naive, "ns")
     except ValueError:
         return None
-    return None if np.isnat(parsed) else int(parsed.view(np.int64)) - offset
+    return None if np.isnat(parsed) else int(parsed.view(np.int64))
 
 
-def _azure_timestamps(stamps: list[str], lines: list[int], path: Path) -> NDArray[np.int64]:
-    """Datetime strings → int64 UTC nanoseconds (exact: 7 fractional digits are 100 ns ticks).
+def _year_of(ns: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Calendar year of each nanosecond time."""
+    return ns.view("datetime64[ns]").astype("datetime64[Y]").astype(np.int64) + 1970
 
-    Naive times are taken as they are (the published traces are naive UTC); zone-aware ones (``Z``,
-    ``+01:00``) are converted to UTC, so a trace mixing both stays in one time base.
-    """
+
+def _years_as_written(naive: list[str], ns: NDArray[np.int64]) -> bool:
+    """Whether every datetime starts ``YYYY-`` and was read as that year, checked on the code points of
+    the first five characters at once: a year outside :data:`NS_RANGE` is read as another year, and a
+    bare number (no ``-`` after four digits) fails too."""
+    codes = np.array(naive, dtype="U5").view(np.uint32).reshape(len(naive), 5)
+    digits = codes[:, :4] - np.uint32(ord("0"))  # unsigned: a code point below '0' wraps above 9
+    if not ((codes[:, 4] == ord("-")).all() and (digits <= 9).all()):
+        return False
+    year = ((digits[:, 0] * 10 + digits[:, 1]) * 10 + digits[:, 2]) * 10 + digits[:, 3]
+    return bool(np.array_equal(year, _year_of(ns)))
+
+
+def _fast_timestamps(stamps: list[str]) -> NDArray[np.int64] | None:
+    """All timestamps at once, for files whose every row :func:`_stamp_ns` would accept (the published
+    traces); None when any row might not be (that function then decides, row by row)."""
     if _no_zone(stamps):  # the published traces: nothing to split off (_split_zone would return each as is)
         naive, offsets = stamps, None
     else:
-        split = [_split_zone(s) for s in stamps]
+        try:
+            split = [_split_zone(s) for s in stamps]
+        except ValueError:
+            return None
         naive, offsets = [t for t, _ in split], np.array([o for _, o in split], dtype=np.int64)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # zones are split off above; what is left must not warn
             ns = np.array(naive, dtype="datetime64[ns]").view(np.int64)
     except ValueError:
-        ns = None
-    if ns is not None and not np.any(ns == np.iinfo(np.int64).min):  # NaT parses but is not a time
-        return ns if offsets is None else ns - offsets
-    for value, line in zip(stamps, lines, strict=True):
-        ok = _parse_ns(value) is not None
-        if not ok:
-            raise DataError(
-                f"TIMESTAMP = {value!r}; expected a datetime like {_AZURE_EXAMPLE!r}",
-                file=path,
-                where=f"line {line}",
-            )
-    raise AssertionError("unreachable: vectorised parse failed but every row parsed")  # pragma: no cover
+        return None
+    if np.any(ns == np.iinfo(np.int64).min) or not _years_as_written(naive, ns):  # NaT; a wrapped year
+        return None
+    return ns if offsets is None else ns - offsets
+
+
+def _azure_timestamps(stamps: list[str], lines: list[int], path: Path) -> NDArray[np.int64]:
+    """Datetime strings → int64 UTC nanoseconds (exact: 7 fractional digits are 100 ns ticks).
+
+    Naive times are taken as they are (the published traces are naive UTC); zone-aware ones (``Z``,
+    ``+01:00``) are converted to UTC, so a trace mixing both stays in one time base. Bare numbers, years
+    outside :data:`NS_RANGE` and impossible zone offsets are errors naming the first such line.
+    """
+    ns = _fast_timestamps(stamps)
+    if ns is not None:
+        return ns
+    return np.array([_stamp_ns(v, line, path) for v, line in zip(stamps, lines, strict=True)], dtype=np.int64)
 
 
 def load_azure_csv(path: str | Path, *, sort: bool = False, max_rows: int | None = None) -> Arrivals:
@@ -349,8 +412,9 @@ def load_azure_csv(path: str | Path, *, sort: bool = False, max_rows: int | None
     output = _tokens(generated, "GeneratedTokens", lines, path)
     order = _order(ns, stamps, lines, path, sort)
     ns, prompt, output = ns[order], prompt[order], output[order]
+    # in float first: rows centuries apart (1700 and 2200 both fit datetime64[ns]) overflow an int64 difference
+    _check_span((ns - float(ns[0])) / 1e9, np.asarray(lines)[order], path, "TIMESTAMP")
     times = (ns - ns[0]) / 1e9
-    _check_span(times, np.asarray(lines)[order], path, "TIMESTAMP")
     return _arrivals(times, None, prompt, output)
 
 
@@ -431,6 +495,8 @@ def _mooncake_row(text: str, path: Path, line: int) -> tuple[tuple[float, float,
     except RecursionError:
         raise DataError(f"JSON nested too deeply; expected one flat object per line with keys {keys}",
                         file=path, where=f"line {line}") from None
+    except ValueError:  # an integer too long for int() (sys.get_int_max_str_digits, 4300 by default)
+        raise DataError(_huge_integer(text), file=path, where=f"line {line}") from None
     if not isinstance(obj, dict):
         raise DataError(f"a JSON {type(obj).__name__}; expected an object", file=path, where=f"line {line}")
     for key in MOONCAKE_KEYS:
@@ -444,6 +510,22 @@ def _mooncake_row(text: str, path: Path, line: int) -> tuple[tuple[float, float,
     if "hash_ids" not in obj:
         return row, None
     return row, _mooncake_hashes(obj["hash_ids"], path, line)
+
+
+_HUGE_INT = re.compile(r'(?:"((?:[^"\\]|\\.)*)"\s*:\s*(?:\[[\d\s,]*?)?)?-?(\d{1000,})')
+"""A JSON integer of at least 1000 digits, and the key whose value (or list item) it is, if any."""
+
+
+def _huge_integer(text: str) -> str:
+    """What is wrong with a JSON line that parses but for an integer too long for Python to read, naming
+    the key and the expected value (no timestamp, length or hash needs more than 20 digits)."""
+    found = _HUGE_INT.search(text)
+    if found is None:
+        return "a number too long to read; expected one object per line with keys " + ", ".join(MOONCAKE_KEYS)
+    key, digits = found.group(1), len(found.group(2))
+    what = {"timestamp": "expected a finite number of milliseconds", "input_length": TOKENS_EXPECTED,
+            "output_length": TOKENS_EXPECTED, "hash_ids": HASHES_EXPECTED}.get(key or "", "expected a smaller number")
+    return f"{f'{key} is ' if key else ''}an integer of {digits} digits; {what}"
 
 
 @dataclass
@@ -484,7 +566,7 @@ def _mooncake_rows(path: Path) -> _MooncakeRows:
                 out.lines.append(line)
     except UnicodeDecodeError as e:
         raise DataError(f"not UTF-8 text ({e.reason})", file=path, where=f"line {line + 1}") from None
-    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError; truncated gzip is EOFError
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile: OSError; truncated: EOFError; corrupt: zlib
         raise DataError(f"unreadable gzip data ({e})", file=path, where=f"line {line + 1}") from None
     if not out.rows:
         raise DataError("no requests; expected one JSON object per line", file=path, where="line 1")
