@@ -31,7 +31,7 @@ import numpy as np
 
 from sim import rng as rngs
 from sim.config.schema import Scenario
-from sim.errors import ScenarioError, warn_input
+from sim.errors import DataError, ScenarioError, warn_input
 from sim.workload.build import Workload, price
 from sim.workload.queryset import QuerySet
 
@@ -58,6 +58,13 @@ def build_predictions(sc: Scenario, wl: Workload) -> Predictions:
         predictor.fit(wl.train if wl.train is not None else wl.queries)
         pred = predictor.predict(wl.queries)
     except ValueError as exc:
+        if wl.train is not None and wl.train.n == 0:  # the data's fault, not the predictor's: say so
+            pool = sc.workload.pool
+            paths = ", ".join(map(str, getattr(pool, "paths", ()))) or None
+            raise DataError(f"no training queries are left for predictor {spec.name!r}: every prompt of the "
+                            "training part repeats one of the test part (the dataset is de-duplicated by "
+                            "prompt); use a dataset with more distinct prompts or the noisy_oracle predictor",
+                            file=paths, where="workload.pool") from None
         raise ScenarioError(f"predictor {spec.name!r}: {exc}", where="router.predictor") from None
     out_tokens = pred.output_tokens
     if wl.token_source == "trace":

@@ -342,7 +342,9 @@ def check_scenario(
                 fail(loc, f"dataset not found: {resolve_path(item, base_dir)}")
     arr = sc.workload.arrivals
     if isinstance(arr, TraceArrivals) and not resolve_path(arr.path, base_dir).is_file():
-        fail(("workload", "arrivals", "path"), f"trace file not found: {resolve_path(arr.path, base_dir)}")
+        where = resolve_path(arr.path, base_dir)
+        fail(("workload", "arrivals", "path"), f"{where} is a directory; expected a trace file (.csv, .jsonl or "
+             f".jsonl.gz)" if where.is_dir() else f"trace file not found: {where}")
     strong = sc.workload.order.strong_model
     if strong is not None and strong not in models:
         fail(("workload", "order", "strong_model"), f"unknown model {strong!r}; expected one of: {name_list(models)}")

@@ -268,3 +268,31 @@ def test_cli_dataset_problems_are_scenario_errors(tmp_path: Path) -> None:
     pool = DatasetPool(type="dataset", kind="dcrouter", path=str(dc), options={"output_tokens": 0})
     with pytest.raises(ScenarioError, match="workload.pool.options.output_tokens"):
         load_pool(pool, MODELS, seed=1, n_arrivals=30)
+
+
+def test_an_emptied_train_part_is_a_data_error_for_a_trained_predictor(tmp_path: Path) -> None:
+    """task_mean needs training queries: the run stops with the dataset named, not the predictor blamed;
+    noisy_oracle (no training) still runs on the same data."""
+    dc = _write_dc(tmp_path, _dc_items(question="same"))
+    path = _pool_scenario(tmp_path, {"kind": "dcrouter", "path": dc.name})
+    data = yaml.safe_load(path.read_text())
+    data["router"]["predictor"] = {"name": "task_mean"}
+    path.write_text(yaml.safe_dump(data))
+    code, out = _run_cli("validate", str(path))
+    assert code == 2, out
+    assert str(dc) in out and "no training queries are left" in out
+    data["router"]["predictor"] = {"name": "noisy_oracle"}
+    path.write_text(yaml.safe_dump(data))
+    code, out = _run_cli("validate", str(path))
+    assert code == 0, out
+
+
+def test_a_directory_as_trace_file_says_so(tmp_path: Path) -> None:
+    (tmp_path / "tdir").mkdir()
+    data = small_scenario(num_queries=30)
+    data["workload"]["arrivals"] = {"type": "trace", "path": "tdir"}
+    path = tmp_path / "tr.yaml"
+    path.write_text(yaml.safe_dump(data))
+    code, out = _run_cli("validate", str(path))
+    assert code == 2, out
+    assert "tdir is a directory; expected a trace file" in out and "not found" not in out
