@@ -6,6 +6,7 @@ so a folder that cannot be reported (a :class:`~reports.errors.ReportError`) get
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import pandas as pd
 
 from reports import figures as F
 from reports.document import Document, FigureItem, Section, Table
+from reports.errors import ReportError
 from reports.experiment import Experiment, load
 from reports.html import render_html
 from reports.markdown import render_markdown
@@ -335,6 +337,34 @@ def build_document(exp: Experiment) -> tuple[Document, dict[str, pd.DataFrame]]:
     return Document(title, sections), tables
 
 
+def _written_by_report(path: Path, new_text: str) -> bool:
+    """Whether the existing ``path`` looks like a file this module wrote: a Markdown or HTML report whose
+    title starts with ``llmsim``, or a CSV whose first column is the one it would write now. Why a
+    signature and not a record of what was written: a report must stay regenerable by a rerun, and
+    adding a bookkeeping file to every folder would be one more file the user did not ask for."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            head = f.read(4096)
+    except (OSError, UnicodeDecodeError):  # a directory, a device, another encoding: not ours
+        return False
+    if path.suffix == ".md":
+        return head.startswith("# llmsim ")
+    if path.suffix == ".html":
+        return "<title>llmsim " in head
+
+    def first_column(text: str) -> str:
+        return text.split("\n", 1)[0].split(",", 1)[0].strip()
+
+    return bool(first_column(new_text)) and first_column(head) == first_column(new_text)
+
+
+def _check_replaceable(path: Path, new_text: str) -> None:
+    """Refuse to replace a file of a report name that llmsim did not write (it never deletes one)."""
+    if (path.exists() or path.is_symlink()) and not _written_by_report(path, new_text):
+        raise ReportError("exists and is not a file llmsim report wrote; move it away to write the report "
+                          "(nothing was written)", file=path)
+
+
 def write_report(folder: Path, at_spend: float | None = None) -> list[Path]:
     """Write report.html, report.md, comparison.csv and aiq.csv into ``folder``; return their paths.
     ``at_spend`` (USD) sets the spend at which each policy's accuracy is interpolated (default: the
@@ -346,10 +376,17 @@ def write_report(folder: Path, at_spend: float | None = None) -> list[Path]:
     doc, tables = build_document(exp)
     contents = {"report.html": render_html(doc), "report.md": render_markdown(doc)}
     contents.update({name: df.to_csv(index=False) for name, df in tables.items()})
+    for name, text in contents.items():  # all checked before anything is written: no half-written report
+        _check_replaceable(folder / name, text)
     written = []
     for name, text in contents.items():
         tmp = folder / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, folder / name)
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, folder / name)
+        except OSError as exc:  # a directory in the way, a full disk: one error, and no temp file left
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise ReportError(f"cannot write: {exc.strerror or exc}", file=folder / name) from None
         written.append(folder / name)
     return written

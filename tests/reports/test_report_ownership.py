@@ -1,0 +1,58 @@
+"""``llmsim report`` never replaces a file of a report name that it did not write.
+
+A run or experiment folder may hold the user's own ``report.md`` or ``comparison.csv``; the report
+refuses (exit 2, nothing written) instead of replacing them, and still regenerates its own files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.sim.conftest import SCENARIOS, cli
+
+REPORT_FILES = ("report.html", "report.md", "comparison.csv", "aiq.csv")
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("own") / "run"
+    res = cli("run", str(SCENARIOS / "quickstart.yaml"), "--set", "num_queries=20", "--out", str(out), "-q")
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_its_own_report_is_regenerated(run_folder: Path) -> None:
+    first = cli("report", str(run_folder))
+    assert first.exit_code == 0, first.output
+    before = _snapshot(run_folder)
+    again = cli("report", str(run_folder))
+    assert again.exit_code == 0, again.output
+    assert _snapshot(run_folder) == before  # same folder, same report, replaced in place
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("report.md", "my notes\n"),
+    ("report.html", "<html><title>mine</title></html>\n"),
+    ("comparison.csv", "my,data\n1,2\n"),
+    ("aiq.csv", "x\n"),
+])
+def test_a_foreign_file_is_kept_and_nothing_is_written(run_folder: Path, tmp_path: Path, name: str,
+                                                       text: str) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for p in run_folder.iterdir():
+        if p.is_file() and p.name not in REPORT_FILES:
+            (folder / p.name).write_bytes(p.read_bytes())
+    (folder / name).write_text(text, encoding="utf-8")
+    before = _snapshot(folder)
+    res = cli("report", str(folder))
+    assert res.exit_code == 2, res.output
+    assert "error:" in res.output and name in res.output and "Traceback" not in res.output
+    assert _snapshot(folder) == before  # the user's file intact, no other report file written
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
