@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,12 +79,49 @@ def read_table(path: Path) -> pd.DataFrame | None:
         raise ReportError(f"cannot read table: {exc}", file=path) from None
 
 
+#: Summary fields the report averages, compares or plots: a value there must be a number (or null).
+NUMERIC_FIELDS = frozenset({"accuracy", "accuracy_of_completed", "predicted_accuracy", "sim_time_s",
+                            "arrivals_end_s"})
+#: Summary sections whose leaves are all numbers (flattened names start with ``<section>.``).
+NUMERIC_SECTIONS = frozenset({"cost", "latency_s", "budget", "throughput", "scheduler", "slo", "estimator",
+                              "queries", "references", "models", "occupancy"})
+#: The text leaves inside those sections.
+TEXT_METRICS = frozenset({"references.best_single_model"})
+
+
+def is_metric(name: str) -> bool:
+    """Whether a flattened summary field (a results column) must hold numbers: a string there would
+    only fail later, deep in a mean or a plot, as a Python error instead of a message naming the field."""
+    if name in TEXT_METRICS:
+        return False
+    return name in NUMERIC_FIELDS or ("." in name and name.split(".", 1)[0] in NUMERIC_SECTIONS)
+
+
+def _is_number_or_null(x: Any) -> bool:
+    """int, float, bool or a numpy number, or a missing value (None, NaN, pd.NA)."""
+    return x is None or x is pd.NA or isinstance(x, numbers.Real)
+
+
+def _not_a_number(x: Any) -> str:
+    return f"expected a number, got {type(x).__name__} {str(x)[:40]!r}"
+
+
 def read_summary(run_folder: Path) -> dict[str, Any]:
-    summary = _read_json(Path(run_folder) / SUMMARY_FILE)
+    """``summary.json``, checked for the fields every report uses: ``policy`` a string, ``seed`` an
+    integer, metrics numbers. A hand-edited or foreign file then fails here with the field named."""
+    path = Path(run_folder) / SUMMARY_FILE
+    summary = _read_json(path)
     for key in ("policy", "seed"):
         if key not in summary:
-            raise ReportError("missing field; expected an llmsim run summary", file=Path(run_folder) / SUMMARY_FILE,
-                              where=key)
+            raise ReportError("missing field; expected an llmsim run summary", file=path, where=key)
+    if not isinstance(summary["policy"], str):
+        raise ReportError(f"expected a policy name, got {summary['policy']!r}", file=path, where="policy")
+    seed = summary["seed"]
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ReportError(f"expected an integer seed, got {seed!r}", file=path, where="seed")
+    for name, value in flatten_summary(summary).items():
+        if is_metric(name) and not _is_number_or_null(value):
+            raise ReportError(_not_a_number(value), file=path, where=name)
     return summary
 
 
@@ -119,13 +157,44 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     kind = manifest.get("kind")
     if kind not in EXPERIMENT_KINDS:
         raise ReportError(f"expected one of {', '.join(EXPERIMENT_KINDS)}, got {kind!r}", file=path, where="kind")
-    for key, typ in (("seeds", list), ("policies", list), ("grid", dict)):
-        if key in manifest and not isinstance(manifest[key], typ):
-            raise ReportError(f"expected a {typ.__name__}, got {type(manifest[key]).__name__}", file=path,
-                              where=key)
+    _check_manifest_fields(manifest, path)
     defaults: dict[str, Any] = {"command": "", "llmsim_version": "", "scenario": "", "seeds": [],
                                 "policies": [], "baseline": None, "grid": {}, "match_spend": None}
     return {**defaults, **manifest}
+
+
+#: Manifest fields of a fixed JSON type (a missing field or null gets its default).
+MANIFEST_TYPES: tuple[tuple[str, type], ...] = (("seeds", list), ("policies", list), ("grid", dict),
+                                                ("baseline", str), ("match_spend", str), ("whatif", dict),
+                                                ("plan", dict))
+
+
+def _check_manifest_fields(manifest: dict[str, Any], path: Path) -> None:
+    """The fields the report computes with, so a hand-edited manifest fails with the field named rather
+    than as a Python error in the middle of building the report."""
+    for key, typ in MANIFEST_TYPES:
+        value = manifest.get(key)
+        if value is not None and not isinstance(value, typ):
+            raise ReportError(f"expected a {typ.__name__}, got {type(value).__name__}", file=path, where=key)
+    for name, values in (manifest.get("grid") or {}).items():
+        if not isinstance(values, list):
+            raise ReportError(f"expected a list of the values swept, got {type(values).__name__}", file=path,
+                              where=f"grid.{name}")
+    spend = manifest.get("at_spend")
+    if spend is not None and not (is_finite(spend) and spend >= 0):
+        raise ReportError(f"expected a spend in USD (a number >= 0), got {spend!r}", file=path, where="at_spend")
+
+
+def check_metric_columns(results: pd.DataFrame, path: Path) -> None:
+    """Every metric column holds numbers or missing values: a column of strings (a hand-edited table)
+    would otherwise fail inside a mean. Numeric dtypes are accepted without looking at the values."""
+    for column in results.columns:
+        col = results[column]
+        if not is_metric(str(column)) or pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            continue
+        for i, value in enumerate(col.to_numpy(dtype=object)):
+            if not _is_number_or_null(value):
+                raise ReportError(_not_a_number(value), file=path, where=f"row {i}, {column}")
 
 
 def read_experiment(folder: Path) -> pd.DataFrame:
@@ -145,6 +214,7 @@ def read_experiment(folder: Path) -> pd.DataFrame:
     bad = pd.to_numeric(results["seed"], errors="coerce").isna()
     if bad.any():
         raise ReportError("expected an integer seed", file=path, where=f"row {int(bad.to_numpy().argmax())}, seed")
+    check_metric_columns(results, path)
     results = results.copy()
     results["policy"] = results["policy"].astype(str)
     results["seed"] = pd.to_numeric(results["seed"]).astype(int)
