@@ -228,8 +228,11 @@ def run(
 def _overrides(policy: str | None, seed: int | None, sets: list[str] | None) -> list[str]:
     """``--policy`` / ``--set`` / ``--seed`` as the loader's overrides (a new policy starts without the
     scenario's parameters)."""
-    overrides = [f"router.policy={policy}", "router.params={}"] if policy is not None else []
-    return overrides + list(sets or []) + ([f"seed={seed}"] if seed is not None else [])
+    from sim.config.load import Override
+
+    overrides: list[str] = ([Override(f"router.policy={policy}", "--policy"), Override("router.params={}", "--policy")]
+                            if policy is not None else [])
+    return overrides + list(sets or []) + ([Override(f"seed={seed}", "--seed")] if seed is not None else [])
 
 
 @app.command()
@@ -300,7 +303,7 @@ def schema() -> None:
 
 @app.command()
 def calibrate(
-    csv: Annotated[Path, typer.Argument(help="GPU measurement table (Splitwise, LLM-Inference-Bench, canonical or mixed_step; see sim/profiles/tables.py).")],
+    csv: Annotated[Path, typer.Argument(help="GPU measurement table (Splitwise, LLM-Inference-Bench, canonical, iteration or mixed_step; see sim/profiles/tables.py).")],
 ) -> None:
     """Fit latency-profile coefficients from a measurement table, print the fit error, then the error of
     the fitted profiles run through the engine on the table's measured batches."""
@@ -309,7 +312,8 @@ def calibrate(
         from sim.profiles.fidelity import calibration_fidelity, format_calibration_fidelity
 
         startup.resume()  # start-up is over before reading and simulating the table (sim.startup)
-        report = calibrate_file(csv)
+        with _warnings_to_stderr():
+            report = calibrate_file(csv)
         out.print(format_report(report), highlight=False, markup=False, soft_wrap=True)
         check = format_calibration_fidelity(calibration_fidelity(report))
         out.print(check, highlight=False, markup=False, soft_wrap=True)

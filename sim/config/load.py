@@ -9,6 +9,7 @@ alias bombs).
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,32 @@ class ScenarioLoader(yaml.SafeLoader):
                 seen[key.value] = key
         return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        """An integer, refused (with its line) when Python cannot print it: past
+        ``sys.get_int_max_str_digits()`` digits (4300) ``int()`` and ``str()`` raise ValueError, and every
+        message, override and run id prints the value. A bad ``!!int`` literal is refused the same way."""
+        try:
+            value: int = super().construct_yaml_int(node)
+            str(value)  # a hex or binary literal converts, but its decimal form may be too long to print
+        except ValueError as exc:
+            too_long = "limit" in str(exc)  # "Exceeds the limit (4300 digits) for integer string conversion"
+            raise BadInteger(node, too_long) from None
+        return value
+
+
+class BadInteger(yaml.constructor.ConstructorError):
+    """An integer literal that cannot be used: too many digits for Python to convert, or not a number.
+    ``path`` is filled in by :func:`compose_checked` (the field the value is at, when found)."""
+
+    def __init__(self, node: yaml.ScalarNode, too_long: bool) -> None:
+        problem = (f"integer too large (more than {sys.get_int_max_str_digits():,} decimal digits)" if too_long
+                   else f"{clip(str(node.value), 40)!r} is not an integer")
+        super().__init__(None, None, problem, node.start_mark)
+        self.node = node
+        self.path: tuple[Any, ...] = ()
+
+
+ScenarioLoader.add_constructor("tag:yaml.org,2002:int", ScenarioLoader.construct_yaml_int)
 
 # PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent: ``1e-4`` and ``1.0e5`` are
 # strings. With strict types a string is never a number, so accept YAML 1.2's exponent forms too.
@@ -131,12 +158,40 @@ def compose_checked(text: str) -> tuple[yaml.Node | None, Any]:
                 f"the document expands to more than {MAX_EXPANDED_NODES:,} nodes once aliases are followed "
                 "(an alias bomb?)", root.start_mark,
             )
-        return root, loader.construct_document(root)
+        try:
+            return root, loader.construct_document(root)
+        except BadInteger as exc:
+            exc.path = _path_to(root, exc.node)
+            raise
     finally:
         loader.dispose()
 
 
+def _path_to(root: yaml.Node, target: yaml.Node) -> tuple[Any, ...]:
+    """The field path of ``target`` in the tree (``()`` for the root or a mapping key)."""
+    stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())]
+    seen: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        if node is target:
+            return path
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            stack += [(k, path) for k, _ in node.value]
+            stack += [(v, (*path, getattr(k, "value", "?"))) for k, v in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(v, (*path, i)) for i, v in enumerate(node.value)]
+    return ()
+
+
 def _yaml_error(exc: yaml.YAMLError, file: str | Path, what: str = "not valid YAML", text: str = "") -> InputError:
+    if isinstance(exc, BadInteger):  # valid YAML, unusable value: name the field as a schema error would
+        mark = exc.problem_mark
+        field = f"{format_path(exc.path)}: " if exc.path else ""
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        return InputError(f"{field}{exc.problem}", file=file, where=where)
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
@@ -203,39 +258,63 @@ def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
     return tuple(out)
 
 
+class Override(str):
+    """A ``KEY.PATH=VALUE`` override that remembers the option it came from, so that an error in its value
+    names that option (``--policy``, ``--grid router.window_s``) rather than a line of the scenario file
+    the value never came from. A plain ``str`` override is a ``--set`` one; ``option=""`` marks a value
+    taken from the scenario file itself (errors in it keep the file's line)."""
+
+    option: str | None
+
+    def __new__(cls, item: str, option: str | None = None) -> Override:
+        obj = super().__new__(cls, item)
+        obj.option = option
+        return obj
+
+
+def option_label(item: str, key: str) -> str:
+    """How messages name the option an override came from: its own label, else ``--set KEY``."""
+    option = getattr(item, "option", None)
+    return f"--set {clip(key, 80)}" if option is None else option
+
+
 def _set_one(data: Any, item: str, file: str | Path) -> str:
     """Apply one ``KEY.PATH=VALUE`` override to ``data``; return the key path."""
     if "=" not in item:
-        raise InputError(f"--set expects KEY.PATH=VALUE, got {short(item)}")
+        raise InputError(f"{getattr(item, 'option', None) or '--set'} expects KEY.PATH=VALUE, got {short(item)}")
     key, raw = item.split("=", 1)
     node: Any = data
     parts = key.split(".")
+    label = option_label(item, key) or f"--set {clip(key, 80)}"
     if not all(parts):
-        raise InputError(f"--set {short(key)}: empty segment in the key path", file=file)
+        raise InputError("empty segment in the key path", file=file, where=label)
     for part in parts[:-1]:
         if isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         elif isinstance(node, dict):
             node = node.setdefault(part, {})
         else:
-            raise InputError(f"--set {short(key)}: {short(part)} does not name a mapping key or list index",
-                             file=file)
+            raise InputError(f"{short(part)} does not name a mapping key or list index", file=file, where=label)
     try:
         _, value = compose_checked(raw)
+    except BadInteger as exc:
+        raise InputError(exc.problem or "invalid integer", file=file, where=label) from None
     except yaml.YAMLError as exc:
-        raise _yaml_error(exc, "--set", f"{short(key)}: value {short(raw)} is not valid YAML") from None
+        raise _yaml_error(exc, label, f"{short(key)}: value {short(raw)} is not valid YAML") from None
     last = parts[-1]
     if isinstance(node, list) and last.isdigit() and int(last) < len(node):
         node[int(last)] = value
     elif isinstance(node, dict):
         node[last] = value
     else:
-        raise InputError(f"--set {short(key)}: cannot set {short(last)} here", file=file)
+        raise InputError(f"cannot set {short(last)} here", file=file, where=label)
     return key
 
 
-def apply_overrides(data: Any, sets: list[str], file: str | Path) -> Any:
+def apply_overrides(data: Any, sets: list[str], file: str | Path, origins: Origins | None = None) -> Any:
     """Apply ``--set a.b.c=value`` overrides (value parsed as YAML) to the loaded scenario data.
+    ``origins``, when given, receives each overridden key path and the option it came from (see
+    :class:`Origins`).
 
     When an override swaps the policy or the predictor, parameters from the file that the new one does
     not take are dropped with a warning (the old one's ``k: 16`` would otherwise make
@@ -243,6 +322,9 @@ def apply_overrides(data: Any, sets: list[str], file: str | Path) -> Any:
     """
     data = _unshare(data)
     keys = [_set_one(data, item, file) for item in sets]
+    if origins is not None:
+        for item, key in zip(sets, keys, strict=True):
+            origins.add(key, option_label(item, key))
     router = data.get("router") if isinstance(data, dict) else None
     if not isinstance(router, dict):
         return data
@@ -282,6 +364,31 @@ def _drop_unaccepted(block: dict[str, Any], accepted: set[str] | None, where: st
                    f"--set (give its parameters with --set {where}.KEY=...)", file=file, where=where)
 
 
+class Origins:
+    """Where the values an override set came from: key path → option label. A schema or consistency error
+    at (or inside) an overridden path names the option (``--set router.window_s``), not the line of the
+    scenario file that held the value the override replaced."""
+
+    def __init__(self) -> None:
+        self._labels: dict[tuple[str, ...], str] = {}
+
+    def add(self, key: str, label: str) -> None:
+        """Record ``key`` as set by ``label``; ``""`` (a value from the file) clears an earlier label."""
+        if label:
+            self._labels[tuple(key.split("."))] = label
+        else:
+            self._labels.pop(tuple(key.split(".")), None)
+
+    def where(self, loc: tuple[Any, ...], shown: tuple[Any, ...] | None = None) -> str | None:
+        """``PATH (from --set KEY)`` with ``PATH`` the field path (as ``shown``), or None when no override
+        set ``loc``: the longest overridden key path that ``loc`` starts with names the option."""
+        parts = tuple(str(p) for p in loc)
+        hits = [k for k in self._labels if parts[: len(k)] == k]
+        if not hits:
+            return None
+        return f"{format_path(shown or loc)} (from {self._labels[max(hits, key=len)]})"
+
+
 def parse_scenario(
     text: str,
     file: str | Path = "<scenario>",
@@ -298,28 +405,58 @@ def parse_scenario(
         raise InputError("not valid YAML: nested too deeply", file=file) from None
     if not isinstance(data, dict):
         raise InputError("expected a mapping of scenario fields at the top level", file=file, where="line 1")
+    origins = Origins()
     if overrides:
-        data = apply_overrides(data, overrides, file)
+        data = apply_overrides(data, overrides, file, origins)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise _validation_error(exc, data, root, file) from None
+        raise _validation_error(exc, data, root, file, origins) from None
     except RecursionError:
         raise InputError("the scenario is nested too deeply to validate", file=file) from None
-    check_scenario(scenario, file=file, base_dir=base_dir, locate=lambda loc: _line_of(root, loc))
+    _checked(scenario, file, base_dir, root, origins)
     scenario = resolve_prices(scenario, file, base_dir)
     return _absolute_paths(scenario, base_dir)
 
 
-def _validation_error(exc: ValidationError, data: Any, root: yaml.Node | None, file: str | Path) -> InputError:
-    """One message listing the first few schema errors, each with its YAML line and field path."""
+def _checked(scenario: Scenario, file: str | Path, base_dir: Path | None, root: yaml.Node | None,
+             origins: Origins) -> None:
+    """:func:`check_scenario`, its error located at the option that set the failing field, if one did.
+
+    ``check_scenario`` asks ``locate`` for a line just before it raises; a field an override set has no
+    line of its own, so the error's location is replaced by the option's label."""
+    asked: list[tuple[str, str]] = []
+
+    def locate(loc: tuple[Any, ...]) -> int | None:
+        label = origins.where(loc)
+        if label is None:
+            return _line_of(root, loc)
+        asked.append((format_path(loc), label))
+        return None
+
+    try:
+        check_scenario(scenario, file=file, base_dir=base_dir, locate=locate)
+    except InputError as exc:
+        if not asked or exc.where != asked[-1][0]:
+            raise
+        raise type(exc)(exc.detail, file=exc.file, where=asked[-1][1]) from None
+
+
+def _validation_error(exc: ValidationError, data: Any, root: yaml.Node | None, file: str | Path,
+                      origins: Origins | None = None) -> InputError:
+    """One message listing the first few schema errors, each with its YAML line (or the option that set
+    the value) and field path."""
     errors = exc.errors()
     lines = []
     for err in errors[:MAX_LISTED_ERRORS]:
         loc = _clean_loc(tuple(err["loc"]), data)
+        shown = tuple(clip(p, 60) if isinstance(p, str) else p for p in loc)  # an unknown key may be huge
+        option = origins.where(loc, shown) if origins is not None else None
+        if option is not None:
+            lines.append(f"{option}: {_pydantic_message(dict(err))}")
+            continue
         line = _line_of(root, loc)
         where = f"line {line}: " if line else ""
-        shown = tuple(clip(p, 60) if isinstance(p, str) else p for p in loc)  # an unknown key may be huge
         lines.append(f"{where}{format_path(shown)}: {_pydantic_message(dict(err))}")
     more = f"\n  (and {len(errors) - MAX_LISTED_ERRORS} more)" if len(errors) > MAX_LISTED_ERRORS else ""
     head = lines[0] if len(lines) == 1 else "invalid scenario:\n  " + "\n  ".join(lines)

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from sim import __version__
-from sim.config.load import parse_scenario, read_scenario_text
+from sim.config.load import Override, parse_scenario, read_scenario_text
 from sim.config.schema import Scenario
 from sim.errors import InputError
 from sim.experiments.specs import PolicySpec
@@ -136,10 +136,10 @@ def plan_experiment(
     seen: dict[str, str] = {}
     for point in itertools.product(*grid.values()):
         params = dict(zip(grid, point, strict=True))
-        grid_sets = [_set(path, value) for path, value in params.items()]
+        grid_sets = [Override(_set(path, value), f"--grid {path}") for path, value in params.items()]
         for pol in policies:
             for seed in seed_list:
-                overrides = [*pol.overrides(), *(sets or []), *grid_sets, f"seed={seed}"]
+                overrides = [*pol.overrides(), *(sets or []), *grid_sets, Override(f"seed={seed}", "--seeds")]
                 sc = _resolve(source, overrides, params, pol)
                 rid = run_id(sc)
                 here = _context(pol, params) + f", seed {seed}"

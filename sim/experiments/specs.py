@@ -17,6 +17,11 @@ from sim.errors import InputError
 MAX_GRID_VALUES = 10_000
 
 
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters: an option's value may be thousands of characters long."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 @dataclass(frozen=True)
 class PolicySpec:
     """A policy as the user wrote it (``label``) and what it means: a registered name and parameters."""
@@ -24,19 +29,29 @@ class PolicySpec:
     label: str
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+    #: The option the policy came from, named by errors in it; "" for the scenario's own policy, whose
+    #: errors are located in the scenario file.
+    option: str = "--policies"
 
     def overrides(self) -> list[str]:
         """``--set`` overrides that make a scenario use this policy (its params replace the scenario's)."""
-        return [f"router.policy={self.name}", "router.params=" + yaml.safe_dump(self.params, default_flow_style=True).strip()]
+        from sim.config.load import Override
+
+        label = f"{self.option} {clip(self.label, 80)}" if self.option else ""
+        items = [f"router.policy={self.name}",
+                 "router.params=" + yaml.safe_dump(self.params, default_flow_style=True).strip()]
+        return [Override(item, label) for item in items]
 
 
 def _scalar(raw: str, where: str) -> Any:
     """A value as ``--set`` reads it (the scenario loader's YAML rules: 1e-4 is a number, depth and
     alias limits)."""
-    from sim.config.load import compose_checked
+    from sim.config.load import BadInteger, compose_checked
 
     try:
         return compose_checked(raw)[1]
+    except BadInteger as exc:  # e.g. more digits than Python converts: named, not an internal error
+        raise InputError(f"value {clip(raw, 40)!r}: {exc.problem}", where=where) from None
     except yaml.YAMLError:
         raise InputError(f"value {raw[:80]!r} is not a valid YAML value", where=where) from None
 
@@ -54,7 +69,7 @@ def parse_policies(text: str) -> list[PolicySpec]:
             key, sep, raw = part.partition("=")
             if not sep or not key.strip():
                 raise InputError(f"{item!r}: expected key=value after ':', got {part!r}", where="--policies")
-            params[key.strip()] = _scalar(raw, f"--policies {item}")
+            params[key.strip()] = _scalar(raw, f"--policies {clip(item, 80)}")
         specs.append(PolicySpec(label=item, name=name.strip(), params=params))
     labels = [s.label for s in specs]
     dupes = sorted({x for x in labels if labels.count(x) > 1})
@@ -104,4 +119,4 @@ def scenario_policy(source: Any, sets: list[str]) -> PolicySpec:
     from sim.config.load import parse_scenario
 
     sc = parse_scenario(source.text, file=source.file, base_dir=source.base_dir, overrides=sets)
-    return PolicySpec(sc.router.policy, sc.router.policy, dict(sc.router.params))
+    return PolicySpec(sc.router.policy, sc.router.policy, dict(sc.router.params), option="")
