@@ -8,11 +8,15 @@ tests share it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sim.engine.latency import MIXED_TERMS, LatencyProfile
+from sim.errors import DataError, warn_input
 from sim.profiles.builtin import COEFFICIENTS, list_builtin, prefill_prior
 from sim.profiles.fit import FitReport, fit_decode, fit_end_to_end, fit_mixed, fit_prefill, profile_from
 from sim.profiles.hardware import model_size_from_name
@@ -92,6 +96,41 @@ def _calibrate_group(g: Group) -> GroupCalibration:
     )
 
 
+def _label(g: Group | GroupCalibration) -> str:
+    """The group as the report heads it: ``model on GPU, tp=N[, framework]``."""
+    return f"{g.model} on {g.hardware}, tp={g.tp}" + (f", {g.framework}" if g.framework else "")
+
+
+def _fit_group(g: Group, path: str | Path) -> GroupCalibration:
+    """:func:`_calibrate_group` with numpy's floating-point warnings kept off the console and anything
+    non-finite refused: the table's ranges are checked (:mod:`sim.profiles.tables`), so an inf or nan
+    here is a fit that failed, and it must not reach a profile or the engine check."""
+    try:
+        with np.errstate(all="ignore"):
+            cal = _calibrate_group(g)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        raise DataError(f"cannot fit these rows: {exc}", file=path, where=_label(g)) from None
+    for f in cal.fits:
+        bad = [k for k, v in f.coefficients.items() if not math.isfinite(v)]
+        if bad or not all(math.isfinite(x) for x in (f.mape_pct, f.max_ape_pct)):
+            what = f"coefficient(s) {', '.join(bad)}" if bad else "errors"
+            raise DataError(f"the {f.kind} fit gave non-finite {what}; check the table's units and values",
+                            file=path, where=_label(g))
+    _warn_underdetermined(cal, path)
+    return cal
+
+
+def _warn_underdetermined(cal: GroupCalibration, path: str | Path) -> None:
+    """Fewer rows than coefficients: any such fit matches its rows exactly (MAPE 0), so the error says
+    nothing and the coefficients' split is arbitrary. Warned, not refused, as the mixed fit notes it (that
+    note is in its report, so mixed fits are left out here)."""
+    for f in cal.fits:
+        if f.kind != "mixed" and f.rows < len(f.coefficients):
+            warn_input(f"only {f.rows} {f.kind} row(s) for {len(f.coefficients)} coefficients: the fit cannot "
+                       "determine them (it matches these rows exactly whatever the split); measure more "
+                       "batch sizes and lengths", file=path, where=_label(cal))
+
+
 def calibrate_file(path: str | Path) -> CalibrationReport:
     """Fit latency profiles to every group of a measurement CSV.
 
@@ -106,7 +145,7 @@ def calibrate_file(path: str | Path) -> CalibrationReport:
         path=str(path),
         format=table.format,
         rows=len(table.rows),
-        groups=tuple(_calibrate_group(g) for g in groups),
+        groups=tuple(_fit_group(g, path) for g in groups),
     )
 
 

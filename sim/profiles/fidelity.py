@@ -78,6 +78,7 @@ from sim.profiles.tables import (
     SPLITWISE_E2E_SLACK,
     Group,
     RawTable,
+    _tp_value,
     bench_groups,
     canonical_groups,
     iteration_groups,
@@ -160,11 +161,11 @@ def _splitwise_sets(table: RawTable) -> list[MeasuredSet]:
         groups.setdefault(key, []).append(i)
     out = []
     for (model, hardware, _), idx in sorted(groups.items()):
-        tp = table.numbers("tensor_parallel", idx[:1], minimum=1)[0]
-        prompt = table.numbers("prompt_size", idx, minimum=1)
-        batch = table.numbers("batch_size", idx, minimum=1)
-        tokens = table.numbers("token_size", idx, minimum=1)
-        pt, tt, e2e = (table.positive(c, idx) / 1000.0 for c in ("prompt_time", "token_time", "e2e_time"))
+        tp = _tp_value(table, "tensor_parallel", idx)
+        prompt = table.tokens("prompt_size", idx, minimum=1)
+        batch = table.batch("batch_size", idx)
+        tokens = table.tokens("token_size", idx, minimum=1)
+        pt, tt, e2e = (table.times(c, idx, unit="ms") / 1000.0 for c in ("prompt_time", "token_time", "e2e_time"))
         s = MeasuredSet(table.path.name, "splitwise", model, _gpu_name(hardware), int(tp))
         stalled = e2e > SPLITWISE_E2E_SLACK * (pt + (tokens - 1) * tt)
         if stalled.any():

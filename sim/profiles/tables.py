@@ -82,6 +82,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
 #: Shortest prefill (tokens in the step) an ``iteration`` table's prefill fit uses (module docstring).
 ITERATION_MIN_PREFILL_TOKENS = 512
 MIXED_TIME_COLUMNS = {"time_s": 1.0, "ms": 1e-3}  # mixed_step time column → factor to seconds
+MIXED_TIME_UNITS = {"time_s": "s", "ms": "ms"}
 
 # LLM-Inference-Bench names its hardware generically. Its A100 runs were on ALCF Polaris nodes
 # (4 × A100-SXM4-40GB); the data agree: Llama-2-7B (512 KiB of KV per token) slows 3× at batch 16 ×
@@ -107,6 +108,21 @@ PREEMPTION_JUMP = 1.5
 # Memory share vLLM may use (its default gpu_memory_utilization).
 GPU_MEMORY_UTILIZATION = 0.9
 
+# Sane ranges of a measurement's values: a value outside them is a unit or typing mistake, not a
+# measurement, and (at 1e300) overflows the fit's P² column and relative residuals into inf / nan.
+#: Tensor-parallel degree: the largest NVLink domains hold 72 GPUs; 1024 leaves ample headroom.
+MAX_TP = 1024
+#: Sequences in one step or batch: engines cap a running batch at max_num_seqs (vLLM: 256 by default,
+#: rarely above 2,048); the engine check also writes one trace row per sequence.
+MAX_BATCH = 100_000
+#: Tokens in one step or one batch's context: 1e9 tokens of KV cache is ~100 TB at 100 KB per token,
+#: beyond any node; it also keeps P² (1e18 for one row, 1e28 for a Splitwise batch) far from overflow.
+MAX_TOKENS = 1e9
+#: A measured step or batch time in seconds: above a GPU kernel launch (a few µs) with headroom, and
+#: under 11.6 days (the longest public end-to-end rows take minutes).
+MIN_TIME_S, MAX_TIME_S = 1e-7, 1e6
+TIME_UNITS = {"s": 1.0, "ms": 1000.0}  # unit -> per second
+
 
 @dataclass(frozen=True)
 class RawTable:
@@ -119,7 +135,9 @@ class RawTable:
     def col(self, name: str) -> int:
         return self.header.index(name)
 
-    def numbers(self, name: str, idx: list[int] | None = None, *, minimum: float | None = None) -> FloatArray:
+    def numbers(
+        self, name: str, idx: list[int] | None = None, *, minimum: float | None = None, maximum: float | None = None
+    ) -> FloatArray:
         """Column ``name`` (restricted to row indices ``idx``) as floats; DataError on any bad cell."""
         c = self.col(name)
         out = []
@@ -135,6 +153,8 @@ class RawTable:
                 raise DataError(f"expected a finite number, got {raw!r}", file=self.path, where=where)
             if minimum is not None and value < minimum:
                 raise DataError(f"expected a number >= {minimum:g}, got {raw!r}", file=self.path, where=where)
+            if maximum is not None and value > maximum:
+                raise DataError(f"expected a number <= {maximum:g}, got {raw!r}", file=self.path, where=where)
             out.append(value)
         return np.asarray(out, dtype=np.float64)
 
@@ -145,6 +165,30 @@ class RawTable:
             i = bad[0] if idx is None else idx[bad[0]]
             raise DataError(
                 f"expected a positive number, got {self.rows[i][self.col(name)].strip()!r}",
+                file=self.path,
+                where=f"line {self.lines[i]}, column '{name}'",
+            )
+        return values
+
+    def tokens(self, name: str, idx: list[int] | None = None, *, minimum: float = 0.0) -> FloatArray:
+        """A token-count column, at most :data:`MAX_TOKENS`."""
+        return self.numbers(name, idx, minimum=minimum, maximum=MAX_TOKENS)
+
+    def batch(self, name: str, idx: list[int] | None = None, *, minimum: float = 1.0) -> FloatArray:
+        """A sequences-per-step column, at most :data:`MAX_BATCH`."""
+        return self.numbers(name, idx, minimum=minimum, maximum=MAX_BATCH)
+
+    def times(self, name: str, idx: list[int] | None = None, *, unit: str = "s") -> FloatArray:
+        """A time column in its own ``unit`` ("s" or "ms"; callers convert, as before), checked to lie
+        within [:data:`MIN_TIME_S`, :data:`MAX_TIME_S`] seconds."""
+        values = self.positive(name, idx)
+        per_s = TIME_UNITS[unit]
+        bad = np.flatnonzero((values < MIN_TIME_S * per_s) | (values > MAX_TIME_S * per_s))
+        if bad.size:
+            i = bad[0] if idx is None else idx[bad[0]]
+            raise DataError(
+                f"expected a measured time between {MIN_TIME_S * per_s:g} and {MAX_TIME_S * per_s:g} {unit}, "
+                f"got {self.rows[i][self.col(name)].strip()!r}",
                 file=self.path,
                 where=f"line {self.lines[i]}, column '{name}'",
             )
@@ -247,9 +291,9 @@ def _group_indices(table: RawTable, key_columns: tuple[str, ...]) -> dict[tuple[
 def _tp_value(table: RawTable, column: str, idx: list[int]) -> int:
     values = table.numbers(column, idx[:1], minimum=1)
     value = float(values[0])
-    if value != int(value):
+    if value != int(value) or value > MAX_TP:
         raise DataError(
-            f"expected a whole number of GPUs, got {value:g}",
+            f"expected a whole number of GPUs (1 to {MAX_TP}), got {value:g}",
             file=table.path,
             where=f"line {table.lines[idx[0]]}, column '{column}'",
         )
@@ -275,12 +319,12 @@ def splitwise_groups(table: RawTable) -> list[Group]:
         _group_indices(table, ("model", "hardware", "tensor_parallel")).items()
     ):
         tp = _tp_value(table, "tensor_parallel", idx)
-        prompt = table.numbers("prompt_size", idx, minimum=1)
-        batch = table.numbers("batch_size", idx, minimum=1)
-        tokens = table.numbers("token_size", idx, minimum=1)
-        pt = table.positive("prompt_time", idx) / 1000.0
-        tt = table.positive("token_time", idx) / 1000.0
-        e2e = table.positive("e2e_time", idx) / 1000.0
+        prompt = table.tokens("prompt_size", idx, minimum=1)
+        batch = table.batch("batch_size", idx)
+        tokens = table.tokens("token_size", idx, minimum=1)
+        pt = table.times("prompt_time", idx, unit="ms") / 1000.0
+        tt = table.times("token_time", idx, unit="ms") / 1000.0
+        e2e = table.times("e2e_time", idx, unit="ms") / 1000.0
         consistent = e2e <= SPLITWISE_E2E_SLACK * (pt + (tokens - 1) * tt)
         g = Group(model, _gpu_name(hardware), tp, rows_total=len(idx))
         dropped = int((~consistent).sum())
@@ -313,9 +357,9 @@ def bench_groups(table: RawTable) -> list[Group]:
     keys = ("Model", "Hardware", "Num of Hardware", "Framework")
     for (model, hardware, _, framework), idx in sorted(_group_indices(table, keys).items()):
         tp = _tp_value(table, "Num of Hardware", idx)
-        length = table.numbers("Input Output Length", idx, minimum=1)
-        batch = table.numbers("Batch Size", idx, minimum=1)
-        latency = table.positive("Latency", idx)
+        length = table.tokens("Input Output Length", idx, minimum=1)
+        batch = table.batch("Batch Size", idx)
+        latency = table.times("Latency", idx)
         gpu = _gpu_name(hardware)
         g = Group(model, gpu, tp, framework, rows_total=len(idx))
         rate = latency / length
@@ -397,13 +441,13 @@ def canonical_groups(table: RawTable) -> list[Group]:
                     )
         if kinds["prefill"]:
             r = kinds["prefill"]
-            g.prefill = (table.numbers("prompt_tokens", r, minimum=0), table.positive("time_s", r))
+            g.prefill = (table.tokens("prompt_tokens", r), table.times("time_s", r))
         if kinds["decode"]:
             r = kinds["decode"]
             g.decode = (
-                table.numbers("batch_size", r, minimum=1),
-                table.numbers("context_tokens", r, minimum=0),
-                table.positive("time_s", r),
+                table.batch("batch_size", r),
+                table.tokens("context_tokens", r),
+                table.times("time_s", r),
             )
         out.append(g)
     return out
@@ -428,11 +472,11 @@ def mixed_step_groups(table: RawTable) -> list[Group]:
     out = []
     for (model, gpu, tp_raw), idx in sorted(_group_indices(table, ("model", gpu_col, "tp")).items()):
         tp = _tp_value(table, "tp", idx) if tp_raw else 1
-        chunk = table.numbers("chunk_tokens", idx, minimum=0)
-        prefix = table.numbers("chunk_prefix", idx, minimum=0)
-        seqs = table.numbers("decode_seqs", idx, minimum=0)
-        ctx = seqs * table.numbers("decode_ctx_per_seq", idx, minimum=0)
-        t = table.positive(time_col, idx) * MIXED_TIME_COLUMNS[time_col]
+        chunk = table.tokens("chunk_tokens", idx)
+        prefix = table.tokens("chunk_prefix", idx)
+        seqs = table.batch("decode_seqs", idx, minimum=0)
+        ctx = seqs * table.tokens("decode_ctx_per_seq", idx)
+        t = table.times(time_col, idx, unit=MIXED_TIME_UNITS[time_col]) * MIXED_TIME_COLUMNS[time_col]
         empty = np.flatnonzero((chunk == 0) & (seqs == 0))
         if empty.size:
             raise DataError(
@@ -480,15 +524,15 @@ def iteration_groups(table: RawTable) -> list[Group]:
         pre = [i for i, ph in zip(idx, phases, strict=True) if ph == "prefill"]
         if dec:
             g.decode = (
-                table.numbers("batch", dec, minimum=1),
-                table.numbers("total_ctx", dec, minimum=0),
-                table.positive("ms", dec) / 1000.0,
+                table.batch("batch", dec),
+                table.tokens("total_ctx", dec),
+                table.times("ms", dec, unit="ms") / 1000.0,
             )
         if pre:
-            batch = table.numbers("batch", pre, minimum=1)
-            length = table.numbers("ctx_per_seq", pre, minimum=1)
-            tokens = table.numbers("tokens", pre, minimum=1)
-            t = table.positive("ms", pre) / 1000.0
+            batch = table.batch("batch", pre)
+            length = table.tokens("ctx_per_seq", pre, minimum=1)
+            tokens = table.tokens("tokens", pre, minimum=1)
+            t = table.times("ms", pre, unit="ms") / 1000.0
             keep = tokens >= ITERATION_MIN_PREFILL_TOKENS
             if (~keep).any():
                 g.notes.append(
