@@ -128,11 +128,11 @@ def _read_list(file: Path) -> list[object]:
     except RecursionError:
         raise DataError("JSON nested too deeply; expected a list of {question, scores} objects", file=file,
                         where="line 1") from None
-    except ValueError:  # JSON that parses but for an integer too long for int() (4300 digits by default)
-        raise _huge_integer(file) from None
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError as exc:  # (a ValueError too: before the branch below)
         raise DataError(f"not UTF-8 text ({exc.reason})", file=file,
                         where=f"line {utf8_error_line(file)}") from None
+    except ValueError:  # JSON that parses but for an integer too long for int() (4300 digits by default)
+        raise _huge_integer(file) from None
     except OSError as exc:
         raise DataError(f"cannot read file: {exc}", file=file) from exc
     if not isinstance(data, list):
