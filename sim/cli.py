@@ -23,7 +23,7 @@ from rich.text import Text
 
 from policies import PolicyError, available_policies, policy_class, policy_parameters
 from sim import __version__, startup
-from sim.console import err, out
+from sim.console import err, nonempty_path, out
 from sim.console import fail as _fail
 from sim.console import say as _say
 from sim.console import warnings_to_stderr as _warnings_to_stderr
@@ -183,7 +183,7 @@ def _print_summary(folder: Path, summary: dict[str, Any], wall: float) -> None:
 @app.command()
 def run(
     scenario: Annotated[
-        Path | None, typer.Argument(help="Scenario YAML (default: the embedded quickstart scenario).")
+        Path | None, typer.Argument(parser=nonempty_path, help="Scenario YAML (default: the embedded quickstart scenario).")
     ] = None,
     out_dir: Annotated[str | None, typer.Option("--out", help="Run folder (default: runs/<name>-<policy>-s<seed>).")] = None,
     policy: Annotated[
@@ -237,7 +237,7 @@ def _overrides(policy: str | None, seed: int | None, sets: list[str] | None) -> 
 
 @app.command()
 def validate(
-    scenario: Annotated[Path, typer.Argument(help="Scenario YAML to check.")],
+    scenario: Annotated[Path, typer.Argument(parser=nonempty_path, help="Scenario YAML to check.")],
     policy: Annotated[str | None, typer.Option(help="As for run: override router.policy.")] = None,
     seed: Annotated[int | None, typer.Option(help="As for run: override the scenario seed.")] = None,
     sets: Annotated[list[str] | None, typer.Option("--set", help="As for run: KEY.PATH=VALUE.")] = None,
@@ -303,7 +303,7 @@ def schema() -> None:
 
 @app.command()
 def calibrate(
-    csv: Annotated[Path, typer.Argument(help="GPU measurement table (Splitwise, LLM-Inference-Bench, canonical, iteration or mixed_step; see sim/profiles/tables.py).")],
+    csv: Annotated[Path, typer.Argument(parser=nonempty_path, help="GPU measurement table (Splitwise, LLM-Inference-Bench, canonical, iteration or mixed_step; see sim/profiles/tables.py).")],
 ) -> None:
     """Fit latency-profile coefficients from a measurement table, print the fit error, then the error of
     the fitted profiles run through the engine on the table's measured batches."""

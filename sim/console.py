@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -55,3 +56,11 @@ def warnings_to_stderr() -> Iterator[None]:
         warnings.simplefilter("always", InputWarning)
         warnings.showwarning = show
         yield
+
+
+def nonempty_path(value: str) -> Path:
+    """A path argument or option as typed; an empty one is refused (``Path("")`` is the current folder,
+    so ``llmsim run ''`` would read, and ``--out ''`` write, the folder the user is in)."""
+    if not value.strip():
+        raise typer.BadParameter("expected a path, got an empty string")
+    return Path(value)

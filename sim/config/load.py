@@ -481,6 +481,10 @@ def _absolute_paths(sc: Scenario, base_dir: Path | None) -> Scenario:
     return sc.model_copy(update=update)
 
 
+MAX_SCENARIO_BYTES = 16 << 20
+"""Largest scenario file read (the bundled ones are under 10 KB; inline queries may make one bigger)."""
+
+
 def read_scenario_text(path: str | Path) -> str:
     """The text of a scenario file, or an InputError naming it."""
     p = Path(path)
@@ -489,9 +493,13 @@ def read_scenario_text(path: str | Path) -> str:
     if p.is_dir():
         raise InputError("expected a scenario YAML file, got a directory", file=p)
     try:
-        data = p.read_bytes()
+        with p.open("rb") as f:  # bounded: /dev/zero or a runaway pipe must not fill the memory
+            data = f.read(MAX_SCENARIO_BYTES + 1)
     except OSError as exc:
         raise InputError(f"cannot read the file: {exc.strerror or exc}", file=p) from None
+    if len(data) > MAX_SCENARIO_BYTES:
+        raise InputError(f"larger than {MAX_SCENARIO_BYTES >> 20} MiB; expected a scenario YAML file (data "
+                         "belongs in the trace and dataset files it names)", file=p)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

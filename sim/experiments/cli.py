@@ -21,22 +21,16 @@ from rich.text import Text
 
 from policies import PolicyError
 from sim import startup
-from sim.console import err, fail, out, say_plain, warnings_to_stderr
+from sim.console import err, fail, nonempty_path, out, say_plain, warnings_to_stderr
 from sim.errors import InputError
 
 if TYPE_CHECKING:
     from rich.table import Table  # imported where a table is printed (start-up, issue 14)
 
-ScenarioArg = Annotated[Path | None, typer.Argument(help="Scenario YAML (default: the embedded quickstart).")]
-def _out_path(value: str) -> Path:
-    """``--out`` as a folder path; an empty one is refused (``Path("")`` would be the current folder)."""
-    if not value.strip():
-        raise typer.BadParameter("expected a folder path, got an empty string")
-    return Path(value)
-
-
-OutOpt = Annotated[Path | None, typer.Option("--out", parser=_out_path,
+OutOpt = Annotated[Path | None, typer.Option("--out", parser=nonempty_path,
                                              help="Experiment folder (default: runs/<name>-<kind>).")]
+ScenarioArg = Annotated[Path | None, typer.Argument(parser=nonempty_path,
+                                                    help="Scenario YAML (default: the embedded quickstart).")]
 SetsOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a field of every run: KEY.PATH=VALUE.")]
 JobsOpt = Annotated[int | None, typer.Option("--jobs", help="Worker processes (default: the core count).")]
 ExecOpt = Annotated[str, typer.Option("--executor", help="local (worker processes) or dask.")]
@@ -325,6 +319,17 @@ def _guarded(body: Callable[[], None], folder: Callable[[], Path | None]) -> Non
         GUARD.restore()
 
 
+def _check_sets_keep_policies(sets: list[str] | None) -> None:
+    """``--set router.policy`` / ``router.params`` would silently replace every ``--policies`` entry (the
+    runs would all be one policy, or all lose their inline parameters): refuse it and say where they go.
+    (``router.params.KEY`` stays allowed: one parameter given to every policy.)"""
+    for item in sets or []:
+        key = item.split("=", 1)[0].strip()
+        if key in ("router.policy", "router.params"):
+            raise InputError(f"{key} would override every policy of --policies; give the policies and their "
+                             "parameters there (NAME:key=value)", where=f"--set {key}")
+
+
 def _spend(value: float | None) -> float | None:
     if value is not None and not (np.isfinite(value) and 0 <= value <= 1e12):
         raise InputError(f"expected a spend in USD between 0 and 1e12, got {value}", where="--at-spend")
@@ -370,6 +375,7 @@ def compare(
             raise InputError("name the policies to compare, e.g. --policies threshold_greedy,lagrangian",
                              where="--policies")
         specs = parse_policies(policies)
+        _check_sets_keep_policies(sets)
         _check_names([p.label for p in specs], baseline, match_spend)
         exp = plan_experiment("compare", read_source(scenario), specs, seeds, sets=list(sets or []))
         command = _command("compare", scenario, {"--policies": policies, "--seeds": seeds, "--baseline": baseline,
@@ -408,6 +414,8 @@ def sweep(
             raise InputError("give at least one --grid PATH=v1,v2,...", where="--grid")
         source = read_source(scenario)
         specs = parse_policies(policies) if policies else [scenario_policy(source, list(sets or []))]
+        if policies:
+            _check_sets_keep_policies(sets)
         exp = plan_experiment("sweep", source, specs, seeds, parse_grid(list(grid)), sets=list(sets or []))
         command = _command("sweep", scenario, {"--grid": list(grid), "--policies": policies, "--seeds": seeds,
                                                "--at-spend": at_spend, "--set": list(sets or [])})
@@ -483,7 +491,7 @@ def _run_whatif(job: _Job, plan: Any) -> None:
               soft_wrap=True)
 
 
-def report(folder: Annotated[Path, typer.Argument(help="A run, compare or sweep folder.")],
+def report(folder: Annotated[Path, typer.Argument(parser=nonempty_path, help="A run, compare or sweep folder.")],
            at_spend: AtSpendOpt = None) -> None:
     """Write report.html (self-contained), report.md and CSVs for a run, compare or sweep folder."""
     from reports.build import write_report
