@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from sim import rng as rngs
-from sim.config.checks import resolve_path
+from sim.config.checks import is_mooncake_trace, resolve_path
 from sim.config.schema import (
     BatchArrivals,
     DatasetPool,
@@ -25,7 +25,7 @@ from sim.config.schema import (
     SyntheticPool,
     TraceArrivals,
 )
-from sim.errors import DataError, ScenarioError
+from sim.errors import DataError, ScenarioError, warn_input
 from sim.workload import arrivals as arr_mod
 from sim.workload import synthetic
 from sim.workload.arrivals import Arrivals
@@ -309,6 +309,8 @@ def build_workload(sc: Scenario, base_dir: Path | None = None) -> Workload:
         token_source = "trace"
         cost = price(prompt, output, price_in, price_out)
         prefix = arrivals.prefix  # row i is arrival i's, as the prompt counts are (queries are reordered)
+        if prefix is None:
+            _warn_no_hashes(sc)
     else:
         prompt, output, token_source = queries.prompt_tokens, queries.output_tokens, "pool"
         cost = pool_cost[perm]
@@ -325,3 +327,16 @@ def build_workload(sc: Scenario, base_dir: Path | None = None) -> Workload:
         token_source=token_source,
         prefix=prefix,
     )
+
+
+def _warn_no_hashes(sc: Scenario) -> None:
+    """A prefix cache on a Mooncake trace whose rows carry no ``hash_ids``: valid, but the cache never hits
+    (the load-time check can only see that the trace format could carry them)."""
+    a = sc.workload.arrivals
+    if not is_mooncake_trace(a):  # other traces are warned about when the scenario is checked
+        return
+    assert isinstance(a, TraceArrivals)
+    for i, d in enumerate(sc.deployments):
+        if d.prefix_cache:
+            warn_input(f"set, but no row of the trace {a.path} has hash_ids, so nothing can hit the cache",
+                       where=f"deployments[{i}].prefix_cache")

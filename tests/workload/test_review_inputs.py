@@ -210,3 +210,24 @@ def test_cli_refuses_corrupt_gzip_and_huge_integer(tmp_path: Path) -> None:
     result = cli("validate", str(_trace_scenario(tmp_path, tmp_path / "mc.jsonl")))
     assert result.exit_code == 2, result.output
     assert "mc.jsonl: line 4: timestamp is an integer of 5000 digits" in result.output
+
+
+# --- Finding 17: a prefix cache on a Mooncake trace whose rows carry no hash_ids -----------------------
+
+
+@pytest.mark.parametrize("hashes", [False, True])
+def test_prefix_cache_on_a_trace_without_hashes_warns(tmp_path: Path, hashes: bool) -> None:
+    rows = [{"timestamp": 100 * i, "input_length": 600, "output_length": 20} for i in range(30)]
+    if hashes:
+        for r in rows:
+            r["hash_ids"] = [1, 2]
+    (tmp_path / "mc.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = small_scenario(num_queries=30)
+    data["workload"]["arrivals"] = {"type": "trace", "path": "mc.jsonl"}
+    for d in data["deployments"]:
+        d.update({"scheduler": "paged", "prefix_cache": True, "block_size": 16})
+    path = tmp_path / "mc.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = cli("validate", str(path))
+    assert result.exit_code == 0, result.output
+    assert ("mc.jsonl has hash_ids, so nothing can hit the cache" in result.output) != hashes, result.output
