@@ -9,21 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from sim.cli import main
 from sim.errors import DataError, InputWarning
 from sim.profiles import calibrate as cal_module
 from sim.profiles.calibrate import calibrate_file
 from sim.profiles.fit import DECODE_TERMS, FitReport
+from tests.sim.conftest import run_main
 
 ITERATION = "model,gpu,phase,batch,ctx_per_seq,total_ctx,tokens,ms"
 
 
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    cap = capsys.readouterr()
-    code = exc.value.code
-    return (code if isinstance(code, int) else 0), cap.out, cap.err
+cli = run_main  # (exit code, stdout, stderr) of the console script
 
 
 def _write(tmp_path: Path, name: str, *lines: str) -> Path:

@@ -16,16 +16,9 @@ from reports import build
 from reports.build import write_report
 from reports.errors import ReportError
 from reports.tables import MANIFEST_FILE, RESULTS_FILE
-from sim.cli import main
+from tests.sim.conftest import run_main
 
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """The console script in-process: (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    cap = capsys.readouterr()
-    code = exc.value.code
-    return (code if isinstance(code, int) else 0), cap.out, cap.err
+cli = run_main  # (exit code, stdout, stderr) of the console script
 
 
 def assert_one_error(res: tuple[int, str, str], *needles: str) -> None:

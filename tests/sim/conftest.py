@@ -21,6 +21,18 @@ def cli(*args: str) -> Any:
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
+def run_main(capsys: Any, *args: str) -> tuple[int, str, str]:
+    """The console script's ``main`` in-process (exit code, stdout, stderr): what a user sees, with
+    ``main``'s own error handling (one line, exit code) rather than CliRunner's."""
+    from sim.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    cap = capsys.readouterr()
+    code = exc.value.code
+    return (code if isinstance(code, int) else 0), cap.out, cap.err
+
+
 def small_scenario(**overrides: Any) -> dict[str, Any]:
     """A tiny valid scenario as a dict (2 models, 1 GPU type); override top-level keys."""
     sc: dict[str, Any] = {

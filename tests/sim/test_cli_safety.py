@@ -14,18 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sim.cli import main
 from sim.errors import warn_input
-from tests.sim.conftest import REPO, SCENARIOS, small_scenario
+from tests.sim.conftest import REPO, SCENARIOS, run_main, small_scenario
 
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run the console script's ``main`` in-process: (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    cap = capsys.readouterr()
-    code = exc.value.code
-    return (code if isinstance(code, int) else 0), cap.out, cap.err
+cli = run_main  # (exit code, stdout, stderr) of the console script
 
 
 def assert_one_error_line(code: int, out: str, err: str, *needles: str, exit_code: int = 2) -> None:

@@ -13,20 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sim.cli import main
 from sim.config.load import parse_scenario
 from sim.errors import InputError
-from tests.sim.conftest import small_scenario
+from tests.sim.conftest import run_main, small_scenario
 
 HUGE = "9" * 5000
 
 
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    cap = capsys.readouterr()
-    code = exc.value.code
-    return (code if isinstance(code, int) else 0), cap.out, cap.err
+cli = run_main  # (exit code, stdout, stderr) of the console script
 
 
 def assert_one_error(res: tuple[int, str, str], *needles: str, absent: tuple[str, ...] = ()) -> str:
