@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from policies import (
     AllocationProblem,
+    AllocationResult,
     InfeasibleAllocationError,
     InvalidAllocationError,
     allocate_greedy,
@@ -453,16 +454,23 @@ def test_headroom_spends_spare_gpus_on_the_busiest_model() -> None:
     assert _headroom(p, res.counts, res.routed_share) == pytest.approx(20.0 / 3.0, rel=1e-6)
 
 
+def _first_stage(p: AllocationProblem) -> AllocationResult | None:
+    """The quality optimum of a problem the headroom stage applies to (None: none, or no traffic)."""
+    if not np.any(p.upper_bounds() >= 1) or p.arrival_rate == 0:
+        return None
+    try:
+        return allocate_milp(p)
+    except InfeasibleAllocationError:
+        return None
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tiny_problems())
 def test_headroom_against_enumeration(p: AllocationProblem) -> None:
     """Among every allocation whose best (LP-relaxed) routing keeps quality within the tolerance, the
     headroom stage reaches the largest min over used models of capacity / (λ × stage-1 share)."""
-    if not np.any(p.upper_bounds() >= 1) or p.arrival_rate == 0:
-        return
-    try:
-        first = allocate_milp(p)
-    except InfeasibleAllocationError:
+    first = _first_stage(p)
+    if first is None:
         return
     tol = 1e-3
     res = allocate_milp(p, headroom=tol)
@@ -502,11 +510,8 @@ def _balanced_headroom(p: AllocationProblem, counts: np.ndarray) -> tuple[float,
 def test_headroom_result_is_scored_and_has_no_idle_instance(p: AllocationProblem) -> None:
     """The headroom mode reports what its counts reach with their best routing (the yardstick of every
     baseline), and no instance of it can go without lowering that quality or the balanced headroom."""
-    if not np.any(p.upper_bounds() >= 1) or p.arrival_rate == 0:
-        return
-    try:
-        first = allocate_milp(p)
-    except InfeasibleAllocationError:
+    first = _first_stage(p)
+    if first is None:
         return
     res = allocate_milp(p, headroom=1e-3)
     best = evaluate_allocation(p, res.counts)
