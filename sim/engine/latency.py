@@ -3,7 +3,12 @@
 The engine needs three quantities:
 
 * prefill time of a group of newly admitted requests, growing with their prompt tokens:
-  ``prefill_base_s + prefill_per_token_s * P + prefill_per_token2_s * P**2`` with P = Σ prompt tokens;
+  ``prefill_base_s + prefill_per_token_s * P + prefill_per_token2_s * P**2`` with P = Σ prompt tokens.
+  Known inconsistency: this is how ``reserve`` prefills a group, and how the Splitwise and
+  LLM-Inference-Bench fits read batched prefill rows (``(Σ P)²``); ``paged`` charges the quadratic term
+  per sequence (:meth:`LatencyProfile.step_time`), which the H200 iteration table shows is the physical
+  form (8 prompts × 1,024 tokens: ``(Σ P)²`` +12.7 % over the measured step, per sequence −2.1 %). Making
+  it per sequence everywhere moves built-in profiles that are scaled by parameter count (docs/scheduler.md);
 * duration of one decode iteration with ``n`` running sequences holding ``ctx`` context tokens in all:
   ``decode_base_s + decode_per_seq_s * n + decode_per_ctx_token_s * ctx``;
 * duration of one *mixed* step (chunked prefill: prompt chunks and decodes in one forward pass),
@@ -37,10 +42,18 @@ prefill_per_token_s`` (a prefill chunk is the arithmetic branch, and a decode ro
 one more token), ``mixed_attn_s = 2·prefill_per_token2_s`` (since ``prefill_per_token2_s·P² =
 2·prefill_per_token2_s·(P²/2)``, the attention work of a whole prompt) and ``mixed_per_ctx_token_s =
 decode_per_ctx_token_s``. With these defaults the outer ``max`` never binds (the roofline already
-dominates both pure parts). On the H200 mixed-step table (``../shared/data/gpu``; prefill coefficients
-from its pure-chunk rows, decode coefficients from the H200 iteration table) the plain sum of a prefill and
-a decode step is off by 20-26 % on average (up to 74-91 %) on the mixed rows, these defaults by 7 % (up to
-15-23 %), and fitted mixed coefficients (``llmsim calibrate``, :func:`sim.profiles.fit.fit_mixed`) by 2.5-5 %.
+dominates both pure parts). Accuracy on the mixed rows of the H200 mixed-step table
+(``../shared/data/gpu``; mean absolute error, max in brackets, for Llama-3-8B / Qwen2.5-32B), which
+depends on where the pure decode coefficients come from:
+
+* prefill from the mixed table's pure-chunk rows, decode from the H200 *iteration* table (a decode fit
+  over batch 1-256 and context 256-8,192, the reference numbers): the plain sum of a prefill and a decode
+  step 19.6 / 25.5 % (74 / 92 %), these defaults 6.5 / 7.0 % (15 / 23 %), fitted mixed coefficients
+  (:func:`sim.profiles.fit.fit_mixed`) 3.6 / 3.4 %;
+* ``llmsim calibrate`` on the mixed table alone (decode from its 3 pure-decode rows, all at 2,048 context
+  tokens per sequence, so ``decode_per_ctx_token_s`` is not identifiable and fits to 0): the defaults
+  14.4 / 7.0 %, fitted mixed coefficients 3.6 / 2.5 %;
+* ``builtin: h200-torch`` (prefill and decode from the iteration table, mixed fitted): 3.6 / 2.4 %.
 
 Per-step overhead: ``step_overhead_s`` is CPU time a serving engine spends once per step (scheduling,
 input preparation, sampling bookkeeping, kernel launches the GPU waits on) whatever the step holds. It is

@@ -135,17 +135,28 @@ def calibrate_file(path: str | Path) -> CalibrationReport:
     """Fit latency profiles to every group of a measurement CSV.
 
     Accepts the Splitwise perf-model table, the LLM-Inference-Bench results table, the canonical
-    format (``kind, prompt_tokens | batch_size, context_tokens, time_s`` [, model, gpu, tp]), or the
-    mixed-step format (``chunk_tokens, chunk_prefix, decode_seqs, decode_ctx_per_seq, time_s | ms``
-    [, model, gpu, tp]); see :mod:`sim.profiles.tables`. Raises :class:`~sim.errors.DataError` naming
-    the file, line and column for a missing file, a missing column or a bad value.
+    format (``kind, prompt_tokens | batch_size, context_tokens, time_s`` [, model, gpu, tp]), the
+    iteration format (``phase, batch, ctx_per_seq, total_ctx, tokens, ms`` [, model, gpu, tp], e.g. the
+    H200 table) or the mixed-step format (``chunk_tokens, chunk_prefix, decode_seqs, decode_ctx_per_seq,
+    time_s | ms`` [, model, gpu, tp]); see :mod:`sim.profiles.tables`. Raises
+    :class:`~sim.errors.DataError` naming the file, line and column for a missing file, a missing column
+    or a bad value, and naming the file when filtering left no group anything to fit (a calibration that
+    produced no profile is a failure, not a report).
     """
     table, groups = read_groups(path)
+    fitted = tuple(_fit_group(g, path) for g in groups)
+    if not any(g.profile is not None for g in fitted):
+        why = sorted({n for g in fitted for n in g.notes if n != "no rows left to fit"})
+        raise DataError(
+            "no group has rows left to fit, so no profile was produced"
+            + (f" ({'; '.join(why)})" if why else ""),
+            file=path,
+        )
     return CalibrationReport(
         path=str(path),
         format=table.format,
         rows=len(table.rows),
-        groups=tuple(_fit_group(g, path) for g in groups),
+        groups=fitted,
     )
 
 

@@ -15,14 +15,15 @@ Four formats are recognised from the header:
 ``canonical``
     This project's own format for user measurements: ``kind`` ∈ {prefill, decode}, ``time_s``, and
     ``prompt_tokens`` (prefill rows: total prompt tokens prefilled together) or ``batch_size`` and
-    ``context_tokens`` (decode rows: one iteration). Optional ``model``, ``gpu``, ``tp`` columns group rows.
+    ``context_tokens`` (decode rows: one iteration). Optional ``model``, ``gpu``, ``tp`` columns group rows
+    (:data:`TP_COLUMNS`: ``tensor_parallel`` is read as ``tp``).
 ``mixed_step``
     One engine step per row, as chunked prefill runs them (e.g. ``h200_torch_mixed_step_times.csv``):
     ``chunk_tokens`` (prompt tokens prefilled in the step), ``chunk_prefix`` (tokens of that prompt already
     in the KV cache, which the chunk attends to), ``decode_seqs`` (decodes in the same step),
     ``decode_ctx_per_seq`` (context tokens each decode attends to), and the step time as ``time_s``
     (seconds) or ``ms`` (milliseconds) — exactly one of the two. Optional ``model``, ``gpu`` (or
-    ``hardware``), ``tp`` columns group rows. Rows with ``decode_seqs = 0`` are pure prefill chunks and fit
+    ``hardware``), ``tp`` (or ``tensor_parallel``) columns group rows. Rows with ``decode_seqs = 0`` are pure prefill chunks and fit
     the prefill coefficients (attention work ``chunk·(prefix + chunk/2)``), rows with ``chunk_tokens = 0``
     pure decode steps and fit the decode coefficients, the rest the mixed-step coefficients of
     :meth:`~sim.engine.latency.LatencyProfile.step_time` (with the pure ones held fixed; the report compares
@@ -32,13 +33,17 @@ Four formats are recognised from the header:
     One measured step per row, pure decode or pure prefill (e.g. ``h200_torch_iteration_times.csv``):
     ``phase`` ∈ {decode, prefill}, ``batch`` (sequences in the decode step, or prompts prefilled together),
     ``ctx_per_seq`` (context tokens per sequence, or prompt length), ``total_ctx``, ``tokens`` and the step
-    time ``ms``. Optional ``model``, ``gpu`` (or ``hardware``), ``tp`` columns group rows. Decode rows fit
+    time ``ms``. Optional ``model``, ``gpu`` (or ``hardware``), ``tp`` (or ``tensor_parallel``) columns group rows. Decode rows fit
     the decode coefficients against (batch, total_ctx); prefill rows the prefill coefficients against the
     prompt tokens with attention work ``batch·ctx_per_seq²/2`` (each prompt attends only to itself). Prefill
     rows under :data:`ITERATION_MIN_PREFILL_TOKENS` tokens are left out with a note: in an eagerly run
     prefill they measure kernel-launch overhead, not the prompt (the H200 table's README).
 
-Every problem with the file raises :class:`~sim.errors.DataError` naming the file, the line and the column.
+Every problem with the file raises :class:`~sim.errors.DataError` naming the file, the line and the column
+(a column named twice in the header is one: line 1). Iteration, mixed_step and canonical groups carry notes
+when rows exactly repeat an earlier row (repeated runs are legitimate, but add weight, not information)
+and when a fit is under-determined (its rows do not vary the columns independently: the coefficients'
+split is then arbitrary and the fit's error says nothing).
 """
 
 from __future__ import annotations
@@ -241,6 +246,17 @@ def read_table(path: str | Path) -> RawTable:
     if header_row is None:
         raise DataError("empty file: expected a CSV header line", file=p, where="line 1")
     header = tuple(cell.strip() for cell in header_row)
+    seen: set[str] = set()
+    for name in header:
+        if name in seen and name != "":
+            first, second = [i + 1 for i, h in enumerate(header) if h == name][:2]
+            raise DataError(
+                f"column {name!r} appears more than once in the header (columns {first} and {second}); "
+                "rename or remove one",
+                file=p,
+                where=f"line 1, column '{name}'",
+            )
+        seen.add(name)
     fmt = detect_format(header, p)
     for i, fields in enumerate(rows):
         if len(fields) > len(header):
@@ -286,6 +302,22 @@ def _group_indices(table: RawTable, key_columns: tuple[str, ...]) -> dict[tuple[
         key = tuple(table.text(c, i) if c in table.header else "" for c in key_columns)
         groups.setdefault(key, []).append(i)
     return groups
+
+
+TP_COLUMNS = ("tp", "tensor_parallel")  # the TP column of iteration / mixed_step / canonical tables
+
+
+def _tp_column(table: RawTable) -> str:
+    """The column giving the TP degree: ``tp``, or ``tensor_parallel`` (the Splitwise spelling); both is
+    ambiguous (an error). Absent: ``tp`` (every row then TP 1)."""
+    present = [c for c in TP_COLUMNS if c in table.header]
+    if len(present) > 1:
+        raise DataError(
+            "both 'tp' and 'tensor_parallel' columns: give the tensor-parallel degree in one of them",
+            file=table.path,
+            where="line 1, column 'tensor_parallel'",
+        )
+    return present[0] if present else "tp"
 
 
 def _tp_value(table: RawTable, column: str, idx: list[int]) -> int:
@@ -415,8 +447,9 @@ def canonical_groups(table: RawTable) -> list[Group]:
     """Prefill and decode rows per (model, gpu, tp) of a canonical table (missing columns → one group)."""
     out = []
     gpu_col = "gpu" if "gpu" in table.header else "hardware"
-    for (model, gpu, tp_raw), idx in sorted(_group_indices(table, ("model", gpu_col, "tp")).items()):
-        tp = _tp_value(table, "tp", idx) if tp_raw else 1
+    tp_col = _tp_column(table)
+    for (model, gpu, tp_raw), idx in sorted(_group_indices(table, ("model", gpu_col, tp_col)).items()):
+        tp = _tp_value(table, tp_col, idx) if tp_raw else 1
         kinds: dict[str, list[int]] = {"prefill": [], "decode": []}
         for i in idx:
             kind = table.text("kind", i).lower()
@@ -449,8 +482,53 @@ def canonical_groups(table: RawTable) -> list[Group]:
                 table.tokens("context_tokens", r),
                 table.times("time_s", r),
             )
+        g.notes += _duplicate_note(table, idx) + _rank_notes(g)
         out.append(g)
     return out
+
+
+def _duplicate_note(table: RawTable, idx: list[int]) -> list[str]:
+    """A note when rows of a group exactly repeat an earlier row (all cells equal after stripping)."""
+    seen: set[tuple[str, ...]] = set()
+    repeats = 0
+    for i in idx:
+        key = tuple(cell.strip() for cell in table.rows[i])
+        repeats += key in seen
+        seen.add(key)
+    if not repeats:
+        return []
+    return [
+        f"{repeats} row(s) exactly repeat an earlier row of this group: kept (repeated runs), but they add "
+        "weight to those points, not information to identify the coefficients"
+    ]
+
+
+def _rank_notes(g: Group) -> list[str]:
+    """Notes for the pure fits of ``g`` whose rows cannot identify all three coefficients (rank < 3 of the
+    design ``1, x, y``, columns scaled to unit maximum): the fit then matches its rows whatever the split."""
+    notes = []
+    parts: list[tuple[str, FloatArray, FloatArray, str]] = []
+    if g.decode is not None:
+        parts.append(("decode", g.decode[0], g.decode[1], "batch size and context"))
+    if g.prefill is not None:
+        p = g.prefill[0]
+        attn = g.prefill_attn if g.prefill_attn is not None else p * p / 2.0
+        parts.append(("prefill", p, attn, "prompt tokens and attention work"))
+    for kind, x, y, what in parts:
+        design = np.column_stack([np.ones_like(x), x, y])
+        scale = np.max(np.abs(design), axis=0)
+        scale[scale == 0] = 1.0
+        rank = int(np.linalg.matrix_rank(design / scale))
+        if rank < 3:
+            if kind == "decode" and rank == 2:
+                detail = "decode_per_seq_s and decode_per_ctx_token_s are not separately identifiable"
+            else:
+                detail = f"its 3 {kind} coefficients are not separately identifiable"
+            notes.append(
+                f"{kind} rows do not vary {what} independently ({len(x)} row(s), design rank {rank} "
+                f"of 3): {detail} (their split is arbitrary, and the fit's error says nothing)"
+            )
+    return notes
 
 
 def _mixed_time_column(table: RawTable) -> str:
@@ -469,9 +547,10 @@ def mixed_step_groups(table: RawTable) -> list[Group]:
     """Pure prefill, pure decode and mixed rows per (model, gpu, tp) of a mixed_step table (module docstring)."""
     time_col = _mixed_time_column(table)
     gpu_col = "gpu" if "gpu" in table.header else "hardware"
+    tp_col = _tp_column(table)
     out = []
-    for (model, gpu, tp_raw), idx in sorted(_group_indices(table, ("model", gpu_col, "tp")).items()):
-        tp = _tp_value(table, "tp", idx) if tp_raw else 1
+    for (model, gpu, tp_raw), idx in sorted(_group_indices(table, ("model", gpu_col, tp_col)).items()):
+        tp = _tp_value(table, tp_col, idx) if tp_raw else 1
         chunk = table.tokens("chunk_tokens", idx)
         prefix = table.tokens("chunk_prefix", idx)
         seqs = table.batch("decode_seqs", idx, minimum=0)
@@ -491,16 +570,9 @@ def mixed_step_groups(table: RawTable) -> list[Group]:
             g.prefill, g.prefill_attn = (chunk[pre], t[pre]), attn[pre]
         if dec.any():
             g.decode = (seqs[dec], ctx[dec], t[dec])
-            design = np.column_stack([np.ones(int(dec.sum())), seqs[dec], ctx[dec]])
-            scale = np.max(design, axis=0)
-            scale[scale == 0] = 1.0
-            if np.linalg.matrix_rank(design / scale) < 3:
-                g.notes.append(
-                    "decode rows do not vary batch size and context independently: decode_per_seq_s and "
-                    "decode_per_ctx_token_s are not separately identifiable (their split is arbitrary)"
-                )
         if mix.any():
             g.mixed = (chunk[mix], attn[mix], seqs[mix], ctx[mix], t[mix])
+        g.notes += _duplicate_note(table, idx) + _rank_notes(g)
         out.append(g)
     return out
 
@@ -508,9 +580,10 @@ def mixed_step_groups(table: RawTable) -> list[Group]:
 def iteration_groups(table: RawTable) -> list[Group]:
     """Pure decode and prefill rows per (model, gpu, tp) of an ``iteration`` table (module docstring)."""
     gpu_col = "gpu" if "gpu" in table.header else "hardware"
+    tp_col = _tp_column(table)
     out = []
-    for (model, gpu, tp_raw), idx in sorted(_group_indices(table, ("model", gpu_col, "tp")).items()):
-        tp = _tp_value(table, "tp", idx) if tp_raw else 1
+    for (model, gpu, tp_raw), idx in sorted(_group_indices(table, ("model", gpu_col, tp_col)).items()):
+        tp = _tp_value(table, tp_col, idx) if tp_raw else 1
         phases = [table.text("phase", i).lower() for i in idx]
         for i, phase in zip(idx, phases, strict=True):
             if phase not in ("decode", "prefill"):
@@ -542,6 +615,7 @@ def iteration_groups(table: RawTable) -> list[Group]:
             if keep.any():
                 g.prefill = (tokens[keep], t[keep])
                 g.prefill_attn = batch[keep] * length[keep] ** 2 / 2.0
+        g.notes += _duplicate_note(table, idx) + _rank_notes(g)
         out.append(g)
     return out
 
