@@ -58,11 +58,15 @@ def _user_error(exc: Exception, scenario: Path | None) -> Exception:
     return exc
 
 
+def _scenario_name(scenario: Path | None) -> str:
+    return str(scenario or f"<embedded {DEFAULT_SCENARIO}>")
+
+
 def _named(exc: InputError, scenario: Path | None) -> InputError:
     """An error raised while building or running (no file named) names the scenario it came from."""
     if exc.file is not None:
         return exc
-    return type(exc)(exc.detail, file=str(scenario or f"<embedded {DEFAULT_SCENARIO}>"), where=exc.where)
+    return type(exc)(exc.detail, file=_scenario_name(scenario), where=exc.where)
 
 
 def _default_scenario_text() -> tuple[str, str]:
@@ -206,7 +210,7 @@ def run(
         _fail(exc)
     GUARD.install()
     try:
-        with _warnings_to_stderr():
+        with _warnings_to_stderr(_scenario_name(scenario)):
             folder, summary, wall = _simulate_and_write(scenario, out_dir, overrides, overwrite=overwrite,
                                                         quiet=quiet)
     except Interrupted as exc:
@@ -248,7 +252,7 @@ def validate(
 
     try:
         _check_arguments(None, policy)
-        with _warnings_to_stderr():
+        with _warnings_to_stderr(_scenario_name(scenario)):
             sc = _load(scenario, _overrides(policy, seed, sets))
             prepare(sc)
     except InputError as exc:

@@ -40,13 +40,16 @@ def fail(exc: BaseException) -> NoReturn:
 
 
 @contextlib.contextmanager
-def warnings_to_stderr() -> Iterator[None]:
+def warnings_to_stderr(file: str | Path | None = None) -> Iterator[None]:
     """Print each distinct InputWarning once as a ``warning:`` line; silence every other warning (numpy,
-    pandas, ... must not leak raw Python warnings into a run's output)."""
+    pandas, ... must not leak raw Python warnings into a run's output). A warning that names no file
+    (one from the data layer, about a scenario field) is prefixed with ``file``, the scenario's."""
     seen: set[str] = set()
 
     def show(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
         text = str(message)
+        if file is not None and not getattr(message, "names_file", True):
+            text = f"{file}: {text}"
         if issubclass(category, InputWarning) and text not in seen:
             seen.add(text)
             say("warning:", "bold yellow", text)

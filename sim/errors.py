@@ -55,10 +55,13 @@ class InputWarning(UserWarning):
     recorded costs that disagree with prices, ...). The CLI prints each one as a ``warning:`` line on
     stderr; the run goes on. Raise with :func:`warn_input` so the message names the file and field."""
 
+    names_file: bool = True
+
 
 def warn_input(message: str, *, file: str | Path | None = None, where: str | None = None) -> None:
     """Emit an :class:`InputWarning` formatted like an :class:`InputError` (file: where: message)."""
     import warnings
 
-    text = InputError(message, file=file, where=where).format()
-    warnings.warn(text, InputWarning, stacklevel=2)
+    warning = InputWarning(InputError(message, file=file, where=where).format())
+    warning.names_file = file is not None  # the CLI prefixes the scenario file when it does not
+    warnings.warn(warning, stacklevel=2)

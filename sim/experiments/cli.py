@@ -295,7 +295,7 @@ def _reference_rows(grid: Table, results: Any, width: int) -> None:
         grid.add_row(*map(Text, cells + [""] * (width - len(cells))), style="dim")
 
 
-def _guarded(body: Callable[[], None], folder: Callable[[], Path | None]) -> None:
+def _guarded(body: Callable[[], None], folder: Callable[[], Path | None], scenario: Path | None = None) -> None:
     """Run ``body`` with input warnings as ``warning:`` lines; bad input → one message, exit 2; Ctrl-C →
     exit 130, SIGTERM → 143, finished runs kept (the same signal guard as ``llmsim run``)."""
     from reports.errors import ReportError
@@ -303,7 +303,7 @@ def _guarded(body: Callable[[], None], folder: Callable[[], Path | None]) -> Non
 
     GUARD.install()
     try:
-        with warnings_to_stderr():
+        with warnings_to_stderr(scenario):  # (a data-layer warning then names the scenario file)
             body()
     except (InputError, PolicyError, ReportError) as exc:
         fail(exc)
@@ -384,7 +384,7 @@ def compare(
                    baseline or specs[0].label, match_spend)
         _run_job(job)
 
-    _guarded(body, lambda: job.folder if job else None)
+    _guarded(body, lambda: job.folder if job else None, scenario)
 
 
 def sweep(
@@ -423,7 +423,7 @@ def sweep(
                    at_spend=_spend(at_spend))
         _run_job(job)
 
-    _guarded(body, lambda: job.folder if job else None)
+    _guarded(body, lambda: job.folder if job else None, scenario)
 
 
 def whatif(
@@ -450,7 +450,7 @@ def whatif(
                    out_dir or Path("runs") / f"{plan.exp.scenario_name}-whatif", quiet, baseline="baseline")
         _run_whatif(job, plan)
 
-    _guarded(body, lambda: job.folder if job else None)
+    _guarded(body, lambda: job.folder if job else None, scenario)
 
 
 def with_progress(label: str, quiet: bool, executor: Any, body: Callable[[Any, Any], Any]) -> Any:

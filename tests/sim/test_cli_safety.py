@@ -136,7 +136,7 @@ def test_input_warnings_once_each_and_library_warnings_silenced(monkeypatch: pyt
     assert code == 0
     assert stdout == f"{out}\n"
     assert err.strip().splitlines() == ["warning: data.csv: line 3: suspicious [bold]thing[/]",
-                                        "warning: workload: another one"]
+                                        "warning: <embedded quickstart.yaml>: workload: another one"]
 
 
 def test_validate_prints_input_warnings(monkeypatch: pytest.MonkeyPatch, write_scenario,  # type: ignore[no-untyped-def]
@@ -151,9 +151,10 @@ def test_validate_prints_input_warnings(monkeypatch: pytest.MonkeyPatch, write_s
         return real(*a, **k)
 
     monkeypatch.setattr(sim.runner, "prepare", noisy)
-    code, out, err = cli(capsys, "validate", str(write_scenario(small_scenario())))
+    path = write_scenario(small_scenario())
+    code, out, err = cli(capsys, "validate", str(path))
     assert code == 0 and ": ok (" in out
-    assert err == "warning: workload.pool: few queries\n"
+    assert err == f"warning: {path}: workload.pool: few queries\n"  # a field warning names its scenario
 
 
 # --------------------------------------------------------------------------- validate = prepare (item 8)
