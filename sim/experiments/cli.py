@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-import shutil
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -112,7 +111,8 @@ class _Job:
 
     @property
     def folder(self) -> Path:
-        return self.out_dir or Path("runs") / f"{self.exp.scenario_name}-{self.exp.kind}"
+        """The folder as it resolves (``missing/..`` is ``.``: the OS would write there), still relative."""
+        return Path(os.path.normpath(self.out_dir or Path("runs") / f"{self.exp.scenario_name}-{self.exp.kind}"))
 
 
 def _run_job(job: _Job) -> None:
@@ -123,7 +123,7 @@ def _run_job(job: _Job) -> None:
     startup.resume()  # inputs loaded: start-up is over (see sim.startup)
     extra = {"baseline": job.baseline, "match_spend": job.match_spend, "at_spend": job.at_spend}
     progress = _Progress(f"{job.exp.kind} {job.exp.scenario_name}", not job.quiet)
-    with no_partial_output(job.folder):
+    with no_partial_output(job.folder, job.exp.runs):
         try:
             try:
                 results = run_experiment(job.folder, job.exp, job.executor, command=job.command, extra=extra,
@@ -138,20 +138,53 @@ def _run_job(job: _Job) -> None:
 
 
 @contextlib.contextmanager
-def no_partial_output(folder: Path) -> Iterator[None]:
-    """Bad input found only while running (a trace or dataset read by the workers, a folder that cannot
-    be written) leaves no partial output: a folder this command created, with the parents it created,
-    is removed (nothing else is in it). A resumed folder keeps what it had and the runs that finished:
-    they are valid results of the same experiment. An interruption keeps everything (to resume)."""
-    from reports.errors import ReportError
-
+def no_partial_output(folder: Path, runs: list[Any]) -> Iterator[None]:
+    """Bad input found only while running (a trace or dataset read by the workers) leaves no partial
+    output: in a folder this command created, what it wrote is removed — the experiment's own files and
+    the run folders of ``runs`` (only their run files), then the folders it created, each only if empty.
+    Nothing else is touched, whoever wrote it meanwhile. A resumed folder keeps what it had and the runs
+    that finished (valid results of the same experiment). A file-system error or an interruption keeps
+    everything, so the finished runs can be resumed."""
     fresh = _new_root(folder)
     try:
         yield
-    except (InputError, PolicyError, ReportError, OSError):
+    except (InputError, PolicyError):
         if fresh is not None:
-            shutil.rmtree(fresh, ignore_errors=True)
+            _remove_written(Path(os.path.abspath(folder)), fresh, [r.run_dir for r in runs])
         raise
+
+
+def _remove_written(folder: Path, top: Path, run_dirs: list[str]) -> None:
+    """Remove the files an experiment writes in ``folder`` and the run files of its ``run_dirs``; then the
+    folders from ``folder`` up to ``top`` (the outermost one this command created) while they are empty."""
+    from sim.experiments.folder import EXPERIMENT_FILES
+    from sim.output import RUN_FILES, is_run_folder
+
+    def unlink(path: Path) -> None:
+        if path.is_file() or path.is_symlink():
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    for rel in run_dirs:
+        run = folder / rel
+        if run.is_dir() and not run.is_symlink() and is_run_folder(run):
+            for name in RUN_FILES:
+                unlink(run / name)
+            with contextlib.suppress(OSError):
+                run.rmdir()
+    for name in EXPERIMENT_FILES:
+        unlink(folder / name)
+    path = folder / "runs"
+    if not (path.is_dir() and not path.is_symlink()):
+        path = folder
+    while True:  # inside out; rmdir refuses a folder that is not empty (someone else's files stay)
+        try:
+            path.rmdir()
+        except OSError:
+            return
+        if path == top or path.parent == path:
+            return
+        path = path.parent
 
 
 def _new_root(folder: Path) -> Path | None:
@@ -325,7 +358,7 @@ def _check_sets_keep_policies(sets: list[str] | None) -> None:
     (``router.params.KEY`` stays allowed: one parameter given to every policy.)"""
     for item in sets or []:
         key = item.split("=", 1)[0].strip()
-        if key in ("router.policy", "router.params"):
+        if key in ("router", "router.policy", "router.params"):
             raise InputError(f"{key} would override every policy of --policies; give the policies and their "
                              "parameters there (NAME:key=value)", where=f"--set {key}")
 
@@ -474,7 +507,7 @@ def _run_whatif(job: _Job, plan: Any) -> None:
     from reports.whatif import HEADERS, whatif_rows, whatif_table
     from sim.experiments.whatif import run_whatif
 
-    with no_partial_output(job.folder):
+    with no_partial_output(job.folder, job.exp.runs):
         results = with_progress(f"whatif {job.exp.scenario_name}", job.quiet, job.executor,
                                 lambda start, done: run_whatif(job.folder, plan, job.executor, command=job.command,
                                                                on_start=start, on_done=done))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ from sim.experiments.execute import Executor, completed_summary, execute
 from sim.experiments.plan import Experiment, RunSpec
 
 RESULTS_CSV = "results.csv"
+#: Every file llmsim writes directly in an experiment folder (report files included): what a run that
+#: fails on bad input removes from a folder it created (sim.experiments.cli.no_partial_output).
+EXPERIMENT_FILES = (MANIFEST_FILE, RESULTS_FILE, RESULTS_CSV, MATCHED_SPEND_FILE, "report.html", "report.md",
+                    "comparison.csv", "aiq.csv", "whatif.csv", "plan.csv", "rates.json")
 
 
 def role(manifest: dict[str, Any], kind: str | None = None) -> str:
@@ -51,28 +56,32 @@ def check_folder(folder: Path, kind: str, command: str | None = None) -> None:
     experiment folder is created, or resumed by the same command (``command``: compare, sweep, whatif
     or plan; default ``kind``)."""
     command = command or kind
+    shown, folder = folder, Path(os.path.abspath(folder))  # checked as it resolves: 'missing/..' is '.'
     try:
         if folder.exists() and (not folder.is_dir() or (any(folder.iterdir())
                                                         and not (folder / MANIFEST_FILE).exists())):
             raise InputError("exists and is not an llmsim experiment folder (no manifest.json); choose "
-                             "another --out", file=folder)
+                             "another --out", file=shown)
         if (folder / MANIFEST_FILE).exists():
             manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
             if not isinstance(manifest, dict) or "llmsim_version" not in manifest:  # llmsim writes it always
                 raise InputError("holds a manifest.json that llmsim did not write; choose another --out",
-                                 file=folder)
+                                 file=shown)
             old = role(manifest)
             if old != command:
-                raise InputError(f"holds a {old} experiment, not a {command}; choose another --out", file=folder)
+                raise InputError(f"holds a {old} experiment, not a {command}; choose another --out", file=shown)
         folder.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot use the experiment folder: {getattr(exc, 'strerror', None) or exc}",
-                         file=folder) from None
+                         file=shown) from None
 
 
 def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through a temporary sibling and rename, so a reader never sees half a table."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """Write through a temporary sibling and rename, so a reader never sees half a table. The sibling is
+    created exclusively under a fresh name: a predictable one could be a planted symlink to follow."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -91,7 +92,7 @@ def plan(
         executor = _executor("local", jobs, None)  # a bad --jobs is refused before any probe runs
         source = read_source(scenario)
         startup.resume()  # inputs read: start-up is over before the rate probes simulate (sim.startup)
-        target = out_dir or Path("runs") / f"{_name(source)}-plan"
+        target = Path(os.path.normpath(out_dir or Path("runs") / f"{_name(source)}-plan"))  # 'missing/..' is '.'
         check_plan_folder(target)
         if not quiet:
             say_plain("finding each candidate deployment's sustainable rate at the SLO ...")

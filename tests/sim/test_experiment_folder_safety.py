@@ -125,3 +125,81 @@ def test_a_directory_in_place_of_a_table_is_one_error(traced: Path, capsys: pyte
     code, text = _llmsim(capsys, *args)
     assert code == 2, text
     assert "results.parquet" in text and "internal error" not in text
+
+
+def test_bad_data_removes_only_what_the_command_wrote(traced: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files another process puts into the new folders while the command runs stay (and so do the
+    folders holding them): only the experiment's own files and run folders go."""
+    import sim.experiments.folder as folder_mod
+
+    out = traced.parent / "new" / "exp"
+    real = folder_mod.write_manifest
+
+    def and_a_neighbour(folder: Path, *a: Any, **k: Any) -> None:
+        real(folder, *a, **k)
+        (traced.parent / "new" / "theirs.txt").write_text("not llmsim's\n")  # written during the run
+        (folder / "notes.txt").write_text("the user's\n")
+
+    monkeypatch.setattr(folder_mod, "write_manifest", and_a_neighbour)
+    code, text = _llmsim(capsys, "sweep", str(traced), "--grid", "workload.arrivals.path=good.csv,bad.csv",
+                         "--jobs", "1", "-q", "--out", str(out))
+    assert code == 2, text
+    assert (traced.parent / "new" / "theirs.txt").read_text() == "not llmsim's\n"
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # manifest, results, runs/ removed
+
+
+def test_a_write_error_keeps_the_finished_runs(traced: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not bad input: a full disk while the report is written keeps every finished run, to resume."""
+    import reports.build
+
+    def full(*_: Any, **__: Any) -> None:
+        raise OSError(28, "No space left on device", "report.html")
+
+    monkeypatch.setattr(reports.build, "write_report", full)
+    out = traced.parent / "fresh" / "exp"
+    code, text = _llmsim(capsys, "compare", str(traced), "--policies", "cheapest,random", "--seeds", "1",
+                         "--jobs", "1", "-q", "--out", str(out))
+    assert code == 2, text
+    assert "No space left on device" in text
+    assert len(list((out / "runs").iterdir())) == 2 and (out / "results.parquet").exists()
+
+
+def test_an_out_through_a_missing_folder_is_checked_as_it_resolves(traced: Path, capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--out missing/..`` is the current folder: a folder of the user's files is refused untouched."""
+    user = traced.parent / "userdir"
+    user.mkdir()
+    (user / "results.csv").write_text("user results\n")
+    (user / "manifest.json").write_text('{"mine": 1}\n')
+    monkeypatch.chdir(user)
+    code, text = _llmsim(capsys, "compare", str(traced), "--policies", "cheapest", "--seeds", "1", "--jobs", "1",
+                         "-q", "--out", "nothere/..")
+    assert code == 2, text
+    assert sorted(p.name for p in user.iterdir()) == ["manifest.json", "results.csv"]
+    assert (user / "results.csv").read_text() == "user results\n"
+
+
+def test_set_router_with_policies_is_refused(traced: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, text = _llmsim(capsys, "compare", str(traced), "--policies", "random", "--set", "router={policy: cheapest}",
+                         "-q", "--out", str(traced.parent / "c"))
+    assert code == 2 and "--set router" in text, text
+
+
+def test_report_temp_files_are_fresh_not_followed(traced: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A symlink planted under a predictable temporary name must not be written through."""
+    out = traced.parent / "r"
+    from sim.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["run", str(traced), "--out", str(out), "-q"])
+    precious = traced.parent / "precious.txt"
+    precious.write_text("keep\n")
+    for name in ("report.md", "report.html", "comparison.csv", "aiq.csv"):
+        (out / f".{name}.tmp").symlink_to(precious)
+    capsys.readouterr()
+    code, text = _llmsim(capsys, "report", str(out))
+    assert code == 0, text
+    assert precious.read_text() == "keep\n"
+    assert (out / "report.md").read_text().startswith("# llmsim ")
