@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import tempfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -380,13 +381,18 @@ def write_report(folder: Path, at_spend: float | None = None) -> list[Path]:
         _check_replaceable(folder / name, text)
     written = []
     for name, text in contents.items():
-        tmp = folder / f".{name}.tmp"
+        tmp: Path | None = None
         try:
-            tmp.write_text(text, encoding="utf-8")
+            # a fresh, exclusively created temp file: a fixed name could be a planted symlink to follow
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+            tmp = Path(tmp_name)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
             os.replace(tmp, folder / name)
         except OSError as exc:  # a directory in the way, a full disk: one error, and no temp file left
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
             raise ReportError(f"cannot write: {exc.strerror or exc}", file=folder / name) from None
         written.append(folder / name)
     return written

@@ -302,8 +302,8 @@ def _remove_tmp(tmp: Path) -> None:
             if p.name == OWNER_FILE:
                 continue
             if p.is_dir() and not p.is_symlink():  # .previous: the replaced run's files (_commit)
-                for q in p.iterdir():
-                    q.unlink()
+                if any(p.iterdir()):  # a rollback could not put them back: never delete them
+                    return
                 p.rmdir()
             else:
                 p.unlink()
@@ -452,12 +452,22 @@ def _commit(tmp: Path, out: Path, names: list[str]) -> None:
                 placed.append(name)
         if RUN_MARKER not in names and (out / RUN_MARKER).is_file():
             (out / RUN_MARKER).unlink()
-    except OSError:
+    except OSError as exc:
         for name in placed:
-            (out / name).unlink(missing_ok=True)
-        for name in moved:
-            os.replace(aside / name, out / name)
+            with contextlib.suppress(OSError):
+                (out / name).unlink()
+        lost = []
+        for name in moved:  # each on its own: one that cannot go back must not stop the others
+            try:
+                os.replace(aside / name, out / name)
+            except OSError:
+                lost.append(name)
+        if lost:  # they stay in `aside`, which _remove_tmp never empties
+            raise InputError(f"cannot write the run folder: {exc.strerror or exc}; and could not put back the "
+                             f"previous run's {', '.join(lost)}: they are in {shown(aside)}", file=shown(out)) from None
         raise
+    for name in moved:  # replaced: the new run's files are in place
+        (aside / name).unlink()
     _remove_tmp(tmp)
 
 

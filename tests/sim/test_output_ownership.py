@@ -98,3 +98,32 @@ def test_a_commit_that_fails_half_way_puts_the_previous_run_back(tmp_path: Path,
     assert again.exit_code == 0, again.output  # type: ignore[attr-defined]
     assert json.loads((out / "summary.json").read_text())["seed"] == 8
     assert (out / "notes.txt").read_text() == "mine\n"
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".llmsim-tmp")]
+
+
+def test_a_rollback_that_cannot_put_a_file_back_keeps_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commit fails, then putting one previous file back fails too: that file is never deleted (it
+    stays in the temporary folder the error names), the others are back in place."""
+    out = tmp_path / "rk"
+    assert _run(out).exit_code == 0  # type: ignore[attr-defined]
+    before = _digest(out)
+    real = os.replace
+    calls = {"n": 0}
+
+    def flaky(src: object, dst: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 9 or (calls["n"] > 9 and str(dst).endswith("requests.parquet")):
+            raise OSError(28, "No space left on device", str(dst))
+        real(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(output.os, "replace", flaky)
+    res = _run(out, "--overwrite", "--seed", "8")
+    monkeypatch.undo()
+    assert res.exit_code == 2, res.output  # type: ignore[attr-defined]
+    assert "could not put back the previous run's requests.parquet" in res.output  # type: ignore[attr-defined]
+    kept = [p for p in out.parent.rglob("requests.parquet") if p.parent.name == ".previous"]
+    assert len(kept) == 1
+    assert hashlib.sha256(kept[0].read_bytes()).hexdigest() == before["requests.parquet"]
+    after = _digest(out)
+    assert {k: v for k, v in after.items() if k != "requests.parquet"} == \
+        {k: v for k, v in before.items() if k != "requests.parquet"}
