@@ -473,6 +473,8 @@ def allocate_milp(p: AllocationProblem, *, integral_routing: bool = False, time_
 
     The result's ``expected_quality`` and ``routed_share`` are those of its counts' best routing, as
     :func:`evaluate_allocation` scores any fixed allocation (also with ``objective="cost"``).
+    ``time_limit`` applies to each solve (the headroom mode runs up to four MILPs and a few LPs per
+    instance it tries to drop), and ``solve_time_s`` is their total.
     """
     if objective not in ("quality", "cost"):
         raise InvalidAllocationError(f"objective must be 'quality' or 'cost', got {objective!r}")
@@ -524,12 +526,17 @@ def _trim(p: AllocationProblem, q: AllocationProblem, second: AllocationResult, 
                        max_headroom=max_headroom, min_headroom=h * (1 - 1e-9), **kw)
     except InfeasibleAllocationError:  # tolerances only: the second stage's counts satisfy every row
         third = second
+    spent = kept.solve_time_s + (third.solve_time_s if third is not second else 0.0)
+    limited = third.status == "limit"
+    if third.cost_per_hour > second.cost_per_hour + 1e-9:  # a time-limited incumbent no better than stage 2
+        third = second
     if np.array_equal(third.counts, second.counts):
         final = kept
+        final.solve_time_s = spent
     else:
         final = _solve(p, third.counts, third.counts, mip_rel_gap=1e-9, **kw)
-    final.solve_time_s += kept.solve_time_s + (third.solve_time_s if third is not second else 0.0)
-    if third.status == "limit":
+        final.solve_time_s += spent
+    if limited:
         final.status = "limit"
     return _drop_idle(p, final, max_headroom, kw)
 
