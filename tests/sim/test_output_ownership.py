@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,21 @@ def _digest(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` (relative path → sha256), hidden ones included."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _failing_replace(monkeypatch: pytest.MonkeyPatch, fails: Callable[[int, str], bool]) -> dict[str, int]:
+    """``os.replace`` in sim.output raising ENOSPC on the calls ``fails(call number, destination)`` picks."""
+    real = os.replace
+    calls = {"n": 0}
+
+    def flaky(src: object, dst: object) -> None:
+        calls["n"] += 1
+        if fails(calls["n"], str(dst)):
+            raise OSError(28, "No space left on device", str(dst))
+        real(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(output.os, "replace", flaky)
+    return calls
 
 
 @pytest.mark.parametrize("text", ["MY SUMMARY\n", '{"mine": 1}\n', "[1, 2]\n"])
@@ -77,16 +93,7 @@ def test_a_commit_that_fails_half_way_puts_the_previous_run_back(tmp_path: Path,
     assert _run(out).exit_code == 0  # type: ignore[attr-defined]
     (out / "notes.txt").write_text("mine\n")
     before = _digest(out)
-    real = os.replace
-    calls = {"n": 0}
-
-    def flaky(src: object, dst: object) -> None:
-        calls["n"] += 1
-        if calls["n"] == 9:
-            raise OSError(28, "No space left on device", str(dst))
-        real(src, dst)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(output.os, "replace", flaky)
+    calls = _failing_replace(monkeypatch, lambda n, dst: n == 9)
     res = _run(out, "--overwrite", "--seed", "8")
     monkeypatch.undo()
     assert res.exit_code == 2, res.output  # type: ignore[attr-defined]
@@ -107,16 +114,7 @@ def test_a_rollback_that_cannot_put_a_file_back_keeps_it(tmp_path: Path, monkeyp
     out = tmp_path / "rk"
     assert _run(out).exit_code == 0  # type: ignore[attr-defined]
     before = _digest(out)
-    real = os.replace
-    calls = {"n": 0}
-
-    def flaky(src: object, dst: object) -> None:
-        calls["n"] += 1
-        if calls["n"] == 9 or (calls["n"] > 9 and str(dst).endswith("requests.parquet")):
-            raise OSError(28, "No space left on device", str(dst))
-        real(src, dst)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(output.os, "replace", flaky)
+    _failing_replace(monkeypatch, lambda n, dst: n == 9 or (n > 9 and dst.endswith("requests.parquet")))
     res = _run(out, "--overwrite", "--seed", "8")
     monkeypatch.undo()
     assert res.exit_code == 2, res.output  # type: ignore[attr-defined]
