@@ -56,3 +56,22 @@ def test_a_foreign_file_is_kept_and_nothing_is_written(run_folder: Path, tmp_pat
     assert "error:" in res.output and name in res.output and "Traceback" not in res.output
     assert _snapshot(folder) == before  # the user's file intact, no other report file written
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_identical_content_is_always_replaceable(tmp_path: Path) -> None:
+    """An empty table's CSV has no header to recognise; the same bytes as llmsim would write are still
+    llmsim's (a rerun of report must not refuse its own earlier file), anything else with no header is not."""
+    from reports.build import _check_replaceable
+    from reports.errors import ReportError
+
+    csv = tmp_path / "aiq.csv"
+    csv.write_text("\n")
+    _check_replaceable(csv, "\n")
+    csv.write_text("mine\n")
+    with pytest.raises(ReportError, match="not a file llmsim report wrote"):
+        _check_replaceable(csv, "\n")
+    big = "x,y\n" + "1,2\n" * 3000  # longer than the 4 KiB head that is read first
+    csv.write_text(big)
+    _check_replaceable(csv, big)
+    csv.write_text(big + "3,4\n")
+    _check_replaceable(csv, big)  # not identical, but its header is the one llmsim writes
