@@ -340,9 +340,10 @@ def build_document(exp: Experiment) -> tuple[Document, dict[str, pd.DataFrame]]:
 
 def _written_by_report(path: Path, new_text: str) -> bool:
     """Whether the existing ``path`` looks like a file this module wrote: a Markdown or HTML report whose
-    title starts with ``llmsim``, or a CSV whose first column is the one it would write now. Why a
-    signature and not a record of what was written: a report must stay regenerable by a rerun, and
-    adding a bookkeeping file to every folder would be one more file the user did not ask for."""
+    title starts with ``llmsim``, a CSV whose first three header cells are the ones it would write now, or
+    a file holding exactly what it would write now. Why a signature and not a record of what was written:
+    a report must stay regenerable by a rerun, and adding a bookkeeping file to every folder would be one
+    more file the user did not ask for."""
     try:
         with path.open(encoding="utf-8") as f:
             head = f.read(4096)
@@ -356,10 +357,11 @@ def _written_by_report(path: Path, new_text: str) -> bool:
     if path.suffix == ".html":
         return "<title>llmsim " in head
 
-    def first_column(text: str) -> str:
-        return text.split("\n", 1)[0].split(",", 1)[0].strip()
+    def leading_columns(text: str) -> list[str]:  # the first three header cells (fixed for each CSV it writes)
+        return [c.strip() for c in text.split("\n", 1)[0].split(",")[:3]]
 
-    return bool(first_column(new_text)) and first_column(head) == first_column(new_text)
+    lead = leading_columns(new_text)
+    return any(lead) and leading_columns(head) == lead
 
 
 def _check_replaceable(path: Path, new_text: str) -> None:

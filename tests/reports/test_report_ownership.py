@@ -75,3 +75,16 @@ def test_identical_content_is_always_replaceable(tmp_path: Path) -> None:
     _check_replaceable(csv, big)
     csv.write_text(big + "3,4\n")
     _check_replaceable(csv, big)  # not identical, but its header is the one llmsim writes
+
+
+def test_a_csv_sharing_only_the_first_column_is_not_taken(tmp_path: Path) -> None:
+    """comparison.csv starts ``config,metric,n``: a user's table that only starts with ``config`` stays."""
+    from reports.build import _check_replaceable
+    from reports.errors import ReportError
+
+    csv = tmp_path / "comparison.csv"
+    csv.write_text("config,value\na,1\n")
+    with pytest.raises(ReportError):
+        _check_replaceable(csv, "config,metric,n,mean\nx,accuracy,3,0.5\n")
+    csv.write_text("config,metric,n,mean\nold,accuracy,3,0.4\n")
+    _check_replaceable(csv, "config,metric,n,mean\nx,accuracy,3,0.5\n")
