@@ -370,10 +370,7 @@ def _solve(p: AllocationProblem, x_lb: IntArray, x_ub: IntArray, *, integral_rou
     x = np.asarray(res.x)[: obj.size]
     counts = np.rint(x[: p.d]).astype(np.int64)
     quality = float(obj @ x)
-    share = np.zeros(p.m)
-    for s, q in enumerate(p.quality):
-        y = x[offsets[s]:offsets[s + 1]].reshape(q.shape)
-        share += y.sum(axis=0) / (q.shape[0] * p.s)
+    share = _routed_share(p, x, offsets)
     bound = getattr(res, "mip_dual_bound", None)
     return AllocationResult(
         counts=counts, expected_quality=quality, cost_per_hour=float(p.price_per_hour @ counts),
@@ -604,7 +601,7 @@ def balanced_share(p: AllocationProblem, counts: IntArray, quality: float, *, ti
     c = _int_array("counts", counts)
     q = dataclasses.replace(p, min_quality=min(max(float(quality), 0.0), 1.0))
     obj, a, lo, hi, lb, ub, integ, offsets = _build(q, c, c, False)
-    cap = np.bincount(p.model, weights=p.rate * c, minlength=p.m)
+    cap = _capacity(p, c)
     used = [j for j in range(p.m) if cap[j] > 0]
     fallback = dataclasses.replace(p, min_quality=None)
     if p.arrival_rate <= 0 or not used:
@@ -631,16 +628,25 @@ def balanced_share(p: AllocationProblem, counts: IntArray, quality: float, *, ti
                    options={"time_limit": max(float(time_limit), 1e-3), "presolve": True})
     if res.x is None or res.status not in (0, 1):
         return evaluate_allocation(fallback, c, time_limit=time_limit).routed_share
-    x = np.asarray(res.x)
+    return _routed_share(p, np.asarray(res.x), offsets)
+
+
+def _routed_share(p: AllocationProblem, x: FloatArray, offsets: list[int]) -> FloatArray:
+    """(m,) mean fraction of the sampled queries the routing part of a solution ``x`` sends to each model."""
     share = np.zeros(p.m)
-    for s, qs in enumerate(p.quality):
-        share += x[offsets[s]:offsets[s + 1]].reshape(qs.shape).sum(axis=0) / (qs.shape[0] * p.s)
+    for s, q in enumerate(p.quality):
+        share += x[offsets[s]:offsets[s + 1]].reshape(q.shape).sum(axis=0) / (q.shape[0] * p.s)
     return share
+
+
+def _capacity(p: AllocationProblem, counts: IntArray) -> FloatArray:
+    """(m,) queries/s each model sustains at the SLO with ``counts`` instances of each deployment."""
+    return np.asarray(np.bincount(p.model, weights=p.rate * counts, minlength=p.m), dtype=np.float64)
 
 
 def _headroom_factor(p: AllocationProblem, counts: IntArray, share: FloatArray) -> float:
     """min over models with traffic of capacity at the SLO / (λ × share): the second stage's h of ``counts``."""
-    cap = np.bincount(p.model, weights=p.rate * counts, minlength=p.m)
+    cap = _capacity(p, counts)
     used = share > 1e-12
     if not np.any(used) or p.arrival_rate <= 0:
         return MAX_HEADROOM
