@@ -6,10 +6,7 @@ so a folder that cannot be reported (a :class:`~reports.errors.ReportError`) get
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -18,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from reports import figures as F
+from reports.atomic import write_atomic
 from reports.document import Document, FigureItem, Section, Table
 from reports.errors import ReportError
 from reports.experiment import Experiment, load
@@ -386,18 +384,9 @@ def write_report(folder: Path, at_spend: float | None = None) -> list[Path]:
         _check_replaceable(folder / name, text)
     written = []
     for name, text in contents.items():
-        tmp: Path | None = None
         try:
-            # a fresh, exclusively created temp file: a fixed name could be a planted symlink to follow
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-            tmp = Path(tmp_name)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, folder / name)
+            write_atomic(folder / name, partial(Path.write_text, data=text, encoding="utf-8"))
         except OSError as exc:  # a directory in the way, a full disk: one error, and no temp file left
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
             raise ReportError(f"cannot write: {exc.strerror or exc}", file=folder / name) from None
         written.append(folder / name)
     return written

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from reports.atomic import write_atomic
 from reports.tables import MANIFEST_FILE, MATCHED_SPEND_FILE, RESULTS_FILE, flatten_summary
 from sim import __version__
 from sim.errors import InputError
@@ -74,19 +74,6 @@ def check_folder(folder: Path, kind: str, command: str | None = None) -> None:
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot use the experiment folder: {getattr(exc, 'strerror', None) or exc}",
                          file=shown) from None
-
-
-def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through a temporary sibling and rename, so a reader never sees half a table. The sibling is
-    created exclusively under a fresh name: a predictable one could be a planted symlink to follow."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_manifest(folder: Path, exp: Experiment, command: str, extra: dict[str, Any]) -> None:

@@ -88,3 +88,19 @@ def test_a_csv_sharing_only_the_first_column_is_not_taken(tmp_path: Path) -> Non
         _check_replaceable(csv, "config,metric,n,mean\nx,accuracy,3,0.5\n")
     csv.write_text("config,metric,n,mean\nold,accuracy,3,0.4\n")
     _check_replaceable(csv, "config,metric,n,mean\nx,accuracy,3,0.5\n")
+
+
+def test_atomic_writes_follow_the_umask_and_leave_no_sibling(tmp_path: Path) -> None:
+    """The renamed temporary file keeps its mode: it must be the user's usual one (0666 less the umask),
+    not a private 0600, and nothing but the target is left."""
+    import os
+
+    from reports.atomic import write_atomic
+
+    mask = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "t.csv", lambda p: p.write_text("a,b\n", encoding="utf-8"))
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "t.csv").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]
