@@ -235,10 +235,10 @@ def reserve_out_dir(out: Path, *, overwrite: bool = False) -> Iterator[None]:
         created = _make_parents(path)
         fd = _acquire(path)
     except OSError as exc:
-        _remove_empty(created)
+        remove_empty(created)
         raise _os_error(out, exc, "create the run folder") from None
     except BaseException:
-        _remove_empty(created)
+        remove_empty(created)
         raise
     _HELD[path] = fd
     try:
@@ -248,13 +248,14 @@ def reserve_out_dir(out: Path, *, overwrite: bool = False) -> Iterator[None]:
         del _HELD[path]
         _release(path, fd)
         if not path.exists():
-            _remove_empty(created)
+            remove_empty(created)
         raise
     del _HELD[path]
     _release(path, fd)
 
 
-def _remove_empty(dirs: list[Path]) -> None:
+def remove_empty(dirs: list[Path]) -> None:
+    """Remove the folders ``dirs`` (outermost first) from the innermost out, each only if it is empty."""
     for d in reversed(dirs):
         with contextlib.suppress(OSError):
             d.rmdir()  # only if still empty: never removes anything else

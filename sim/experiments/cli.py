@@ -158,7 +158,7 @@ def _remove_written(folder: Path, top: Path, run_dirs: list[str]) -> None:
     """Remove the files an experiment writes in ``folder`` and the run files of its ``run_dirs``; then the
     folders from ``folder`` up to ``top`` (the outermost one this command created) while they are empty."""
     from sim.experiments.folder import EXPERIMENT_FILES
-    from sim.output import RUN_FILES, is_run_folder
+    from sim.output import RUN_FILES, is_run_folder, remove_empty
 
     def unlink(path: Path) -> None:
         if path.is_file() or path.is_symlink():
@@ -174,22 +174,13 @@ def _remove_written(folder: Path, top: Path, run_dirs: list[str]) -> None:
                 run.rmdir()
     for name in EXPERIMENT_FILES:
         unlink(folder / name)
-    path = folder / "runs"
-    if not (path.is_dir() and not path.is_symlink()):
-        path = folder
-    while True:  # inside out; rmdir refuses a folder that is not empty (someone else's files stay)
-        try:
-            path.rmdir()
-        except OSError:
-            return
-        if path == top or path.parent == path:
-            return
-        path = path.parent
+    created = [*reversed(folder.parents[: len(folder.parts) - len(top.parts)]), folder, folder / "runs"]
+    remove_empty(created)  # someone else's files keep their folders
 
 
 def _new_root(folder: Path) -> Path | None:
-    """The outermost folder on ``folder``'s path that does not exist yet (None if ``folder`` exists):
-    everything under it is this command's, so a run that fails on bad input can remove it all."""
+    """The outermost folder on ``folder``'s path that does not exist yet (None if ``folder`` exists): the
+    command creates it and what is below, so a run that fails on bad input removes those while empty."""
     path = Path(os.path.abspath(folder))
     if path.exists() or path.is_symlink():
         return None
