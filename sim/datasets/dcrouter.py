@@ -33,6 +33,7 @@ from sim.datasets.tokens import DEFAULT_OUTPUT_TOKENS, check_token_option, estim
 from sim.datasets.validate import require_file, utf8_error_line
 from sim.errors import DataError
 from sim.workload.queryset import QuerySet
+from sim.workload.traces import huge_json_integer
 
 SPLIT_FILES = ("train.json", "test.json")
 TASK_MODES = ("heuristic", "single")
@@ -143,20 +144,16 @@ def _read_list(file: Path) -> list[object]:
     return data
 
 
-_HUGE_INT = re.compile(r'(?:"((?:[^"\\]|\\.)*)"\s*:\s*)?-?(\d{1000,})')
-"""A JSON integer of at least 1000 digits, and the key whose value it is, if any."""
-
-
 def _huge_integer(file: Path) -> DataError:
     """The error for a file holding an integer too long for Python to read, at its line and key: the
     json module's message names neither, and no score or question needs such a number."""
     text = file.read_text(encoding="utf-8")
-    found = _HUGE_INT.search(text)
+    found = huge_json_integer(text)
     if found is None:
         return DataError("a number too long to read; expected scores in [0, 1]", file=file, where="line 1")
-    key, digits = found.group(1), found.group(2)
-    line = text.count("\n", 0, found.start(2)) + 1
-    return DataError(f"{f'{key!r} is ' if key else ''}an integer of {len(digits)} digits; expected a score in [0, 1]",
+    key, digits, at = found
+    line = text.count("\n", 0, at) + 1
+    return DataError(f"{f'{key!r} is ' if key else ''}an integer of {digits} digits; expected a score in [0, 1]",
                      file=file, where=f"line {line}")
 
 

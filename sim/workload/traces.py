@@ -516,13 +516,20 @@ _HUGE_INT = re.compile(r'(?:"((?:[^"\\]|\\.)*)"\s*:\s*(?:\[[\d\s,]*?)?)?-?(\d{10
 """A JSON integer of at least 1000 digits, and the key whose value (or list item) it is, if any."""
 
 
+def huge_json_integer(text: str) -> tuple[str | None, int, int] | None:
+    """The first JSON integer in ``text`` too long for ``int()`` to read (the json module then raises a
+    ValueError that names neither key nor place): ``(its key or None, its digits, its offset)``."""
+    found = _HUGE_INT.search(text)
+    return None if found is None else (found.group(1), len(found.group(2)), found.start(2))
+
+
 def _huge_integer(text: str) -> str:
     """What is wrong with a JSON line that parses but for an integer too long for Python to read, naming
     the key and the expected value (no timestamp, length or hash needs more than 20 digits)."""
-    found = _HUGE_INT.search(text)
+    found = huge_json_integer(text)
     if found is None:
         return "a number too long to read; expected one object per line with keys " + ", ".join(MOONCAKE_KEYS)
-    key, digits = found.group(1), len(found.group(2))
+    key, digits, _ = found
     what = {"timestamp": "expected a finite number of milliseconds", "input_length": TOKENS_EXPECTED,
             "output_length": TOKENS_EXPECTED, "hash_ids": HASHES_EXPECTED}.get(key or "", "expected a smaller number")
     return f"{f'{key} is ' if key else ''}an integer of {digits} digits; {what}"
