@@ -21,6 +21,8 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.typing import NDArray
 
+from sim.config.schema import MAX_TOKENS  # the scenario's own bound on a token count
+
 CHARS_PER_TOKEN = 4
 """Characters per token of the estimate (see the module docstring)."""
 
@@ -29,11 +31,6 @@ DEFAULT_OUTPUT_TOKENS = 256
 
 DEFAULT_PROMPT_TOKENS = 512
 """Prompt length used by the long-table loader when the file has neither prompts nor input_tokens."""
-
-
-MAX_TOKENS = 10_000_000
-"""Largest token count a loader option may set (the scenario schema's ``MAX_TOKENS``): ten times the
-longest context window of any public model."""
 
 
 def token_option_problem(value: object) -> str | None:
