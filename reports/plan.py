@@ -8,12 +8,15 @@ report does; nothing here imports the engine.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 
 from reports.document import FigureItem, Section, Table
+from reports.errors import ReportError
 from reports.figures import _layout, model_colors
 from reports.stats import mean_ci
 
@@ -23,6 +26,95 @@ PLAN_METRICS = {
     "latency_s.e2e.p95": "e2e p95", "utilisation": "utilisation", "queries.rejected": "rejected",
 }
 LEVEL = 0.95
+
+
+# ---------------------------------------------------------------------- the manifest's plan entry
+def _number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _count(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _text(x: Any) -> bool:
+    return isinstance(x, str)
+
+
+def _maybe(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda x: x is None or check(x)
+
+
+def _mapping_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda x: isinstance(x, dict) and all(check(v) for v in x.values())
+
+
+#: What each part of the entry must hold (name → check, what was expected; optional: may be absent).
+_PLAN_FIELDS = {"arrival_rate_qps": (_number, "a number of queries/s"), "batches": (_count, "an integer >= 0"),
+                "batch_size": (_count, "an integer >= 0"),
+                "inventory": (_mapping_of(_number), "an object of GPU type → GPUs")}
+_PLAN_OPTIONAL = {"slo": (_mapping_of(_maybe(_number)), "an object of SLO target → seconds or null"),
+                  "slo_label": (_maybe(_text), "a string"),
+                  "per_model_p95_s": (_mapping_of(_mapping_of(_mapping_of(_maybe(_number)))),
+                                      "an object of plan → model → metric → seconds or null")}
+_CANDIDATE_FIELDS = {"candidate": (_text, "a string"), "price_per_hour": (_number, "a number"),
+                     "kv_tokens": (_count, "an integer >= 0"), "sustainable_rate_qps": (_number, "a number"),
+                     "idle_p95_s": (_mapping_of(_number), "an object of metric → seconds"),
+                     "p95_at_rate_s": (_mapping_of(_number), "an object of metric → seconds")}
+_ALLOCATION_FIELDS = {"label": (_text, "a string"), "method": (_text, "a string"),
+                      "cost_per_hour": (_number, "a number"), "expected_accuracy": (_number, "a number"),
+                      "sustainable_load_qps": (_number, "a number"),
+                      "models": (_mapping_of(lambda m: isinstance(m, dict) and _count(m.get("instances"))
+                                             and _count(m.get("gpus"))),
+                                 "an object of model → {instances, gpus: integers >= 0}")}
+_ALLOCATION_OPTIONAL = {"runs_label": (_maybe(_text), "a string"), "same_as": (_maybe(_text), "a string or null"),
+                        "note": (_maybe(_text), "a string")}
+_VERDICT_OPTIONAL = {"slo_met": (_mapping_of(_maybe(lambda x: isinstance(x, bool))),
+                                 "an object of plan → true, false or null"),
+                     "recommended": (_maybe(_text), "a string or null"), "reason": (_maybe(_text), "a string or null")}
+
+
+def _check_fields(obj: Any, where: str, required: dict[str, Any], optional: dict[str, Any], path: Path) -> None:
+    if not isinstance(obj, dict):
+        raise ReportError(f"expected an object, got {type(obj).__name__}", file=path, where=where)
+    for fields, needed in ((required, True), (optional, False)):
+        for name, (check, expected) in fields.items():
+            if name not in obj and not needed:
+                continue
+            if name not in obj or not check(obj[name]):
+                got = "nothing" if name not in obj else repr(obj[name])[:60]
+                raise ReportError(f"expected {expected}, got {got}", file=path, where=f"{where}.{name}")
+
+
+def _check_list(obj: dict[str, Any], name: str, path: Path, *, nonempty: bool) -> list[Any]:
+    items = obj.get(name)
+    if not isinstance(items, list) or (nonempty and not items):
+        raise ReportError(f"expected a{' non-empty' if nonempty else ''} list, got "
+                          f"{'nothing' if items is None else repr(items)[:60]}", file=path, where=f"plan.{name}")
+    return items
+
+
+def check_plan(plan: dict[str, Any], path: Path) -> None:
+    """The manifest's ``plan`` entry (written by ``llmsim plan``), checked where the report computes with
+    it, so a hand-edited or damaged manifest fails with its field named instead of as a Python error half
+    way through the report. Every allocation must list the same models (the GPU figure stacks them)."""
+    _check_fields(plan, "plan", _PLAN_FIELDS, _PLAN_OPTIONAL, path)
+    for i, cand in enumerate(_check_list(plan, "candidates", path, nonempty=False)):
+        _check_fields(cand, f"plan.candidates.{i}", _CANDIDATE_FIELDS, {}, path)
+    allocations = _check_list(plan, "allocations", path, nonempty=True)
+    labels: set[str] = set()
+    for i, alloc in enumerate(allocations):
+        where = f"plan.allocations.{i}"
+        _check_fields(alloc, where, _ALLOCATION_FIELDS, _ALLOCATION_OPTIONAL, path)
+        if alloc["label"] in labels:
+            raise ReportError(f"expected a label no earlier allocation has, got {alloc['label']!r}", file=path,
+                              where=f"{where}.label")
+        labels.add(alloc["label"])
+        if set(alloc["models"]) != set(allocations[0]["models"]):
+            raise ReportError(f"expected the models of plan.allocations.0 ({', '.join(allocations[0]['models'])})"
+                              f", got {', '.join(alloc['models']) or 'none'}", file=path, where=f"{where}.models")
+    if plan.get("verdict") is not None:
+        _check_fields(plan["verdict"], "plan.verdict", {}, _VERDICT_OPTIONAL, path)
 
 
 def _utilisation(results: pd.DataFrame, alloc: dict[str, Any]) -> pd.Series:
@@ -42,7 +134,7 @@ def plan_table(plan: dict[str, Any], results: pd.DataFrame) -> pd.DataFrame:
     met = (plan.get("verdict") or {}).get("slo_met", {})
     rows = []
     for alloc in plan["allocations"]:
-        runs = results[results["policy"] == alloc.get("runs_label", alloc["label"])].copy()
+        runs = results[results["policy"] == (alloc.get("runs_label") or alloc["label"])].copy()
         runs["utilisation"] = _utilisation(runs, alloc)
         row: dict[str, Any] = {
             "plan": alloc["label"], "method": alloc["method"],
@@ -57,7 +149,7 @@ def plan_table(plan: dict[str, Any], results: pd.DataFrame) -> pd.DataFrame:
             row[f"{metric}.ci"] = half
         worst = (plan.get("per_model_p95_s") or {}).get(alloc["label"]) or {}
         for metric in ("ttft", "e2e"):
-            vals = [(v[metric], m) for m, v in worst.items() if metric in v and math.isfinite(v[metric])]
+            vals = [(v[metric], m) for m, v in worst.items() if v.get(metric) is not None and math.isfinite(v[metric])]
             row[f"worst_model_{metric}_p95"] = max(vals)[0] if vals else math.nan
             row[f"worst_model_{metric}"] = max(vals)[1] if vals else ""
         row["slo_met"] = met.get(alloc["label"]) if slo else None

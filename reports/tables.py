@@ -183,6 +183,10 @@ def _check_manifest_fields(manifest: dict[str, Any], path: Path) -> None:
     spend = manifest.get("at_spend")
     if spend is not None and not (is_finite(spend) and spend >= 0):
         raise ReportError(f"expected a spend in USD (a number >= 0), got {spend!r}", file=path, where="at_spend")
+    if manifest.get("plan") is not None:
+        from reports.plan import check_plan  # (plotly: only for a plan folder, whose report draws it anyway)
+
+        check_plan(manifest["plan"], path)
 
 
 def check_metric_columns(results: pd.DataFrame, path: Path) -> None:
