@@ -15,9 +15,9 @@ from typing import Any
 import pandas as pd
 
 from reports import figures as F
-from reports.atomic import write_atomic
+from reports.atomic import write_all_atomic
 from reports.document import Document, FigureItem, Section, Table
-from reports.errors import ReportError
+from reports.errors import ReportError, os_reason
 from reports.experiment import Experiment, load
 from reports.html import render_html
 from reports.markdown import render_markdown
@@ -348,6 +348,10 @@ def _written_by_report(path: Path, new_text: str) -> bool:
             if len(head) == len(new_text[:4096]) and head == new_text[:4096] and f.read(len(new_text)) == \
                     new_text[4096:]:
                 return True  # what it would write now, byte for byte (an empty table's CSV included)
+    except PermissionError as exc:  # ours or not, it cannot be told: say why it is refused
+        raise ReportError(f"exists and cannot be read ({os_reason(exc)}), so it cannot be told to be a file "
+                          "llmsim report wrote; make it readable or move it away (nothing was written)",
+                          file=path) from None
     except (OSError, UnicodeDecodeError):  # a directory, a device, another encoding: not ours
         return False
     if path.suffix == ".md":
@@ -382,11 +386,9 @@ def write_report(folder: Path, at_spend: float | None = None) -> list[Path]:
     contents.update({name: df.to_csv(index=False) for name, df in tables.items()})
     for name, text in contents.items():  # all checked before anything is written: no half-written report
         _check_replaceable(folder / name, text)
-    written = []
-    for name, text in contents.items():
-        try:
-            write_atomic(folder / name, partial(Path.write_text, data=text, encoding="utf-8"))
-        except OSError as exc:  # a directory in the way, a full disk: one error, and no temp file left
-            raise ReportError(f"cannot write: {exc.strerror or exc}", file=folder / name) from None
-        written.append(folder / name)
-    return written
+    try:  # all or none: a failure half way puts the previous report's files back
+        write_all_atomic({folder / name: partial(Path.write_text, data=text, encoding="utf-8")
+                          for name, text in contents.items()})
+    except OSError as exc:  # a directory in the way, a full disk: one error, and no temp file left
+        raise ReportError(f"cannot write: {os_reason(exc)}", file=exc.filename or folder) from None
+    return [folder / name for name in contents]

@@ -7,6 +7,7 @@ the same way, so the CLI can turn it into an ``InputError`` (one message, exit c
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -22,3 +23,9 @@ class ReportError(ValueError):
     def format(self) -> str:
         parts = [p for p in (self.file, self.where) if p]
         return ": ".join([*parts, self.detail])
+
+
+def os_reason(exc: OSError) -> str:
+    """What the system said, without the path or errno number Python adds ("Permission denied"): the
+    message names the file itself. (pyarrow puts its own sentence in ``strerror``; the errno says it.)"""
+    return os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))

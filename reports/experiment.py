@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports.errors import ReportError
+from reports.errors import ReportError, os_reason
 from reports.tables import (
     MANIFEST_FILE,
     MATCHED_SPEND_FILE,
@@ -92,16 +92,20 @@ def _run_manifest(folder: Path, summary: dict[str, Any]) -> dict[str, Any]:
 
 def load(folder: Path) -> Experiment:
     folder = Path(folder)
-    if not folder.is_dir():
-        raise ReportError("not a folder; expected an llmsim run or experiment folder", file=folder)
-    if (folder / MANIFEST_FILE).exists():
+    try:
+        if not folder.is_dir():
+            raise ReportError("not a folder; expected an llmsim run or experiment folder", file=folder)
+        has_manifest, has_summary = (folder / MANIFEST_FILE).exists(), (folder / SUMMARY_FILE).exists()
+    except OSError as exc:  # a folder (or one on its path) we may not search: exists() raises
+        raise ReportError(f"cannot read the folder: {os_reason(exc)}", file=folder) from None
+    if has_manifest:
         manifest = read_manifest(folder)
         results = _labelled(read_experiment(folder), manifest["kind"])
         # a matched-spend table left by an earlier command over this folder is not this experiment's
         matched = read_table(folder / MATCHED_SPEND_FILE) if manifest.get("match_spend") else None
         exp = Experiment(manifest["kind"], folder, manifest, results, matched_spend=matched)
         _check_unique(results, folder)
-    elif (folder / SUMMARY_FILE).exists():
+    elif has_summary:
         summary = read_summary(folder)
         results = _labelled(pd.DataFrame([run_row(folder)]), "run")
         exp = Experiment("run", folder, _run_manifest(folder, summary), results, summary=summary)

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports.errors import ReportError
+from reports.errors import ReportError, os_reason
 
 SUMMARY_FILE = "summary.json"
 MANIFEST_FILE = "manifest.json"
@@ -60,7 +60,9 @@ def _read_json(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ReportError("file not found", file=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:  # (permissions: said plainly, the path once)
+        raise ReportError(f"cannot read: {os_reason(exc)}", file=path) from None
+    except UnicodeDecodeError as exc:
         raise ReportError(f"cannot read: {exc}", file=path) from None
     except json.JSONDecodeError as exc:
         raise ReportError(f"not valid JSON: {exc.msg}", file=path, where=f"line {exc.lineno}") from None
@@ -71,10 +73,12 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def read_table(path: Path) -> pd.DataFrame | None:
     """A parquet or CSV table, or ``None`` when the file does not exist (optional tables)."""
-    if not path.exists():
-        return None
     try:
+        if not path.exists():
+            return None
         return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    except OSError as exc:  # unreadable, or a folder on the path we may not search (also from exists())
+        raise ReportError(f"cannot read table: {os_reason(exc)}", file=path) from None
     except Exception as exc:  # pyarrow and pandas raise many types for a corrupt file
         raise ReportError(f"cannot read table: {exc}", file=path) from None
 

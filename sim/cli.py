@@ -255,8 +255,8 @@ def validate(
         with _warnings_to_stderr(_scenario_name(scenario)):
             sc = _load(scenario, _overrides(policy, seed, sets))
             prepare(sc)
-    except InputError as exc:
-        _fail(_named(exc, scenario))
+    except (InputError, OSError) as exc:  # (OSError: a file it had to read, named as run names it)
+        _fail(_user_error(exc, scenario))
     except PolicyError as exc:
         _fail(exc)
     out.print(f"{scenario}: ok ({sc.name}: {len(sc.models)} models, {len(sc.deployments)} deployments, "

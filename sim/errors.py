@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from reports.errors import os_reason  # (one wording for both; reports may not import sim)
+
 
 class InputError(Exception):
     """Bad user input. ``where`` is a field path like ``deployments[1].tp`` or ``line 12``."""
@@ -37,6 +39,12 @@ class ScenarioError(InputError):
 
 class DataError(InputError):
     """A trace or dataset file is missing, unreadable or malformed."""
+
+
+def read_error(exc: OSError, file: str | Path | None = None) -> DataError:
+    """A file the system would not let us read (no read permission, a folder on its path we may not
+    search) as a DataError naming it: ``file``, else the one the error names."""
+    return DataError(f"cannot read the file: {os_reason(exc)}", file=file if file is not None else exc.filename)
 
 
 def format_path(loc: tuple[Any, ...]) -> str:

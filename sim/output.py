@@ -86,8 +86,16 @@ def _jsonable(x: Any) -> Any:
 
 def _os_error(out: Path, exc: OSError, doing: str) -> InputError:
     reason = exc.strerror or str(exc)
-    where = f" ({shown(exc.filename)})" if exc.filename and str(exc.filename) != str(out) else ""
+    name = _user_path(exc)
+    where = f" ({shown(name)})" if name and name != str(out) else ""
     return InputError(f"cannot {doing}: {reason}{where}", file=shown(out))
+
+
+def _user_path(exc: OSError) -> str | None:
+    """The path an OS error is about, as the user knows it: of a move from our temporary folder into the
+    run folder, the run folder's file (the temporary one is gone by the time the message is read)."""
+    names = [str(n) for n in (exc.filename, exc.filename2) if n]
+    return next((n for n in names if TMP_PREFIX not in n), names[0] if names else None)
 
 
 def check_out_dir(out: Path, *, overwrite: bool = False) -> None:
@@ -109,8 +117,7 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
             raise InputError("exists and is not a folder; choose another --out", file=shown(out))
         if any(path.iterdir()):
             if not is_run_folder(path):
-                raise InputError("exists and is not an llmsim run folder; choose another --out or remove it",
-                                 file=shown(out))
+                raise InputError(_not_run_folder(path), file=shown(out))
             if not overwrite:
                 raise InputError("already holds a run; pass --overwrite to replace its run files (other "
                                  "files in it are kept) or choose another --out", file=shown(out))
@@ -119,6 +126,8 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
                 if (f.exists() or f.is_symlink()) and not (f.is_file() or f.is_symlink()):
                     raise InputError(f"{name} there is not a file (llmsim writes its run file of that name); "
                                      "move it away or choose another --out", file=shown(out))
+        if not os.access(path, os.W_OK | os.X_OK):  # the run files go into it: refused now, not after the run
+            raise InputError("is not writable (permission denied); choose another --out", file=shown(out))
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -128,6 +137,19 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
     if len(path.name.encode("utf-8", "surrogateescape")) > _name_max(parent):
         raise InputError(f"folder name is {len(path.name)} characters; this file system allows at most "
                          f"{_name_max(parent)}", file=shown(out))
+
+
+def _not_run_folder(path: Path) -> str:
+    """Why a non-empty folder is refused: not a run folder, or one whose marker we may not even read (the
+    user should hear about the permission, not be told the folder is someone else's)."""
+    for name in (RUN_MARKER, "run_info.json"):
+        try:
+            if (path / name).is_file():
+                (path / name).open("rb").close()
+        except OSError as exc:
+            return (f"exists, and its {name} cannot be read ({exc.strerror or exc}), so it cannot be told to be "
+                    "an llmsim run folder; choose another --out")
+    return "exists and is not an llmsim run folder; choose another --out or remove it"
 
 
 #: Fields every summary.json llmsim writes has (``sim.metrics.summary``): how a run folder is told from

@@ -18,7 +18,7 @@ import numpy as np
 
 from sim.config.checks import MAX_HORIZON_S
 from sim.config.schema import Scenario
-from sim.errors import InputError, ScenarioError
+from sim.errors import InputError, ScenarioError, read_error
 from sim.predict import Predictions, build_predictions
 from sim.workload.build import Workload, build_workload
 
@@ -53,6 +53,13 @@ def prepare_key(sc: Scenario) -> str:
 def prepare(sc: Scenario, base_dir: Path | None = None) -> Prepared:
     """Build the workload and the router's predictions, running every load-time data check (trace and
     dataset files, empty windows, zero arrivals); ``llmsim validate`` calls exactly this."""
+    try:
+        return _prepare(sc, base_dir)
+    except OSError as exc:  # a data file, or a folder on its path, the system will not let us read: the
+        raise read_error(exc) from None  # loaders check content; one place names every refused read
+
+
+def _prepare(sc: Scenario, base_dir: Path | None) -> Prepared:
     try:
         wl = build_workload(sc, base_dir)
     except ValueError as exc:  # a generator refusing its parameters (e.g. an absurd duration)

@@ -6,10 +6,12 @@ between sections, GPU inventory, memory fit of every deployment, policy names an
 
 from __future__ import annotations
 
+import errno
 import functools
 import math
 import os
 import reprlib
+import stat
 import typing
 from collections.abc import Callable
 from dataclasses import replace
@@ -45,7 +47,7 @@ from sim.config.schema import (
 )
 from sim.engine.latency import MIXED_TERMS, LatencyProfile
 from sim.engine.scheduler import SchedulerConfig
-from sim.errors import ScenarioError, format_path, warn_input
+from sim.errors import ScenarioError, format_path, os_reason, warn_input
 from sim.predictors.registry import (
     PREDICTORS,
     available_predictors,
@@ -337,14 +339,16 @@ def check_scenario(
             fail(("workload", "pool", "path"), f"a list of files is read by the routerbench loader only, "
                  f"not {short(pool.kind)}: name one file or folder")
         for i, item in enumerate(pool.paths):
-            if not resolve_path(item, base_dir).exists():
-                loc = ("workload", "pool", "path", i) if listed else ("workload", "pool", "path")
+            loc = ("workload", "pool", "path", i) if listed else ("workload", "pool", "path")
+            if _lookup(resolve_path(item, base_dir), loc, fail) is None:
                 fail(loc, f"dataset not found: {resolve_path(item, base_dir)}")
     arr = sc.workload.arrivals
-    if isinstance(arr, TraceArrivals) and not resolve_path(arr.path, base_dir).is_file():
+    if isinstance(arr, TraceArrivals):
         where = resolve_path(arr.path, base_dir)
-        fail(("workload", "arrivals", "path"), f"{where} is a directory; expected a trace file (.csv, .jsonl or "
-             f".jsonl.gz)" if where.is_dir() else f"trace file not found: {where}")
+        found = _lookup(where, ("workload", "arrivals", "path"), fail)
+        if found is None or not stat.S_ISREG(found.st_mode):
+            fail(("workload", "arrivals", "path"), f"{where} is a directory; expected a trace file (.csv, .jsonl or "
+                 f".jsonl.gz)" if found is not None and stat.S_ISDIR(found.st_mode) else f"trace file not found: {where}")
     strong = sc.workload.order.strong_model
     if strong is not None and strong not in models:
         fail(("workload", "order", "strong_model"), f"unknown model {strong!r}; expected one of: {name_list(models)}")
@@ -363,6 +367,18 @@ def check_scenario(
     _check_footprint(sc, fail)
 
 
+
+
+def _lookup(path: Path, loc: tuple[Any, ...], fail: Fail) -> os.stat_result | None:
+    """``path``'s status, or None where it does not exist (as ``Path.exists`` tells); a path the system
+    will not even look up (a folder on it we may not search) fails at its field, naming the path, where
+    ``exists()`` would raise."""
+    try:
+        return path.stat()
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):
+            return None
+        fail(loc, f"cannot read {path}: {os_reason(exc)}")
 
 
 def predictor_accepts(name: Any) -> set[str] | None:

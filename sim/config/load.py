@@ -26,7 +26,7 @@ from sim.config.checks import (
 )
 from sim.config.prices import resolve_prices
 from sim.config.schema import DatasetPool, Scenario
-from sim.errors import InputError, format_path, warn_input
+from sim.errors import InputError, format_path, os_reason, warn_input
 
 MAX_LISTED_ERRORS = 5
 #: Deepest YAML nesting accepted: a scenario needs about 6 levels; hundreds would exhaust the recursion
@@ -488,15 +488,15 @@ MAX_SCENARIO_BYTES = 16 << 20
 def read_scenario_text(path: str | Path) -> str:
     """The text of a scenario file, or an InputError naming it."""
     p = Path(path)
-    if not p.exists():
-        raise InputError("scenario file not found", file=p)
-    if p.is_dir():
-        raise InputError("expected a scenario YAML file, got a directory", file=p)
     try:
+        if not p.exists():
+            raise InputError("scenario file not found", file=p)
+        if p.is_dir():
+            raise InputError("expected a scenario YAML file, got a directory", file=p)
         with p.open("rb") as f:  # bounded: /dev/zero or a runaway pipe must not fill the memory
             data = f.read(MAX_SCENARIO_BYTES + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read the file: {exc.strerror or exc}", file=p) from None
+    except OSError as exc:  # also from exists(): a folder on the path that we may not search
+        raise InputError(f"cannot read the file: {os_reason(exc)}", file=p) from None
     if len(data) > MAX_SCENARIO_BYTES:
         raise InputError(f"larger than {MAX_SCENARIO_BYTES >> 20} MiB; expected a scenario YAML file (data "
                          "belongs in the trace and dataset files it names)", file=p)

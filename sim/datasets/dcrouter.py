@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from sim.datasets.common import encode_tasks
 from sim.datasets.tokens import DEFAULT_OUTPUT_TOKENS, check_token_option, estimate_tokens
 from sim.datasets.validate import require_file, utf8_error_line
-from sim.errors import DataError
+from sim.errors import DataError, read_error
 from sim.workload.queryset import QuerySet
 from sim.workload.traces import huge_json_integer
 
@@ -135,7 +135,7 @@ def _read_list(file: Path) -> list[object]:
     except ValueError:  # JSON that parses but for an integer too long for int() (4300 digits by default)
         raise _huge_integer(file) from None
     except OSError as exc:
-        raise DataError(f"cannot read file: {exc}", file=file) from exc
+        raise read_error(exc, file) from None
     if not isinstance(data, list):
         raise DataError(
             f"expected a JSON list of {{question, scores}} objects, got {type(data).__name__}", file=file,

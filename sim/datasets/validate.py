@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from sim.errors import DataError
+from sim.errors import DataError, read_error
 
 ROW_CONVENTION = "rows are 1-based data rows, header not counted"
 
@@ -77,6 +77,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
         line = re.search(r"line (\d+)", str(exc))
         raise DataError(f"not a well-formed CSV table: {str(exc)[:200]}", file=path,
                         where=f"line {line.group(1)}" if line else "line 1") from None
+    except OSError as exc:  # unreadable (permissions): said plainly, not as pyarrow's sentence
+        raise read_error(exc, path) from None
     except Exception as exc:  # pandas/pyarrow raise many types for a corrupt file
         raise DataError(f"cannot read file: {type(exc).__name__}: {exc}", file=path) from exc
     if len(df) == 0:

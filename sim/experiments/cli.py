@@ -21,7 +21,7 @@ from rich.text import Text
 from policies import PolicyError
 from sim import startup
 from sim.console import err, fail, nonempty_path, out, say_plain, warnings_to_stderr
-from sim.errors import InputError
+from sim.errors import InputError, read_error
 
 if TYPE_CHECKING:
     from rich.table import Table  # imported where a table is printed (start-up, issue 14)
@@ -526,6 +526,8 @@ def report(folder: Annotated[Path, typer.Argument(parser=nonempty_path, help="A 
         written = write_report(folder, _spend(at_spend))
     except (ReportError, InputError) as exc:
         fail(exc)
+    except OSError as exc:  # a read the report builder did not expect to fail (a folder we may not search)
+        fail(read_error(exc, None if exc.filename else folder))
     out.print(Text(", ".join(str(p) for p in written)), soft_wrap=True)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
+import multiprocessing.connection
 import signal
 import sys
 import time
@@ -42,8 +43,42 @@ class GroupTask:
 Finished = tuple[RunSpec, dict[str, Any], RunResult | None, float]  # spec, summary, result to write, wall s
 
 
+class _Stop:
+    """A pool worker's SIGTERM / SIGINT, raised only while a task runs (:func:`simulate_group`). Between
+    tasks the worker is in the pool's queue code: raised there, it can leave a queue's lock taken (the
+    exception lands just after the acquire), and the worker, the others and the parent's shutdown wait
+    for that lock forever. There the signal is kept instead, and a task taken later ends at once; an idle
+    worker ends when the shutting-down pool tells it to."""
+
+    running = False
+    signum: int | None = None
+
+    @classmethod
+    def on_signal(cls, signum: int, _frame: Any) -> None:
+        if cls.signum is None:
+            cls.signum = signum
+        if cls.running:
+            cls.stop()
+
+    @classmethod
+    def stop(cls) -> None:
+        if cls.signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(143)
+
+
 def simulate_group(task: GroupTask) -> list[Finished]:
     """Worker entry point: prepare once, simulate every run of the group, write or return each."""
+    _Stop.running = True  # before the check: a signal in between is raised by its handler
+    try:
+        if _Stop.signum is not None:
+            _Stop.stop()
+        return _simulate_group(task)
+    finally:
+        _Stop.running = False
+
+
+def _simulate_group(task: GroupTask) -> list[Finished]:
     prepared = prepare(task.specs[0].scenario)
     out: list[Finished] = []
     for spec in task.specs:
@@ -78,21 +113,23 @@ class Executor(Protocol):
 
 
 def _worker_init() -> None:
-    """In a forked worker: SIGTERM exits through Python (a run folder being written removes its temporary
-    files), SIGINT is the usual KeyboardInterrupt, and on Linux the worker is killed when its parent dies,
-    so a killed ``llmsim sweep`` leaves no workers behind (a SIGTERM would be caught by the pool's worker
-    loop, which then waits for a parent that is gone; a temporary folder it leaves carries an owner file
-    and is removed by the next run into that folder)."""
-    def on_term(_signum: int, _frame: Any) -> None:
-        raise SystemExit(143)
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    """In a forked worker: SIGTERM ends the current task through Python (a run folder being written
+    removes its temporary files), SIGINT too as the usual KeyboardInterrupt (both only inside a task, see
+    :class:`_Stop`), and on Linux the worker is killed when its parent dies, so a killed ``llmsim sweep``
+    leaves no workers behind (a SIGTERM would be caught by the pool's worker loop, which then waits for a
+    parent that is gone; a temporary folder it leaves carries an owner file and is removed by the next
+    run into that folder)."""
+    signal.signal(signal.SIGTERM, _Stop.on_signal)
+    signal.signal(signal.SIGINT, _Stop.on_signal)
     if sys.platform.startswith("linux"):
         import ctypes
 
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+STOP_GRACE_S = 5.0
+"""Seconds an interrupted worker has to end (and remove the run folder it was writing) before SIGKILL."""
 
 
 class LocalExecutor:
@@ -126,19 +163,37 @@ class LocalExecutor:
                 fut.cancel()
 
     def stop_workers(self) -> None:
-        """On an interruption, end the workers now rather than after their current runs (each removes
-        the run folder it was writing)."""
+        """On an interruption or a failed run, end the workers now rather than after their current runs
+        (each removes the run folder it was writing). One still there after :data:`STOP_GRACE_S` is
+        killed: a SIGTERM that lands just as a worker takes the result queue's lock leaves that lock
+        held, and the worker (and a pool shutdown waiting for its result) would wait for it forever."""
         if self.pool is not None:
-            for proc in list(getattr(self.pool, "_processes", {}).values()):  # no public API for this
+            procs = list(getattr(self.pool, "_processes", {}).values())  # no public API for this
+            for proc in procs:
                 with contextlib.suppress(OSError):
                     proc.terminate()
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
+            _kill_stragglers(procs, STOP_GRACE_S)
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+
+
+def _kill_stragglers(procs: list[Any], grace_s: float) -> None:
+    """SIGKILL the processes of ``procs`` that have not ended within ``grace_s``. Their sentinels say
+    which ended (not ``is_alive``: the pool's own thread may reap them meanwhile); one that has not
+    ended is not reaped, so its pid is still its own. The pool's thread reaps the killed ones."""
+    pending = {proc.sentinel: proc for proc in procs}
+    deadline = time.monotonic() + grace_s
+    while pending and (left := deadline - time.monotonic()) > 0:
+        for ready in multiprocessing.connection.wait(list(pending), left):
+            del pending[ready]
+    for proc in pending.values():
+        with contextlib.suppress(OSError):
+            proc.kill()
 
 
 class DaskExecutor:

@@ -18,7 +18,7 @@ import pandas as pd
 from reports.atomic import write_atomic
 from reports.tables import MANIFEST_FILE, MATCHED_SPEND_FILE, RESULTS_FILE, flatten_summary
 from sim import __version__
-from sim.errors import InputError
+from sim.errors import InputError, os_reason
 from sim.experiments.execute import Executor, completed_summary, execute
 from sim.experiments.plan import Experiment, RunSpec
 
@@ -42,7 +42,10 @@ def refuse_other(folder: Path, command: str) -> None:
     path = folder / MANIFEST_FILE
     try:
         manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, ValueError):
+    except OSError as exc:  # not "holds a None experiment": the user needs to hear about the permission
+        raise InputError(f"cannot use the experiment folder: cannot read {path} ({os_reason(exc)})",
+                         file=folder) from None
+    except ValueError:
         manifest = {}
     if manifest is None:
         return
@@ -70,10 +73,28 @@ def check_folder(folder: Path, kind: str, command: str | None = None) -> None:
             old = role(manifest)
             if old != command:
                 raise InputError(f"holds a {old} experiment, not a {command}; choose another --out", file=shown)
+        check_writable(folder, shown)
         folder.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as exc:
-        raise InputError(f"cannot use the experiment folder: {getattr(exc, 'strerror', None) or exc}",
+        name = getattr(exc, "filename", None)  # e.g. a manifest.json we may not read: say which file
+        where = f" ({name})" if name and Path(name) != folder else ""
+        raise InputError(f"cannot use the experiment folder: {getattr(exc, 'strerror', None) or exc}{where}",
                          file=shown) from None
+
+
+def check_writable(folder: Path, shown: Path) -> None:
+    """Refuse, before anything is simulated or written, a folder (or its ``runs/``) that we may not write,
+    or a new one whose nearest existing parent we may not write: found only at the first write, the
+    manifest would already be replaced, or every run simulated for nothing. ``folder`` is absolute."""
+    for where, label in ((folder, "is"), (folder / "runs", "has a runs/ folder that is")):
+        if where.is_dir() and not os.access(where, os.W_OK | os.X_OK):
+            raise InputError(f"{label} not writable (permission denied); choose another --out", file=shown)
+    parent = folder
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent != folder and not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+        raise InputError(f"cannot create the experiment folder here ({parent} is not a writable directory)",
+                         file=shown)
 
 
 def write_manifest(folder: Path, exp: Experiment, command: str, extra: dict[str, Any]) -> None:

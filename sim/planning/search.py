@@ -14,6 +14,7 @@ is simulated on the same seeds (``optimised+1``, ``optimised+2``, ...). If no st
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,14 @@ import numpy as np
 import pandas as pd
 
 from sim.experiments.execute import Executor
-from sim.experiments.folder import check_folder, refuse_other, run_experiment, write_manifest
+from sim.experiments.folder import (
+    check_folder,
+    check_writable,
+    refuse_other,
+    run_experiment,
+    write_atomic,
+    write_manifest,
+)
 from sim.planning.plan import OPTIMISED, Plan, add_runs, evaluate, max_load, slo_misses
 from sim.planning.rate import read_cache, write_cache
 
@@ -31,8 +39,10 @@ RATES_FILE = "rates.json"
 
 
 def check_plan_folder(folder: Path) -> None:
-    """Refuse a folder holding another experiment: a plan must not take over a compare's runs."""
+    """Refuse a folder holding another experiment (a plan must not take over a compare's runs), or one we
+    may not write: now, before the rate probes that take most of a plan's time."""
     refuse_other(folder, "plan")
+    check_writable(Path(os.path.abspath(folder)), folder)
 
 
 def rate_cache_of(folder: Path) -> dict[str, Any]:
@@ -176,7 +186,10 @@ def run_plan(folder: Path, plan: Plan, executor: Executor, *, command: str,
     plan.verdict = verdict(plan, results)
     plan.per_model_p95 = {a.label: _p95(folder, plan, a.runs_label) for a in plan.allocations}
     write_manifest(folder, plan.exp, command, plan.manifest_extra())
-    plan_table(plan.manifest_extra()["plan"], results).to_csv(folder / PLAN_CSV, index=False)
+    # through a temporary sibling like every other file of the folder: never half a file, and a read-only
+    # plan.csv an earlier plan left is replaced like its results.csv, not the end of a finished plan
+    table = plan_table(plan.manifest_extra()["plan"], results)
+    write_atomic(folder / PLAN_CSV, lambda p: table.to_csv(p, index=False))
     write_report(folder)
     return results
 

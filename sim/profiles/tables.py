@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.errors import DataError
+from sim.errors import DataError, read_error
 from sim.profiles.fit import FloatArray, chunk_attention
 from sim.profiles.hardware import GPUS, MODELS, canonical_gpu
 
@@ -224,11 +224,11 @@ class Group:
 def read_table(path: str | Path) -> RawTable:
     """Read a CSV and recognise its format from the header (see the module docstring)."""
     p = Path(path)
-    if not p.exists():
-        raise DataError("file not found", file=p)
-    if not p.is_file():
-        raise DataError("not a file", file=p)
     try:
+        if not p.exists():
+            raise DataError("file not found", file=p)
+        if not p.is_file():
+            raise DataError("not a file", file=p)
         with p.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             header_row = next(reader, None)
@@ -243,6 +243,8 @@ def read_table(path: str | Path) -> RawTable:
         raise DataError(f"not a UTF-8 text CSV ({exc.reason})", file=p) from None
     except csv.Error as exc:
         raise DataError(f"malformed CSV: {exc}", file=p) from None
+    except OSError as exc:  # also from exists(): a folder on the path that we may not search
+        raise read_error(exc, p) from None
     if header_row is None:
         raise DataError("empty file: expected a CSV header line", file=p, where="line 1")
     header = tuple(cell.strip() for cell in header_row)

@@ -291,7 +291,7 @@ def test_sigterm_to_the_parent_ends_its_workers_and_keeps_finished_runs(scenario
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     workers: list[int] = []
-    while time.monotonic() < deadline and not (workers and list((out / "runs").glob("*/summary.json"))):
+    while time.monotonic() < deadline and not (workers and list((out / "runs").glob("[!.]*/summary.json"))):
         time.sleep(0.05)
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
         workers = [int(p) for p in children.read_text().split()] if children.exists() else []
