@@ -187,6 +187,10 @@ def _check_manifest_fields(manifest: dict[str, Any], path: Path) -> None:
     spend = manifest.get("at_spend")
     if spend is not None and not (is_finite(spend) and spend >= 0):
         raise ReportError(f"expected a spend in USD (a number >= 0), got {spend!r}", file=path, where="at_spend")
+    changes = (manifest.get("whatif") or {}).get("changes")
+    if changes is not None and not isinstance(changes, list):
+        raise ReportError(f"expected a list of the fields changed, got {type(changes).__name__}", file=path,
+                          where="whatif.changes")
     if manifest.get("plan") is not None:
         from reports.plan import check_plan  # (plotly: only for a plan folder, whose report draws it anyway)
 

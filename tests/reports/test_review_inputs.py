@@ -48,6 +48,7 @@ def sweep_copy(sweep_folder: Path, tmp_path: Path) -> Path:
     ({"match_spend": 3}, "match_spend"),
     ({"grid": {"a": 5}}, "grid.a"),
     ({"whatif": [1]}, "whatif"),
+    ({"whatif": {"changes": 3}}, "whatif.changes"),
 ])
 def test_manifest_fields_of_the_wrong_type_are_named(sweep_copy: Path, capsys: pytest.CaptureFixture[str],
                                                       fields: dict[str, Any], where: str) -> None:
