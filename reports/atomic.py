@@ -6,11 +6,16 @@ may not import ``sim``).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import secrets
 import shutil
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 def fresh_sibling(path: Path, tag: str = "tmp") -> Path:
@@ -45,6 +50,11 @@ def write_all_atomic(writes: dict[Path, Callable[[Path], object]]) -> None:
     hard link until all are in place. If any write or rename fails, the files already replaced get their
     previous version back (a file that did not exist is removed again) and the error is raised. A previous
     version that cannot be put back stays under its hidden ``.<name>.<hex>.previous`` name, never deleted."""
+    with _signals_kept():
+        _write_all(writes)
+
+
+def _write_all(writes: dict[Path, Callable[[Path], object]]) -> None:
     temps: dict[Path, Path] = {}
     done: list[tuple[Path, Path | None]] = []  # replaced: (path, its previous version, or None: it was new)
     current = None
@@ -56,9 +66,12 @@ def write_all_atomic(writes: dict[Path, Callable[[Path], object]]) -> None:
             previous = _keep_previous(current)
             try:
                 os.replace(tmp, current)
-            except BaseException:  # not replaced: its previous version is still in place
-                if previous is not None:
-                    previous.unlink(missing_ok=True)
+            except BaseException:
+                if os.path.lexists(tmp):  # not replaced: its previous version is still in place
+                    if previous is not None:
+                        previous.unlink(missing_ok=True)
+                else:  # replaced after all (the exception came just after the rename)
+                    done.append((current, previous))
                 raise
             done.append((current, previous))
     except OSError as exc:  # named by the file it was about, not by a temporary name
@@ -70,9 +83,10 @@ def write_all_atomic(writes: dict[Path, Callable[[Path], object]]) -> None:
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
-    for _, previous in done:
+    for _, previous in done:  # all in place: the previous versions go (one that will not stays hidden)
         if previous is not None:
-            previous.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                previous.unlink(missing_ok=True)
 
 
 def _keep_previous(path: Path) -> Path | None:
@@ -87,10 +101,59 @@ def _keep_previous(path: Path) -> Path | None:
             return link
         except FileExistsError:  # (a collision of 48 random bits): another name
             continue
-        except OSError:  # no hard links here (some network or FAT file systems)
-            copy = fresh_sibling(path, "previous")
-            shutil.copyfile(path, copy)
-            return copy
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            return _copy_of(path)
+
+
+#: What link(2) says where a file system (FAT, some network ones) or protected_hardlinks refuses a link.
+_NO_HARD_LINKS = {errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
+
+
+def _copy_of(path: Path) -> Path:
+    """:func:`_keep_previous` without hard links: a symlink is copied as a symlink (not as the file it
+    points to), a file with its mode; a copy that fails half way is removed."""
+    if path.is_symlink():
+        target = os.readlink(path)
+        while True:
+            copy = path.with_name(f".{path.name}.{secrets.token_hex(6)}.previous")
+            try:
+                os.symlink(target, copy)
+                return copy
+            except FileExistsError:
+                continue
+    copy = fresh_sibling(path, "previous")
+    try:
+        shutil.copy2(path, copy)
+    except BaseException:
+        copy.unlink(missing_ok=True)
+        raise
+    return copy
+
+
+@contextlib.contextmanager
+def _signals_kept() -> Iterator[None]:
+    """SIGINT and SIGTERM kept meanwhile, then raised again for the handlers the caller had: raised
+    between a rename and its bookkeeping, a signal would leave two reports mixed or a previous version
+    unrecorded. Handlers, not a signal mask: a mask is per thread, and a process-directed signal goes to
+    any thread that does not block it (numpy's BLAS threads), whose interpreter flag the main thread then
+    acts on anyway. Python handlers run in the main thread only, so elsewhere nothing is changed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept: list[int] = []
+    previous: dict[int, Any] = {}
+    for signum in (int(signal.SIGINT), int(signal.SIGTERM)):
+        if signal.getsignal(signum) is not None:  # (None: a handler set outside Python; left alone)
+            previous[signum] = signal.signal(signum, lambda s, _f: kept.append(s))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if kept:
+            signal.raise_signal(kept[0])
 
 
 def _put_back(done: list[tuple[Path, Path | None]]) -> None:

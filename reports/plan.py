@@ -30,11 +30,13 @@ LEVEL = 0.95
 
 # ---------------------------------------------------------------------- the manifest's plan entry
 def _number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)
+    """A JSON number the report can compute with: a float, or an int a float holds exactly (10**400 would
+    overflow in a mean, 10**30 in a plotly axis)."""
+    return isinstance(x, float) or (isinstance(x, int) and not isinstance(x, bool) and abs(x) <= 2**53)
 
 
 def _count(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+    return isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 2**53
 
 
 def _text(x: Any) -> bool:

@@ -98,6 +98,11 @@ def _user_path(exc: OSError) -> str | None:
     return next((n for n in names if TMP_PREFIX not in n), names[0] if names else None)
 
 
+#: Whether ``os.access`` can check with the effective ids, as the writes will run: with the real ones
+#: (its default) a process that may write by a capability (CAP_DAC_OVERRIDE) would be refused.
+EFFECTIVE = os.access in os.supports_effective_ids
+
+
 def check_out_dir(out: Path, *, overwrite: bool = False) -> None:
     """Refuse, before simulating, a folder we could not write or must not replace."""
     try:
@@ -126,12 +131,12 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
                 if (f.exists() or f.is_symlink()) and not (f.is_file() or f.is_symlink()):
                     raise InputError(f"{name} there is not a file (llmsim writes its run file of that name); "
                                      "move it away or choose another --out", file=shown(out))
-        if not os.access(path, os.W_OK | os.X_OK):  # the run files go into it: refused now, not after the run
+        if not os.access(path, os.W_OK | os.X_OK, effective_ids=EFFECTIVE):  # the run files go into it: refused now, not after the run
             raise InputError("is not writable (permission denied); choose another --out", file=shown(out))
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK, effective_ids=EFFECTIVE):
         raise InputError(f"cannot create the run folder here ({shown(parent)} is not a writable directory)",
                          file=shown(out))
     if len(path.name.encode("utf-8", "surrogateescape")) > _name_max(parent):
@@ -411,6 +416,11 @@ class SignalGuard:
         self.pending = signum
         if not self._holding:
             raise Interrupted(signum)
+
+    @property
+    def holding(self) -> bool:
+        """Whether a :meth:`hold` is in progress (signals are then kept, not raised)."""
+        return self._holding > 0
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:

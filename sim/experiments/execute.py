@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from sim import __version__
 from sim.config.checks import resolved_config
 from sim.experiments.plan import RunSpec
+from sim.output import GUARD
 from sim.results import RunResult
 from sim.runner import prepare, prepare_key, simulate
 
@@ -55,9 +56,20 @@ class _Stop:
 
     @classmethod
     def on_signal(cls, signum: int, _frame: Any) -> None:
-        if cls.signum is None:
-            cls.signum = signum
-        if cls.running:
+        """Only the first signal counts: Ctrl-C reaches the workers, then the parent's SIGTERM follows
+        milliseconds later, and it must not interrupt the cleanup the first one started. Inside
+        ``GUARD.hold()`` (a run folder being moved into place) it is kept, and raised once that is done
+        (:func:`_simulate_group` checks after each run)."""
+        if cls.signum is not None:
+            return
+        cls.signum = signum
+        if cls.running and not GUARD.holding:
+            cls.stop()
+
+    @classmethod
+    def check(cls) -> None:
+        """End the task now if a signal arrived (one kept while a run folder was being moved into place)."""
+        if cls.signum is not None:
             cls.stop()
 
     @classmethod
@@ -69,10 +81,9 @@ class _Stop:
 
 def simulate_group(task: GroupTask) -> list[Finished]:
     """Worker entry point: prepare once, simulate every run of the group, write or return each."""
-    _Stop.running = True  # before the check: a signal in between is raised by its handler
     try:
-        if _Stop.signum is not None:
-            _Stop.stop()
+        _Stop.running = True  # before the check: a signal in between is raised by its handler
+        _Stop.check()
         return _simulate_group(task)
     finally:
         _Stop.running = False
@@ -87,6 +98,7 @@ def _simulate_group(task: GroupTask) -> list[Finished]:
         wall = time.perf_counter() - t0
         if task.folder is not None:
             write_one(task.folder, spec, result, wall)
+            _Stop.check()  # a signal kept while the run folder was moved into place
         out.append((spec, result.summary, None if task.folder is not None else result, wall))
     return out
 

@@ -110,6 +110,8 @@ def test_the_entry_as_plan_writes_it_is_reported(plan_folder: Path, capsys: pyte
     ("verdict.slo_met.cheapest", "yes", "plan.verdict.slo_met"),
     ("per_model_p95_s", [], "plan.per_model_p95_s"),
     ("per_model_p95_s.cheapest.big.ttft", "x", "plan.per_model_p95_s"),
+    ("arrival_rate_qps", 10**30, "plan.arrival_rate_qps"),  # (beyond a float's exact ints: plotly's overflow)
+    ("allocations.0.expected_accuracy", 10**400, "plan.allocations.0.expected_accuracy"),
 ])
 def test_a_damaged_plan_entry_is_named(plan_folder: Path, capsys: pytest.CaptureFixture[str], path: str, value: Any,
                                        where: str) -> None:
