@@ -48,6 +48,17 @@ def _brute_force_protected(problem: RoutingProblem, kappa: float, gamma: float) 
     return best
 
 
+def _floor_at_the_edge(problem: RoutingProblem, gamma: float, tol: float = 1e-6) -> bool:
+    """Whether feasibility flips within ``tol`` of the quality floor (enumeration): e.g. a floor
+    0.20000008 over a best protected mean of exactly 0.2, which one HiGHS model calls feasible and another
+    not (hypothesis found it)."""
+    if problem.min_quality is None:
+        return False
+    def feasible(floor: float) -> bool:
+        return _brute_force_protected(dataclasses.replace(problem, min_quality=floor), 1.0, gamma) is not None
+    return feasible(problem.min_quality - tol) and not feasible(problem.min_quality + tol)
+
+
 @settings(max_examples=50, deadline=None)
 @given(problems(max_n=5, max_m=3, min_n=1))
 def test_protected_milp_matches_enumeration(problem: RoutingProblem) -> None:
@@ -67,11 +78,15 @@ def test_protected_milp_matches_enumeration(problem: RoutingProblem) -> None:
 def test_protected_milp_ends_are_nominal_and_box(problem: RoutingProblem) -> None:
     nominal = solve(problem, "milp", **EXACT)
     at_zero = _protected_milp(problem, 1.0, 0.0)
+    if at_zero.status != nominal.status and _floor_at_the_edge(problem, 0.0):
+        return  # (as below)
     assert at_zero.status == nominal.status
     if nominal.status != "infeasible":
         assert objective_close(at_zero.objective, nominal.objective)
     box = solve(problem, "robust", kappa=1.0, **EXACT)
     at_n = _protected_milp(problem, 1.0, float(problem.n))
+    if at_n.status != box.status and _floor_at_the_edge(problem, float(problem.n)):
+        return  # the floor is within the solvers' tolerance of the best protected mean: both answers hold
     assert at_n.status == box.status
     if box.status != "infeasible":
         if problem.min_quality is None:
