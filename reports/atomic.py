@@ -24,11 +24,17 @@ def fresh_sibling(path: Path, tag: str = "tmp") -> Path:
     the folder), with mode 0666 less the umask, as any file the user writes (``tempfile.mkstemp`` would
     make it 0600, and a rename keeps that mode)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    return _beside(path, tag, lambda name: os.close(os.open(name, flags, 0o666)))
+
+
+def _beside(path: Path, tag: str, create: Callable[[Path], object]) -> Path:
+    """``create(name)`` for a fresh hidden name ``.<path's name>.<hex>.<tag>`` beside ``path``; ``create``
+    must fail with FileExistsError on a name that exists (then another is tried)."""
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.{tag}")
+        name = path.with_name(f".{path.name}.{secrets.token_hex(6)}.{tag}")
         try:
-            os.close(os.open(tmp, flags, 0o666))
-            return tmp
+            create(name)
+            return name
         except FileExistsError:  # (a collision of 48 random bits): another name
             continue
 
@@ -94,17 +100,12 @@ def _keep_previous(path: Path) -> Path | None:
     can put it back; a copy where the file system has no hard links."""
     if not (path.exists() or path.is_symlink()):
         return None
-    while True:
-        link = path.with_name(f".{path.name}.{secrets.token_hex(6)}.previous")
-        try:
-            os.link(path, link, follow_symlinks=False)
-            return link
-        except FileExistsError:  # (a collision of 48 random bits): another name
-            continue
-        except OSError as exc:
-            if exc.errno not in _NO_HARD_LINKS:
-                raise
-            return _copy_of(path)
+    try:
+        return _beside(path, "previous", lambda link: os.link(path, link, follow_symlinks=False))
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        return _copy_of(path)
 
 
 #: What link(2) says where a file system (FAT, some network ones) or protected_hardlinks refuses a link.
@@ -116,13 +117,7 @@ def _copy_of(path: Path) -> Path:
     points to), a file with its mode; a copy that fails half way is removed."""
     if path.is_symlink():
         target = os.readlink(path)
-        while True:
-            copy = path.with_name(f".{path.name}.{secrets.token_hex(6)}.previous")
-            try:
-                os.symlink(target, copy)
-                return copy
-            except FileExistsError:
-                continue
+        return _beside(path, "previous", lambda copy: os.symlink(target, copy))
     copy = fresh_sibling(path, "previous")
     try:
         shutil.copy2(path, copy)

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from sim.errors import InputError
+from sim.errors import InputError, os_reason
 from sim.tables import write_parquet
 
 if TYPE_CHECKING:  # the CLI imports this module for its signal guard even where nothing runs
@@ -103,6 +103,18 @@ def _user_path(exc: OSError) -> str | None:
 EFFECTIVE = os.access in os.supports_effective_ids
 
 
+def writable_dir(path: Path) -> bool:
+    """Whether ``path`` is a folder this process may create files in."""
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK, effective_ids=EFFECTIVE)
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (where a new folder's missing parents would be made)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def check_out_dir(out: Path, *, overwrite: bool = False) -> None:
     """Refuse, before simulating, a folder we could not write or must not replace."""
     try:
@@ -131,12 +143,10 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
                 if (f.exists() or f.is_symlink()) and not (f.is_file() or f.is_symlink()):
                     raise InputError(f"{name} there is not a file (llmsim writes its run file of that name); "
                                      "move it away or choose another --out", file=shown(out))
-        if not os.access(path, os.W_OK | os.X_OK, effective_ids=EFFECTIVE):  # the run files go into it: refused now, not after the run
+        if not writable_dir(path):  # the run files go into it: refused now, not after the run
             raise InputError("is not writable (permission denied); choose another --out", file=shown(out))
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK, effective_ids=EFFECTIVE):
+    parent = nearest_existing(path.parent)
+    if not writable_dir(parent):
         raise InputError(f"cannot create the run folder here ({shown(parent)} is not a writable directory)",
                          file=shown(out))
     if len(path.name.encode("utf-8", "surrogateescape")) > _name_max(parent):
@@ -152,7 +162,7 @@ def _not_run_folder(path: Path) -> str:
             if (path / name).is_file():
                 (path / name).open("rb").close()
         except OSError as exc:
-            return (f"exists, and its {name} cannot be read ({exc.strerror or exc}), so it cannot be told to be "
+            return (f"exists, and its {name} cannot be read ({os_reason(exc)}), so it cannot be told to be "
                     "an llmsim run folder; choose another --out")
     return "exists and is not an llmsim run folder; choose another --out or remove it"
 

@@ -21,7 +21,7 @@ from sim import __version__
 from sim.errors import InputError, os_reason
 from sim.experiments.execute import Executor, completed_summary, execute
 from sim.experiments.plan import Experiment, RunSpec
-from sim.output import EFFECTIVE
+from sim.output import nearest_existing, writable_dir
 
 RESULTS_CSV = "results.csv"
 #: Every file llmsim writes directly in an experiment folder (report files included): what a run that
@@ -88,12 +88,10 @@ def check_writable(folder: Path, shown: Path) -> None:
     or a new one whose nearest existing parent we may not write: found only at the first write, the
     manifest would already be replaced, or every run simulated for nothing. ``folder`` is absolute."""
     for where, label in ((folder, "is"), (folder / "runs", "has a runs/ folder that is")):
-        if where.is_dir() and not os.access(where, os.W_OK | os.X_OK, effective_ids=EFFECTIVE):
+        if where.is_dir() and not writable_dir(where):
             raise InputError(f"{label} not writable (permission denied); choose another --out", file=shown)
-    parent = folder
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if parent != folder and not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK, effective_ids=EFFECTIVE)):
+    parent = nearest_existing(folder)
+    if parent != folder and not writable_dir(parent):
         raise InputError(f"cannot create the experiment folder here ({parent} is not a writable directory)",
                          file=shown)
 
